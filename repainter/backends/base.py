@@ -1,0 +1,137 @@
+"""The interfaces every backend implements.
+
+Three roles drive the regeneration loop:
+
+* ``MLLMBackend`` describes a reference into an Image Understanding Tree, rewrites, varies and
+  revises prompts, critiques a render against the reference and judges similarity 1-5;
+* ``T2IBackend`` renders a batch of prompts, one seed each;
+* ``Metric`` compares a batch of candidates with one reference, whose features are prepared once.
+
+Backends are found by name in the registries of :mod:`repainter.registry`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from PIL import Image
+
+from repainter.schemas import Critique, ImageUnderstandingTree, Judgement
+
+
+@dataclass
+class Reference:
+    """One reference image of a dataset, with what is known about it."""
+
+    id: str
+    image: Image.Image
+    category: str = "default"
+    ground_truth: dict[str, Any] | None = None
+    source: str = ""
+    license: str = ""
+    # Preceding images / texts (GILL-style stories); empty for single-image datasets.
+    context: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class GeneratedImage:
+    image: Image.Image
+    prompt: str
+    seed: int
+    # Why this image must not be scored as a real render (e.g. "safety_checker_blanked").
+    flagged: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+class Backend(ABC):
+    """Common bits: a stable identity recorded with every output."""
+
+    #: Short registry name, set by subclasses.
+    kind: ClassVar[str] = ""
+
+    def identity(self) -> dict[str, Any]:
+        """What produced an output: recorded with images and used in cache keys."""
+        return {"backend": self.kind}
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release models / connections. Default: nothing to release."""
+
+
+class T2IBackend(Backend):
+    """Text-to-image: a batch of prompts with one seed each in, images out (same order)."""
+
+    @abstractmethod
+    def generate(self, prompts: Sequence[str], seeds: Sequence[int]) -> list[GeneratedImage]: ...
+
+
+class MLLMBackend(Backend):
+    """The multimodal model's roles in the loop."""
+
+    @abstractmethod
+    def describe(
+        self, image: Image.Image, context: Sequence[dict[str, Any]] = ()
+    ) -> ImageUnderstandingTree:
+        """Describe a reference image as an Image Understanding Tree."""
+
+    @abstractmethod
+    def rewrite_prompt(self, draft: str, iut: ImageUnderstandingTree) -> str:
+        """Turn the template-filled draft into a comma-separated T2I prompt."""
+
+    @abstractmethod
+    def write_variants(
+        self,
+        prompt: str,
+        n: int,
+        iut: ImageUnderstandingTree,
+        critique: Critique | None,
+        seed: int,
+    ) -> list[str]:
+        """Write ``n`` prompt variants of ``prompt`` (the first may be ``prompt`` itself)."""
+
+    @abstractmethod
+    def critique(self, reference: Image.Image, candidate: Image.Image, prompt: str) -> Critique:
+        """List concrete differences of ``candidate`` from ``reference``."""
+
+    @abstractmethod
+    def revise(self, prompt: str, critique: Critique, iut: ImageUnderstandingTree) -> str:
+        """Revise ``prompt`` so that the next render fixes the differences in ``critique``."""
+
+    @abstractmethod
+    def judge(self, reference: Image.Image, candidate: Image.Image) -> Judgement:
+        """Aesthetic and semantic similarity of ``candidate`` to ``reference``, 1-5 each."""
+
+    def usage(self) -> dict[str, float]:
+        """Calls, tokens, latency and cost so far (backends without a bill report calls only)."""
+        return {}
+
+
+class Metric(ABC):
+    """An image-image metric: a reference and a batch of candidates in, one score each out.
+
+    ``prepare`` computes the reference's features once per case; ``score`` compares a batch of
+    candidates with them. ``similarity`` maps a raw score to "higher is closer" for selection.
+    """
+
+    name: ClassVar[str] = ""
+    higher_is_better: ClassVar[bool] = True
+    #: True where the metric compares against the dataset's ground truth, not the image.
+    needs_ground_truth: ClassVar[bool] = False
+
+    @abstractmethod
+    def prepare(self, reference: Reference) -> Any: ...
+
+    @abstractmethod
+    def score(self, prepared: Any, candidates: Sequence[Image.Image]) -> list[float]: ...
+
+    def __call__(self, reference: Reference, candidates: Sequence[Image.Image]) -> list[float]:
+        return self.score(self.prepare(reference), candidates)
+
+    def similarity(self, value: float) -> float:
+        """Map a raw score onto "higher is closer" (distances in [0, 1] become 1 - d)."""
+        return value if self.higher_is_better else 1.0 - value
+
+    def identity(self) -> dict[str, Any]:
+        return {"metric": self.name}

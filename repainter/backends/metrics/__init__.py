@@ -1,0 +1,10 @@
+"""Metrics, one module each. Light ones are imported here; model-backed ones register lazily."""
+
+from repainter.backends.metrics import color_histogram, object_f1, ssim  # noqa: F401
+from repainter.registry import METRICS
+
+# Model-backed metrics import torch only when used (issue 3).
+METRICS.register_lazy("clip_i", "repainter.backends.metrics.clip_i:ClipImageSimilarity")
+METRICS.register_lazy("dinov2", "repainter.backends.metrics.dinov2:DinoV2Similarity")
+METRICS.register_lazy("lpips", "repainter.backends.metrics.lpips:LPIPSDistance")
+METRICS.register_lazy("psnr", "repainter.backends.metrics.psnr:PSNR")

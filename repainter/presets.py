@@ -1,0 +1,31 @@
+"""Named presets: defaults a spec picks with ``preset: NAME``; the spec's own keys win.
+
+* ``paper`` - the reference ImageRepainter method: CLIP ViT-B/32 + DINOv2-base image cosine,
+  selection 0.5 / 0.5, 3 rounds x 3 variants, critique of each round's best;
+* ``gill`` - GILL's image-generation protocol: CLIP ViT-L/14 image cosine and LPIPS AlexNet,
+  both at 256x256.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {
+        "metrics": [
+            {"name": "clip_i", "params": {"model": "ViT-B-32", "pretrained": "openai"}},
+            {"name": "dinov2", "params": {"model": "facebook/dinov2-base", "pooling": "mean"}},
+            {"name": "lpips", "params": {"net": "alex"}},
+            {"name": "ssim"},
+        ],
+        "selection": {"clip_i": 0.5, "dinov2": 0.5},
+        "loop": {"rounds": 3, "variants": 3, "revise_from": "round_best"},
+    },
+    "gill": {
+        "metrics": [
+            {"name": "clip_i", "params": {"model": "ViT-L-14", "pretrained": "openai", "resize": 256}},
+            {"name": "lpips", "params": {"net": "alex", "resize": 256}},
+        ],
+        "selection": {"clip_i": 1.0},
+    },
+}

@@ -1,0 +1,33 @@
+"""Every MLLM prompt lives as its own file in ``prompts/`` and is loaded here by name.
+
+Files are Jinja2 templates; ``StrictUndefined`` makes a missing variable an error instead of an
+empty string silently sent to a model.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+import jinja2
+
+from repainter.resources import resource_dir
+
+
+@cache
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(resource_dir("prompts"))),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=False,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def prompt_names() -> list[str]:
+    return sorted(name.rsplit(".", 1)[0] for name in _environment().list_templates())
+
+
+def render_prompt(name: str, **variables: object) -> str:
+    """Render ``prompts/<name>.j2`` with ``variables``."""
+    return _environment().get_template(f"{name}.j2").render(**variables).strip()

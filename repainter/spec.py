@@ -1,0 +1,255 @@
+"""The run spec: one validated, serialisable description of a run.
+
+A spec names the dataset, the T2I model(s), the MLLM, the metrics and the selection weights, the
+loop's rounds / variants / early-stop rule, the seed and the output folder. It is loaded from YAML
+or TOML, overridden by ``--set key.path=value`` flags, saved as ``spec.yaml`` in every run folder,
+and a run is reproduced by running that file again.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from repainter.presets import PRESETS
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ComponentSpec(_Spec):
+    """A registered component by name, with the parameters its constructor takes."""
+
+    name: str = Field(min_length=1)
+    params: dict[str, Any] = Field(default_factory=dict)
+    #: Display name in records and leaderboards; defaults to ``name``.
+    label: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+    @property
+    def display_name(self) -> str:
+        return self.label or self.name
+
+
+class DatasetSpec(_Spec):
+    name: str = "world"
+    params: dict[str, Any] = Field(default_factory=dict)
+    categories: list[str] | None = None
+    limit: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+
+class EarlyStopSpec(_Spec):
+    """Stop a case before the round limit once its best-ever score has plateaued.
+
+    The loop stops after ``patience`` consecutive rounds that raise the best-ever selection score
+    by less than ``min_delta``, or once the score reaches ``target``. ``patience: 0`` disables
+    the plateau rule.
+    """
+
+    patience: int = Field(default=0, ge=0)
+    min_delta: float = Field(default=1e-3, ge=0.0)
+    target: float | None = None
+
+
+class LoopSpec(_Spec):
+    rounds: int = Field(default=3, ge=1, le=100)
+    variants: int = Field(default=3, ge=1, le=64)
+    #: Which candidate the MLLM critiques and revises: this round's best (the reference method)
+    #: or the best seen so far (hill climbing; never revises from a worse prompt).
+    revise_from: Literal["best_ever", "round_best"] = "best_ever"
+    early_stop: EarlyStopSpec = Field(default_factory=EarlyStopSpec)
+
+
+class RunSpec(_Spec):
+    """Everything that defines a run. ``RunSpec()`` is the built-in offline world."""
+
+    name: str = Field(default="world", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    preset: str | None = None
+    dataset: DatasetSpec = Field(default_factory=DatasetSpec)
+    t2i: list[ComponentSpec] = Field(
+        default_factory=lambda: [ComponentSpec(name="procedural")], min_length=1
+    )
+    mllm: ComponentSpec = Field(default_factory=lambda: ComponentSpec(name="scene-analyst"))
+    metrics: list[ComponentSpec] = Field(
+        default_factory=lambda: [
+            ComponentSpec(name="ssim"),
+            ComponentSpec(name="color_histogram"),
+            ComponentSpec(name="object_f1"),
+        ],
+        min_length=1,
+    )
+    #: Metric name -> weight of its similarity in the selection score (weights are normalised).
+    selection: dict[str, float] = Field(
+        default_factory=lambda: {"ssim": 0.5, "color_histogram": 0.5}
+    )
+    loop: LoopSpec = Field(default_factory=LoopSpec)
+    judge: bool = True
+    seed: int = 0
+    output_dir: str = "runs/{name}"
+
+    @field_validator("selection")
+    @classmethod
+    def _weights_positive(cls, value: dict[str, float]) -> dict[str, float]:
+        if not value:
+            raise ValueError("selection needs at least one metric weight")
+        for metric, weight in value.items():
+            if not (weight >= 0.0 and weight != float("inf")):
+                raise ValueError(f"selection weight of {metric!r} must be a finite number >= 0")
+        if sum(value.values()) <= 0:
+            raise ValueError("selection weights must not all be zero")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RunSpec:
+        metric_names = {m.name for m in self.metrics}
+        missing = sorted(set(self.selection) - metric_names)
+        if missing:
+            raise ValueError(f"selection uses metrics not listed in 'metrics': {missing}")
+        labels = [t.display_name for t in self.t2i]
+        duplicates = sorted({label for label in labels if labels.count(label) > 1})
+        if duplicates:
+            raise ValueError(f"T2I models need distinct labels; repeated: {duplicates}")
+        return self
+
+    # -- derived -------------------------------------------------------------------------------
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir.format(name=self.name))
+
+    def fingerprint(self) -> str:
+        """Hash of everything that determines results (the output folder excluded)."""
+        data = self.model_dump(mode="json", exclude={"output_dir"})
+        return hashlib.sha256(canonical_json(data).encode()).hexdigest()[:16]
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def canonical_json(data: Any) -> str:
+    """Stable JSON text (sorted keys, no whitespace): used for hashes and cache keys."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+class SpecError(ValueError):
+    """A spec file or override could not be read or validated."""
+
+
+def read_spec_file(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError(f"cannot read spec {path}: {exc}") from exc
+    try:
+        if path.suffix.lower() == ".toml":
+            data = tomllib.loads(text)
+        else:
+            data = yaml.safe_load(text)
+    except (yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
+        raise SpecError(f"cannot parse spec {path}: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise SpecError(f"spec {path} must hold a mapping at the top level")
+    return data
+
+
+def apply_override(data: dict[str, Any], assignment: str) -> None:
+    """Apply ``"loop.rounds=5"`` or ``"t2i.0.params.steps=4"`` to ``data`` in place.
+
+    Values are parsed as YAML, so ``5`` is an int, ``[a, b]`` a list and ``null`` None.
+    """
+    key, sep, raw = assignment.partition("=")
+    if not sep or not key.strip():
+        raise SpecError(f"override {assignment!r} must look like key.path=value")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise SpecError(f"override {assignment!r}: cannot parse value ({exc})") from exc
+    parts = key.strip().split(".")
+    node: Any = data
+    for i, part in enumerate(parts[:-1]):
+        if isinstance(node, list):
+            node = node[_list_index(node, part, assignment)]
+            continue
+        nxt = node.get(part)
+        if nxt is None:
+            # create a list when the next key is an index, else a mapping
+            nxt = [] if parts[i + 1].isdigit() else {}
+            node[part] = nxt
+        node = nxt
+    last = parts[-1]
+    if isinstance(node, list):
+        node[_list_index(node, last, assignment)] = value
+    elif isinstance(node, dict):
+        node[last] = value
+    else:
+        raise SpecError(f"override {assignment!r}: {'.'.join(parts[:-1])} is not a mapping")
+
+
+def _list_index(node: list, part: str, assignment: str) -> int:
+    if not part.isdigit() or int(part) >= len(node):
+        raise SpecError(f"override {assignment!r}: {part!r} is not an index of a {len(node)}-list")
+    return int(part)
+
+
+def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def build_spec(data: dict[str, Any] | None = None, overrides: list[str] = ()) -> RunSpec:
+    """Validate ``data`` (a parsed spec file) over its named preset, then apply ``overrides``.
+
+    Overrides address the complete spec (defaults filled in), so ``t2i.0.params.steps=4`` works
+    even where the file does not list ``t2i``.
+    """
+    data = copy.deepcopy(data or {})
+    preset = data.get("preset")
+    if preset is not None:
+        if preset not in PRESETS:
+            raise SpecError(f"unknown preset {preset!r}; known: {', '.join(sorted(PRESETS))}")
+        data = _deep_merge(PRESETS[preset], data)
+    spec = _validate(data)
+    if overrides:
+        full = spec.model_dump(mode="json")
+        for assignment in overrides:
+            apply_override(full, assignment)
+        spec = _validate(full)
+    return spec
+
+
+def _validate(data: dict[str, Any]) -> RunSpec:
+    try:
+        return RunSpec.model_validate(data)
+    except ValueError as exc:
+        raise SpecError(f"invalid run spec:\n{exc}") from exc
+
+
+def load_spec(path: str | Path | None = None, overrides: list[str] = ()) -> RunSpec:
+    """Load a spec file (YAML or TOML; none = the built-in world) and apply overrides."""
+    data = read_spec_file(path) if path is not None else {}
+    return build_spec(data, overrides)
