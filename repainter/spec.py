@@ -95,7 +95,7 @@ class RunSpec(_Spec):
         ],
         min_length=1,
     )
-    #: Metric name -> weight of its similarity in the selection score (weights are normalised).
+    #: Metric label (its name unless given a label) -> weight of its similarity in the selection score (weights are normalised).
     selection: dict[str, float] = Field(
         default_factory=lambda: {"ssim": 0.5, "color_histogram": 0.5}
     )
@@ -118,8 +118,11 @@ class RunSpec(_Spec):
 
     @model_validator(mode="after")
     def _consistent(self) -> RunSpec:
-        metric_names = {m.name for m in self.metrics}
-        missing = sorted(set(self.selection) - metric_names)
+        metric_names = [m.display_name for m in self.metrics]
+        repeated = sorted({n for n in metric_names if metric_names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"metrics need distinct labels; repeated: {repeated}")
+        missing = sorted(set(self.selection) - set(metric_names))
         if missing:
             raise ValueError(f"selection uses metrics not listed in 'metrics': {missing}")
         labels = [t.display_name for t in self.t2i]

@@ -1,0 +1,188 @@
+"""The ``repainter`` command line: run, validate, ls."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from repainter.spec import SpecError, load_spec
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Score and improve text-to-image models by image regeneration.",
+)
+console = Console(stderr=True)
+
+SpecOption = Annotated[
+    Path | None, typer.Option("--spec", "-s", help="Run spec (YAML or TOML). Default: the built-in world.")
+]
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override a spec value, e.g. --set loop.rounds=5 (repeatable)."),
+]
+
+
+def _spec_from_options(spec: Path | None, sets: list[str] | None, **flags: Any):
+    overrides = list(sets or [])
+    for key, value in flags.items():
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    try:
+        return load_spec(spec, overrides)
+    except SpecError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+
+
+class _ProgressPrinter:
+    """Turns runner events into a rich progress bar: one task per model, with the running mean."""
+
+    def __init__(self, progress: Progress):
+        self.progress = progress
+        self.tasks: dict[str, Any] = {}
+        self.scores: dict[str, list[float]] = {}
+        self.per_model = 0
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        kind = event["event"]
+        if kind == "start":
+            self.per_model = event["total"] // max(1, len(event["models"]))
+            for model in event["models"]:
+                self.tasks[model] = self.progress.add_task(model, total=self.per_model, info="")
+                self.scores[model] = []
+        elif kind == "round":
+            self._update(event["model"], f"{event['case_id']} round {event['round']}/{event['of']}")
+        elif kind == "case":
+            model = event["model"]
+            if event.get("selection") is not None:
+                self.scores[model].append(event["selection"])
+            if event.get("status") == "failed":
+                self.progress.console.print(f"[yellow]failed[/yellow] {model} {event['case_id']}: {event['error']}")
+            self.progress.advance(self.tasks[model])
+            self._update(model, "")
+
+    def _update(self, model: str, where: str) -> None:
+        scores = self.scores[model]
+        mean = f"mean {sum(scores) / len(scores):.3f}" if scores else ""
+        self.progress.update(self.tasks[model], info=" ".join(x for x in (where, mean) if x))
+
+
+def _summary_table(result) -> Table:
+    table = Table(title=f"repainter · {result.run_dir}")
+    for column in ("rank", "model", "done", "failed", "selection r1", "selection final", "steer"):
+        table.add_column(column, justify="right" if column not in ("model",) else "left")
+    has_f1 = any("object_f1" in row for row in result.leaderboard)
+    if has_f1:
+        table.add_column("object F1 r1", justify="right")
+        table.add_column("object F1 final", justify="right")
+
+    def fmt(value):
+        return "-" if value is None else f"{value:.3f}"
+
+    for row in result.leaderboard:
+        cells = [str(row["rank"]), row["model"], str(row["done"]), str(row["failed"]),
+                 fmt(row["selection_round1"]), fmt(row["selection_final"]), fmt(row["steerability"])]
+        if has_f1:
+            cells += [fmt(row.get("object_f1_round1")), fmt(row.get("object_f1"))]
+        table.add_row(*cells)
+    return table
+
+
+@app.command()
+def run(
+    spec: SpecOption = None,
+    sets: SetOption = None,
+    output_dir: Annotated[str | None, typer.Option("--output-dir", "-o", help="Run folder.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Use only the first N references.")] = None,
+    rounds: Annotated[int | None, typer.Option(help="Rounds per case.")] = None,
+    variants: Annotated[int | None, typer.Option(help="Prompt variants per round.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a machine-readable summary.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Run the regeneration loop (no --spec: the built-in offline world)."""
+    from repainter.runner import run as run_spec
+    from repainter.store import RunFolderError
+
+    run_spec_obj = _spec_from_options(
+        spec, sets, output_dir=output_dir, **{"dataset.limit": limit, "loop.rounds": rounds,
+                                              "loop.variants": variants},
+    )
+    show_progress = not quiet and not as_json and sys.stderr.isatty()
+    try:
+        if show_progress:
+            columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                       TimeElapsedColumn(), TextColumn("{task.fields[info]}"))
+            with Progress(*columns, console=console) as progress:
+                result = run_spec(run_spec_obj, on_event=_ProgressPrinter(progress))
+        else:
+            result = run_spec(run_spec_obj)
+    except RunFolderError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    if as_json:
+        typer.echo(json.dumps(result.summary(), indent=2))
+    else:
+        Console().print(_summary_table(result))
+        for record in result.failed:
+            Console().print(f"[yellow]failed[/yellow] {record['model']} {record['case_id']}: {record['error']}")
+        Console().print(f"run folder: {result.run_dir}")
+
+
+@app.command()
+def validate(
+    spec: Annotated[Path, typer.Argument(help="Run spec to check.")],
+    sets: SetOption = None,
+) -> None:
+    """Check a spec: schema, and that every component it names is registered."""
+    from repainter.registry import DATASETS, METRICS, MLLM, T2I
+
+    checked = _spec_from_options(spec, sets)
+    problems = []
+    for registry, components in ((T2I, checked.t2i), (MLLM, [checked.mllm]), (METRICS, checked.metrics)):
+        problems += [f"unknown {registry.kind} {c.name!r}" for c in components if c.name not in registry]
+    if checked.dataset.name not in DATASETS:
+        problems.append(f"unknown dataset {checked.dataset.name!r}")
+    if problems:
+        for problem in problems:
+            console.print(f"[red]error:[/red] {problem}")
+        raise typer.Exit(1)
+    typer.echo(f"ok: {spec} (fingerprint {checked.fingerprint()})")
+
+
+@app.command("ls")
+def list_components(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """List the registered T2I backends, MLLM backends, metrics, datasets and presets."""
+    from repainter.presets import PRESETS
+    from repainter.registry import DATASETS, METRICS, MLLM, T2I
+
+    sections = {r.kind: r.describe() for r in (T2I, MLLM, METRICS, DATASETS)}
+    sections["presets"] = [(name, "") for name in sorted(PRESETS)]
+    if as_json:
+        typer.echo(json.dumps({k: [n for n, _ in v] for k, v in sections.items()}, indent=2))
+        return
+    out = Console()
+    for kind, rows in sections.items():
+        table = Table(title=kind, show_header=False, title_justify="left")
+        table.add_column("name", style="bold")
+        table.add_column("summary")
+        for name, summary in rows:
+            table.add_row(name, summary)
+        out.print(table)
+
+
+def main() -> None:  # pragma: no cover - console script entry
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,58 @@
+"""What the nodes work with besides the state: the spec, the loaded components and the store."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from PIL import Image
+
+from repainter.backends.base import Metric, MLLMBackend, Reference, T2IBackend
+from repainter.datasets import DatasetItem
+from repainter.images import load_image
+from repainter.spec import RunSpec
+from repainter.store import RunStore
+
+
+@dataclass
+class RunContext:
+    spec: RunSpec
+    store: RunStore
+    mllm: MLLMBackend
+    t2i: dict[str, T2IBackend]  # display label -> backend
+    metrics: list[Metric]
+    #: Dataset items by case id; a case's reference is loaded on first use (and saved once).
+    items: dict[str, DatasetItem] = field(default_factory=dict)
+    references: dict[str, Reference] = field(default_factory=dict)
+    _prepared: dict[tuple[str, str], Any] = field(default_factory=dict, repr=False)
+
+    def reference(self, case_id: str) -> Reference:
+        if case_id not in self.references:
+            if case_id not in self.items:
+                raise KeyError(f"case {case_id!r} is not in the dataset")
+            reference = self.items[case_id].load()
+            self.store.save_reference(case_id, reference.image)
+            self.references[case_id] = reference
+        return self.references[case_id]
+
+    def prepared(self, case_id: str, metric: Metric) -> Any:
+        """The reference's features for ``metric``, computed once per case."""
+        key = (case_id, metric.name)
+        if key not in self._prepared:
+            self._prepared[key] = metric.prepare(self.reference(case_id))
+        return self._prepared[key]
+
+    def candidate_image(self, relative_path: str) -> Image.Image:
+        return load_image(self.store.root / relative_path)
+
+    def seed(self, case_id: str, round_number: int, variant: int) -> int:
+        """The same seed for every model at the same (case, round, variant): fair comparisons."""
+        text = f"{self.spec.seed}:{case_id}:{round_number}:{variant}"
+        return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big") & 0x7FFFFFFF
+
+    def forget(self, case_id: str) -> None:
+        """Drop a finished case's reference and features to keep memory flat over long runs."""
+        self.references.pop(case_id, None)
+        for key in [k for k in self._prepared if k[0] == case_id]:
+            del self._prepared[key]

@@ -1,0 +1,252 @@
+"""The nodes of the regeneration loop. Each takes the case state and the run context and returns
+the keys it changes; none keeps state of its own, so a resumed case re-enters any node safely."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from repainter.graph.context import RunContext
+from repainter.graph.state import Candidate, CaseState, RoundRecord
+from repainter.images import save_png
+from repainter.prompts import render_prompt
+from repainter.schemas import Critique, ImageUnderstandingTree
+
+
+class CaseFailure(RuntimeError):
+    """This case cannot go on; the message is the reason recorded for it."""
+
+
+def _iut(state: CaseState) -> ImageUnderstandingTree:
+    return ImageUnderstandingTree.model_validate(state["iut"])
+
+
+def describe(state: CaseState, ctx: RunContext) -> dict[str, Any]:
+    """Reference -> Image Understanding Tree, described once per reference and shared by models."""
+    case_id = state["case_id"]
+    stored = ctx.store.load_description(case_id)
+    if stored is None:
+        reference = ctx.reference(case_id)
+        iut = ctx.mllm.describe(reference.image, reference.context)
+        stored = iut.model_dump(mode="json")
+        ctx.store.save_description(case_id, stored)
+    return {"iut": stored}
+
+
+def compose_prompt(state: CaseState, ctx: RunContext) -> dict[str, Any]:
+    """IUT -> template draft -> the MLLM's comma-separated T2I prompt."""
+    iut = _iut(state)
+    draft = render_prompt("compose_draft", iut=iut)
+    prompt = ctx.mllm.rewrite_prompt(draft, iut).strip()
+    if not prompt:
+        raise CaseFailure("the MLLM returned an empty T2I prompt")
+    return {"draft_prompt": draft, "initial_prompt": prompt, "prompt": prompt, "round": 0,
+            "rounds": [], "best": None, "stale_rounds": 0}
+
+
+def write_variants(state: CaseState, ctx: RunContext) -> dict[str, Any]:
+    """The MLLM writes this round's prompt variants; each gets a fixed seed."""
+    round_number = state["round"] + 1
+    critique = _last_critique(state)
+    prompts = ctx.mllm.write_variants(
+        state["prompt"], ctx.spec.loop.variants, _iut(state), critique,
+        seed=ctx.seed(state["case_id"], round_number, -1),
+    )
+    prompts = [p.strip() for p in prompts if p and p.strip()][: ctx.spec.loop.variants]
+    if not prompts:
+        raise CaseFailure(f"round {round_number}: the MLLM wrote no prompt variant")
+    pending = [
+        Candidate(round=round_number, variant=i, prompt=p,
+                  seed=ctx.seed(state["case_id"], round_number, i))
+        for i, p in enumerate(prompts)
+    ]
+    return {"pending": pending}
+
+
+def generate(state: CaseState, ctx: RunContext) -> dict[str, Any]:
+    """Render all of the round's variants as one batch and store the images."""
+    pending = state["pending"]
+    backend = ctx.t2i[state["model"]]
+    images = backend.generate([c["prompt"] for c in pending], [c["seed"] for c in pending])
+    if len(images) != len(pending):
+        raise CaseFailure(f"T2I model returned {len(images)} images for {len(pending)} prompts")
+    rendered = []
+    for candidate, generated in zip(pending, images, strict=True):
+        path = ctx.store.candidate_path(
+            state["model"], state["case_id"], candidate["round"], candidate["variant"]
+        )
+        save_png(generated.image, ctx.store.root / path)
+        rendered.append({**candidate, "image": path, "flagged": generated.flagged})
+    return {"pending": rendered}
+
+
+def score(state: CaseState, ctx: RunContext) -> dict[str, Any]:
+    """Every metric on the round's candidates, one batch per metric; then the selection score."""
+    case_id = state["case_id"]
+    pending = [dict(c) for c in state["pending"]]
+    scorable = [c for c in pending if not c.get("flagged")]
+    images = [ctx.candidate_image(c["image"]) for c in scorable]
+    for candidate in pending:
+        candidate["scores"] = {}
+        if candidate.get("flagged"):
+            candidate["invalid_reason"] = f"flagged: {candidate['flagged']}"
+    if images:
+        for metric in ctx.metrics:
+            values = metric.score(ctx.prepared(case_id, metric), images)
+            for candidate, value in zip(scorable, values, strict=True):
+                candidate["scores"][metric.name] = float(value)
+    weights = ctx.spec.selection
+    total = sum(weights.values())
+    by_name = {m.name: m for m in ctx.metrics}
+    for candidate in scorable:
+        bad = [n for n, v in candidate["scores"].items() if not math.isfinite(v)]
+        if bad:
+            candidate["selection"] = None
+            candidate["invalid_reason"] = f"non-finite score from {', '.join(sorted(bad))}"
+            continue
+        candidate["selection"] = sum(
+            w * by_name[name].similarity(candidate["scores"][name]) for name, w in weights.items()
+        ) / total
+    return {"pending": pending}
+
+
+def select(state: CaseState, ctx: RunContext) -> dict[str, Any]:
+    """Pick the round's best, keep the best-ever, record the round, decide whether to stop."""
+    pending = state["pending"]
+    round_number = pending[0]["round"]
+    selectable = [c for c in pending if c.get("selection") is not None]
+    round_best = max(selectable, key=lambda c: c["selection"], default=None)
+    best = state.get("best")
+    previous = best["selection"] if best else None
+    if round_best is not None and (best is None or round_best["selection"] > best["selection"]):
+        best = round_best
+    gain = (best["selection"] - previous) if best and previous is not None else math.inf
+    early = ctx.spec.loop.early_stop
+    stale = state.get("stale_rounds", 0) + 1 if best and gain < early.min_delta else 0
+    record = RoundRecord(
+        round=round_number,
+        prompt=state["prompt"],
+        candidates=pending,
+        round_best=round_best["variant"] if round_best else None,
+        round_best_selection=round_best["selection"] if round_best else None,
+        best_ever_selection=best["selection"] if best else None,
+        critique=None,
+        revised_prompt=None,
+    )
+    update: dict[str, Any] = {
+        "round": round_number, "rounds": [*state.get("rounds", []), record],
+        "best": best, "stale_rounds": stale, "pending": [],
+    }
+    if round_number >= ctx.spec.loop.rounds:
+        update["stop_reason"] = "round_limit"
+    elif early.target is not None and best and best["selection"] >= early.target:
+        update["stop_reason"] = "target_reached"
+    elif early.patience and stale >= early.patience:
+        update["stop_reason"] = "plateau"
+    return update
+
+
+def critique(state: CaseState, ctx: RunContext) -> dict[str, Any]:
+    """The MLLM lists concrete differences between the reference and the candidate to improve."""
+    target = _revision_target(state, ctx)
+    if target is None:  # nothing scorable yet: vary the same prompt again next round
+        return {}
+    reference = ctx.reference(state["case_id"])
+    found = ctx.mllm.critique(reference.image, ctx.candidate_image(target["image"]), target["prompt"])
+    rounds = [*state["rounds"]]
+    rounds[-1] = {**rounds[-1], "critique": found.model_dump(mode="json")}
+    return {"rounds": rounds}
+
+
+def revise(state: CaseState, ctx: RunContext) -> dict[str, Any]:
+    """The MLLM revises the target's prompt to fix the critique's differences."""
+    target = _revision_target(state, ctx)
+    found = _last_critique(state)
+    if target is None or found is None:
+        return {}
+    revised = ctx.mllm.revise(target["prompt"], found, _iut(state)).strip() or target["prompt"]
+    rounds = [*state["rounds"]]
+    rounds[-1] = {**rounds[-1], "revised_prompt": revised}
+    return {"prompt": revised, "rounds": rounds}
+
+
+def judge(state: CaseState, ctx: RunContext) -> dict[str, Any]:
+    """The MLLM judge scores the best-ever candidate's aesthetic and semantic similarity."""
+    best = state.get("best")
+    if best is None:
+        raise CaseFailure("no round produced a scorable candidate")
+    if not ctx.spec.judge:
+        return {"judgement": None}
+    reference = ctx.reference(state["case_id"])
+    verdict = ctx.mllm.judge(reference.image, ctx.candidate_image(best["image"]))
+    return {"judgement": verdict.model_dump(mode="json")}
+
+
+def finalize(state: CaseState, ctx: RunContext) -> dict[str, Any]:
+    """Final scores of the best-ever candidate; the case record is written atomically."""
+    best = state["best"]
+    final_scores = {**best["scores"], "selection": best["selection"]}
+    if state.get("judgement"):
+        final_scores["judge_aesthetic"] = float(state["judgement"]["aesthetic"])
+        final_scores["judge_semantic"] = float(state["judgement"]["semantic"])
+    done = {**state, "final_scores": final_scores, "status": "done"}
+    ctx.store.write_case_record(case_record(done, ctx))
+    return {"final_scores": final_scores, "status": "done"}
+
+
+# -- routing ---------------------------------------------------------------------------------
+
+
+def after_select(state: CaseState) -> str:
+    return "judge" if state.get("stop_reason") else "critique"
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _last_critique(state: CaseState) -> Critique | None:
+    rounds = state.get("rounds") or []
+    if rounds and rounds[-1].get("critique"):
+        return Critique.model_validate(rounds[-1]["critique"])
+    return None
+
+
+def _revision_target(state: CaseState, ctx: RunContext) -> Candidate | None:
+    if ctx.spec.loop.revise_from == "best_ever":
+        return state.get("best")
+    last = state["rounds"][-1]
+    if last.get("round_best") is None:
+        return None
+    return next(c for c in last["candidates"] if c["variant"] == last["round_best"])
+
+
+def case_record(state: CaseState, ctx: RunContext) -> dict[str, Any]:
+    """The JSON record of a finished case: everything needed to inspect or re-score it."""
+    reference = ctx.reference(state["case_id"])
+    rounds = state.get("rounds", [])
+    first = rounds[0] if rounds else None
+    round1_best = None
+    if first and first.get("round_best") is not None:
+        round1_best = next(c for c in first["candidates"] if c["variant"] == first["round_best"])
+    return {
+        "case_id": state["case_id"],
+        "model": state["model"],
+        "category": reference.category,
+        "status": state.get("status", "done"),
+        "error": None,
+        "reference": ctx.store.reference_relpath(state["case_id"]),
+        "source": reference.source,
+        "license": reference.license,
+        "ground_truth": reference.ground_truth,
+        "iut": state.get("iut"),
+        "draft_prompt": state.get("draft_prompt"),
+        "initial_prompt": state.get("initial_prompt"),
+        "rounds": rounds,
+        "round1_best": round1_best,
+        "best": state.get("best"),
+        "best_ever_by_round": [r.get("best_ever_selection") for r in rounds],
+        "stop_reason": state.get("stop_reason"),
+        "judgement": state.get("judgement"),
+        "final_scores": state.get("final_scores", {}),
+        "t2i": ctx.t2i[state["model"]].identity(),
+    }

@@ -1,0 +1,50 @@
+"""The typed state of one case (one reference x one T2I model) flowing through the graph.
+
+Everything in it is JSON-able (images are paths into the run folder), so the SQLite checkpointer
+can persist it after every node and an interrupted case resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+
+class Candidate(TypedDict, total=False):
+    round: int
+    variant: int
+    prompt: str
+    seed: int
+    image: str  # path relative to the run folder
+    flagged: str | None  # why it is not scored (e.g. safety checker blanked it)
+    scores: dict[str, float]
+    selection: float | None  # None: not selectable (flagged, or a metric gave NaN / inf)
+    invalid_reason: str | None
+
+
+class RoundRecord(TypedDict, total=False):
+    round: int
+    prompt: str  # the prompt the variants were written from
+    candidates: list[Candidate]
+    round_best: int | None  # variant index of the round's best selectable candidate
+    round_best_selection: float | None
+    best_ever_selection: float | None
+    critique: dict[str, Any] | None
+    revised_prompt: str | None
+
+
+class CaseState(TypedDict, total=False):
+    case_id: str
+    model: str  # the T2I model's display label
+    iut: dict[str, Any]
+    draft_prompt: str
+    initial_prompt: str
+    prompt: str  # the prompt the next round's variants are written from
+    round: int  # rounds completed so far
+    pending: list[Candidate]  # this round's candidates between write_variants and select
+    rounds: list[RoundRecord]
+    best: Candidate | None  # best-ever candidate
+    stale_rounds: int  # consecutive rounds without a best-ever gain of min_delta
+    stop_reason: str
+    judgement: dict[str, Any] | None
+    final_scores: dict[str, float]
+    status: str

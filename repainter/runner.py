@@ -1,0 +1,173 @@
+"""Run a spec: the one code path behind the CLI, the Python API and notebooks.
+
+Cases run one after another through the compiled graph; after every node the case's state is
+checkpointed to SQLite in the run folder, so a run started again with the same spec skips finished
+cases and resumes an interrupted one at the node where it stopped. A case that fails (broken image,
+bad model reply, crashed backend) is recorded with its reason and the run goes on.
+"""
+
+from __future__ import annotations
+
+import platform
+import sqlite3
+import time
+import traceback
+from collections.abc import Callable
+from contextlib import closing
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from langgraph.checkpoint.sqlite import SqliteSaver
+
+import repainter
+from repainter.components import Components, build_components
+from repainter.datasets import load_dataset
+from repainter.graph import RunContext, build_graph
+from repainter.report.leaderboard import build_leaderboard, write_leaderboard
+from repainter.result import RunResult
+from repainter.spec import RunSpec, load_spec
+from repainter.store import RunStore
+
+#: Receives progress events: {"event": "start", "total": n} / {"event": "round", ...} /
+#: {"event": "case", "model", "case_id", "status", "selection", "reused"}.
+EventCallback = Callable[[dict[str, Any]], None]
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def run(
+    spec: RunSpec | str | Path | None = None,
+    *,
+    overrides: list[str] = (),
+    on_event: EventCallback | None = None,
+) -> RunResult:
+    """Run ``spec`` (a RunSpec, a spec file, or None for the built-in world) to completion."""
+    if not isinstance(spec, RunSpec):
+        spec = load_spec(spec, overrides)
+    elif overrides:
+        from repainter.spec import build_spec
+
+        spec = build_spec(spec.model_dump(mode="json"), overrides)
+    emit = on_event or (lambda event: None)
+    store = RunStore(spec.run_dir)
+    resumed = store.init(spec)
+    started = time.perf_counter()
+    info: dict[str, Any] = {
+        "repainter_version": repainter.__version__,
+        "python": platform.python_version(),
+        "spec_fingerprint": spec.fingerprint(),
+        "started_at": _now(),
+        "resumed": resumed,
+        "status": "running",
+    }
+    store.write_run_info({**store.read_run_info(), **info})
+
+    ctx, items, components = prepare_context(spec, store)
+    counts = {"done": 0, "failed": 0, "reused": 0}
+    emit({"event": "start", "total": len(items) * len(ctx.t2i), "models": list(ctx.t2i)})
+    try:
+        with closing(sqlite3.connect(store.checkpoint_path, check_same_thread=False)) as conn:
+            graph = build_graph(ctx, SqliteSaver(conn))
+            for item in items:
+                pending = [m for m in ctx.t2i if not store.is_done(m, item.id)]
+                for model in ctx.t2i:
+                    if model not in pending:
+                        counts["reused"] += 1
+                        emit(_case_event(store.read_case_record(model, item.id), reused=True))
+                if not pending:
+                    continue
+                try:
+                    ctx.reference(item.id)
+                except Exception as exc:  # a broken input fails its cases, not the run
+                    for model in pending:
+                        _record_failure(store, model, item, exc, stage="load reference")
+                        counts["failed"] += 1
+                        emit(_case_event(store.read_case_record(model, item.id)))
+                    continue
+                for model in pending:
+                    try:
+                        _run_case(graph, ctx, model, item.id, emit)
+                        counts["done"] += 1
+                    except Exception as exc:
+                        _record_failure(store, model, item, exc, stage="loop")
+                        counts["failed"] += 1
+                    emit(_case_event(store.read_case_record(model, item.id)))
+                ctx.forget(item.id)
+    finally:
+        components.close()
+
+    records = store.records()
+    selected = {(m, i.id) for m in ctx.t2i for i in items}
+    records = [r for r in records if (r["model"], r["case_id"]) in selected]
+    store.write_results_jsonl(records)
+    leaderboard = build_leaderboard(records, list(ctx.t2i))
+    write_leaderboard(leaderboard, store.root)
+    info.update(
+        status="finished",
+        finished_at=_now(),
+        wall_seconds=round(time.perf_counter() - started, 3),
+        cases={**counts, "total": len(selected)},
+        mllm_usage=components.mllm.usage(),
+    )
+    store.write_run_info(info)
+    return RunResult(run_dir=store.root, spec=spec, records=records, leaderboard=leaderboard,
+                     info=info)
+
+
+def prepare_context(spec: RunSpec, store: RunStore) -> tuple[RunContext, list, Components]:
+    """Select the dataset's items and build the components: everything a graph needs."""
+    items = load_dataset(spec.dataset.name, spec.dataset.params).select(
+        spec.dataset.categories, spec.dataset.limit
+    )
+    components = build_components(spec)
+    ctx = RunContext(spec=spec, store=store, mllm=components.mllm, t2i=components.t2i,
+                     metrics=components.metrics, items={i.id: i for i in items})
+    return ctx, items, components
+
+
+def _run_case(graph, ctx: RunContext, model: str, case_id: str, emit: EventCallback) -> None:
+    rounds = ctx.spec.loop.rounds
+    config = {
+        "configurable": {"thread_id": f"{model}::{case_id}"},
+        # each round passes 6 nodes; the rest is describe/compose/judge/finalize and margin
+        "recursion_limit": 8 * rounds + 16,
+    }
+    snapshot = graph.get_state(config)
+    payload = None if snapshot.next else {"case_id": case_id, "model": model}
+    for update in graph.stream(payload, config, stream_mode="updates"):
+        selected = update.get("select")
+        if selected:
+            emit({"event": "round", "model": model, "case_id": case_id,
+                  "round": selected["round"], "of": rounds,
+                  "best": (selected.get("best") or {}).get("selection")})
+
+
+def _record_failure(store: RunStore, model: str, item, exc: BaseException, stage: str) -> None:
+    reason = f"{stage}: {type(exc).__name__}: {exc}"
+    store.write_case_record({
+        "case_id": item.id,
+        "model": model,
+        "category": item.category,
+        "status": "failed",
+        "error": reason,
+        "traceback": traceback.format_exception(exc)[-3:],
+        "source": item.source,
+        "rounds": [],
+        "final_scores": {},
+    })
+
+
+def _case_event(record: dict[str, Any] | None, reused: bool = False) -> dict[str, Any]:
+    record = record or {}
+    return {
+        "event": "case",
+        "model": record.get("model"),
+        "case_id": record.get("case_id"),
+        "status": record.get("status"),
+        "error": record.get("error"),
+        "selection": (record.get("final_scores") or {}).get("selection"),
+        "reused": reused,
+    }

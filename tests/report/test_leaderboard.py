@@ -1,0 +1,48 @@
+import csv
+import json
+
+from repainter.report.leaderboard import build_leaderboard, leaderboard_markdown, write_leaderboard
+
+
+def _record(model, case, r1, final, status="done", f1=(0.5, 1.0)):
+    return {
+        "model": model, "case_id": case, "status": status, "rounds": [{}, {}, {}],
+        "round1_best": {"selection": r1, "scores": {"object_f1": f1[0]}},
+        "final_scores": {"selection": final, "object_f1": f1[1], "judge_semantic": 4.0},
+    }
+
+
+RECORDS = [
+    _record("weak", "a", 0.2, 0.3), _record("weak", "b", 0.4, 0.5),
+    _record("strong", "a", 0.5, 0.9), _record("strong", "b", 0.6, 0.8),
+    {"model": "strong", "case_id": "c", "status": "failed", "error": "broken image", "final_scores": {}},
+]
+
+
+def test_rows_are_ranked_and_means_computed_by_hand():
+    rows = build_leaderboard(RECORDS)
+    assert [r["model"] for r in rows] == ["strong", "weak"]
+    strong = rows[0]
+    assert strong["rank"] == 1 and strong["cases"] == 3 and strong["done"] == 2 and strong["failed"] == 1
+    assert abs(strong["selection_round1"] - 0.55) < 1e-12
+    assert abs(strong["selection_final"] - 0.85) < 1e-12
+    assert abs(strong["steerability"] - 0.30) < 1e-12
+    assert strong["object_f1_round1"] == 0.5 and strong["object_f1"] == 1.0
+    assert "judge_semantic_round1" not in strong
+
+
+def test_written_files_agree(tmp_path):
+    rows = build_leaderboard(RECORDS)
+    write_leaderboard(rows, tmp_path)
+    assert json.loads((tmp_path / "leaderboard.json").read_text()) == rows
+    with open(tmp_path / "leaderboard.csv") as handle:
+        table = list(csv.DictReader(handle))
+    assert [r["model"] for r in table] == ["strong", "weak"]
+    markdown = (tmp_path / "leaderboard.md").read_text()
+    assert markdown == leaderboard_markdown(rows)
+    assert "| 1 | strong | 3 | 2 | 1 | 0.5500 | 0.8500 |" in markdown
+
+
+def test_model_with_only_failures_still_listed():
+    rows = build_leaderboard([RECORDS[-1]], ["strong"])
+    assert rows[0]["done"] == 0 and rows[0]["selection_final"] is None

@@ -1,0 +1,97 @@
+import json
+
+import pytest
+import tomli_w
+import yaml
+
+from repainter.spec import RunSpec, SpecError, apply_override, build_spec, load_spec
+
+
+def test_default_spec_is_the_builtin_world():
+    spec = RunSpec()
+    assert spec.dataset.name == "world"
+    assert [t.name for t in spec.t2i] == ["procedural"]
+    assert spec.mllm.name == "scene-analyst"
+    assert spec.loop.rounds == 3 and spec.loop.variants == 3
+
+
+def test_yaml_round_trip_keeps_everything(tmp_path):
+    spec = build_spec({
+        "name": "study", "t2i": [{"name": "procedural", "label": "p1", "params": {"jitter": 0.1}},
+                                 {"name": "procedural", "label": "p2"}],
+        "loop": {"rounds": 4, "early_stop": {"patience": 2, "min_delta": 0.01}},
+        "seed": 7,
+    })
+    path = tmp_path / "spec.yaml"
+    path.write_text(spec.to_yaml())
+    again = load_spec(path)
+    assert again == spec
+    assert again.fingerprint() == spec.fingerprint()
+
+
+def test_toml_spec_loads(tmp_path):
+    path = tmp_path / "spec.toml"
+    path.write_text(tomli_w.dumps({"name": "t", "loop": {"rounds": 2}}))
+    assert load_spec(path).loop.rounds == 2
+
+
+def test_overrides_address_defaults_and_parse_values():
+    spec = build_spec({}, ["loop.rounds=5", "t2i.0.params.jitter=0.25", "dataset.categories=[a, b]"])
+    assert spec.loop.rounds == 5
+    assert spec.t2i[0].params == {"jitter": 0.25}
+    assert spec.dataset.categories == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"loop": {"rounds": 0}}, "rounds"),
+        ({"selection": {"nope": 1.0}}, "not listed"),
+        ({"selection": {"ssim": -1.0}}, ">= 0"),
+        ({"t2i": [{"name": "procedural"}, {"name": "procedural"}]}, "distinct labels"),
+        ({"unknown_key": 1}, "unknown_key"),
+        ({"name": "../escape"}, "name"),
+        ({"preset": "nope"}, "unknown preset"),
+    ],
+)
+def test_invalid_specs_name_the_problem(data, message):
+    with pytest.raises(SpecError, match=message):
+        build_spec(data)
+
+
+def test_bad_override_is_a_spec_error():
+    with pytest.raises(SpecError):
+        apply_override({}, "no-equals-sign")
+    with pytest.raises(SpecError):
+        build_spec({}, ["t2i.3.name=x"])
+
+
+def test_preset_fills_defaults_and_spec_keys_win():
+    spec = build_spec({"preset": "paper", "loop": {"rounds": 5}})
+    assert spec.selection == {"clip_i": 0.5, "dinov2": 0.5}
+    assert spec.loop.rounds == 5 and spec.loop.variants == 3
+    assert spec.loop.revise_from == "round_best"
+
+
+def test_fingerprint_ignores_output_dir_only():
+    a, b = RunSpec(output_dir="x"), RunSpec(output_dir="y")
+    assert a.fingerprint() == b.fingerprint()
+    assert RunSpec(seed=1).fingerprint() != a.fingerprint()
+
+
+def test_spec_file_errors_are_readable(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("loop: [unclosed")
+    with pytest.raises(SpecError, match="cannot parse"):
+        load_spec(bad)
+    with pytest.raises(SpecError, match="cannot read"):
+        load_spec(tmp_path / "missing.yaml")
+    listed = tmp_path / "list.yaml"
+    listed.write_text(yaml.safe_dump([1, 2]))
+    with pytest.raises(SpecError, match="mapping"):
+        load_spec(listed)
+
+
+def test_spec_json_is_canonical():
+    dumped = RunSpec().model_dump(mode="json")
+    assert json.loads(json.dumps(dumped)) == dumped
