@@ -104,7 +104,7 @@ def run(
     records = [r for r in records if (r["model"], r["case_id"]) in selected]
     store.write_results_jsonl(records)
     leaderboard = build_leaderboard(records, list(ctx.t2i))
-    write_leaderboard(leaderboard, store.root)
+    write_leaderboard(leaderboard, store.root, records)
     info.update(
         status="finished",
         finished_at=_now(),

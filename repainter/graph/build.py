@@ -9,7 +9,8 @@
 
 from __future__ import annotations
 
-from functools import partial
+import time
+from functools import wraps
 
 from langgraph.graph import END, START, StateGraph
 
@@ -31,11 +32,23 @@ NODES = (
 )
 
 
+def _timed(node, ctx: RunContext):
+    """Bind ``ctx`` and add the node's own wall time to the state's ``timings``."""
+
+    @wraps(node)
+    def run(state: CaseState) -> dict:
+        started = time.perf_counter()
+        update = node(state, ctx)
+        return {**update, "timings": {node.__name__: time.perf_counter() - started}}
+
+    return run
+
+
 def build_graph(ctx: RunContext, checkpointer=None):
     """Compile the loop for one run; ``checkpointer`` persists each case's state after every node."""
     graph = StateGraph(CaseState)
     for node in NODES:
-        graph.add_node(node.__name__, partial(node, ctx=ctx))
+        graph.add_node(node.__name__, _timed(node, ctx))
     graph.add_edge(START, "describe")
     graph.add_edge("describe", "compose_prompt")
     graph.add_edge("compose_prompt", "write_variants")

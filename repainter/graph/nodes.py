@@ -249,4 +249,5 @@ def case_record(state: CaseState, ctx: RunContext) -> dict[str, Any]:
         "judgement": state.get("judgement"),
         "final_scores": state.get("final_scores", {}),
         "t2i": ctx.t2i[state["model"]].identity(),
+        "timings": {k: round(v, 4) for k, v in (state.get("timings") or {}).items()},
     }

@@ -6,7 +6,15 @@ can persist it after every node and an interrupted case resumes where it stopped
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+from typing import Annotated, Any, TypedDict
+
+
+def add_timings(current: dict[str, float] | None, new: dict[str, float] | None) -> dict[str, float]:
+    """Reducer: per-node seconds add up across rounds."""
+    total = dict(current or {})
+    for node, seconds in (new or {}).items():
+        total[node] = total.get(node, 0.0) + seconds
+    return total
 
 
 class Candidate(TypedDict, total=False):
@@ -48,3 +56,5 @@ class CaseState(TypedDict, total=False):
     judgement: dict[str, Any] | None
     final_scores: dict[str, float]
     status: str
+    #: Seconds spent in each node, summed over rounds (and over resumed attempts).
+    timings: Annotated[dict[str, float], add_timings]

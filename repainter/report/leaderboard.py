@@ -1,6 +1,10 @@
-"""Per-model leaderboard from case records: means of the final scores, round 1 vs final, failures.
+"""Per-model leaderboard from case records.
 
-Written as JSON (machine-readable), CSV (spreadsheets) and Markdown (humans).
+For each T2I model: cases finished and failed; the mean selection score of round 1's best and of
+the final best-ever candidate, and their difference (steerability); every metric's mean with a 95%
+bootstrap confidence interval; time per case. Paired comparisons (sign-flip permutation test on
+the cases both models finished) say whether each ranking step is significant. Per-category means
+show where a model wins. Written as JSON, CSV and Markdown.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from statistics import fmean
 from typing import Any
 
 from repainter.images import atomic_write_bytes
+from repainter.report.stats import bootstrap_ci, paired_comparison
 from repainter.store import write_json
 
 
@@ -45,9 +50,14 @@ def build_leaderboard(records: list[dict[str, Any]], models: list[str] | None = 
                 for r in done if r.get("round1_best") and r["final_scores"].get("selection") is not None
             ]),
             "mean_rounds": _mean([len(r.get("rounds") or []) for r in done]),
+            "seconds_per_case": _mean([sum((r.get("timings") or {}).values()) for r in done]),
         }
+        ci = bootstrap_ci([r["final_scores"].get("selection") for r in done])
+        row["selection_final_ci_low"], row["selection_final_ci_high"] = ci or (None, None)
         for name in metric_names:
             row[name] = _mean([r["final_scores"].get(name) for r in done])
+            ci = bootstrap_ci([r["final_scores"].get(name) for r in done])
+            row[f"{name}_ci_low"], row[f"{name}_ci_high"] = ci or (None, None)
             if not name.startswith("judge_"):
                 row[f"{name}_round1"] = _mean(
                     [((r.get("round1_best") or {}).get("scores") or {}).get(name) for r in done]
@@ -59,9 +69,44 @@ def build_leaderboard(records: list[dict[str, Any]], models: list[str] | None = 
     return rows
 
 
+def _final_scores(records: list[dict[str, Any]], model: str, metric: str) -> dict[str, float]:
+    return {
+        r["case_id"]: r["final_scores"][metric]
+        for r in records
+        if r["model"] == model and r.get("status") == "done" and metric in r.get("final_scores", {})
+    }
+
+
+def build_comparisons(
+    records: list[dict[str, Any]], leaderboard: list[dict[str, Any]], metric: str = "selection"
+) -> list[dict[str, Any]]:
+    """Paired tests between every two models, in leaderboard order (a ranked above b)."""
+    models = [row["model"] for row in leaderboard]
+    return [
+        paired_comparison(a, _final_scores(records, a, metric), b,
+                          _final_scores(records, b, metric), metric).as_dict()
+        for i, a in enumerate(models) for b in models[i + 1:]
+    ]
+
+
+def build_category_table(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean final selection score per model x category, with its bootstrap interval."""
+    rows = []
+    for model, category in sorted({(r["model"], r.get("category") or "default") for r in records}):
+        values = [r["final_scores"]["selection"] for r in records
+                  if r["model"] == model and (r.get("category") or "default") == category
+                  and r.get("status") == "done"]
+        ci = bootstrap_ci(values)
+        rows.append({"model": model, "category": category, "done": len(values),
+                     "selection_final": _mean(values),
+                     "ci_low": ci[0] if ci else None, "ci_high": ci[1] if ci else None})
+    return rows
+
+
 def _columns(rows: list[dict[str, Any]]) -> list[str]:
     first = ["rank", "model", "cases", "done", "failed", "selection_round1", "selection_final",
-             "steerability", "mean_rounds"]
+             "selection_final_ci_low", "selection_final_ci_high", "steerability", "mean_rounds",
+             "seconds_per_case"]
     rest = sorted({k for row in rows for k in row} - set(first))
     return first + rest
 
@@ -74,19 +119,59 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def leaderboard_markdown(rows: list[dict[str, Any]]) -> str:
-    columns = _columns(rows)
+def _table(rows: list[dict[str, Any]], columns: list[str]) -> list[str]:
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(_fmt(row.get(c)) for c in columns) + " |" for row in rows]
+    return lines + ["| " + " | ".join(_fmt(row.get(c)) for c in columns) + " |" for row in rows]
+
+
+def _with_ci(row: dict[str, Any], key: str) -> str:
+    low, high = row.get(f"{key}_ci_low"), row.get(f"{key}_ci_high")
+    if row.get(key) is None:
+        return "-"
+    return f"{row[key]:.4f}" + (f" [{low:.4f}, {high:.4f}]" if low is not None else "")
+
+
+def leaderboard_markdown(
+    rows: list[dict[str, Any]],
+    comparisons: list[dict[str, Any]] = (),
+    categories: list[dict[str, Any]] = (),
+) -> str:
+    """The leaderboard for people: means with 95% intervals, then the paired tests."""
+    metrics = sorted({k for row in rows for k in row if k + "_ci_low" in row
+                      and not k.startswith("selection")})
+    view = [
+        {"rank": row["rank"], "model": row["model"], "done": row["done"], "failed": row["failed"],
+         "selection r1": row["selection_round1"], "selection final [95% CI]":
+         _with_ci(row, "selection_final"), "steerability": row["steerability"],
+         **{m: _with_ci(row, m) for m in metrics}, "s/case": row.get("seconds_per_case")}
+        for row in rows
+    ]
+    lines = ["## Leaderboard", ""] + _table(view, list(view[0]) if view else ["model"])
+    if comparisons:
+        lines += ["", "## Paired comparisons (sign-flip permutation test, final selection score)",
+                  ""]
+        lines += _table(comparisons, ["model_a", "model_b", "n", "mean_difference", "ci_low",
+                                      "ci_high", "p_value", "significant"])
+    if categories:
+        lines += ["", "## By category (final selection score)", ""]
+        lines += _table(categories, ["model", "category", "done", "selection_final", "ci_low",
+                                     "ci_high"])
     return "\n".join(lines) + "\n"
 
 
-def write_leaderboard(rows: list[dict[str, Any]], run_dir: str | Path) -> None:
+def write_leaderboard(
+    rows: list[dict[str, Any]], run_dir: str | Path, records: list[dict[str, Any]] = ()
+) -> None:
+    """Write leaderboard.{json,csv,md}; with ``records``, also comparisons and categories."""
     run_dir = Path(run_dir)
-    write_json(run_dir / "leaderboard.json", rows)
+    comparisons = build_comparisons(list(records), rows) if records else []
+    categories = build_category_table(list(records)) if records else []
+    write_json(run_dir / "leaderboard.json",
+               {"models": rows, "comparisons": comparisons, "categories": categories})
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=_columns(rows), extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_bytes(run_dir / "leaderboard.csv", buffer.getvalue().encode("utf-8"))
-    atomic_write_bytes(run_dir / "leaderboard.md", leaderboard_markdown(rows).encode("utf-8"))
+    markdown = leaderboard_markdown(rows, comparisons, categories)
+    atomic_write_bytes(run_dir / "leaderboard.md", markdown.encode("utf-8"))

@@ -1,7 +1,13 @@
 import csv
 import json
 
-from repainter.report.leaderboard import build_leaderboard, leaderboard_markdown, write_leaderboard
+from repainter.report.leaderboard import (
+    build_category_table,
+    build_comparisons,
+    build_leaderboard,
+    leaderboard_markdown,
+    write_leaderboard,
+)
 
 
 def _record(model, case, r1, final, status="done", f1=(0.5, 1.0)):
@@ -31,16 +37,39 @@ def test_rows_are_ranked_and_means_computed_by_hand():
     assert "judge_semantic_round1" not in strong
 
 
+def test_confidence_interval_brackets_the_mean():
+    strong = build_leaderboard(RECORDS)[0]
+    assert strong["selection_final_ci_low"] <= 0.85 <= strong["selection_final_ci_high"]
+    assert 0.8 <= strong["selection_final_ci_low"] and strong["selection_final_ci_high"] <= 0.9
+
+
+def test_paired_comparison_uses_shared_cases():
+    rows = build_leaderboard(RECORDS)
+    (comparison,) = build_comparisons(RECORDS, rows)
+    assert (comparison["model_a"], comparison["model_b"], comparison["n"]) == ("strong", "weak", 2)
+    assert abs(comparison["mean_difference"] - 0.45) < 1e-12
+    # two paired cases: the smallest possible exact p-value is 2 / 4
+    assert comparison["p_value"] == 0.5 and comparison["significant"] is False
+
+
+def test_category_table():
+    records = [dict(r, category="x") for r in RECORDS]
+    table = build_category_table(records)
+    assert {(r["model"], r["category"], r["done"]) for r in table} == {("strong", "x", 2), ("weak", "x", 2)}
+
+
 def test_written_files_agree(tmp_path):
     rows = build_leaderboard(RECORDS)
-    write_leaderboard(rows, tmp_path)
-    assert json.loads((tmp_path / "leaderboard.json").read_text()) == rows
+    write_leaderboard(rows, tmp_path, RECORDS)
+    written = json.loads((tmp_path / "leaderboard.json").read_text())
+    assert written["models"] == rows and len(written["comparisons"]) == 1
     with open(tmp_path / "leaderboard.csv") as handle:
         table = list(csv.DictReader(handle))
     assert [r["model"] for r in table] == ["strong", "weak"]
     markdown = (tmp_path / "leaderboard.md").read_text()
-    assert markdown == leaderboard_markdown(rows)
-    assert "| 1 | strong | 3 | 2 | 1 | 0.5500 | 0.8500 |" in markdown
+    assert markdown.startswith("## Leaderboard")
+    assert "| 1 | strong | 2 | 1 | 0.5500 | 0.8500 [" in markdown
+    assert "Paired comparisons" in markdown
 
 
 def test_model_with_only_failures_still_listed():
