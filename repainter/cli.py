@@ -77,8 +77,12 @@ class _ProgressPrinter:
 
 def _summary_table(result) -> Table:
     table = Table(title=f"repainter · {result.run_dir}")
+    widest = max((len(row["model"]) for row in result.leaderboard), default=5)
     for column in ("rank", "model", "done", "failed", "selection r1", "selection final", "steer"):
-        table.add_column(column, justify="right" if column not in ("model",) else "left")
+        if column == "model":
+            table.add_column(column, min_width=widest, no_wrap=True)
+        else:
+            table.add_column(column, justify="right")
     has_f1 = any("object_f1" in row for row in result.leaderboard)
     if has_f1:
         table.add_column("object F1 r1", justify="right")
@@ -108,32 +112,76 @@ def run(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Run the regeneration loop (no --spec: the built-in offline world)."""
-    from repainter.runner import run as run_spec
-    from repainter.store import RunFolderError
-
-    run_spec_obj = _spec_from_options(
+    checked = _spec_from_options(
         spec, sets, output_dir=output_dir, **{"dataset.limit": limit, "loop.rounds": rounds,
                                               "loop.variants": variants},
     )
+    _execute(checked, as_json=as_json, quiet=quiet)
+
+
+def _execute(checked, *, as_json: bool, quiet: bool) -> None:
+    """Run a checked spec with a progress bar, then print the summary (shared by run/compare)."""
+    from repainter.runner import run as run_spec
+    from repainter.store import RunFolderError
+
     show_progress = not quiet and not as_json and sys.stderr.isatty()
     try:
         if show_progress:
             columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                        TimeElapsedColumn(), TextColumn("{task.fields[info]}"))
             with Progress(*columns, console=console) as progress:
-                result = run_spec(run_spec_obj, on_event=_ProgressPrinter(progress))
+                result = run_spec(checked, on_event=_ProgressPrinter(progress))
         else:
-            result = run_spec(run_spec_obj)
+            result = run_spec(checked)
     except RunFolderError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
     if as_json:
         typer.echo(json.dumps(result.summary(), indent=2))
-    else:
-        Console().print(_summary_table(result))
-        for record in result.failed:
-            Console().print(f"[yellow]failed[/yellow] {record['model']} {record['case_id']}: {record['error']}")
-        Console().print(f"run folder: {result.run_dir}")
+        return
+    out = Console()
+    out.print(_summary_table(result))
+    for record in result.failed:
+        out.print(f"[yellow]failed[/yellow] {record['model']} {record['case_id']}: {record['error']}")
+    out.print(f"run folder: {result.run_dir}")
+
+
+@app.command()
+def compare(
+    models: Annotated[
+        list[str],
+        typer.Option("--t2i", "-m", help="A T2I model: a registry name, or a YAML mapping such as "
+                     "'{name: procedural, label: colourblind, params: {ignore: [color]}}'. Repeat."),
+    ],
+    spec: SpecOption = None,
+    sets: SetOption = None,
+    output_dir: Annotated[str | None, typer.Option("--output-dir", "-o", help="Run folder.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Use only the first N references.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a machine-readable summary.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Compare several T2I models on the same references, seeds, MLLM and loop budget."""
+    import yaml
+
+    parsed = []
+    for text in models:
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            console.print(f"[red]error:[/red] --t2i {text!r} is not a name or YAML mapping: {exc}")
+            raise typer.Exit(2) from exc
+        parsed.append(value)
+    if len(parsed) < 2:
+        console.print("[red]error:[/red] compare needs at least two --t2i models")
+        raise typer.Exit(2)
+    sets = [*(sets or []), f"t2i={json.dumps(parsed)}"]
+    checked = _spec_from_options(spec, sets, output_dir=output_dir, **{"dataset.limit": limit})
+    early = checked.loop.early_stop
+    if early.patience or early.target is not None:
+        console.print("[red]error:[/red] compare gives every model the same rounds; "
+                      "turn off loop.early_stop (patience 0, target null)")
+        raise typer.Exit(2)
+    _execute(checked, as_json=as_json, quiet=quiet)
 
 
 @app.command()

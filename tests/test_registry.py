@@ -55,4 +55,4 @@ def test_third_party_entry_points_are_found(monkeypatch):
     )
     reg = Registry("things")
     assert "plugin-counter" in reg.names()
-    assert reg.create("plugin-counter", "aab")["a"] == 2
+    assert reg.create("plugin-counter", a=2)["a"] == 2

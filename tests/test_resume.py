@@ -1,6 +1,5 @@
 """A run killed midway resumes: finished cases are not redone, an interrupted case continues."""
 
-import os
 import signal
 import subprocess
 import sys

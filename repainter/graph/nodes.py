@@ -89,6 +89,7 @@ def score(state: CaseState, ctx: RunContext) -> dict[str, Any]:
     for candidate in pending:
         candidate["scores"] = {}
         if candidate.get("flagged"):
+            candidate["selection"] = None
             candidate["invalid_reason"] = f"flagged: {candidate['flagged']}"
     if images:
         for metric in ctx.metrics:

@@ -5,7 +5,6 @@ from repainter.report.leaderboard import (
     build_category_table,
     build_comparisons,
     build_leaderboard,
-    leaderboard_markdown,
     write_leaderboard,
 )
 

@@ -1,0 +1,193 @@
+"""CLIP-I: cosine similarity of open_clip image embeddings of each candidate and the reference.
+
+Preprocessing: images converted to RGB; if ``resize`` is set (GILL's protocol: 256) both images
+are first resized to ``resize`` x ``resize`` (bicubic, aspect ratio not kept); then the model's own
+evaluation transform (resize shortest side + centre crop to the model's input size, CLIP mean /
+std normalisation). Embeddings are L2-normalised; the score is their cosine (1.0 = same
+embedding), computed in float64.
+
+Weights: ``model`` is an open_clip architecture name (``ViT-B-32``, ``ViT-L-14`` ...) with
+``pretrained`` a tag (``openai``, ``laion2b_s34b_b79k`` ...) resolved to its Hugging Face Hub file
+through :mod:`repainter.weights`, or ``checkpoint`` a local weights file of that architecture, or
+``model`` itself ``hf-hub:org/repo`` / ``local-dir:/folder``. ``model_config`` (a dict or a path to
+a JSON file with ``embed_dim`` / ``vision_cfg`` / ``text_cfg``) registers an architecture that
+open_clip does not ship. Tags trained with QuickGELU (the OpenAI ones) get QuickGELU automatically.
+
+Example (weights required, so not run as a doctest)::
+
+    >>> metric = ClipImageSimilarity(model="ViT-B-32", pretrained="openai")  # doctest: +SKIP
+    >>> metric(ref, [ref.image])  # doctest: +SKIP
+    [1.0]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+from repainter.backends._torch import EmbeddingCosine, cached_model, select_device
+from repainter.weights import (
+    DEFAULT_CLIP_MODEL,
+    DEFAULT_CLIP_PRETRAINED,
+    WeightsNotFoundError,
+    how_to_fix,
+    is_offline,
+    resolve_open_clip_checkpoint,
+)
+
+
+def pre_resize(image: Image.Image, resize: int | None) -> Image.Image:
+    """RGB copy of ``image``, resized to ``resize`` x ``resize`` (bicubic) when ``resize`` is set."""
+    image = image.convert("RGB") if image.mode != "RGB" else image
+    if resize and image.size != (resize, resize):
+        image = image.resize((resize, resize), Image.Resampling.BICUBIC)
+    return image
+
+
+def _register_config(model: str, model_config: dict[str, Any] | str) -> None:
+    import open_clip
+
+    if isinstance(model_config, dict):
+        folder = Path(tempfile.mkdtemp(prefix="repainter-open-clip-cfg-"))
+        path = folder / f"{model}.json"
+        path.write_text(json.dumps(model_config))
+    else:
+        path = Path(os.path.expanduser(model_config))
+        if not path.is_file():
+            raise FileNotFoundError(f"clip_i: model_config file {str(path)!r} not found")
+        if path.stem != model:
+            # open_clip names configs by file stem; copy under the requested model name
+            folder = Path(tempfile.mkdtemp(prefix="repainter-open-clip-cfg-"))
+            target = folder / f"{model}.json"
+            target.write_text(path.read_text())
+            path = target
+    open_clip.add_model_config(path)
+
+
+class ClipImageSimilarity(EmbeddingCosine):
+    """CLIP image-image cosine (open_clip), reference embedded once per case."""
+
+    name = "clip_i"
+    higher_is_better = True
+
+    def __init__(
+        self,
+        model: str = DEFAULT_CLIP_MODEL,
+        pretrained: str | None = DEFAULT_CLIP_PRETRAINED,
+        checkpoint: str | None = None,
+        resize: int | None = None,
+        device: str = "auto",
+        batch_size: int = 32,
+        model_config: dict[str, Any] | str | None = None,
+        quick_gelu: bool | None = None,
+    ):
+        if resize is not None and int(resize) < 1:
+            raise ValueError("clip_i: resize must be a positive size or null")
+        self.model_name = str(model)
+        self.pretrained = pretrained
+        self.checkpoint = checkpoint
+        self.resize = int(resize) if resize else None
+        self.device = select_device(device)
+        self.batch_size = max(1, int(batch_size))
+        self.model_config = model_config
+        self.quick_gelu = quick_gelu
+        params = {
+            "model": self.model_name, "pretrained": pretrained, "checkpoint": checkpoint,
+            "device": str(self.device), "model_config": model_config, "quick_gelu": quick_gelu,
+        }
+        self._model, self._preprocess, self._weights = cached_model("open_clip", params, self._load)
+
+    def _load(self):
+        import open_clip
+
+        if self.model_config is not None:
+            _register_config(self.model_name, self.model_config)
+        schema = self.model_name.split(":", 1)[0] if ":" in self.model_name else None
+        kwargs: dict[str, Any] = {"device": self.device}
+        label = self.model_name
+        if schema == "hf-hub":
+            from repainter.weights import hub_load
+
+            def load_hub(model_id: str, local_files_only: bool = False, **_: Any) -> str:
+                from huggingface_hub import snapshot_download
+
+                return snapshot_download(model_id, local_files_only=local_files_only,
+                                         cache_dir=_.get("cache_dir"))
+
+            folder = hub_load(load_hub, self.model_name[len("hf-hub:"):], "open_clip")
+            model_arg, weights = f"local-dir:{folder}", self.model_name
+        elif schema == "local-dir":
+            folder = Path(self.model_name[len("local-dir:"):])
+            if not (folder / "open_clip_config.json").is_file():
+                raise WeightsNotFoundError(
+                    label, "open_clip", how_to_fix("open_clip", label),
+                    f"no open_clip_config.json in {str(folder)!r}",
+                )
+            model_arg, weights = self.model_name, self.model_name
+        else:
+            if open_clip.get_model_config(self.model_name.replace("/", "-")) is None:
+                raise ValueError(
+                    f"clip_i: open_clip has no architecture {self.model_name!r}; pass "
+                    "model_config (dict or JSON path) for a custom one"
+                )
+            path = resolve_open_clip_checkpoint(self.model_name, self.pretrained, self.checkpoint)
+            model_arg, weights = self.model_name, path
+            kwargs["pretrained"] = path
+            # A checkpoint given with a known tag is taken as a local copy of that tag's weights:
+            # the tag's QuickGELU / normalisation settings apply.
+            cfg = open_clip.get_pretrained_cfg(
+                self.model_name.replace("/", "-"), self.pretrained or ""
+            ) if self.pretrained and not os.path.exists(str(self.pretrained)) else {}
+            quick = self.quick_gelu if self.quick_gelu is not None else cfg.get("quick_gelu")
+            if quick:
+                kwargs["force_quick_gelu"] = True
+            for key, arg in (("mean", "image_mean"), ("std", "image_std"),
+                             ("interpolation", "image_interpolation"),
+                             ("resize_mode", "image_resize_mode")):
+                if cfg.get(key) is not None:
+                    kwargs[arg] = cfg[key]
+            if path is None:
+                raise WeightsNotFoundError(
+                    label, "open_clip", how_to_fix("open_clip", label),
+                    "no pretrained tag or checkpoint given: refusing random weights",
+                )
+        try:
+            model, _, preprocess = open_clip.create_model_and_transforms(model_arg, **kwargs)
+        except (RuntimeError, FileNotFoundError, OSError) as exc:
+            if is_offline() or "download" in str(exc).lower():
+                raise WeightsNotFoundError(
+                    label, "open_clip", how_to_fix("open_clip", label, self.pretrained), str(exc)
+                ) from exc
+            raise
+        model.eval()
+        return model, preprocess, weights
+
+    # -- features ------------------------------------------------------------------------------
+
+    def _embed(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        feats = []
+        for start in range(0, len(images), self.batch_size):
+            chunk = images[start:start + self.batch_size]
+            batch = torch.stack([self._preprocess(pre_resize(im, self.resize)) for im in chunk])
+            with torch.inference_mode():
+                out = self._model.encode_image(batch.to(self.device))
+            feats.append(out.float().cpu())
+        feats_t = torch.cat(feats)
+        return feats_t / feats_t.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+    def identity(self) -> dict[str, Any]:
+        return {
+            "metric": self.name,
+            "model": self.model_name,
+            "pretrained": self.pretrained,
+            "checkpoint": self.checkpoint,
+            "resize": self.resize,
+            "quick_gelu": self.quick_gelu,
+        }

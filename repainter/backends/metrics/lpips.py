@@ -1,0 +1,152 @@
+"""LPIPS: learned perceptual distance of each candidate to the reference (0 = identical).
+
+Preprocessing: images converted to RGB; resize policy (explicit): with ``resize`` set (default
+256, GILL's protocol) both images are resized (bicubic, aspect ratio not kept) to ``resize`` x
+``resize``; with ``resize=None`` the candidate is resized to the reference's size. Pixels are
+scaled from [0, 255] to [-1, 1] (:func:`to_lpips_tensor`), the input range LPIPS was trained on.
+
+Weights: the LPIPS linear layers (v0.1) ship inside the ``lpips`` package; the AlexNet / VGG16
+backbone is torchvision's ImageNet checkpoint, resolved through :mod:`repainter.weights` (the
+torch-hub cache, a download when online, or ``backbone_weights``: a local ``.pth`` file) so that
+a missing backbone offline raises :class:`repainter.weights.WeightsNotFoundError` instead of a
+hanging download. ``random_backbone_for_tests=True`` keeps a randomly initialised backbone (for
+tests only); it is recorded in :meth:`identity` so such scores can never pass for real ones.
+
+``similarity()`` is ``1 - distance`` (distances are about [0, 1]; values above 1 are possible for
+very different images, so selection clamps at 0).
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from repainter.backends._torch import cached_model, select_device
+from repainter.backends.base import Metric, Reference
+from repainter.weights import (
+    DEFAULT_LPIPS_NET,
+    LPIPS_BACKBONES,
+    WeightsNotFoundError,
+    how_to_fix,
+    resolve_lpips_backbone,
+)
+
+
+def to_lpips_tensor(image: Image.Image, size: tuple[int, int] | None = None) -> torch.Tensor:
+    """(1, 3, H, W) float32 tensor in [-1, 1] of ``image`` (resized to ``size`` = (W, H) if given)."""
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    if size is not None and image.size != tuple(size):
+        image = image.resize(tuple(size), Image.Resampling.BICUBIC)
+    arr = np.asarray(image, dtype=np.float32) / 127.5 - 1.0
+    return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).contiguous()
+
+
+def load_backbone(lpips_model: Any, path: str, net: str) -> None:
+    """Load torchvision ``features.N.*`` weights from ``path`` into LPIPS' sliced backbone."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    # LPIPS keeps torchvision's layer indices: features.<i>.<p> lives at slice<k>.<i>.<p>.
+    where: dict[str, str] = {}
+    for slice_name, module in lpips_model.net.named_children():
+        for index, _ in module.named_children():
+            where[index] = slice_name
+    mapped: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        m = re.match(r"^features\.(\d+)\.(.+)$", key)
+        if m and m.group(1) in where:
+            mapped[f"{where[m.group(1)]}.{m.group(1)}.{m.group(2)}"] = value
+    expected = set(lpips_model.net.state_dict())
+    missing = sorted(expected - set(mapped))
+    if missing:
+        raise WeightsNotFoundError(
+            f"lpips-{net} backbone", "lpips", how_to_fix("lpips", path, net),
+            f"{path} is not a torchvision {net} checkpoint (missing {missing[:3]})",
+        )
+    lpips_model.net.load_state_dict(mapped, strict=True)
+
+
+class LPIPSDistance(Metric):
+    """LPIPS distance (AlexNet or VGG backbone, v0.1 linear layers); lower is closer."""
+
+    name = "lpips"
+    higher_is_better = False
+
+    def __init__(
+        self,
+        net: str = DEFAULT_LPIPS_NET,
+        version: str = "0.1",
+        resize: int | None = 256,
+        device: str = "auto",
+        batch_size: int = 16,
+        backbone_weights: str | None = None,
+        random_backbone_for_tests: bool = False,
+    ):
+        if net not in LPIPS_BACKBONES:
+            raise ValueError(f"lpips: net must be one of {sorted(LPIPS_BACKBONES)}, not {net!r}")
+        if resize is not None and int(resize) < 16:
+            raise ValueError("lpips: resize must be at least 16 or null")
+        self.net = net
+        self.version = version
+        self.resize = int(resize) if resize is not None else None
+        self.device = select_device(device)
+        self.batch_size = max(1, int(batch_size))
+        self.backbone_weights = backbone_weights
+        self.random_backbone_for_tests = bool(random_backbone_for_tests)
+        params = {"net": net, "version": version, "device": str(self.device),
+                  "backbone_weights": backbone_weights,
+                  "random_backbone_for_tests": self.random_backbone_for_tests}
+        self._model = cached_model("lpips", params, self._load)
+
+    def _load(self):
+        import lpips
+
+        path = None
+        if not self.random_backbone_for_tests:
+            # Resolve first: never let torchvision start a download that may hang offline.
+            path = resolve_lpips_backbone(self.net, self.backbone_weights)
+        with warnings.catch_warnings():  # lpips passes torchvision's deprecated `pretrained=`
+            warnings.simplefilter("ignore", UserWarning)
+            model = lpips.LPIPS(net=self.net, version=self.version, pnet_rand=True, verbose=False)
+        if path is not None:
+            load_backbone(model, path, self.net)
+        return model.to(self.device).eval()
+
+    def _size_for(self, reference: Image.Image) -> tuple[int, int]:
+        return (self.resize, self.resize) if self.resize else reference.size
+
+    def prepare(self, reference: Reference) -> torch.Tensor:
+        size = self._size_for(reference.image)
+        return to_lpips_tensor(reference.image, size)
+
+    def score(self, prepared: torch.Tensor, candidates: Sequence[Image.Image]) -> list[float]:
+        if not candidates:
+            return []
+        size = (prepared.shape[3], prepared.shape[2])
+        out: list[float] = []
+        for start in range(0, len(candidates), self.batch_size):
+            chunk = candidates[start:start + self.batch_size]
+            batch = torch.cat([to_lpips_tensor(c, size) for c in chunk]).to(self.device)
+            ref = prepared.to(self.device).expand(batch.shape[0], -1, -1, -1)
+            with torch.inference_mode():
+                dist = self._model(ref, batch)  # inputs already in [-1, 1]: normalize=False
+            out.extend(float(v) for v in dist.reshape(-1).cpu().tolist())
+        return out
+
+    def similarity(self, value: float) -> float:
+        return max(0.0, 1.0 - value)
+
+    def identity(self) -> dict[str, Any]:
+        ident: dict[str, Any] = {"metric": self.name, "net": self.net, "version": self.version,
+                                 "resize": self.resize, "backbone_weights": self.backbone_weights}
+        if self.random_backbone_for_tests:
+            ident["random_backbone_for_tests"] = True
+            ident["warning"] = "random backbone: scores are NOT LPIPS"
+        return ident

@@ -1,0 +1,572 @@
+"""Model weights: where they come from, whether they are here, and clear errors when they are not.
+
+Every model-backed component loads its weights through this module so that a missing model always
+ends the same way: a :class:`WeightsNotFoundError` naming the model and saying how to provide it,
+raised quickly, never a hang and never a randomly initialised model passed off as real.
+
+Four kinds of weights are known:
+
+* ``diffusers`` - a diffusers pipeline folder (hub id or local path with ``model_index.json``);
+* ``transformers`` - a transformers model folder (hub id or local path with ``config.json``);
+* ``open_clip`` - an open_clip architecture name plus a pretrained tag (resolved to the tag's
+  Hugging Face Hub file) or a local checkpoint file, or an ``hf-hub:`` / ``local-dir:`` model;
+* ``lpips`` - the torchvision AlexNet / VGG16 backbone LPIPS builds on (the small LPIPS linear
+  layers ship inside the ``lpips`` package) - a torch-hub checkpoint file.
+
+Offline mode: ``HF_HUB_OFFLINE=1`` (or ``TRANSFORMERS_OFFLINE=1`` / ``REPAINTER_OFFLINE=1``) is read
+at call time, so setting it after ``huggingface_hub`` was imported still works; loads then pass
+``local_files_only=True`` and never touch the network. Online, a load that fails with a connection
+error is retried once from the local cache before giving up.
+
+The CLI's ``repainter doctor`` / ``repainter prefetch`` use :func:`doctor_rows` and
+:func:`prefetch_spec`; both only *inspect* a spec (nothing is loaded into memory).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:  # pragma: no cover
+    from repainter.spec import RunSpec
+
+T = TypeVar("T")
+
+# Defaults shared by the metric constructors and requirements_for (kept here so that inspecting
+# a spec never imports torch).
+DEFAULT_CLIP_MODEL = "ViT-B-32"
+DEFAULT_CLIP_PRETRAINED = "openai"
+DEFAULT_DINOV2_MODEL = "facebook/dinov2-base"
+DEFAULT_LPIPS_NET = "alex"
+
+# torchvision backbones of LPIPS: file name in the torch-hub cache and the URL it comes from.
+LPIPS_BACKBONES: dict[str, tuple[str, str]] = {
+    "alex": (
+        "alexnet-owt-7be5be79.pth",
+        "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
+    ),
+    "vgg": (
+        "vgg16-397923af.pth",
+        "https://download.pytorch.org/models/vgg16-397923af.pth",
+    ),
+}
+
+KINDS = ("diffusers", "transformers", "open_clip", "lpips", "api_key")
+
+_TRUE = {"1", "true", "yes", "on"}
+
+
+class WeightsNotFoundError(RuntimeError):
+    """A model's weights are not available; the message names the model and how to provide it."""
+
+    def __init__(self, model: str, kind: str, how_to_fix: str, cause: str | None = None):
+        self.model = model
+        self.kind = kind
+        self.how_to_fix = how_to_fix
+        self.cause = cause
+        detail = f" ({cause})" if cause else ""
+        super().__init__(
+            f"{kind} weights for {model!r} are not available{detail}. How to fix: {how_to_fix}"
+        )
+
+    def __reduce__(self):  # picklable across processes
+        return (type(self), (self.model, self.kind, self.how_to_fix, self.cause))
+
+
+@dataclass(frozen=True)
+class WeightRequirement:
+    """What one component needs before it can run."""
+
+    component: str
+    kind: str  # one of KINDS
+    model: str  # hub id, architecture@tag, local path, env var name ...
+    revision: str | None = None
+    variant: str | None = None
+    #: open_clip: pretrained tag or checkpoint path; lpips: the net name.
+    extra: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# -- offline detection, paths -----------------------------------------------------------------
+
+
+def is_offline() -> bool:
+    """True when the user asked for no network (read from the environment at call time)."""
+    return any(
+        os.environ.get(var, "").strip().lower() in _TRUE
+        for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "REPAINTER_OFFLINE")
+    )
+
+
+def looks_like_path(name: str) -> bool:
+    """A local path rather than a hub id: exists, or is written like a path."""
+    if not name:
+        return False
+    if os.path.exists(os.path.expanduser(name)):
+        return True
+    return (
+        name.startswith(("/", "./", "../", "~", "\\"))
+        or (len(name) > 1 and name[1] == ":")  # C:\...
+        or name.count("/") > 1
+    )
+
+
+def hf_cache_dir() -> str | None:
+    """The hub cache folder the environment names *now* (huggingface_hub reads it at import)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return os.path.expanduser(os.environ["HF_HUB_CACHE"])
+    if os.environ.get("HF_HOME"):
+        return os.path.join(os.path.expanduser(os.environ["HF_HOME"]), "hub")
+    return None
+
+
+def how_to_fix(kind: str, model: str, extra: str | None = None) -> str:
+    """The advice printed with a missing-weights error."""
+    local = "pass a local path instead of the hub id"
+    cache = "or point HF_HOME / HF_HUB_CACHE at a cache that holds it"
+    if kind == "diffusers":
+        return (
+            f"download it with `huggingface-cli download {model}` on a machine with network "
+            f"(or `repainter prefetch --spec SPEC`), {local} (a folder with model_index.json), "
+            f"{cache}"
+        )
+    if kind == "transformers":
+        return (
+            f"download it with `huggingface-cli download {model}` (or `repainter prefetch "
+            f"--spec SPEC`), {local} (a folder with config.json and the weights), {cache}"
+        )
+    if kind == "open_clip":
+        model = model.split("@", 1)[0]
+        if extra and looks_like_path(extra):
+            return f"the checkpoint file {extra!r} must exist; pass `checkpoint: /path/to/file`"
+        repo = _open_clip_hub_repo(model, extra)
+        hub = f"`huggingface-cli download {repo}`" if repo else "`repainter prefetch --spec SPEC`"
+        return (
+            f"download the open_clip weights with {hub}, or pass `checkpoint: /path/to/"
+            f"open_clip_model.safetensors` (a local file of the {model} architecture), {cache}"
+        )
+    if kind == "lpips":
+        net = extra or DEFAULT_LPIPS_NET
+        fname, url = LPIPS_BACKBONES.get(net, ("?", "?"))
+        return (
+            f"download the torchvision {net} backbone from {url} into "
+            f"$TORCH_HOME/hub/checkpoints/{fname} (`repainter prefetch --spec SPEC` does this), "
+            f"or pass `backbone_weights: /path/to/{fname}`"
+        )
+    if kind == "api_key":
+        return f"export {model}=<your key> (or set base_url to a server that needs none)"
+    return "provide the model locally"
+
+
+def _missing(kind: str, model: str, cause: str | None = None, extra: str | None = None):
+    return WeightsNotFoundError(model, kind, how_to_fix(kind, model, extra), cause)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else ""
+    return f"{type(exc).__name__}: {first}"[:300]
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        name = type(exc).__name__
+        if name in {
+            "ConnectionError", "ConnectTimeout", "ReadTimeout", "Timeout", "ConnectError",
+            "TimeoutException", "OfflineModeIsEnabled", "URLError", "gaierror", "TimeoutError",
+            "LocalEntryNotFoundError",
+        }:
+            return True
+        text = str(exc).lower()
+        if "couldn't connect" in text or "connection" in text or "offline" in text:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def hub_load(loader: Callable[..., T], model: str, kind: str, **kwargs: Any) -> T:
+    """Call ``loader(model, **kwargs)`` (a ``from_pretrained``) with fail-fast offline handling.
+
+    Local paths must exist. Offline, ``local_files_only=True`` is passed. Online, a connection
+    failure is retried once with ``local_files_only=True`` (the cache may hold the model). Any
+    failure to find the files becomes a :class:`WeightsNotFoundError`.
+    """
+    if looks_like_path(model):
+        path = Path(os.path.expanduser(model))
+        if not path.exists():
+            raise _missing(kind, model, f"no such local path {str(path)!r}")
+        model = str(path)
+        kwargs["local_files_only"] = True
+    else:
+        if is_offline():
+            kwargs["local_files_only"] = True
+        if hf_cache_dir() and "cache_dir" not in kwargs:
+            kwargs["cache_dir"] = hf_cache_dir()
+    try:
+        return loader(model, **kwargs)
+    except WeightsNotFoundError:
+        raise
+    except (OSError, ValueError, EnvironmentError) as exc:  # hub errors are OSError subclasses
+        if kwargs.get("local_files_only") or not _is_connection_error(exc):
+            raise _missing(kind, model, _short(exc)) from exc
+        first = exc
+    try:
+        kwargs["local_files_only"] = True
+        return loader(model, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise _missing(kind, model, f"no network ({_short(first)}) and not cached") from exc
+
+
+# -- open_clip ----------------------------------------------------------------------------------
+
+_OPEN_CLIP_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+
+
+def _open_clip_tag_cfg(model: str, pretrained: str | None) -> dict[str, Any]:
+    if not pretrained or looks_like_path(pretrained):
+        return {}
+    try:
+        import open_clip
+    except ImportError:  # pragma: no cover - inspecting a spec without the [models] extra
+        return {}
+    return dict(open_clip.get_pretrained_cfg(model.replace("/", "-"), pretrained) or {})
+
+
+def _open_clip_hub_repo(model: str, pretrained: str | None) -> str | None:
+    if model.startswith("hf-hub:"):
+        return model[len("hf-hub:"):]
+    hub = _open_clip_tag_cfg(model, pretrained).get("hf_hub", "")
+    return os.path.split(hub)[0] if hub else None
+
+
+def _open_clip_hub_file(model: str, pretrained: str | None) -> tuple[str, list[str]] | None:
+    """(repo id, candidate file names) of a tag's weights on the hub, or None."""
+    cfg = _open_clip_tag_cfg(model, pretrained)
+    hub = cfg.get("hf_hub", "")
+    if not hub:
+        return None
+    repo, filename = os.path.split(hub)
+    if filename:
+        stem, ext = os.path.splitext(filename)
+        names = [f"{stem}.safetensors", filename] if ext != ".safetensors" else [filename]
+    else:
+        names = list(_OPEN_CLIP_FILES)
+    return repo, names
+
+
+def resolve_open_clip_checkpoint(
+    model: str, pretrained: str | None, checkpoint: str | None = None, local_only: bool | None = None
+) -> str | None:
+    """Local file holding the weights of ``model`` / ``pretrained`` (download if allowed).
+
+    Returns None when no weights are asked for (``pretrained`` empty and no checkpoint). Raises
+    :class:`WeightsNotFoundError` when they are asked for and cannot be found.
+    """
+    if checkpoint:
+        path = Path(os.path.expanduser(checkpoint))
+        if not path.is_file():
+            raise _missing("open_clip", model, f"no such checkpoint file {str(path)!r}", checkpoint)
+        return str(path)
+    if not pretrained:
+        return None
+    if looks_like_path(pretrained):
+        path = Path(os.path.expanduser(pretrained))
+        if not path.is_file():
+            raise _missing("open_clip", model, f"no such checkpoint file {str(path)!r}", pretrained)
+        return str(path)
+    local_only = is_offline() if local_only is None else local_only
+    target = _open_clip_hub_file(model, pretrained)
+    label = f"{model}@{pretrained}"
+    if target is None:
+        cfg = _open_clip_tag_cfg(model, pretrained)
+        if not cfg:
+            raise _missing(
+                "open_clip", label, f"{pretrained!r} is not a known open_clip tag of {model!r}"
+            )
+        url = cfg.get("url", "")
+        cached = Path(os.path.expanduser("~/.cache/clip")) / os.path.basename(url)
+        if url and cached.is_file():
+            return str(cached)
+        if local_only or not url:
+            raise _missing("open_clip", label, "not in the local cache (offline)", pretrained)
+        from open_clip.pretrained import download_pretrained_from_url
+
+        try:
+            return download_pretrained_from_url(url)
+        except Exception as exc:  # noqa: BLE001 - urllib/network errors of all kinds
+            raise _missing("open_clip", label, _short(exc), pretrained) from exc
+    repo, names = target
+    from huggingface_hub import hf_hub_download, try_to_load_from_cache
+
+    for name in names:
+        found = try_to_load_from_cache(repo, name, cache_dir=hf_cache_dir())
+        if isinstance(found, str):
+            return found
+    if local_only:
+        raise _missing("open_clip", label, f"{repo} is not in the local cache (offline)", pretrained)
+    last: BaseException | None = None
+    for name in names:
+        try:
+            return hf_hub_download(repo, name, etag_timeout=10, cache_dir=hf_cache_dir())
+        except Exception as exc:  # noqa: BLE001
+            last = exc
+    raise _missing("open_clip", label, _short(last) if last else None, pretrained)
+
+
+# -- lpips backbone -------------------------------------------------------------------------------
+
+
+def lpips_backbone_path(net: str) -> Path:
+    """Where torchvision keeps the LPIPS backbone checkpoint for ``net`` (may not exist)."""
+    import torch
+
+    fname = LPIPS_BACKBONES[net][0]
+    return Path(torch.hub.get_dir()) / "checkpoints" / fname
+
+
+def resolve_lpips_backbone(
+    net: str, backbone_weights: str | None = None, local_only: bool | None = None
+) -> str:
+    """Local file with the torchvision backbone of LPIPS ``net``; downloads it when allowed."""
+    if net not in LPIPS_BACKBONES:
+        raise ValueError(f"lpips net must be one of {sorted(LPIPS_BACKBONES)}, not {net!r}")
+    label = f"lpips-{net} backbone"
+    if backbone_weights:
+        path = Path(os.path.expanduser(backbone_weights))
+        if not path.is_file():
+            raise _missing("lpips", label, f"no such file {str(path)!r}", net)
+        return str(path)
+    path = lpips_backbone_path(net)
+    if path.is_file():
+        return str(path)
+    local_only = is_offline() if local_only is None else local_only
+    if local_only:
+        raise _missing("lpips", label, f"{path} not found (offline)", net)
+    import torch
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.hub.download_url_to_file(LPIPS_BACKBONES[net][1], str(path), progress=False)
+    except Exception as exc:  # noqa: BLE001 - urllib/network errors of all kinds
+        raise _missing("lpips", label, _short(exc), net) from exc
+    return str(path)
+
+
+# -- requirements of a spec ---------------------------------------------------------------------
+
+
+def requirements_for(component: str, params: dict[str, Any] | None = None) -> list[WeightRequirement]:
+    """What the registered component ``component`` built with ``params`` needs to run."""
+    p = dict(params or {})
+    if component == "diffusers":
+        model = p.get("model")
+        if not model:
+            return []
+        return [WeightRequirement(component, "diffusers", str(model), p.get("revision"),
+                                  p.get("variant"))]
+    if component == "clip_i":
+        model = str(p.get("model", DEFAULT_CLIP_MODEL))
+        if p.get("checkpoint"):
+            return [WeightRequirement(component, "open_clip", model, extra=str(p["checkpoint"]))]
+        if model.startswith(("hf-hub:", "local-dir:")):
+            return [WeightRequirement(component, "open_clip", model)]
+        pretrained = p.get("pretrained", DEFAULT_CLIP_PRETRAINED)
+        if not pretrained:
+            return []
+        return [WeightRequirement(component, "open_clip", model, extra=str(pretrained))]
+    if component == "dinov2":
+        return [WeightRequirement(component, "transformers",
+                                  str(p.get("model", DEFAULT_DINOV2_MODEL)), p.get("revision"))]
+    if component == "lpips":
+        if p.get("random_backbone_for_tests"):
+            return []
+        net = str(p.get("net", DEFAULT_LPIPS_NET))
+        model = str(p.get("backbone_weights") or f"torchvision:{net}")
+        return [WeightRequirement(component, "lpips", model, extra=net)]
+    if component == "openai":
+        if p.get("base_url"):
+            return []  # local servers (vLLM, Ollama ...) often need no key
+        return [WeightRequirement(component, "api_key", str(p.get("api_key_env", "OPENAI_API_KEY")))]
+    return []
+
+
+def _snapshot_file(repo: str, filename: str, revision: str | None) -> str | None:
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(repo, filename, revision=revision, cache_dir=hf_cache_dir())
+    return found if isinstance(found, str) else None
+
+
+def _diffusers_complete(folder: Path) -> bool:
+    index = folder / "model_index.json"
+    if not index.is_file():
+        return False
+    try:
+        data = json.loads(index.read_text())
+    except (OSError, ValueError):
+        return False
+    for key, value in data.items():
+        if key.startswith("_") or not isinstance(value, list) or value[0] is None:
+            continue
+        sub = folder / key
+        if not sub.is_dir() or not any(sub.iterdir()):
+            return False
+    return True
+
+
+def _transformers_complete(folder: Path) -> bool:
+    weights = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
+               "pytorch_model.bin.index.json")
+    return (folder / "config.json").is_file() and any((folder / w).is_file() for w in weights)
+
+
+def check_present(req: WeightRequirement) -> bool:
+    """Whether ``req`` can be satisfied without network (never downloads)."""
+    try:
+        if req.kind == "api_key":
+            return bool(os.environ.get(req.model))
+        if req.kind == "diffusers":
+            if looks_like_path(req.model):
+                return _diffusers_complete(Path(os.path.expanduser(req.model)))
+            index = _snapshot_file(req.model, "model_index.json", req.revision)
+            return bool(index) and _diffusers_complete(Path(index).parent)
+        if req.kind == "transformers":
+            if looks_like_path(req.model):
+                return _transformers_complete(Path(os.path.expanduser(req.model)))
+            config = _snapshot_file(req.model, "config.json", req.revision)
+            return bool(config) and _transformers_complete(Path(config).parent)
+        if req.kind == "open_clip":
+            if req.model.startswith("local-dir:"):
+                return (Path(req.model[len("local-dir:"):]) / "open_clip_config.json").is_file()
+            if req.model.startswith("hf-hub:"):
+                repo = req.model[len("hf-hub:"):]
+                return bool(_snapshot_file(repo, "open_clip_config.json", None)) and any(
+                    _snapshot_file(repo, name, None) for name in _OPEN_CLIP_FILES
+                )
+            resolve_open_clip_checkpoint(req.model, req.extra, None, local_only=True)
+            return True
+        if req.kind == "lpips":
+            net = req.extra or DEFAULT_LPIPS_NET
+            weights = None if req.model.startswith("torchvision:") else req.model
+            resolve_lpips_backbone(net, weights, local_only=True)
+            return True
+    except WeightsNotFoundError:
+        return False
+    return False
+
+
+def prefetch(req: WeightRequirement) -> str:
+    """Download what ``req`` needs (for users with network). Returns where it now lives."""
+    if req.kind == "api_key":
+        if not os.environ.get(req.model):
+            raise _missing("api_key", req.model, "not set")
+        return f"${req.model}"
+    if is_offline():
+        if check_present(req):
+            return "already present"
+        raise _missing(req.kind, req.model, "offline mode is on (HF_HUB_OFFLINE=1)", req.extra)
+    if req.kind == "diffusers":
+        if looks_like_path(req.model):
+            if not _diffusers_complete(Path(req.model)):
+                raise _missing("diffusers", req.model, "no model_index.json in the folder")
+            return req.model
+        from diffusers import DiffusionPipeline
+
+        try:
+            return str(DiffusionPipeline.download(req.model, revision=req.revision,
+                                                  variant=req.variant, cache_dir=hf_cache_dir()))
+        except Exception as exc:  # noqa: BLE001
+            raise _missing("diffusers", req.model, _short(exc)) from exc
+    if req.kind == "transformers":
+        if looks_like_path(req.model):
+            if not _transformers_complete(Path(req.model)):
+                raise _missing("transformers", req.model, "config.json / weights missing")
+            return req.model
+        from huggingface_hub import snapshot_download
+
+        try:
+            return snapshot_download(
+                req.model, revision=req.revision, cache_dir=hf_cache_dir(),
+                allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model"],
+            )
+        except Exception as exc:  # noqa: BLE001
+            raise _missing("transformers", req.model, _short(exc)) from exc
+    if req.kind == "open_clip":
+        if req.model.startswith("hf-hub:"):
+            from huggingface_hub import snapshot_download
+
+            try:
+                return snapshot_download(req.model[len("hf-hub:"):], cache_dir=hf_cache_dir())
+            except Exception as exc:  # noqa: BLE001
+                raise _missing("open_clip", req.model, _short(exc)) from exc
+        if req.model.startswith("local-dir:"):
+            return req.model
+        return str(resolve_open_clip_checkpoint(req.model, req.extra, None, local_only=False))
+    if req.kind == "lpips":
+        weights = None if req.model.startswith("torchvision:") else req.model
+        return resolve_lpips_backbone(req.extra or DEFAULT_LPIPS_NET, weights, local_only=False)
+    raise ValueError(f"unknown requirement kind {req.kind!r}")
+
+
+def _components(spec: RunSpec) -> list[tuple[str, Any]]:
+    rows = [("t2i", c) for c in spec.t2i]
+    rows.append(("mllm", spec.mllm))
+    rows.extend(("metrics", c) for c in spec.metrics)
+    return rows
+
+
+def doctor_rows(spec: RunSpec) -> list[dict[str, Any]]:
+    """One row per requirement of the spec (and one per component that needs nothing).
+
+    Keys: role, component, label, kind, model, revision, present (bool), how_to_fix ('' when
+    present). Never downloads, never loads a model.
+    """
+    rows: list[dict[str, Any]] = []
+    for role, comp in _components(spec):
+        reqs = requirements_for(comp.name, comp.params)
+        if not reqs:
+            rows.append({"role": role, "component": comp.name, "label": comp.display_name,
+                         "kind": "none", "model": "", "revision": None, "present": True,
+                         "how_to_fix": ""})
+            continue
+        for req in reqs:
+            present = check_present(req)
+            rows.append({
+                "role": role, "component": comp.name, "label": comp.display_name,
+                "kind": req.kind, "model": req.model if not req.extra else
+                f"{req.model} ({req.extra})", "revision": req.revision, "present": present,
+                "how_to_fix": "" if present else how_to_fix(req.kind, req.model, req.extra),
+            })
+    return rows
+
+
+def prefetch_spec(spec: RunSpec) -> list[dict[str, Any]]:
+    """Download every weight the spec needs. One row per requirement.
+
+    Keys: role, component, label, kind, model, status ('present' | 'downloaded' | 'failed'),
+    location, error.
+    """
+    rows: list[dict[str, Any]] = []
+    for role, comp in _components(spec):
+        for req in requirements_for(comp.name, comp.params):
+            row = {"role": role, "component": comp.name, "label": comp.display_name,
+                   "kind": req.kind, "model": req.model, "status": "", "location": "",
+                   "error": ""}
+            if check_present(req) and req.kind != "api_key":
+                row["status"] = "present"
+            else:
+                try:
+                    row["location"] = prefetch(req)
+                    row["status"] = "present" if req.kind == "api_key" else "downloaded"
+                except WeightsNotFoundError as exc:
+                    row["status"], row["error"] = "failed", str(exc)
+            rows.append(row)
+    return rows

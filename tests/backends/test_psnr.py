@@ -1,0 +1,69 @@
+"""PSNR: hand-computed values, the cap, resize policy and batching."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from PIL import Image
+
+from repainter.backends.base import Reference
+from repainter.backends.metrics.psnr import PSNR, psnr
+
+
+def _img(value, size=(8, 8)):
+    return Image.new("RGB", size, value)
+
+
+def test_identical_images_hit_the_cap():
+    ref = Reference("r", _img((10, 20, 30)))
+    assert PSNR(size=None)(ref, [ref.image]) == [100.0]
+    assert PSNR(size=None, max_db=60)(ref, [ref.image]) == [60.0]
+
+
+def test_hand_computed_value():
+    # one channel off by 10 everywhere: MSE = 100 / 3
+    ref = Reference("r", _img((100, 100, 100)))
+    [value] = PSNR(size=None)(ref, [_img((110, 100, 100))])
+    assert math.isclose(value, 10 * math.log10(255**2 / (100 / 3)), rel_tol=1e-12)
+
+
+def test_more_noise_lower_psnr_and_data_range_is_explicit():
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, (16, 16, 3)).astype(np.float64)
+    small = np.clip(base + rng.normal(0, 5, base.shape), 0, 255)
+    big = np.clip(base + rng.normal(0, 40, base.shape), 0, 255)
+    assert psnr(base, small) > psnr(base, big)
+    # the same pixel error scores the same whatever the image's own range
+    dark = np.zeros((4, 4, 3))
+    assert math.isclose(psnr(dark, dark + 1), psnr(dark + 200, dark + 201))
+
+
+def test_resize_policy_and_batching():
+    ref = Reference("r", _img((50, 60, 70), (20, 10)))
+    cands = [_img((50, 60, 70), (40, 40)), _img((0, 0, 0), (5, 5)), _img((55, 60, 70))]
+    # size=None: candidates resized to the reference size (a flat image stays identical)
+    metric = PSNR(size=None)
+    prepared = metric.prepare(ref)
+    assert prepared.shape == (10, 20, 3)
+    batch = metric.score(prepared, cands)
+    assert batch[0] == 100.0
+    assert batch == [metric.score(prepared, [c])[0] for c in cands]
+    # size=N: both resized to N x N
+    assert PSNR(size=16).prepare(ref).shape == (16, 16, 3)
+    assert PSNR(size=16)(ref, cands)[0] == 100.0
+
+
+def test_similarity_and_identity():
+    metric = PSNR()
+    assert metric.similarity(100.0) == 1.0 and metric.similarity(50.0) == 0.5
+    assert metric.identity() == {"metric": "psnr", "size": 256, "data_range": 255.0,
+                                 "max_db": 100.0}
+
+
+def test_doctest_example():
+    import doctest
+
+    import repainter.backends.metrics.psnr as module
+
+    assert doctest.testmod(module).failed == 0

@@ -1,0 +1,182 @@
+"""repainter.weights: requirements of a spec, presence checks offline, doctor / prefetch rows,
+fail-fast loading, and the registry names of the model-backed backends."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from repainter.spec import build_spec
+from repainter.weights import (
+    WeightRequirement,
+    WeightsNotFoundError,
+    check_present,
+    doctor_rows,
+    hub_load,
+    is_offline,
+    looks_like_path,
+    prefetch,
+    prefetch_spec,
+    requirements_for,
+)
+
+
+def test_is_offline_reads_the_environment_now(monkeypatch):
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "REPAINTER_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    assert not is_offline()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert is_offline()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setenv("REPAINTER_OFFLINE", "true")
+    assert is_offline()
+
+
+def test_looks_like_path(tmp_path):
+    assert looks_like_path(str(tmp_path)) and looks_like_path("./models/sd")
+    assert looks_like_path("~/weights") and not looks_like_path("facebook/dinov2-base")
+    assert not looks_like_path("ViT-B-32")
+
+
+def test_requirements_of_the_presets():
+    reqs = {c: requirements_for(c, p) for c, p in [
+        ("clip_i", {"model": "ViT-L-14", "pretrained": "openai", "resize": 256}),
+        ("dinov2", {"pooling": "mean"}),
+        ("lpips", {"net": "alex", "resize": 256}),
+        ("diffusers", {"model": "stabilityai/sdxl-turbo", "revision": "abc", "variant": "fp16"}),
+        ("openai", {"model": "gpt-4o"}),
+        ("ssim", {}),
+        ("psnr", {}),
+    ]}
+    assert reqs["clip_i"] == [WeightRequirement("clip_i", "open_clip", "ViT-L-14", extra="openai")]
+    assert reqs["dinov2"][0].model == "facebook/dinov2-base"
+    assert reqs["lpips"] == [WeightRequirement("lpips", "lpips", "torchvision:alex", extra="alex")]
+    assert reqs["diffusers"][0].revision == "abc" and reqs["diffusers"][0].variant == "fp16"
+    assert reqs["openai"] == [WeightRequirement("openai", "api_key", "OPENAI_API_KEY")]
+    assert reqs["ssim"] == [] and reqs["psnr"] == []
+    assert requirements_for("lpips", {"random_backbone_for_tests": True}) == []
+    assert requirements_for("openai", {"model": "m", "base_url": "http://localhost:8000/v1"}) == []
+    assert requirements_for("clip_i", {"checkpoint": "/x.pt"})[0].extra == "/x.pt"
+
+
+def test_doctor_rows_offline_fast(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    spec = build_spec({"preset": "paper",
+                       "t2i": [{"name": "diffusers", "params": {"model": "nobody/sd"}}],
+                       "mllm": {"name": "openai", "params": {"model": "gpt-4o"}}})
+    start = time.monotonic()
+    rows = doctor_rows(spec)
+    assert time.monotonic() - start < 10
+    by_component = {r["component"]: r for r in rows}
+    assert set(by_component) == {"diffusers", "openai", "clip_i", "dinov2", "lpips", "ssim"}
+    for name in ("diffusers", "openai", "clip_i", "dinov2", "lpips"):
+        assert by_component[name]["present"] is False and by_component[name]["how_to_fix"]
+    assert by_component["ssim"]["present"] is True and by_component["ssim"]["kind"] == "none"
+    assert "huggingface-cli download nobody/sd" in by_component["diffusers"]["how_to_fix"]
+    assert "export OPENAI_API_KEY" in by_component["openai"]["how_to_fix"]
+    # prefetch offline: every missing requirement fails quickly with the explanation
+    start = time.monotonic()
+    fetched = prefetch_spec(spec)
+    assert time.monotonic() - start < 10
+    assert {r["status"] for r in fetched} == {"failed"}
+    assert all("How to fix" in r["error"] for r in fetched)
+
+
+def test_check_present_on_local_folders(tmp_path):
+    sd = tmp_path / "sd"
+    (sd / "unet").mkdir(parents=True)
+    (sd / "model_index.json").write_text('{"_class_name": "X", "unet": ["diffusers", "U"], '
+                                         '"safety_checker": [null, null]}')
+    req = WeightRequirement("diffusers", "diffusers", str(sd))
+    assert not check_present(req)  # unet folder empty
+    (sd / "unet" / "config.json").write_text("{}")
+    assert check_present(req)
+    tf = tmp_path / "tf"
+    tf.mkdir()
+    (tf / "config.json").write_text("{}")
+    req = WeightRequirement("dinov2", "transformers", str(tf))
+    assert not check_present(req)
+    (tf / "model.safetensors").write_bytes(b"x")
+    assert check_present(req)
+    ckpt = tmp_path / "c.pt"
+    assert not check_present(WeightRequirement("clip_i", "open_clip", "ViT-B-32", extra=str(ckpt)))
+    ckpt.write_bytes(b"x")
+    assert check_present(WeightRequirement("clip_i", "open_clip", "ViT-B-32", extra=str(ckpt)))
+    pth = tmp_path / "alex.pth"
+    pth.write_bytes(b"x")
+    assert check_present(WeightRequirement("lpips", "lpips", str(pth), extra="alex"))
+    assert prefetch(WeightRequirement("diffusers", "diffusers", str(sd))) == str(sd)
+
+
+def test_hub_load_fails_fast_and_falls_back_to_cache(monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    calls = []
+
+    def loader(model, **kwargs):
+        calls.append(kwargs.get("local_files_only", False))
+        if not kwargs.get("local_files_only"):
+            raise OSError("We couldn't connect to 'https://huggingface.co' to load the files")
+        return "from-cache"
+
+    assert hub_load(loader, "org/model", "transformers") == "from-cache"
+    assert calls == [False, True]
+
+    def never(model, **kwargs):
+        raise OSError("We couldn't connect to 'https://huggingface.co'")
+
+    with pytest.raises(WeightsNotFoundError, match="no network .* and not cached"):
+        hub_load(never, "org/model", "transformers")
+
+    def not_found(model, **kwargs):
+        raise OSError("org/model is not a local folder and is not a valid model identifier")
+
+    with pytest.raises(WeightsNotFoundError, match="org/model"):
+        hub_load(not_found, "org/model", "diffusers")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    seen = {}
+
+    def record(model, **kwargs):
+        seen.update(kwargs)
+        return "ok"
+
+    hub_load(record, "org/model", "diffusers")
+    assert seen["local_files_only"] is True
+
+
+def test_error_message_and_pickling():
+    import pickle
+
+    err = WeightsNotFoundError("org/m", "diffusers", "do this", "because")
+    assert str(err) == ("diffusers weights for 'org/m' are not available (because). "
+                        "How to fix: do this")
+    again = pickle.loads(pickle.dumps(err))
+    assert str(again) == str(err) and again.model == "org/m"
+
+
+def _lazy_target(registry, name):
+    """Import a lazily registered component without caching it in the global registry."""
+    import importlib
+
+    row = dict(registry.describe())[name]
+    assert row.startswith("(lazy) ")
+    module, _, attr = row[len("(lazy) "):].partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def test_registry_names_resolve_lazily():
+    from repainter.registry import METRICS, MLLM, T2I
+
+    assert _lazy_target(METRICS, "psnr").__name__ == "PSNR"
+    pytest.importorskip("torch")
+    pytest.importorskip("diffusers")
+    expected = {(METRICS, "clip_i"): "ClipImageSimilarity", (METRICS, "dinov2"): "DinoV2Similarity",
+                (METRICS, "lpips"): "LPIPSDistance", (MLLM, "openai"): "OpenAIMLLM",
+                (T2I, "diffusers"): "DiffusersT2I"}
+    for (registry, name), cls in expected.items():
+        assert _lazy_target(registry, name).__name__ == cls
+    assert _lazy_target(METRICS, "lpips").higher_is_better is False
+    assert _lazy_target(METRICS, "lpips").name == "lpips"

@@ -1,0 +1,136 @@
+"""Tiny randomly initialised models of the real architectures, saved the way users' weights are.
+
+They exercise the real loading code paths (local folders / files, ``from_pretrained``) without a
+model hub. Their outputs are meaningless: they are for tests only.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+TINY_OPEN_CLIP = {
+    "embed_dim": 16,
+    "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 8, "head_width": 16},
+    "text_cfg": {"context_length": 16, "vocab_size": 64, "width": 32, "heads": 2, "layers": 1},
+}
+TINY_OPEN_CLIP_NAME = "repainter-tiny-clip"
+
+
+def write_clip_tokenizer_files(folder: Path) -> tuple[Path, Path]:
+    """A hand-written CLIP BPE vocabulary: the two special tokens and single letters."""
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    letters = "abcdefghijklmnopqrstuvwxyz0123456789"
+    for c in letters:
+        vocab[c] = len(vocab)
+    for c in letters:
+        vocab[c + "</w>"] = len(vocab)
+    vocab_file, merges_file = folder / "vocab.json", folder / "merges.txt"
+    vocab_file.write_text(json.dumps(vocab))
+    merges_file.write_text("#version: 0.2\n")
+    return vocab_file, merges_file
+
+
+def build_tiny_sd_pipeline(folder: Path) -> Path:
+    """A tiny StableDiffusionPipeline (32x32 images) saved with ``save_pretrained``."""
+    import torch
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    vocab_file, merges_file = write_clip_tokenizer_files(folder / "_tok")
+    # from_pretrained reads vocab.json / merges.txt with transformers 4.x and 5.x alike
+    tokenizer = CLIPTokenizer.from_pretrained(str(vocab_file.parent), model_max_length=16)
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64), layers_per_block=1, sample_size=16, in_channels=4,
+        out_channels=4, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=32,
+    )
+    vae = AutoencoderKL(
+        block_out_channels=[32, 64], in_channels=3, out_channels=3,
+        down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2,
+        latent_channels=4, sample_size=32,
+    )
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        bos_token_id=0, eos_token_id=1, pad_token_id=1, hidden_size=32, intermediate_size=37,
+        num_attention_heads=4, num_hidden_layers=2, vocab_size=len(tokenizer),
+        max_position_embeddings=16,
+    ))
+    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                              clip_sample=False, set_alpha_to_one=False, steps_offset=1)
+    pipe = StableDiffusionPipeline(
+        unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=scheduler,
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
+    out = folder / "tiny-sd"
+    pipe.save_pretrained(out)
+    return out
+
+
+def build_tiny_open_clip(folder: Path) -> Path:
+    """A tiny open_clip CLIP checkpoint (state dict) of :data:`TINY_OPEN_CLIP`."""
+    import open_clip
+    import torch
+
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    model = open_clip.model.CLIP(**TINY_OPEN_CLIP)
+    path = folder / "tiny_open_clip.pt"
+    torch.save(model.state_dict(), path)
+    return path
+
+
+def build_tiny_dinov2(folder: Path) -> Path:
+    """A tiny Dinov2Model with its image processor, saved with ``save_pretrained``."""
+    import torch
+    from transformers import BitImageProcessor, Dinov2Config, Dinov2Model
+
+    torch.manual_seed(0)
+    config = Dinov2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                          intermediate_size=37, image_size=32, patch_size=8)
+    model = Dinov2Model(config)
+    processor = BitImageProcessor(
+        do_resize=True, size={"shortest_edge": 36}, do_center_crop=True,
+        crop_size={"height": 32, "width": 32}, do_normalize=True,
+        image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225],
+    )
+    out = folder / "tiny-dinov2"
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out
+
+
+def build_random_alexnet_checkpoint(folder: Path) -> Path:
+    """A torchvision AlexNet state dict with random weights (the file format of the real one)."""
+    import torch
+    from torchvision.models import alexnet
+
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    path = folder / "alexnet-random.pth"
+    torch.save(alexnet(weights=None).state_dict(), path)
+    return path
+
+
+# -- session fixtures (import them into a test module to use them) ------------------------------
+
+
+@pytest.fixture(scope="session")
+def tiny_sd_path(tmp_path_factory) -> Path:
+    pytest.importorskip("diffusers")
+    return build_tiny_sd_pipeline(tmp_path_factory.mktemp("tiny-sd"))
+
+
+@pytest.fixture(scope="session")
+def tiny_open_clip_checkpoint(tmp_path_factory) -> Path:
+    pytest.importorskip("open_clip")
+    return build_tiny_open_clip(tmp_path_factory.mktemp("tiny-clip"))
+
+
+@pytest.fixture(scope="session")
+def tiny_dinov2_path(tmp_path_factory) -> Path:
+    pytest.importorskip("transformers")
+    return build_tiny_dinov2(tmp_path_factory.mktemp("tiny-dinov2"))
