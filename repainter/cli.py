@@ -205,6 +205,57 @@ def validate(
     typer.echo(f"ok: {spec} (fingerprint {checked.fingerprint()})")
 
 
+def _rows_table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> Table:
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*(str(row.get(c, "")) for c in columns))
+    return table
+
+
+@app.command()
+def doctor(
+    spec: SpecOption = None,
+    sets: SetOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Report, offline, which weights and keys a spec needs and which are missing."""
+    from repainter.weights import doctor_rows
+
+    rows = doctor_rows(_spec_from_options(spec, sets))
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+    else:
+        out = Console()
+        out.print(_rows_table("what this spec needs", rows,
+                              ["role", "label", "kind", "model", "present"]))
+        for row in rows:
+            if not row["present"]:
+                out.print(f"[yellow]missing[/yellow] {row['label']} ({row['model']}): {row['how_to_fix']}")
+    if not all(row["present"] for row in rows):
+        raise typer.Exit(1)
+
+
+@app.command()
+def prefetch(
+    spec: SpecOption = None,
+    sets: SetOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Download every weight a spec needs (needs network; run `doctor` to check offline)."""
+    from repainter.weights import prefetch_spec
+
+    rows = prefetch_spec(_spec_from_options(spec, sets))
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+    else:
+        Console().print(_rows_table("prefetch", rows,
+                                    ["role", "label", "kind", "model", "status", "location", "error"]))
+    if any(row["status"] == "failed" for row in rows):
+        raise typer.Exit(1)
+
+
 @app.command("ls")
 def list_components(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,

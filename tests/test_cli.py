@@ -68,3 +68,42 @@ def test_ls_lists_components_and_presets():
     assert "world" in listed["datasets"] and {"paper", "gill"} <= set(listed["presets"])
     table = runner.invoke(app, ["ls"])
     assert table.exit_code == 0 and "scene-analyst" in table.stdout
+
+
+def test_compare_ranks_the_better_model_first_with_a_significant_test(tmp_path):
+    result = runner.invoke(app, [
+        "compare", "--t2i", "procedural",
+        "--t2i", "{name: procedural, label: colourblind, params: {ignore: [color]}}",
+        "--spec", str(_spec(tmp_path, dataset={"limit": 12})), "--json",
+    ])
+    assert result.exit_code == 0, result.output
+    models = json.loads(result.stdout)["models"]
+    assert list(models) == ["procedural", "colourblind"]
+    board = json.loads((tmp_path / "run" / "leaderboard.json").read_text())
+    (comparison,) = board["comparisons"]
+    assert comparison["model_a"] == "procedural" and comparison["n"] == 12
+    assert comparison["mean_difference"] > 0 and comparison["significant"]
+    # the description is computed once per reference and shared by both models
+    assert len(list((tmp_path / "run" / "descriptions").glob("*.json"))) == 12
+
+
+def test_compare_needs_two_models_and_a_fixed_budget(tmp_path):
+    one = runner.invoke(app, ["compare", "--t2i", "procedural", "--spec", str(_spec(tmp_path))])
+    assert one.exit_code == 2 and "at least two" in one.output
+    early = runner.invoke(app, [
+        "compare", "--t2i", "procedural", "--t2i", "{name: procedural, label: b}",
+        "--spec", str(_spec(tmp_path)), "--set", "loop.early_stop.patience=1",
+    ])
+    assert early.exit_code == 2 and "early_stop" in early.output
+
+
+def test_doctor_reports_missing_weights_offline(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf-home"))
+    builtin = runner.invoke(app, ["doctor", "--spec", str(_spec(tmp_path)), "--json"])
+    assert builtin.exit_code == 0, builtin.output
+    assert all(row["present"] for row in json.loads(builtin.stdout))
+    paper = runner.invoke(app, ["doctor", "--spec", str(_spec(tmp_path, preset="paper")), "--json"])
+    assert paper.exit_code == 1
+    missing = {row["model"] for row in json.loads(paper.stdout) if not row["present"]}
+    assert "facebook/dinov2-base" in missing

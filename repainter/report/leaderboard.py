@@ -111,9 +111,11 @@ def _columns(rows: list[dict[str, Any]]) -> list[str]:
     return first + rest
 
 
-def _fmt(value: Any) -> str:
+def _fmt(value: Any, key: str = "") -> str:
     if value is None:
         return "-"
+    if key == "p_value":
+        return f"{value:.2g}"
     if isinstance(value, float):
         return f"{value:.4f}"
     return str(value)
@@ -121,7 +123,7 @@ def _fmt(value: Any) -> str:
 
 def _table(rows: list[dict[str, Any]], columns: list[str]) -> list[str]:
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    return lines + ["| " + " | ".join(_fmt(row.get(c)) for c in columns) + " |" for row in rows]
+    return lines + ["| " + " | ".join(_fmt(row.get(c), c) for c in columns) + " |" for row in rows]
 
 
 def _with_ci(row: dict[str, Any], key: str) -> str:
