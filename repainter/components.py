@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 
-from repainter.backends.base import Metric, MLLMBackend, T2IBackend
+from repainter.backends.base import GeneratedImage, Metric, MLLMBackend, T2IBackend
+from repainter.cache import CachedMetric, CachedMLLM, CachedT2I, ResponseCache
 from repainter.registry import METRICS, MLLM, T2I
 from repainter.spec import ComponentSpec, RunSpec
 
@@ -20,26 +22,77 @@ def _create(registry, component: ComponentSpec):
         raise ComponentError(f"{registry.kind} {component.name!r}: bad params ({exc})") from exc
 
 
+class ThrottledT2I(T2IBackend):
+    """Lets at most ``limit`` batches render at once, however many cases are in flight."""
+
+    def __init__(self, inner: T2IBackend, limit: int):
+        self.inner = inner
+        self.kind = getattr(inner, "kind", "")
+        self._slots = threading.BoundedSemaphore(limit)
+
+    def identity(self):
+        return self.inner.identity()
+
+    def generate(self, prompts, seeds) -> list[GeneratedImage]:
+        with self._slots:
+            return self.inner.generate(prompts, seeds)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class SerialMetric(Metric):
+    """One scoring call at a time per metric (model-backed metrics hold one model)."""
+
+    def __init__(self, inner: Metric):
+        self.inner, self.name = inner, inner.name
+        self.higher_is_better, self.needs_ground_truth = inner.higher_is_better, inner.needs_ground_truth
+        self._lock = threading.Lock()
+
+    def identity(self):
+        return self.inner.identity()
+
+    def similarity(self, value: float) -> float:
+        return self.inner.similarity(value)
+
+    def prepare(self, reference):
+        with self._lock:
+            return self.inner.prepare(reference)
+
+    def score(self, prepared, candidates):
+        with self._lock:
+            return self.inner.score(prepared, candidates)
+
+
 @dataclass
 class Components:
     mllm: MLLMBackend
     t2i: dict[str, T2IBackend]
     metrics: list[Metric]
+    cache: ResponseCache | None = field(default=None)
 
     def close(self) -> None:
         for backend in [self.mllm, *self.t2i.values()]:
             backend.close()
+        if self.cache is not None:
+            self.cache.close()
 
 
-def build_components(spec: RunSpec) -> Components:
+def build_components(spec: RunSpec, cache: ResponseCache | None = None) -> Components:
+    """Build every component of ``spec``; with ``cache``, each one answers repeats from it."""
     metrics = []
     for component in spec.metrics:
         metric = _create(METRICS, component)
         # Scores are keyed by label, so one metric can appear twice with different params.
         metric.name = component.display_name
         metrics.append(metric)
-    return Components(
-        mllm=_create(MLLM, spec.mllm),
-        t2i={c.display_name: _create(T2I, c) for c in spec.t2i},
-        metrics=metrics,
-    )
+    mllm = _create(MLLM, spec.mllm)
+    t2i = {c.display_name: _create(T2I, c) for c in spec.t2i}
+    if cache is not None:
+        mllm = CachedMLLM(mllm, cache)
+        t2i = {label: CachedT2I(backend, cache) for label, backend in t2i.items()}
+        metrics = [CachedMetric(metric, cache) for metric in metrics]
+    if spec.runtime.concurrency > 1:
+        t2i = {label: ThrottledT2I(b, spec.runtime.t2i_concurrency) for label, b in t2i.items()}
+        metrics = [SerialMetric(metric) for metric in metrics]
+    return Components(mllm=mllm, t2i=t2i, metrics=metrics, cache=cache)

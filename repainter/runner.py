@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import platform
 import sqlite3
+import threading
 import time
 import traceback
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +23,7 @@ from typing import Any
 from langgraph.checkpoint.sqlite import SqliteSaver
 
 import repainter
+from repainter.cache import ResponseCache
 from repainter.components import Components, build_components
 from repainter.datasets import load_dataset
 from repainter.graph import RunContext, build_graph
@@ -67,35 +70,51 @@ def run(
 
     ctx, items, components = prepare_context(spec, store)
     counts = {"done": 0, "failed": 0, "reused": 0}
+    lock = threading.Lock()
+
+    def tally(key: str, event: dict[str, Any]) -> None:
+        with lock:
+            counts[key] += 1
+            emit(event)
+
     emit({"event": "start", "total": len(items) * len(ctx.t2i), "models": list(ctx.t2i)})
     try:
         with closing(sqlite3.connect(store.checkpoint_path, check_same_thread=False)) as conn:
             graph = build_graph(ctx, SqliteSaver(conn))
-            for item in items:
+
+            def run_item(item) -> None:
+                """All pending models of one reference; items run concurrently."""
                 pending = [m for m in ctx.t2i if not store.is_done(m, item.id)]
                 for model in ctx.t2i:
                     if model not in pending:
-                        counts["reused"] += 1
-                        emit(_case_event(store.read_case_record(model, item.id), reused=True))
+                        tally("reused", _case_event(store.read_case_record(model, item.id), True))
                 if not pending:
-                    continue
+                    return
                 try:
                     ctx.reference(item.id)
                 except Exception as exc:  # a broken input fails its cases, not the run
                     for model in pending:
                         _record_failure(store, model, item, exc, stage="load reference")
-                        counts["failed"] += 1
-                        emit(_case_event(store.read_case_record(model, item.id)))
-                    continue
+                        tally("failed", _case_event(store.read_case_record(model, item.id)))
+                    return
                 for model in pending:
                     try:
                         _run_case(graph, ctx, model, item.id, emit)
-                        counts["done"] += 1
+                        outcome = "done"
                     except Exception as exc:
                         _record_failure(store, model, item, exc, stage="loop")
-                        counts["failed"] += 1
-                    emit(_case_event(store.read_case_record(model, item.id)))
+                        outcome = "failed"
+                    tally(outcome, _case_event(store.read_case_record(model, item.id)))
                 ctx.forget(item.id)
+
+            workers = spec.runtime.concurrency
+            if workers == 1:
+                for item in items:
+                    run_item(item)
+            else:
+                with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="case") as pool:
+                    for future in [pool.submit(run_item, item) for item in items]:
+                        future.result()  # run_item records its own failures; this re-raises bugs
     finally:
         components.close()
 
@@ -111,6 +130,7 @@ def run(
         wall_seconds=round(time.perf_counter() - started, 3),
         cases={**counts, "total": len(selected)},
         mllm_usage=components.mllm.usage(),
+        cache=components.cache.stats() if components.cache else None,
     )
     store.write_run_info(info)
     return RunResult(run_dir=store.root, spec=spec, records=records, leaderboard=leaderboard,
@@ -122,7 +142,11 @@ def prepare_context(spec: RunSpec, store: RunStore) -> tuple[RunContext, list, C
     items = load_dataset(spec.dataset.name, spec.dataset.params).select(
         spec.dataset.categories, spec.dataset.limit
     )
-    components = build_components(spec)
+    cache = None
+    if spec.runtime.cache:
+        folder = Path(spec.runtime.cache_dir) if spec.runtime.cache_dir else store.root
+        cache = ResponseCache(folder / "cache.sqlite")
+    components = build_components(spec, cache)
     ctx = RunContext(spec=spec, store=store, mllm=components.mllm, t2i=components.t2i,
                      metrics=components.metrics, items={i.id: i for i in items})
     return ctx, items, components

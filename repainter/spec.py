@@ -77,6 +77,19 @@ class LoopSpec(_Spec):
     early_stop: EarlyStopSpec = Field(default_factory=EarlyStopSpec)
 
 
+class RuntimeSpec(_Spec):
+    """How a run executes. None of it changes results, so it is left out of the fingerprint."""
+
+    #: Cases (references) in flight at once; MLLM calls of different cases overlap.
+    concurrency: int = Field(default=1, ge=1, le=256)
+    #: Batches one T2I model renders at once (1 keeps a GPU busy without oversubscribing it).
+    t2i_concurrency: int = Field(default=1, ge=1, le=64)
+    #: Cache MLLM replies, renders and metric scores (content-addressed; see repainter.cache).
+    cache: bool = True
+    #: A cache folder shared between runs; default: the run folder's own cache.sqlite.
+    cache_dir: str | None = None
+
+
 class RunSpec(_Spec):
     """Everything that defines a run. ``RunSpec()`` is the built-in offline world."""
 
@@ -103,6 +116,7 @@ class RunSpec(_Spec):
     judge: bool = True
     seed: int = 0
     output_dir: str = "runs/{name}"
+    runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
 
     @field_validator("selection")
     @classmethod
@@ -137,10 +151,22 @@ class RunSpec(_Spec):
     def run_dir(self) -> Path:
         return Path(self.output_dir.format(name=self.name))
 
-    def fingerprint(self) -> str:
-        """Hash of everything that determines results (the output folder excluded)."""
-        data = self.model_dump(mode="json", exclude={"output_dir"})
+    def fingerprint(self, *, without_models: bool = False) -> str:
+        """Hash of everything that determines results (output folder and runtime excluded).
+
+        ``without_models`` leaves out the T2I list too: two specs that agree on it differ only
+        in which models they compare.
+        """
+        exclude = {"output_dir", "runtime"} | ({"t2i"} if without_models else set())
+        data = self.model_dump(mode="json", exclude=exclude)
         return hashlib.sha256(canonical_json(data).encode()).hexdigest()[:16]
+
+    def extends(self, previous: RunSpec) -> bool:
+        """True where this spec is ``previous`` with T2I models added (a growing comparison)."""
+        if self.fingerprint(without_models=True) != previous.fingerprint(without_models=True):
+            return False
+        mine = [t.model_dump(mode="json") for t in self.t2i]
+        return all(t.model_dump(mode="json") in mine for t in previous.t2i)
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)

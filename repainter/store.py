@@ -57,13 +57,18 @@ class RunStore:
         existing = self.root / SPEC_FILE
         if existing.exists():
             previous = load_spec(existing)
-            if previous.fingerprint() != spec.fingerprint():
-                raise RunFolderError(
-                    f"{self.root} holds a run of a different spec "
-                    f"({previous.fingerprint()} vs {spec.fingerprint()}); choose another "
-                    "output_dir, or delete the folder to start over"
-                )
-            return True
+            if previous.fingerprint() == spec.fingerprint():
+                if previous != spec:  # only runtime settings differ: keep the file current
+                    atomic_write_bytes(existing, spec.to_yaml().encode("utf-8"))
+                return True
+            if spec.extends(previous):  # models added to a comparison: only they run
+                atomic_write_bytes(existing, spec.to_yaml().encode("utf-8"))
+                return True
+            raise RunFolderError(
+                f"{self.root} holds a run of a different spec "
+                f"({previous.fingerprint()} vs {spec.fingerprint()}); choose another "
+                "output_dir, or delete the folder to start over"
+            )
         self.root.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(existing, spec.to_yaml().encode("utf-8"))
         return False

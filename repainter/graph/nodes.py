@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from repainter.backends.base import GeneratedImage
 from repainter.graph.context import RunContext
 from repainter.graph.state import Candidate, CaseState, RoundRecord
 from repainter.images import save_png
@@ -63,20 +64,51 @@ def write_variants(state: CaseState, ctx: RunContext) -> dict[str, Any]:
     return {"pending": pending}
 
 
+def is_out_of_memory(exc: BaseException) -> bool:
+    """torch's CUDA / MPS out-of-memory errors, MemoryError, or a message that says so."""
+    return (isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"
+            or "out of memory" in str(exc).lower())
+
+
+def render_batch(backend, prompts: list[str], seeds: list[int]) -> list[GeneratedImage]:
+    """Render as one batch; on out-of-memory, split the batch in halves and retry each.
+
+    A single prompt that still runs out of memory fails the case with that reason.
+    """
+    try:
+        images = backend.generate(prompts, seeds)
+    except Exception as exc:
+        if not is_out_of_memory(exc):
+            raise
+        if len(prompts) == 1:
+            raise CaseFailure(f"T2I out of memory even for a batch of 1: {exc}") from exc
+        half = len(prompts) // 2
+        return (render_batch(backend, prompts[:half], seeds[:half])
+                + render_batch(backend, prompts[half:], seeds[half:]))
+    if len(images) != len(prompts):
+        raise CaseFailure(f"T2I model returned {len(images)} images for {len(prompts)} prompts")
+    return images
+
+
+def _blank_flag(generated: GeneratedImage) -> str | None:
+    """The backend's own flag, or "all_black" for an image with no signal at all."""
+    if generated.flagged:
+        return generated.flagged
+    return "all_black" if generated.image.getbbox() is None else None
+
+
 def generate(state: CaseState, ctx: RunContext) -> dict[str, Any]:
     """Render all of the round's variants as one batch and store the images."""
     pending = state["pending"]
-    backend = ctx.t2i[state["model"]]
-    images = backend.generate([c["prompt"] for c in pending], [c["seed"] for c in pending])
-    if len(images) != len(pending):
-        raise CaseFailure(f"T2I model returned {len(images)} images for {len(pending)} prompts")
+    images = render_batch(ctx.t2i[state["model"]], [c["prompt"] for c in pending],
+                          [c["seed"] for c in pending])
     rendered = []
     for candidate, generated in zip(pending, images, strict=True):
         path = ctx.store.candidate_path(
             state["model"], state["case_id"], candidate["round"], candidate["variant"]
         )
         save_png(generated.image, ctx.store.root / path)
-        rendered.append({**candidate, "image": path, "flagged": generated.flagged})
+        rendered.append({**candidate, "image": path, "flagged": _blank_flag(generated)})
     return {"pending": rendered}
 
 

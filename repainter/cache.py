@@ -1,0 +1,238 @@
+"""Content-addressed caches, so the same call is never paid for twice.
+
+Every cached call is keyed by the SHA-256 of the canonical JSON of its request: the backend's
+identity (model, revision, parameters), the role, the text and the hashes of the images it was
+given. A re-run of a finished run, or one that adds a model to a finished comparison, answers
+everything it has seen from here. The store is one SQLite file (the run folder's ``cache.sqlite``
+by default, or a shared folder named in the spec), safe across threads and processes.
+
+Three wrappers put any backend behind the cache:
+
+* ``CachedMLLM`` - every MLLM role's reply;
+* ``CachedT2I`` - rendered images (a batch renders only its misses, still as one batch);
+* ``CachedMetric`` - scores per (metric identity and version, reference, candidate); the
+  reference's features are only computed when some candidate is not cached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import sqlite3
+import threading
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+import repainter
+from repainter.backends.base import GeneratedImage, Metric, MLLMBackend, Reference, T2IBackend
+from repainter.images import image_sha256
+from repainter.schemas import Critique, ImageUnderstandingTree, Judgement
+from repainter.spec import canonical_json
+
+
+def request_key(namespace: str, request: dict[str, Any]) -> str:
+    return hashlib.sha256(f"{namespace}\n{canonical_json(request)}".encode()).hexdigest()
+
+
+class ResponseCache:
+    """A SQLite key-value store of JSON values (and optional blobs), with hit / miss counts."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
+        with self._lock, self._conn:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute(
+                "CREATE TABLE IF NOT EXISTS entries (key TEXT PRIMARY KEY, namespace TEXT, "
+                "value TEXT NOT NULL, blob BLOB)"
+            )
+        self.hits: Counter[str] = Counter()
+        self.misses: Counter[str] = Counter()
+
+    def get(self, namespace: str, key: str) -> tuple[Any, bytes | None] | None:
+        with self._lock:
+            row = self._conn.execute("SELECT value, blob FROM entries WHERE key = ?", (key,)).fetchone()
+            (self.hits if row else self.misses)[namespace] += 1
+        return (json.loads(row[0]), row[1]) if row else None
+
+    def put(self, namespace: str, key: str, value: Any, blob: bytes | None = None) -> None:
+        text = json.dumps(value, allow_nan=False, ensure_ascii=False)
+        with self._lock, self._conn:
+            self._conn.execute(
+                "INSERT OR REPLACE INTO entries (key, namespace, value, blob) VALUES (?, ?, ?, ?)",
+                (key, namespace, text, blob),
+            )
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        names = sorted(set(self.hits) | set(self.misses))
+        return {n: {"hits": self.hits[n], "misses": self.misses[n]} for n in names}
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+class CachedMLLM(MLLMBackend):
+    """Any MLLM backend, answering repeated requests from the cache."""
+
+    def __init__(self, inner: MLLMBackend, cache: ResponseCache):
+        self.inner, self.cache = inner, cache
+        self.kind = getattr(inner, "kind", "")
+
+    def identity(self) -> dict[str, Any]:
+        return self.inner.identity()
+
+    def _call(self, role: str, request: dict[str, Any], compute: Callable[[], Any],
+              encode: Callable[[Any], Any], decode: Callable[[Any], Any]) -> Any:
+        key = request_key("mllm", {"backend": self.inner.identity(), "role": role, **request})
+        found = self.cache.get("mllm", key)
+        if found is not None:
+            return decode(found[0])
+        result = compute()
+        self.cache.put("mllm", key, encode(result))
+        return result
+
+    def describe(self, image, context=()):
+        return self._call(
+            "describe", {"image": image_sha256(image), "context": list(context)},
+            lambda: self.inner.describe(image, context),
+            lambda r: r.model_dump(mode="json"), ImageUnderstandingTree.model_validate,
+        )
+
+    def rewrite_prompt(self, draft, iut):
+        return self._call("rewrite_prompt", {"draft": draft, "iut": iut.model_dump(mode="json")},
+                          lambda: self.inner.rewrite_prompt(draft, iut), str, str)
+
+    def write_variants(self, prompt, n, iut, critique, seed):
+        request = {"prompt": prompt, "n": n, "iut": iut.model_dump(mode="json"), "seed": seed,
+                   "critique": critique.model_dump(mode="json") if critique else None}
+        return self._call("write_variants", request,
+                          lambda: self.inner.write_variants(prompt, n, iut, critique, seed),
+                          list, list)
+
+    def critique(self, reference, candidate, prompt):
+        request = {"reference": image_sha256(reference), "candidate": image_sha256(candidate),
+                   "prompt": prompt}
+        return self._call("critique", request,
+                          lambda: self.inner.critique(reference, candidate, prompt),
+                          lambda r: r.model_dump(mode="json"), Critique.model_validate)
+
+    def revise(self, prompt, critique, iut):
+        request = {"prompt": prompt, "critique": critique.model_dump(mode="json"),
+                   "iut": iut.model_dump(mode="json")}
+        return self._call("revise", request, lambda: self.inner.revise(prompt, critique, iut),
+                          str, str)
+
+    def judge(self, reference, candidate):
+        request = {"reference": image_sha256(reference), "candidate": image_sha256(candidate)}
+        return self._call("judge", request, lambda: self.inner.judge(reference, candidate),
+                          lambda r: r.model_dump(mode="json"), Judgement.model_validate)
+
+    def usage(self) -> dict[str, float]:
+        return self.inner.usage()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class CachedT2I(T2IBackend):
+    """Any T2I backend; a batch renders only the (prompt, seed) pairs not seen before."""
+
+    def __init__(self, inner: T2IBackend, cache: ResponseCache):
+        self.inner, self.cache = inner, cache
+        self.kind = getattr(inner, "kind", "")
+
+    def identity(self) -> dict[str, Any]:
+        return self.inner.identity()
+
+    def generate(self, prompts: Sequence[str], seeds: Sequence[int]) -> list[GeneratedImage]:
+        identity = self.inner.identity()
+        keys = [request_key("t2i", {"backend": identity, "prompt": p, "seed": s})
+                for p, s in zip(prompts, seeds, strict=True)]
+        results: list[GeneratedImage | None] = []
+        for prompt, seed, key in zip(prompts, seeds, keys, strict=True):
+            found = self.cache.get("t2i", key)
+            if found is None:
+                results.append(None)
+                continue
+            meta, blob = found
+            image = Image.open(io.BytesIO(blob))
+            image.load()
+            results.append(GeneratedImage(image.convert("RGB"), prompt, seed, meta["flagged"],
+                                          {**meta["metadata"], "cache": "hit"}))
+        missing = [i for i, r in enumerate(results) if r is None]
+        if missing:
+            rendered = self.inner.generate([prompts[i] for i in missing], [seeds[i] for i in missing])
+            for i, generated in zip(missing, rendered, strict=True):
+                buffer = io.BytesIO()
+                generated.image.save(buffer, format="PNG")
+                meta = {"flagged": generated.flagged,
+                        "metadata": json.loads(json.dumps(generated.metadata, default=str))}
+                self.cache.put("t2i", keys[i], meta, buffer.getvalue())
+                results[i] = generated
+        return results  # type: ignore[return-value]
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class _LazyReference:
+    """A reference whose metric features are computed only if some score is not cached."""
+
+    def __init__(self, metric: Metric, reference: Reference):
+        self.metric, self.reference = metric, reference
+        self.key = {"image": image_sha256(reference.image),
+                    "ground_truth": reference.ground_truth if metric.needs_ground_truth else None}
+        self._features: Any = None
+        self._ready = False
+        self._lock = threading.Lock()
+
+    def features(self) -> Any:
+        with self._lock:
+            if not self._ready:
+                self._features, self._ready = self.metric.prepare(self.reference), True
+            return self._features
+
+
+class CachedMetric(Metric):
+    """Any metric; scores are cached per (metric identity and version, reference, candidate)."""
+
+    def __init__(self, inner: Metric, cache: ResponseCache):
+        self.inner, self.cache = inner, cache
+        self.name = inner.name
+        self.higher_is_better = inner.higher_is_better
+        self.needs_ground_truth = inner.needs_ground_truth
+
+    def identity(self) -> dict[str, Any]:
+        return self.inner.identity()
+
+    def similarity(self, value: float) -> float:
+        return self.inner.similarity(value)
+
+    def prepare(self, reference: Reference) -> _LazyReference:
+        return _LazyReference(self.inner, reference)
+
+    def score(self, prepared: _LazyReference, candidates: Sequence[Image.Image]) -> list[float]:
+        version = {"metric": self.inner.identity(), "repainter": repainter.__version__}
+        keys = [request_key("metric", {**version, "reference": prepared.key,
+                                       "candidate": image_sha256(c)}) for c in candidates]
+        scores: list[float | None] = []
+        for key in keys:
+            found = self.cache.get("metric", key)
+            scores.append(None if found is None else float(found[0]))
+        missing = [i for i, s in enumerate(scores) if s is None]
+        if missing:
+            computed = self.inner.score(prepared.features(), [candidates[i] for i in missing])
+            for i, value in zip(missing, computed, strict=True):
+                value = float(value)
+                if value == value and abs(value) != float("inf"):  # never cache NaN / inf
+                    self.cache.put("metric", keys[i], value)
+                scores[i] = value
+        return scores  # type: ignore[return-value]
