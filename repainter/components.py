@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from repainter.backends.base import GeneratedImage, Metric, MLLMBackend, T2IBackend
 from repainter.cache import CachedMetric, CachedMLLM, CachedT2I, ResponseCache
+from repainter.instrument import BackendClock, timed
 from repainter.registry import METRICS, MLLM, T2I
 from repainter.spec import ComponentSpec, RunSpec
 
@@ -70,6 +71,7 @@ class Components:
     t2i: dict[str, T2IBackend]
     metrics: list[Metric]
     cache: ResponseCache | None = field(default=None)
+    clock: BackendClock = field(default_factory=BackendClock)
 
     def close(self) -> None:
         for backend in [self.mllm, *self.t2i.values()]:
@@ -79,15 +81,20 @@ class Components:
 
 
 def build_components(spec: RunSpec, cache: ResponseCache | None = None) -> Components:
-    """Build every component of ``spec``; with ``cache``, each one answers repeats from it."""
+    """Build every component of ``spec``; with ``cache``, each one answers repeats from it.
+
+    Wrapping order, inside out: the backend, its call timer, the cache, the concurrency guard.
+    """
+    clock = BackendClock()
     metrics = []
     for component in spec.metrics:
         metric = _create(METRICS, component)
         # Scores are keyed by label, so one metric can appear twice with different params.
         metric.name = component.display_name
-        metrics.append(metric)
-    mllm = _create(MLLM, spec.mllm)
-    t2i = {c.display_name: _create(T2I, c) for c in spec.t2i}
+        metrics.append(timed(metric, f"metric:{metric.name}", clock))
+    mllm = timed(_create(MLLM, spec.mllm), f"mllm:{spec.mllm.display_name}", clock)
+    t2i = {c.display_name: timed(_create(T2I, c), f"t2i:{c.display_name}", clock)
+           for c in spec.t2i}
     if cache is not None:
         mllm = CachedMLLM(mllm, cache)
         t2i = {label: CachedT2I(backend, cache) for label, backend in t2i.items()}
@@ -95,4 +102,4 @@ def build_components(spec: RunSpec, cache: ResponseCache | None = None) -> Compo
     if spec.runtime.concurrency > 1:
         t2i = {label: ThrottledT2I(b, spec.runtime.t2i_concurrency) for label, b in t2i.items()}
         metrics = [SerialMetric(metric) for metric in metrics]
-    return Components(mllm=mllm, t2i=t2i, metrics=metrics, cache=cache)
+    return Components(mllm=mllm, t2i=t2i, metrics=metrics, cache=cache, clock=clock)

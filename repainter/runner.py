@@ -27,6 +27,8 @@ from repainter.cache import ResponseCache
 from repainter.components import Components, build_components
 from repainter.datasets import load_dataset
 from repainter.graph import RunContext, build_graph
+from repainter.instrument import timed
+from repainter.report.html import write_report
 from repainter.report.leaderboard import build_leaderboard, write_leaderboard
 from repainter.result import RunResult
 from repainter.spec import RunSpec, load_spec
@@ -69,6 +71,7 @@ def run(
     store.write_run_info({**store.read_run_info(), **info})
 
     ctx, items, components = prepare_context(spec, store)
+    loop_started = time.perf_counter()
     counts = {"done": 0, "failed": 0, "reused": 0}
     lock = threading.Lock()
 
@@ -80,6 +83,10 @@ def run(
     emit({"event": "start", "total": len(items) * len(ctx.t2i), "models": list(ctx.t2i)})
     try:
         with closing(sqlite3.connect(store.checkpoint_path, check_same_thread=False)) as conn:
+            # WAL with synchronous=NORMAL: a killed process loses nothing committed (only a
+            # power cut can drop the last checkpoints), and commits need no fsync each.
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
             graph = build_graph(ctx, SqliteSaver(conn))
 
             def run_item(item) -> None:
@@ -117,6 +124,7 @@ def run(
                         future.result()  # run_item records its own failures; this re-raises bugs
     finally:
         components.close()
+    loop_seconds = time.perf_counter() - loop_started
 
     records = store.records()
     selected = {(m, i.id) for m in ctx.t2i for i in items}
@@ -131,8 +139,12 @@ def run(
         cases={**counts, "total": len(selected)},
         mllm_usage=components.mllm.usage(),
         cache=components.cache.stats() if components.cache else None,
+        loop_seconds=round(loop_seconds, 4),
+        backend=components.clock.summary(),
+        framework_seconds=round(loop_seconds - components.clock.total_seconds, 4),
     )
     store.write_run_info(info)
+    write_report(store.root)
     return RunResult(run_dir=store.root, spec=spec, records=records, leaderboard=leaderboard,
                      info=info)
 
@@ -148,7 +160,8 @@ def prepare_context(spec: RunSpec, store: RunStore) -> tuple[RunContext, list, C
         cache = ResponseCache(folder / "cache.sqlite")
     components = build_components(spec, cache)
     ctx = RunContext(spec=spec, store=store, mllm=components.mllm, t2i=components.t2i,
-                     metrics=components.metrics, items={i.id: i for i in items})
+                     metrics=components.metrics,
+                     items={i.id: timed(i, "dataset", components.clock) for i in items})
     return ctx, items, components
 
 

@@ -12,7 +12,7 @@ from repainter.backends.base import Metric, MLLMBackend, Reference, T2IBackend
 from repainter.datasets import DatasetItem
 from repainter.images import load_image
 from repainter.spec import RunSpec
-from repainter.store import RunStore
+from repainter.store import RunStore, slug
 
 
 @dataclass
@@ -26,6 +26,9 @@ class RunContext:
     items: dict[str, DatasetItem] = field(default_factory=dict)
     references: dict[str, Reference] = field(default_factory=dict)
     _prepared: dict[tuple[str, str], Any] = field(default_factory=dict, repr=False)
+    # Renders of cases in flight, by run-folder path: scoring, critique and judging read them
+    # from memory; after a resume they are read back from disk.
+    _renders: dict[str, Image.Image] = field(default_factory=dict, repr=False)
 
     def reference(self, case_id: str) -> Reference:
         if case_id not in self.references:
@@ -43,8 +46,12 @@ class RunContext:
             self._prepared[key] = metric.prepare(self.reference(case_id))
         return self._prepared[key]
 
+    def remember_render(self, relative_path: str, image: Image.Image) -> None:
+        self._renders[relative_path] = image
+
     def candidate_image(self, relative_path: str) -> Image.Image:
-        return load_image(self.store.root / relative_path)
+        image = self._renders.get(relative_path)
+        return image if image is not None else load_image(self.store.root / relative_path)
 
     def seed(self, case_id: str, round_number: int, variant: int) -> int:
         """The same seed for every model at the same (case, round, variant): fair comparisons."""
@@ -56,3 +63,6 @@ class RunContext:
         self.references.pop(case_id, None)
         for key in [k for k in self._prepared if k[0] == case_id]:
             del self._prepared[key]
+        marker = f"/{slug(case_id)}/"
+        for path in [p for p in self._renders if marker in p]:
+            del self._renders[path]

@@ -108,6 +108,7 @@ def generate(state: CaseState, ctx: RunContext) -> dict[str, Any]:
             state["model"], state["case_id"], candidate["round"], candidate["variant"]
         )
         save_png(generated.image, ctx.store.root / path)
+        ctx.remember_render(path, generated.image.convert("RGB"))
         rendered.append({**candidate, "image": path, "flagged": _blank_flag(generated)})
     return {"pending": rendered}
 

@@ -1,0 +1,77 @@
+"""Time spent inside backend calls, so a run can say what the framework itself costs.
+
+``timed(component, label, clock)`` returns a proxy that forwards every attribute to the
+component and adds the wall time of each method call to ``clock`` under ``label.method``. It sits
+innermost, around the real backend, so cache hits cost no backend time.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict
+from typing import Any
+
+
+class BackendClock:
+    """Thread-safe totals of seconds and calls per ``component.method``."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.calls: dict[str, int] = defaultdict(int)
+
+    def add(self, key: str, seconds: float) -> None:
+        with self._lock:
+            self.seconds[key] += seconds
+            self.calls[key] += 1
+
+    @property
+    def total_seconds(self) -> float:
+        with self._lock:
+            return sum(self.seconds.values())
+
+    def summary(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "total_seconds": round(sum(self.seconds.values()), 4),
+                "calls": dict(sorted(self.calls.items())),
+                "seconds": {k: round(v, 4) for k, v in sorted(self.seconds.items())},
+            }
+
+
+# Methods that do model work; cheap accessors (identity, similarity, usage) are not timed.
+TIMED_METHODS = frozenset({
+    "generate", "describe", "rewrite_prompt", "write_variants", "critique", "revise", "judge",
+    "prepare", "score",
+    "load",  # dataset items: decoding or rendering a reference
+})
+
+
+class _Timed:
+    def __init__(self, inner: Any, label: str, clock: BackendClock):
+        object.__setattr__(self, "_inner", inner)
+        object.__setattr__(self, "_label", label)
+        object.__setattr__(self, "_clock", clock)
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._inner, name)
+        if name not in TIMED_METHODS or not callable(value):
+            return value
+        key, clock = f"{self._label}.{name}", self._clock
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return value(*args, **kwargs)
+            finally:
+                clock.add(key, time.perf_counter() - started)
+
+        return call
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._inner, name, value)
+
+
+def timed(component: Any, label: str, clock: BackendClock) -> Any:
+    return _Timed(component, label, clock)
