@@ -256,6 +256,103 @@ def prefetch(
         raise typer.Exit(1)
 
 
+@app.command()
+def fetch(
+    dataset: Annotated[str, typer.Argument(help="A manifest dataset (evalref-100) or a manifest file.")],
+    cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="Download folder "
+                         "(default: $REPAINTER_CACHE or ~/.cache/repainter/datasets/<name>).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Download again; still verified against "
+                                        "the lock.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds per download.")] = 60.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Download a manifest's images into the cache and verify them against its checksum lock."""
+    from rich.markup import escape
+
+    from repainter.datasets import DatasetError
+    from repainter.fetch import DownloadError, fetch_dataset
+
+    def show(item) -> None:
+        if not as_json and item.status == "failed":
+            text = item.error if item.error.startswith(f"{item.id}: ") else f"{item.id}: {item.error}"
+            console.print(f"[yellow]failed[/yellow] {escape(text)}", soft_wrap=True)
+
+    try:
+        report = fetch_dataset(dataset, cache_dir, force=force, timeout=timeout, on_item=show)
+    except (DatasetError, DownloadError) as exc:
+        console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(2) from exc
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        counts = report.to_dict()["counts"]
+        typer.echo(", ".join(f"{n} {k}" for k, n in counts.items() if n) + f" · {report.cache_dir}")
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder.")],
+) -> None:
+    """Write RUN/report/index.html: leaderboard, plots, every case's rounds (static, offline)."""
+    from repainter.report.html import write_report
+    from repainter.store import SPEC_FILE
+
+    if not (run_dir / SPEC_FILE).exists() and not (run_dir / "cases").is_dir():
+        console.print(f"[red]error:[/red] {run_dir} is not a run folder")
+        raise typer.Exit(2)
+    typer.echo(str(write_report(run_dir)))
+
+
+@app.command()
+def rescore(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder.")],
+    metrics: Annotated[
+        list[str] | None,
+        typer.Option("--metrics", "-m", help="A metric to add: a registry name, or a YAML mapping "
+                     "such as '{name: psnr, params: {size: 128}}'. Repeat."),
+    ] = None,
+    selection: Annotated[
+        list[str] | None,
+        typer.Option("--selection", help="With --reselect: a selection weight, metric=weight "
+                     "(repeat; replaces the spec's weights)."),
+    ] = None,
+    reselect: Annotated[bool, typer.Option(
+        "--reselect", help="Recompute selection scores and the best candidates post hoc.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a machine-readable summary.")] = False,
+) -> None:
+    """Score a run's stored images with more metrics (no T2I model or MLLM runs); rebuild
+    results, leaderboard and report. spec.yaml gains the new metrics."""
+    from repainter.rescore import RescoreError
+    from repainter.rescore import rescore as rescore_run
+
+    weights = None
+    if selection:
+        weights = {}
+        for item in selection:
+            name, sep, value = item.partition("=")
+            try:
+                weights[name.strip()] = float(value)
+            except ValueError:
+                sep = ""
+            if not sep or not name.strip():
+                console.print(f"[red]error:[/red] --selection {item!r} must look like metric=weight")
+                raise typer.Exit(2)
+    try:
+        result = rescore_run(run_dir, metrics or [], selection=weights, reselect=reselect)
+    except RescoreError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    if as_json:
+        typer.echo(json.dumps(result.summary(), indent=2))
+        return
+    out = Console()
+    out.print(_summary_table(result))
+    out.print(f"rescored: {', '.join(result.info['rescored'][-1]['metrics']) or '(reselect only)'}"
+              f" · report: {result.run_dir / 'report' / 'index.html'}")
+
+
 @app.command("ls")
 def list_components(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,

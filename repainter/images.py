@@ -11,9 +11,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-# Refuse to decode anything larger than this many pixels (decompression bombs).
+# Refuse to decode anything larger than this many pixels (decompression bombs); the check reads
+# only the header, before any pixel is decoded.
 MAX_PIXELS = 64_000_000
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+# Smaller images carry too little to describe or compare (SSIM's window alone is 7x7).
+MIN_SIDE = 8
 
 
 class ImageLoadError(ValueError):
@@ -21,27 +24,54 @@ class ImageLoadError(ValueError):
 
 
 def load_image(path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """Open ``path`` as an RGB image, applying EXIF orientation; raise ImageLoadError otherwise."""
+    """Open ``path`` as an RGB image (see :func:`decode_image`); raise ImageLoadError otherwise."""
     path = Path(path)
     if not path.exists():
         raise ImageLoadError(f"{path}: file not found")
-    if path.stat().st_size == 0:
-        raise ImageLoadError(f"{path}: empty file")
+    if not path.is_file():
+        raise ImageLoadError(f"{path}: not a regular file")
+    if path.suffix.lower() in {".svg", ".svgz"}:
+        raise ImageLoadError(f"{path}: SVG is a vector format; render it to PNG first")
     try:
-        with Image.open(path) as img:
+        data = path.read_bytes()
+    except PermissionError as exc:
+        raise ImageLoadError(f"{path}: not readable ({exc.strerror})") from exc
+    except OSError as exc:
+        raise ImageLoadError(f"{path}: cannot read ({exc})") from exc
+    return decode_image(data, str(path), max_pixels=max_pixels)
+
+
+def decode_image(data: bytes, label: str, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Decode image bytes into 8-bit RGB, refusing what cannot be used, with a readable reason.
+
+    The pixel limit is checked from the header before anything is decoded; EXIF orientation is
+    applied; an animated image gives its first frame; transparency is composited on white.
+    """
+    if not data:
+        raise ImageLoadError(f"{label}: empty file")
+    head = data[:1024].lstrip().lower()
+    if head.startswith(b"<?xml") and b"<svg" in head or head.startswith(b"<svg"):
+        raise ImageLoadError(f"{label}: SVG is a vector format; render it to PNG first")
+    try:
+        with Image.open(io.BytesIO(data)) as img:
             width, height = img.size
             if width * height > max_pixels:
                 raise ImageLoadError(
-                    f"{path}: {width}x{height} exceeds the {max_pixels}-pixel limit"
+                    f"{label}: {width}x{height} exceeds the {max_pixels}-pixel limit"
                 )
+            if min(width, height) < MIN_SIDE:
+                raise ImageLoadError(f"{label}: {width}x{height} is below {MIN_SIDE} pixels a side")
+            img.seek(0)  # animated images: the first frame is the reference
             img.load()
             return to_rgb(ImageOps.exif_transpose(img))
     except ImageLoadError:
         raise
     except Image.DecompressionBombError as exc:
-        raise ImageLoadError(f"{path}: refused, {exc}") from exc
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageLoadError(f"{path}: cannot decode image ({exc})") from exc
+        raise ImageLoadError(f"{label}: refused, {exc}") from exc
+    except Image.UnidentifiedImageError as exc:
+        raise ImageLoadError(f"{label}: cannot decode image (not a recognised image format)") from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageLoadError(f"{label}: cannot decode image ({exc})") from exc
 
 
 def to_rgb(img: Image.Image) -> Image.Image:

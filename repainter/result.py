@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import fmean
@@ -61,24 +62,199 @@ class RunResult:
         """(model, case) -> the best-ever selection score after each round."""
         return {(r["model"], r["case_id"]): r.get("best_ever_by_round", []) for r in self.records}
 
+    def _path(self, relative: str | None) -> str | None:
+        return str(self.run_dir / relative) if relative else None
+
     def to_pandas(self):
-        """One row per case x model x round: the round's best and the best-ever so far."""
+        """One row per case x model x round: the round's best and the best-ever so far.
+
+        Columns: ``model``, ``case_id``, ``category``, ``status``, ``round``, ``prompt`` (the
+        round's base prompt), ``round_best_variant`` / ``round_best_prompt`` /
+        ``round_best_image`` / ``round_best_seed``, ``round_best_selection``,
+        ``best_ever_selection`` (after this round), ``best_ever_round`` / ``best_ever_variant`` /
+        ``best_ever_image`` (the candidate that holds it), ``is_final_best`` (this round's best
+        is the case's final best), ``score_<metric>`` (every metric of the round's best),
+        ``mean_candidate_selection``, ``n_candidates`` and ``reference_image``. Image columns are
+        absolute paths. Failed cases (no rounds) have no rows; see :meth:`cases_frame`.
+        """
         import pandas as pd
 
         rows = []
         for record in self.records:
+            final = record.get("best") or {}
+            best_ever: dict[str, Any] | None = None
             for rnd in record.get("rounds") or []:
-                best = next((c for c in rnd["candidates"] if c["variant"] == rnd.get("round_best")), {})
+                candidates = rnd.get("candidates") or []
+                best = next((c for c in candidates if c.get("variant") == rnd.get("round_best")), {})
+                if best and best.get("selection") is not None and (
+                    best_ever is None or best["selection"] > best_ever["selection"]
+                ):
+                    best_ever = best
+                keeper = best_ever or {}
+                selections = [c["selection"] for c in candidates if c.get("selection") is not None]
                 rows.append({
                     "model": record["model"], "case_id": record["case_id"],
                     "category": record.get("category"), "status": record.get("status"),
-                    "round": rnd["round"], "prompt": rnd["prompt"],
+                    "round": rnd["round"], "prompt": rnd.get("prompt"),
+                    "round_best_variant": best.get("variant"),
+                    "round_best_prompt": best.get("prompt"),
+                    "round_best_seed": best.get("seed"),
+                    "round_best_image": self._path(best.get("image")),
                     "round_best_selection": rnd.get("round_best_selection"),
                     "best_ever_selection": rnd.get("best_ever_selection"),
+                    "best_ever_round": keeper.get("round"),
+                    "best_ever_variant": keeper.get("variant"),
+                    "best_ever_image": self._path(keeper.get("image")),
+                    "is_final_best": bool(best) and best.get("round") == final.get("round")
+                    and best.get("variant") == final.get("variant"),
                     **{f"score_{k}": v for k, v in (best.get("scores") or {}).items()},
-                    "mean_candidate_selection": fmean(
-                        [c["selection"] for c in rnd["candidates"] if c.get("selection") is not None]
-                        or [float("nan")]
-                    ),
+                    "mean_candidate_selection": fmean(selections or [float("nan")]),
+                    "n_candidates": len(candidates),
+                    "reference_image": self._path(record.get("reference")),
                 })
         return pd.DataFrame(rows)
+
+    def cases_frame(self):
+        """One row per case x model: status, final best scores, round-1 best, prompts, images."""
+        import pandas as pd
+
+        rows = []
+        for record in self.records:
+            best = record.get("best") or {}
+            round1 = record.get("round1_best") or {}
+            final = record.get("final_scores") or {}
+            r1_sel, final_sel = round1.get("selection"), final.get("selection")
+            rows.append({
+                "model": record["model"], "case_id": record["case_id"],
+                "category": record.get("category"), "status": record.get("status"),
+                "error": record.get("error"),
+                "rounds": len(record.get("rounds") or []),
+                "stop_reason": record.get("stop_reason"),
+                "selection_round1": r1_sel,
+                "selection_final": final_sel,
+                "gain": (final_sel - r1_sel) if None not in (r1_sel, final_sel) else None,
+                **{f"final_{k}": v for k, v in final.items() if k != "selection"},
+                "best_round": best.get("round"), "best_variant": best.get("variant"),
+                "best_prompt": best.get("prompt"),
+                "best_image": self._path(best.get("image")),
+                "reference_image": self._path(record.get("reference")),
+                "license": record.get("license"), "source": record.get("source"),
+            })
+        return pd.DataFrame(rows)
+
+    # -- notebooks -------------------------------------------------------------------------
+
+    def _repr_html_(self, max_cases: int = 4, thumb: int = 96) -> str:
+        """A leaderboard table and reference-vs-best thumbnails (for Jupyter)."""
+        return render_html(self, max_cases=max_cases, thumb=thumb)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.3f}"
+    return str(value)
+
+
+def _thumbnail(path: Path, size: int) -> str | None:
+    """A small PNG of ``path`` as a data URI, or None if it cannot be read."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            img = img.convert("RGB")
+            img.thumbnail((size, size))
+            buffer = io.BytesIO()
+            img.save(buffer, format="PNG", optimize=True)
+    except (OSError, ValueError):
+        return None
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _cell_image(run_dir: Path, relative: str | None, size: int, caption: str) -> str:
+    from html import escape
+
+    uri = _thumbnail(run_dir / relative, size) if relative else None
+    body = (f'<img src="{uri}" width="{size}" style="display:block;image-rendering:auto" '
+            f'alt="{escape(caption)}">' if uri
+            else f'<div style="width:{size}px;height:{size}px;background:#eee;color:#888;'
+                 f'font-size:11px;display:flex;align-items:center;justify-content:center">'
+                 'no image</div>')
+    return (f'<figure style="margin:0 4px;display:inline-block;vertical-align:top;'
+            f'max-width:{size}px">{body}<figcaption style="font-size:11px;overflow-wrap:anywhere">'
+            f"{escape(caption)}</figcaption></figure>")
+
+
+def render_html(result: RunResult, max_cases: int = 4, thumb: int = 96) -> str:
+    """HTML for notebooks: leaderboard, then per case the reference and each model's best."""
+    from html import escape
+
+    metrics = sorted({
+        k for row in result.leaderboard for k in row
+        if k not in _LEADERBOARD_FIXED and not k.endswith(("_ci_low", "_ci_high", "_round1"))
+    })
+    header = ["rank", "model", "done", "failed", "selection r1", "selection final", "steer",
+              *metrics]
+    parts = [
+        '<div class="repainter-result">',
+        (f"<div><b>repainter run</b> <code>{escape(str(result.run_dir))}</code> · "
+         f"{len(result.records)} case records · {len(result.failed)} failed</div>"),
+        '<table style="border-collapse:collapse;font-size:12px"><thead><tr>',
+        "".join(f'<th style="padding:2px 6px;text-align:left">{escape(h)}</th>' for h in header),
+        "</tr></thead><tbody>",
+    ]
+    for row in result.leaderboard:
+        cells = [row.get("rank"), row.get("model"), row.get("done"), row.get("failed"),
+                 row.get("selection_round1"), row.get("selection_final"), row.get("steerability"),
+                 *(row.get(m) for m in metrics)]
+        parts.append("<tr>" + "".join(
+            f'<td style="padding:2px 6px">{escape(_fmt(c))}</td>' for c in cells) + "</tr>")
+    parts.append("</tbody></table>")
+
+    models = [row["model"] for row in result.leaderboard] or sorted(
+        {r["model"] for r in result.records})
+    by_case: dict[str, dict[str, dict[str, Any]]] = {}
+    for record in result.records:
+        by_case.setdefault(record["case_id"], {})[record["model"]] = record
+    shown = list(by_case)[:max_cases]
+    if shown:
+        parts.append(f'<div style="margin-top:6px"><b>reference vs best render</b> '
+                     f"(first {len(shown)} of {len(by_case)} cases)</div>")
+    for case_id in shown:
+        records = by_case[case_id]
+        first = next(iter(records.values()))
+        parts.append('<div style="margin:4px 0;white-space:nowrap;overflow-x:auto">')
+        caption = f"{case_id} · {first.get('category') or ''}".strip(" ·")
+        if first.get("license"):
+            caption += f" · {first['license']}"
+        parts.append(_cell_image(result.run_dir, first.get("reference"), thumb, caption))
+        for model in models:
+            record = records.get(model)
+            if record is None:
+                continue
+            if record.get("status") != "done":
+                label = f"{model}: failed ({record.get('error') or 'unknown'})"[:160]
+                parts.append(_cell_image(result.run_dir, None, thumb, label))
+                continue
+            best = record.get("best") or {}
+            score = (record.get("final_scores") or {}).get("selection")
+            parts.append(_cell_image(result.run_dir, best.get("image"), thumb,
+                                     f"{model}: {_fmt(score)} (r{best.get('round', '?')})"))
+        best_prompt = next((((r.get("best") or {}).get("prompt")) for r in records.values()
+                            if r.get("best")), None)
+        if best_prompt:
+            parts.append(f'<div style="font-size:11px;color:#555;white-space:normal">'
+                         f"{escape(best_prompt[:300])}</div>")
+        parts.append("</div>")
+    parts.append("</div>")
+    return "".join(parts)
+
+
+_LEADERBOARD_FIXED = {
+    "model", "cases", "done", "failed", "selection_round1", "selection_final", "steerability",
+    "mean_rounds", "seconds_per_case", "rank",
+}

@@ -8,6 +8,7 @@ bad model reply, crashed backend) is recorded with its reason and the run goes o
 
 from __future__ import annotations
 
+import logging
 import platform
 import sqlite3
 import threading
@@ -33,6 +34,8 @@ from repainter.report.leaderboard import build_leaderboard, write_leaderboard
 from repainter.result import RunResult
 from repainter.spec import RunSpec, load_spec
 from repainter.store import RunStore
+
+logger = logging.getLogger(__name__)
 
 #: Receives progress events: {"event": "start", "total": n} / {"event": "round", ...} /
 #: {"event": "case", "model", "case_id", "status", "selection", "reused"}.
@@ -144,7 +147,13 @@ def run(
         framework_seconds=round(loop_seconds - components.clock.total_seconds, 4),
     )
     store.write_run_info(info)
-    write_report(store.root)
+    try:
+        write_report(store.root)
+    except Exception as exc:  # results are already safe on disk; say why there is no report
+        info["report_error"] = f"{type(exc).__name__}: {exc}"
+        store.write_run_info(info)
+        logger.warning("could not write the HTML report: %s (rebuild with `repainter report %s`)",
+                       info["report_error"], store.root)
     return RunResult(run_dir=store.root, spec=spec, records=records, leaderboard=leaderboard,
                      info=info)
 

@@ -259,7 +259,7 @@ def build_spec(data: dict[str, Any] | None = None, overrides: list[str] = ()) ->
     data = copy.deepcopy(data or {})
     preset = data.get("preset")
     if preset is not None:
-        if preset not in PRESETS:
+        if not isinstance(preset, str) or preset not in PRESETS:
             raise SpecError(f"unknown preset {preset!r}; known: {', '.join(sorted(PRESETS))}")
         data = _deep_merge(PRESETS[preset], data)
     spec = _validate(data)

@@ -124,19 +124,29 @@ def score(state: CaseState, ctx: RunContext) -> dict[str, Any]:
         if candidate.get("flagged"):
             candidate["selection"] = None
             candidate["invalid_reason"] = f"flagged: {candidate['flagged']}"
+    reference = ctx.reference(case_id)
+    # Ground-truth metrics (object_f1) apply only where the dataset knows the ground truth.
+    applicable = [m for m in ctx.metrics
+                  if not (m.needs_ground_truth and reference.ground_truth is None)]
+    unusable = sorted(set(ctx.spec.selection) - {m.name for m in applicable})
+    if unusable:
+        raise CaseFailure(f"selection metric(s) {unusable} need ground truth this reference lacks")
     if images:
-        for metric in ctx.metrics:
+        for metric in applicable:
             values = metric.score(ctx.prepared(case_id, metric), images)
             for candidate, value in zip(scorable, values, strict=True):
-                candidate["scores"][metric.name] = float(value)
+                value = float(value)
+                # NaN / inf are recorded as None (JSON has no NaN) and explained.
+                candidate["scores"][metric.name] = value if math.isfinite(value) else None
     weights = ctx.spec.selection
     total = sum(weights.values())
     by_name = {m.name: m for m in ctx.metrics}
     for candidate in scorable:
-        bad = [n for n, v in candidate["scores"].items() if not math.isfinite(v)]
+        bad = sorted(n for n, v in candidate["scores"].items() if v is None)
         if bad:
+            candidate["invalid_reason"] = f"non-finite score from {', '.join(bad)}"
+        if any(candidate["scores"].get(name) is None for name in weights):
             candidate["selection"] = None
-            candidate["invalid_reason"] = f"non-finite score from {', '.join(sorted(bad))}"
             continue
         candidate["selection"] = sum(
             w * by_name[name].similarity(candidate["scores"][name]) for name, w in weights.items()

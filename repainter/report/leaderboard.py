@@ -164,7 +164,7 @@ def leaderboard_markdown(
 def write_leaderboard(
     rows: list[dict[str, Any]], run_dir: str | Path, records: list[dict[str, Any]] = ()
 ) -> None:
-    """Write leaderboard.{json,csv,md}; with ``records``, also comparisons and categories."""
+    """Write leaderboard.{json,csv,md,tex}; with ``records``, also comparisons and categories."""
     run_dir = Path(run_dir)
     comparisons = build_comparisons(list(records), rows) if records else []
     categories = build_category_table(list(records)) if records else []
@@ -177,3 +177,6 @@ def write_leaderboard(
     atomic_write_bytes(run_dir / "leaderboard.csv", buffer.getvalue().encode("utf-8"))
     markdown = leaderboard_markdown(rows, comparisons, categories)
     atomic_write_bytes(run_dir / "leaderboard.md", markdown.encode("utf-8"))
+    from repainter.report.latex import write_latex
+
+    write_latex(rows, run_dir)

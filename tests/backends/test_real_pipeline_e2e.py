@@ -24,9 +24,6 @@ from .test_openai_mllm import SECRET, FakeServer  # noqa: E402
 from .tiny_models import (  # noqa: E402, F401
     TINY_OPEN_CLIP,
     TINY_OPEN_CLIP_NAME,
-    tiny_dinov2_path,
-    tiny_open_clip_checkpoint,
-    tiny_sd_path,
 )
 
 

@@ -7,6 +7,8 @@ model hub. Their outputs are meaningless: they are for tests only.
 from __future__ import annotations
 
 import json
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -37,7 +39,12 @@ def write_clip_tokenizer_files(folder: Path) -> tuple[Path, Path]:
 def build_tiny_sd_pipeline(folder: Path) -> Path:
     """A tiny StableDiffusionPipeline (32x32 images) saved with ``save_pretrained``."""
     import torch
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import (
+        AutoencoderKL,
+        DDIMScheduler,
+        StableDiffusionPipeline,
+        UNet2DConditionModel,
+    )
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     vocab_file, merges_file = write_clip_tokenizer_files(folder / "_tok")
@@ -134,3 +141,18 @@ def tiny_open_clip_checkpoint(tmp_path_factory) -> Path:
 def tiny_dinov2_path(tmp_path_factory) -> Path:
     pytest.importorskip("transformers")
     return build_tiny_dinov2(tmp_path_factory.mktemp("tiny-dinov2"))
+
+
+# -- hang guard -------------------------------------------------------------------------------------
+
+#: Offline, a missing weight must fail at once rather than after network time-outs. This bound only
+#: catches a hang (a hub client retrying for minutes); it is no speed target.
+HANG_GUARD_SECONDS = 60
+
+
+@contextmanager
+def fails_fast():
+    start = time.monotonic()
+    yield
+    elapsed = time.monotonic() - start
+    assert elapsed < HANG_GUARD_SECONDS, f"took {elapsed:.0f} s: a hang, not an offline failure"

@@ -1,0 +1,410 @@
+"""Download manifest images into a local cache, verified, with a trust-on-first-use lock.
+
+A manifest row with a ``url`` (instead of a ``path``) is downloaded once into the dataset's cache
+folder and read from there afterwards. Every download is checked:
+
+* the HTTP status must be 200 and the body no larger than ``max_bytes``;
+* the body must be an image: a ``text/*`` / JSON / XML content type, an HTML document or a Git LFS
+  pointer (what a wrong "blob" link or an LFS-tracked file gives) fails the item with that reason;
+* when the manifest gives a ``sha256`` the file's bytes must match it;
+* the checksum of what was downloaded is written to the cache's lock file (``lock.json``), and a
+  cached file that no longer matches the lock (or the manifest) is reported as tampered.
+
+Cache location: ``cache_dir`` if given, else ``$REPAINTER_CACHE/datasets/<name>``, else
+``$XDG_CACHE_HOME/repainter/datasets/<name>`` (``~/.cache/repainter/...``). With
+``REPAINTER_OFFLINE=1`` or ``HF_HUB_OFFLINE=1`` nothing is downloaded: a file missing from the
+cache fails its item with a message that says how to fetch it.
+
+``fetch_manifest`` (behind ``repainter fetch``) downloads every URL item of a manifest ahead of a
+run; fetching again is a no-op that re-verifies the cached files against the lock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from repainter.images import atomic_write_bytes
+
+#: Refuse downloads larger than this (bytes); reference images are a few MB at most.
+MAX_DOWNLOAD_BYTES = 100 * 1024 * 1024
+DEFAULT_TIMEOUT = 60.0
+LOCK_FILE = "lock.json"
+LOCK_VERSION = 1
+USER_AGENT = "repainter-fetch/0.1 (+https://github.com/)"
+
+_TEXT_TYPES = ("text/", "application/json", "application/xml", "application/xhtml",
+               "application/javascript")
+_IMAGE_MAGIC = (
+    b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*",
+)
+_SHA256_RE = re.compile(r"^[0-9a-fA-F]{64}$")
+
+
+class DownloadError(ValueError):
+    """One file could not be downloaded or verified; the message says why."""
+
+
+class OfflineError(DownloadError):
+    """The file is not cached and downloads are switched off."""
+
+
+# -- locations and switches ------------------------------------------------------------------
+
+
+def cache_root() -> Path:
+    """``$REPAINTER_CACHE``, else ``$XDG_CACHE_HOME/repainter``, else ``~/.cache/repainter``."""
+    if os.environ.get("REPAINTER_CACHE"):
+        return Path(os.environ["REPAINTER_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "repainter"
+
+
+def dataset_cache_dir(name: str, cache_dir: str | os.PathLike | None = None) -> Path:
+    """Where the downloads of dataset ``name`` live (``cache_dir`` wins when given)."""
+    if cache_dir:
+        return Path(cache_dir).expanduser()
+    return cache_root() / "datasets" / name
+
+
+def is_offline() -> bool:
+    """True when ``REPAINTER_OFFLINE`` or ``HF_HUB_OFFLINE`` is set to a true value."""
+    return any(
+        os.environ.get(var, "").strip().lower() in {"1", "true", "yes", "on"}
+        for var in ("REPAINTER_OFFLINE", "HF_HUB_OFFLINE")
+    )
+
+
+def normalize_sha256(value: Any) -> str | None:
+    """A manifest's ``sha256`` as lowercase hex, None when absent; ValueError when malformed."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    text = str(value).strip()
+    if text.lower().startswith("sha256:"):
+        text = text[7:]
+    if not _SHA256_RE.match(text):
+        raise ValueError(f"sha256 {value!r} is not 64 hexadecimal digits")
+    return text.lower()
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def cache_file_name(item_id: str, url: str) -> str:
+    """A readable, collision-free cache file name: ``<id>-<hash of url><suffix>``."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", item_id).strip("-.")[:80] or "item"
+    suffix = Path(urllib.request.urlparse(url).path).suffix.lower()
+    if not re.fullmatch(r"\.[a-z0-9]{1,5}", suffix):
+        suffix = ""
+    return f"{stem}-{hashlib.sha256(url.encode()).hexdigest()[:12]}{suffix}"
+
+
+# -- the lock file ---------------------------------------------------------------------------
+
+
+class ChecksumLock:
+    """``<cache>/lock.json``: id -> url, sha256, size and time of the first download.
+
+    Trust on first use: the first download of an item records its checksum; later reads verify
+    the cached file against it. Writes are atomic and serialised within a process.
+    """
+
+    _mutex = threading.Lock()
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    def read(self) -> dict[str, dict[str, Any]]:
+        if not self.path.exists():
+            return {}
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise DownloadError(f"lock file {self.path} is unreadable ({exc}); delete it and "
+                                "fetch again to re-trust the cached files") from exc
+        items = data.get("items") if isinstance(data, dict) else None
+        if not isinstance(items, dict):
+            raise DownloadError(f"lock file {self.path} has no 'items' mapping")
+        return items
+
+    def get(self, item_id: str) -> dict[str, Any] | None:
+        return self.read().get(item_id)
+
+    def record(self, item_id: str, entry: dict[str, Any]) -> None:
+        with self._mutex:
+            items = self.read()
+            items[item_id] = entry
+            payload = {"version": LOCK_VERSION, "items": dict(sorted(items.items()))}
+            text = json.dumps(payload, indent=2, ensure_ascii=False) + "\n"
+            atomic_write_bytes(self.path, text.encode("utf-8"))
+
+
+# -- downloading one URL ---------------------------------------------------------------------
+
+
+def _looks_like_text(body: bytes) -> str | None:
+    head = body[:512].lstrip().lower()
+    if head.startswith((b"<!doctype html", b"<html", b"<head", b"<body")):
+        return "an HTML page"
+    if head.startswith(b"version https://git-lfs"):
+        return "a Git LFS pointer file (the real file is stored in LFS)"
+    if head.startswith((b"{", b"[")) and not body.startswith(_IMAGE_MAGIC):
+        return "a JSON document"
+    return None
+
+
+def _is_image_bytes(body: bytes) -> bool:
+    if body.startswith(_IMAGE_MAGIC) or (body[:4] == b"RIFF" and body[8:12] == b"WEBP"):
+        return True
+    try:  # anything else PIL recognises
+        import io
+
+        from PIL import Image
+
+        with Image.open(io.BytesIO(body)) as img:
+            img.verify()
+        return True
+    except Exception:  # noqa: BLE001 - any decoder failure means "not an image"
+        return False
+
+
+def download(url: str, *, timeout: float = DEFAULT_TIMEOUT,
+             max_bytes: int = MAX_DOWNLOAD_BYTES) -> tuple[bytes, str]:
+    """GET ``url``; return (body, content type) or raise DownloadError saying why not."""
+    scheme = urllib.request.urlparse(url).scheme.lower()
+    if scheme not in ("http", "https"):
+        raise DownloadError(f"{url}: only http(s) URLs can be downloaded (got {scheme or 'none'!r})")
+    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT,
+                                                   "Accept": "image/*,*/*;q=0.5"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            status = getattr(response, "status", 200)
+            if status != 200:
+                raise DownloadError(f"{url}: HTTP {status}")
+            content_type = (response.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+            length = response.headers.get("Content-Length")
+            if length and length.isdigit() and int(length) > max_bytes:
+                raise DownloadError(f"{url}: {int(length)} bytes exceeds the {max_bytes}-byte limit")
+            body = response.read(max_bytes + 1)
+    except DownloadError:
+        raise
+    except urllib.error.HTTPError as exc:
+        raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}") from exc
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise DownloadError(f"{url}: download failed ({reason})") from exc
+    if len(body) > max_bytes:
+        raise DownloadError(f"{url}: larger than the {max_bytes}-byte limit")
+    if not body:
+        raise DownloadError(f"{url}: empty response")
+    if content_type.startswith(_TEXT_TYPES):
+        sniffed = _looks_like_text(body) or f"a {content_type} document"
+        raise DownloadError(f"{url}: served {content_type!r}, not an image ({sniffed}); "
+                            "the URL probably points to a web page, not the raw file")
+    sniffed = _looks_like_text(body)
+    if sniffed:
+        raise DownloadError(f"{url}: the response is {sniffed}, not an image")
+    if not content_type.startswith("image/") and not _is_image_bytes(body):
+        raise DownloadError(f"{url}: served {content_type or 'no content type'!r} and the bytes "
+                            "are not a recognised image format")
+    return body, content_type
+
+
+@dataclass
+class CachedFile:
+    path: Path
+    sha256: str
+    #: "cached" (verified, nothing downloaded) or "downloaded".
+    status: str
+
+
+def ensure_cached(
+    item_id: str,
+    url: str,
+    cache_dir: str | os.PathLike,
+    *,
+    expected_sha256: str | None = None,
+    allow_download: bool = True,
+    force: bool = False,
+    timeout: float = DEFAULT_TIMEOUT,
+    max_bytes: int = MAX_DOWNLOAD_BYTES,
+    fetch_hint: str = "",
+) -> CachedFile:
+    """Return the verified local copy of ``url``, downloading it when needed and allowed.
+
+    The file is checked against the manifest's ``expected_sha256`` (when given) and against the
+    lock's checksum from the first download (when the lock has one for this id and URL). A
+    mismatch raises DownloadError and leaves the file in place for inspection.
+    """
+    cache_dir = Path(cache_dir)
+    target = cache_dir / "files" / cache_file_name(item_id, url)
+    lock = ChecksumLock(cache_dir / LOCK_FILE)
+    entry = lock.get(item_id)
+    if entry is not None and entry.get("url") != url:
+        entry = None  # the manifest now points elsewhere: trust the new URL afresh
+    locked = entry.get("sha256") if entry else None
+
+    if target.exists() and not force:
+        actual = file_sha256(target)
+        if expected_sha256 and actual != expected_sha256:
+            raise DownloadError(
+                f"{item_id}: cached file {target} has sha256 {actual}, but the manifest expects "
+                f"{expected_sha256}; delete it and fetch again"
+            )
+        if locked and actual != locked:
+            raise DownloadError(
+                f"{item_id}: cached file {target} was modified: sha256 {actual} differs from "
+                f"{locked} recorded in {lock.path} at its first download; delete the file and "
+                "fetch again (or delete the lock entry to trust the new file)"
+            )
+        if not locked:
+            lock.record(item_id, _lock_entry(url, actual, target, content_type=None))
+        return CachedFile(target, actual, "cached")
+
+    if not allow_download or is_offline():
+        why = ("downloads are off (REPAINTER_OFFLINE / HF_HUB_OFFLINE is set)" if is_offline()
+               else "downloads are off (allow_download: false)")
+        hint = fetch_hint or "fetch it with network first"
+        raise OfflineError(f"{item_id}: {url} is not in the cache ({target}) and {why}; {hint}")
+
+    body, content_type = download(url, timeout=timeout, max_bytes=max_bytes)
+    actual = hashlib.sha256(body).hexdigest()
+    if expected_sha256 and actual != expected_sha256:
+        raise DownloadError(f"{item_id}: {url} has sha256 {actual}, but the manifest expects "
+                            f"{expected_sha256}; not cached")
+    if locked and actual != locked:
+        raise DownloadError(
+            f"{item_id}: {url} now has sha256 {actual}, but {lock.path} recorded {locked} at the "
+            "first download; the file changed upstream (not cached; delete the lock entry to "
+            "trust the new version)"
+        )
+    atomic_write_bytes(target, body)
+    if not locked or force:
+        lock.record(item_id, _lock_entry(url, actual, target, content_type))
+    return CachedFile(target, actual, "downloaded")
+
+
+def _lock_entry(url: str, sha256: str, target: Path, content_type: str | None) -> dict[str, Any]:
+    return {
+        "url": url,
+        "sha256": sha256,
+        "bytes": target.stat().st_size if target.exists() else None,
+        "file": target.name,
+        "content_type": content_type,
+        "recorded_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+# -- fetching a whole manifest ---------------------------------------------------------------
+
+
+@dataclass
+class FetchedItem:
+    id: str
+    status: str  # "downloaded" | "cached" | "local" | "failed"
+    url: str = ""
+    path: str = ""
+    sha256: str = ""
+    error: str = ""
+
+
+@dataclass
+class FetchReport:
+    dataset: str
+    cache_dir: str
+    items: list[FetchedItem] = field(default_factory=list)
+
+    def count(self, status: str) -> int:
+        return sum(1 for item in self.items if item.status == status)
+
+    @property
+    def ok(self) -> bool:
+        return self.count("failed") == 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dataset": self.dataset, "cache_dir": self.cache_dir,
+            "counts": {s: self.count(s) for s in ("downloaded", "cached", "local", "failed")},
+            "items": [asdict(item) for item in self.items],
+        }
+
+
+def fetch_manifest(
+    manifest: str | os.PathLike,
+    cache_dir: str | os.PathLike | None = None,
+    *,
+    force: bool = False,
+    timeout: float = DEFAULT_TIMEOUT,
+    on_item: Callable[[FetchedItem], None] | None = None,
+    **dataset_params: Any,
+) -> FetchReport:
+    """Download (or re-verify) every URL item of a manifest into its cache."""
+    from repainter.datasets import ManifestDataset
+
+    dataset = ManifestDataset(str(manifest), cache_dir=cache_dir, timeout=timeout, **dataset_params)
+    return fetch_dataset_items(dataset, force=force, on_item=on_item)
+
+
+def fetch_dataset(
+    name: str,
+    cache_dir: str | os.PathLike | None = None,
+    *,
+    force: bool = False,
+    timeout: float = DEFAULT_TIMEOUT,
+    on_item: Callable[[FetchedItem], None] | None = None,
+) -> FetchReport:
+    """Fetch a registered manifest dataset by name (``evalref-100``) or a manifest file path."""
+    from repainter.datasets import DatasetError, ManifestDataset, load_dataset
+    from repainter.registry import DATASETS
+
+    if name in DATASETS:
+        factory = DATASETS.get(name)
+        if not (isinstance(factory, type) and issubclass(factory, ManifestDataset)):
+            raise DatasetError(f"dataset {name!r} has nothing to fetch (not a manifest dataset); "
+                               "give a manifest file instead")
+        params: dict[str, Any] = {"timeout": timeout}
+        if cache_dir:
+            params["cache_dir"] = str(cache_dir)
+        return fetch_dataset_items(load_dataset(name, params), force=force, on_item=on_item)
+    if Path(name).is_file():
+        return fetch_manifest(name, cache_dir, force=force, timeout=timeout, on_item=on_item)
+    raise DatasetError(f"unknown dataset {name!r}: give a registered manifest dataset "
+                       "(evalref-100) or the path of a manifest file")
+
+
+def fetch_dataset_items(dataset, *, force: bool = False,
+                        on_item: Callable[[FetchedItem], None] | None = None) -> FetchReport:
+    report = FetchReport(dataset=str(dataset.path), cache_dir=str(dataset.cache_dir))
+    for entry in dataset.entries():
+        if entry.url:
+            try:
+                cached = ensure_cached(
+                    entry.id, entry.url, dataset.cache_dir, expected_sha256=entry.sha256,
+                    allow_download=dataset.allow_download, force=force, timeout=dataset.timeout,
+                    fetch_hint=dataset.fetch_hint,
+                )
+                item = FetchedItem(entry.id, cached.status, entry.url, str(cached.path),
+                                   cached.sha256)
+            except DownloadError as exc:
+                item = FetchedItem(entry.id, "failed", entry.url, error=str(exc))
+        else:
+            item = FetchedItem(entry.id, "local", path=str(entry.path))
+        report.items.append(item)
+        if on_item:
+            on_item(item)
+    return report

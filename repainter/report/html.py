@@ -1,0 +1,561 @@
+"""The HTML report of a run folder: one static page that opens offline.
+
+    RUN/report/index.html        the page (inline CSS, no script, no network)
+    RUN/report/plots/*.png       matplotlib (Agg) plots
+    RUN/report/thumbs/...        downscaled copies of images larger than THUMB_SOURCE_MAX
+
+Images are referenced by relative paths into the run folder (``../references/...``,
+``../images/...``), so the report works wherever the run folder is copied, as long as it stays
+inside it. Every text that came from a model (IUT, prompts, critiques, judge rationale, errors) is
+escaped by Jinja2's autoescape; the page never marks model text as safe, the word-level prompt
+diffs are built from plain tokens that the template escapes, and a Content-Security-Policy meta
+tag forbids scripts as a second line of defence.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import re
+from collections import OrderedDict
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from PIL import Image
+
+from repainter.images import atomic_write_bytes
+from repainter.report.leaderboard import (
+    build_category_table,
+    build_comparisons,
+    build_leaderboard,
+)
+from repainter.report.plots import (
+    model_colour,
+    plot_categories,
+    plot_progress,
+    sparkline_points,
+)
+from repainter.store import SPEC_FILE, RunStore, slug
+
+TEMPLATES = Path(__file__).parent / "templates"
+REPORT_DIR = "report"
+#: References listed in the report (one collapsible card each); the rest are named only.
+MAX_CASES = 1000
+#: References whose card holds the full history (every round's prompt diff, candidates and
+#: critique); later cards show the overview only, which keeps a 1000-case page to a few MB.
+MAX_DETAILED_CASES = 150
+#: Images whose longer side is at most this many pixels are shown as they are; larger ones get a
+#: thumbnail (JPEG, THUMB_SIZE px) under report/thumbs/.
+THUMB_SOURCE_MAX = 400
+THUMB_SIZE = 320
+
+_TOKEN = re.compile(r"\s+|[\w'’-]+|[^\w\s]", re.UNICODE)
+
+
+# -- diffs -------------------------------------------------------------------------------------
+
+
+def word_diff(old: str | None, new: str | None) -> list[tuple[str, str]]:
+    """Word-level diff of two prompts as ``(op, text)`` segments, op in {"eq", "ins", "del"}.
+
+    Segments are plain text: the template escapes them, so a diff never carries markup from the
+    model. Whitespace between two changed words is kept inside the change.
+
+    Example:
+        >>> word_diff("a red square", "a blue square")
+        [('eq', 'a '), ('del', 'red'), ('ins', 'blue'), ('eq', ' square')]
+    """
+    a, b = _TOKEN.findall(old or ""), _TOKEN.findall(new or "")
+    out: list[tuple[str, str]] = []
+
+    def push(op: str, text: str) -> None:
+        if not text:
+            return
+        if out and out[-1][0] == op:
+            out[-1] = (op, out[-1][1] + text)
+        else:
+            out.append((op, text))
+
+    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag == "equal":
+            push("eq", "".join(a[i1:i2]))
+        else:
+            if i2 > i1:
+                push("del", "".join(a[i1:i2]))
+            if j2 > j1:
+                push("ins", "".join(b[j1:j2]))
+    return out
+
+
+def compact_diff(segments: list[tuple[str, str]] | None, context: int = 3) -> list[tuple[str, str]] | None:
+    """``segments`` with long unchanged stretches cut to ``context`` words around each change.
+
+    Example:
+        >>> compact_diff(word_diff("one two three four five six", "one two three four five 6"), 2)
+        [('eq', '… four five '), ('del', 'six'), ('ins', '6')]
+    """
+    if segments is None:
+        return None
+    out = []
+    last = len(segments) - 1
+    for i, (op, text) in enumerate(segments):
+        if op == "eq":
+            tokens = re.findall(r"\s+|\S+\s*", text)  # each word with its trailing space
+            head = context if i > 0 else 0
+            tail = context if i < last else 0
+            if len(tokens) > head + tail + 1:
+                text = "".join(tokens[:head]) + "… " + "".join(tokens[len(tokens) - tail:]) if tail \
+                    else "".join(tokens[:head]) + "…"
+        out.append((op, text))
+    return out
+
+
+def diff_stats(segments: list[tuple[str, str]]) -> dict[str, int]:
+    words = {op: sum(len(t.split()) for o, t in segments if o == op) for op in ("ins", "del")}
+    return words
+
+
+# -- formatting --------------------------------------------------------------------------------
+
+
+def fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)
+        if abs(value) >= 10:
+            return f"{value:.{max(1, digits - 1)}f}"
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def fmt_signed(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "–"
+    return ("+" if value >= 0 else "") + fmt(value, digits)
+
+
+def fmt_p(value: Any) -> str:
+    if value is None:
+        return "–"
+    return "<0.001" if value < 0.001 else f"{value:.3g}"
+
+
+def fmt_seconds(value: Any) -> str:
+    if value is None:
+        return "–"
+    value = float(value)
+    if value < 120:
+        return f"{value:.1f} s"
+    return f"{value / 60:.1f} min"
+
+
+# -- images ------------------------------------------------------------------------------------
+
+
+class _Images:
+    """Relative URLs of run-folder images as seen from report/index.html, thumbnailed if big."""
+
+    def __init__(self, run_dir: Path, report_dir: Path):
+        self.run_dir = run_dir
+        self.report_dir = report_dir
+        self._cache: dict[str, dict[str, Any] | None] = {}
+
+    def __call__(self, relpath: Any) -> dict[str, Any] | None:
+        if not isinstance(relpath, str) or not relpath:
+            return None
+        if relpath not in self._cache:
+            self._cache[relpath] = self._resolve(relpath)
+        return self._cache[relpath]
+
+    def _resolve(self, relpath: str) -> dict[str, Any] | None:
+        pure = PurePosixPath(relpath)
+        # only plain relative paths inside the run folder (records are data, not trusted URLs)
+        if pure.is_absolute() or ".." in pure.parts or ":" in relpath or "\\" in relpath:
+            return None
+        source = self.run_dir / pure
+        if not source.is_file():
+            return {"src": None, "href": None, "missing": relpath}
+        href = "../" + pure.as_posix()
+        try:
+            with Image.open(source) as img:
+                width, height = img.size
+                if max(width, height) <= THUMB_SOURCE_MAX:
+                    return {"src": href, "href": href, "missing": None}
+                thumb = self.report_dir / "thumbs" / pure.with_suffix(".jpg")
+                if not thumb.exists() or thumb.stat().st_mtime < source.stat().st_mtime:
+                    img.load()
+                    small = img.convert("RGB")
+                    small.thumbnail((THUMB_SIZE, THUMB_SIZE), Image.Resampling.LANCZOS)
+                    import io
+
+                    buffer = io.BytesIO()
+                    small.save(buffer, format="JPEG", quality=85)
+                    atomic_write_bytes(thumb, buffer.getvalue())
+        except OSError:
+            return {"src": None, "href": href, "missing": relpath}
+        return {"src": "thumbs/" + pure.with_suffix(".jpg").as_posix(), "href": href, "missing": None}
+
+
+# -- context -----------------------------------------------------------------------------------
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError:
+        return None
+
+
+def _load_spec(run_dir: Path):
+    from repainter.spec import SpecError, load_spec
+
+    try:
+        return load_spec(run_dir / SPEC_FILE)
+    except (SpecError, OSError):  # a folder with a broken/missing spec still shows its records
+        return None
+
+
+def _metric_columns(rows: list[dict[str, Any]]) -> list[str]:
+    names = sorted({k[: -len("_ci_low")] for row in rows for k in row if k.endswith("_ci_low")}
+                   - {"selection_final"})
+    judge = [n for n in names if n.startswith("judge_")]
+    return [n for n in names if n not in judge] + judge
+
+
+def _score_items(scores: dict[str, Any], order: list[str]) -> list[tuple[str, str]]:
+    keys = [k for k in order if k in scores] + sorted(k for k in scores if k not in order)
+    return [(k, fmt(scores[k], 1 if k.startswith("judge_") else 3)) for k in keys]
+
+
+def _iut_view(iut: Any) -> dict[str, Any] | None:
+    if not isinstance(iut, dict):
+        return None
+    features = iut.get("global_features") or {}
+    objects = []
+    for obj in iut.get("objects") or []:
+        if not isinstance(obj, dict):
+            continue
+        attributes = [(k, v) for k, v in (obj.get("attributes") or {}).items() if v not in ("", None)]
+        objects.append({"name": obj.get("name"), "type": obj.get("type"), "attributes": attributes})
+    relationships = []
+    for rel in iut.get("relationships") or []:
+        if isinstance(rel, dict):
+            relationships.append(" ".join(str(v) for v in rel.values() if v not in ("", None)))
+        else:
+            relationships.append(str(rel))
+    return {
+        "description": iut.get("global_description"),
+        "features": [(k, v) for k, v in features.items() if v not in ("", None)] if isinstance(features, dict) else [],
+        "objects": objects,
+        "relationships": relationships,
+    }
+
+
+def _critique_view(critique: Any) -> dict[str, Any] | None:
+    if not isinstance(critique, dict):
+        return None
+    differences = []
+    for d in critique.get("differences") or []:
+        if isinstance(d, dict):
+            differences.append({"aspect": d.get("aspect"), "description": d.get("description"),
+                                "change": d.get("change")})
+        else:
+            differences.append({"aspect": None, "description": str(d), "change": None})
+    return {"summary": critique.get("summary"), "differences": differences}
+
+
+def _model_case_view(record: dict[str, Any], images: _Images, colour: str,
+                     metric_order: list[str], detailed: bool = True) -> dict[str, Any]:
+    best = record.get("best") or {}
+    round1 = record.get("round1_best") or {}
+    rounds = []
+    previous_prompt = record.get("initial_prompt")
+    for rnd in (record.get("rounds") or []) if detailed else []:
+        prompt = rnd.get("prompt")
+        composed = not rounds and prompt == record.get("initial_prompt")
+        diff = word_diff(previous_prompt, prompt) if previous_prompt is not None and not composed else None
+        candidates = []
+        for cand in rnd.get("candidates") or []:
+            is_best = (cand.get("round"), cand.get("variant")) == (best.get("round"), best.get("variant"))
+            candidates.append({
+                "variant": cand.get("variant"),
+                "image": images(cand.get("image")),
+                "seed": cand.get("seed"),
+                "selection": fmt(cand.get("selection")),
+                "scores": _score_items(cand.get("scores") or {}, metric_order),
+                "round_best": cand.get("variant") == rnd.get("round_best"),
+                "best": is_best,
+                "invalid": cand.get("invalid_reason") or (f"flagged: {cand['flagged']}" if cand.get("flagged") else None),
+                "prompt": cand.get("prompt"),
+                "diff": compact_diff(word_diff(prompt, cand.get("prompt")))
+                if cand.get("prompt") != prompt else None,
+            })
+        rounds.append({
+            "round": rnd.get("round"),
+            "prompt": prompt,
+            "composed": composed,
+            "diff": diff,
+            "changed": diff is not None and any(op != "eq" for op, _ in diff),
+            "stats": diff_stats(diff) if diff else {"ins": 0, "del": 0},
+            "round_best_selection": fmt(rnd.get("round_best_selection")),
+            "best_ever_selection": fmt(rnd.get("best_ever_selection")),
+            "candidates": candidates,
+            "critique": _critique_view(rnd.get("critique")),
+            "revised_prompt": rnd.get("revised_prompt"),
+            "diff_revised": word_diff(prompt, rnd.get("revised_prompt")) if rnd.get("revised_prompt") else None,
+        })
+        previous_prompt = prompt
+    judgement = record.get("judgement") if isinstance(record.get("judgement"), dict) else None
+    final = record.get("final_scores") or {}
+    curve = record.get("best_ever_by_round") or []
+    return {
+        "model": record.get("model"),
+        "colour": colour,
+        "status": record.get("status"),
+        "error": record.get("error"),
+        "traceback": record.get("traceback"),
+        "best_image": images(best.get("image")),
+        "best_round": best.get("round"),
+        "best_variant": best.get("variant"),
+        "best_prompt": best.get("prompt"),
+        "round1_image": images(round1.get("image")),
+        "round1_selection": fmt(round1.get("selection")),
+        "selection": final.get("selection"),
+        "selection_text": fmt(final.get("selection")),
+        "gain": fmt_signed(final["selection"] - round1["selection"])
+        if final.get("selection") is not None and round1.get("selection") is not None else None,
+        "final_scores": _score_items({k: v for k, v in final.items() if k != "selection"}, metric_order),
+        "round1_scores": dict(_score_items(round1.get("scores") or {}, metric_order)),
+        "judgement": judgement,
+        "sparkline": sparkline_points(curve),
+        "curve": [fmt(v) for v in curve],
+        "stop_reason": record.get("stop_reason"),
+        "draft_prompt": record.get("draft_prompt"),
+        "initial_prompt": record.get("initial_prompt"),
+        "rounds": rounds,
+        "seconds": fmt_seconds(sum((record.get("timings") or {}).values())) if record.get("timings") else None,
+        "rescored": record.get("rescored"),
+    }
+
+
+def build_report_context(run_dir: str | Path, *, max_cases: int = MAX_CASES,
+                         max_detailed: int = MAX_DETAILED_CASES) -> dict[str, Any]:
+    """Everything the template shows, from the files of a run folder."""
+    run_dir = Path(run_dir)
+    report_dir = run_dir / REPORT_DIR
+    store = RunStore(run_dir)
+    spec = _load_spec(run_dir)
+    records = store.records()
+    models = [t.display_name for t in spec.t2i] if spec is not None else []
+    models += sorted({r["model"] for r in records} - set(models))
+    records = [r for r in records if r.get("model") in models]
+    colours = {m: model_colour(i) for i, m in enumerate(models)}
+    metric_order = [m.display_name for m in spec.metrics] if spec is not None else []
+
+    rows = build_leaderboard(records, models) if records else []
+    comparisons = build_comparisons(records, rows) if records else []
+    categories = build_category_table(records) if records else []
+    metric_names = _metric_columns(rows)
+
+    # leaderboard view
+    finals = [r["selection_final"] for r in rows if r.get("selection_final") is not None]
+    lo = min([r["selection_final_ci_low"] or r["selection_final"] for r in rows
+              if r.get("selection_final") is not None] or [0.0])
+    scale_low = max(0.0, math.floor((lo - 0.02) * 20) / 20) if finals else 0.0
+    top = max(finals or [1.0])
+    best_steer = max([r["steerability"] for r in rows if r.get("steerability") is not None] or [None],
+                     key=lambda v: -math.inf if v is None else v)
+    board = []
+    for row in rows:
+        value = row.get("selection_final")
+        width = 0.0
+        if value is not None and top > scale_low:
+            width = max(0.0, min(100.0, (value - scale_low) / (max(1.0, top) - scale_low) * 100))
+        board.append({
+            "rank": row["rank"], "model": row["model"], "colour": colours.get(row["model"], "#888"),
+            "cases": row["cases"], "done": row["done"], "failed": row["failed"],
+            "r1": fmt(row.get("selection_round1")), "final": fmt(row.get("selection_final")),
+            "ci": (fmt(row["selection_final_ci_low"]), fmt(row["selection_final_ci_high"]))
+            if row.get("selection_final_ci_low") is not None else None,
+            "bar": round(width, 1),
+            "is_top": value is not None and value == top,
+            "steer": fmt_signed(row.get("steerability")),
+            "steer_top": row.get("steerability") is not None and row.get("steerability") == best_steer and len(rows) > 1,
+            "rounds": fmt(row.get("mean_rounds"), 1),
+            "seconds": fmt_seconds(row.get("seconds_per_case")),
+            "metrics": [
+                {"value": fmt(row.get(m), 2 if m.startswith("judge_") else 3),
+                 "ci": (fmt(row[f"{m}_ci_low"], 2 if m.startswith("judge_") else 3),
+                        fmt(row[f"{m}_ci_high"], 2 if m.startswith("judge_") else 3))
+                 if row.get(f"{m}_ci_low") is not None else None,
+                 "r1": fmt(row.get(f"{m}_round1")) if f"{m}_round1" in row else None}
+                for m in metric_names
+            ],
+        })
+    comparison_view = [{
+        "a": c["model_a"], "b": c["model_b"], "n": c["n"],
+        "diff": fmt_signed(c["mean_difference"]) if c["n"] else "–",
+        "ci": (fmt_signed(c["ci_low"]), fmt_signed(c["ci_high"])) if c.get("ci_low") is not None else None,
+        "p": fmt_p(c["p_value"]), "significant": c["significant"],
+        "colour_a": colours.get(c["model_a"], "#888"), "colour_b": colours.get(c["model_b"], "#888"),
+    } for c in comparisons]
+
+    category_names = sorted({c["category"] for c in categories})
+    by_cat = {(c["model"], c["category"]): c for c in categories}
+    category_view = []
+    for name in category_names:
+        cells = []
+        values = [by_cat[(m, name)]["selection_final"] for m in models
+                  if (m, name) in by_cat and by_cat[(m, name)]["selection_final"] is not None]
+        best_value = max(values) if values else None
+        for m in models:
+            c = by_cat.get((m, name))
+            if c is None:
+                cells.append(None)
+                continue
+            cells.append({"value": fmt(c["selection_final"]), "n": c["done"],
+                          "ci": (fmt(c["ci_low"]), fmt(c["ci_high"])) if c["ci_low"] is not None else None,
+                          "best": len(values) > 1 and c["selection_final"] == best_value})
+        category_view.append({"category": name, "cells": cells})
+
+    # plots
+    plots = []
+    if records:
+        if plot_progress(records, models, report_dir / "plots" / "progress.png"):
+            plots.append({"src": "plots/progress.png", "alt": "best-ever selection score per round"})
+        if len(category_names) > 1 and plot_categories(categories, models, report_dir / "plots" / "categories.png"):
+            plots.append({"src": "plots/categories.png", "alt": "final selection score by category"})
+    progress_table = []
+    from repainter.report.plots import progress_series
+
+    series = progress_series(records, models)
+    max_rounds = max((len(s["round"]) for s in series.values()), default=0)
+    for m in models:
+        if m in series:
+            progress_table.append({"model": m, "colour": colours[m],
+                                   "values": [fmt(v) for v in series[m]["mean"]]
+                                   + [""] * (max_rounds - len(series[m]["mean"]))})
+
+    # cases, grouped by reference
+    images = _Images(run_dir, report_dir)
+    groups: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
+    for record in sorted(records, key=lambda r: (str(r.get("category") or ""), str(r["case_id"]))):
+        groups.setdefault(record["case_id"], []).append(record)
+    descriptions_dir = run_dir / "descriptions"
+    cases = []
+    for index, (case_id, mine) in enumerate(list(groups.items())[:max_cases]):
+        detailed = index < max_detailed
+        order = {m: i for i, m in enumerate(models)}
+        mine.sort(key=lambda r: order.get(r["model"], len(order)))
+        first = next((r for r in mine if r.get("status") == "done"), mine[0])
+        iut = first.get("iut")
+        if iut is None:
+            path = descriptions_dir / f"{slug(case_id)}.json"
+            if path.exists():
+                try:
+                    iut = json.loads(path.read_text(encoding="utf-8"))
+                except (OSError, ValueError):
+                    iut = None
+        reference = first.get("reference") or store.reference_relpath(case_id)
+        cases.append({
+            "id": case_id,
+            "anchor": "case-" + slug(case_id),
+            "category": first.get("category"),
+            "license": next((r.get("license") for r in mine if r.get("license")), None),
+            "source": next((r.get("source") for r in mine if r.get("source")), None),
+            "reference": images(reference),
+            "iut": _iut_view(iut),
+            "models": [_model_case_view(r, images, colours.get(r["model"], "#888"), metric_order,
+                                        detailed) for r in mine],
+            "detailed": detailed,
+            "failed": any(r.get("status") != "done" for r in mine),
+        })
+    hidden_cases = list(groups)[max_cases:]
+
+    failures = [{"model": r["model"], "case_id": r["case_id"], "anchor": "case-" + slug(r["case_id"]),
+                 "category": r.get("category"), "error": r.get("error") or "(no reason recorded)",
+                 "traceback": "".join(r.get("traceback") or []) or None,
+                 "colour": colours.get(r["model"], "#888")}
+                for r in records if r.get("status") != "done"]
+
+    licences: dict[str, int] = {}
+    for case_id, mine in groups.items():
+        name = next((r.get("license") for r in mine if r.get("license")), None)
+        if name:
+            licences[name] = licences.get(name, 0) + 1
+
+    info = store.read_run_info()
+    cases_info = info.get("cases") or {}
+    facts = [
+        ("status", info.get("status")),
+        ("references", len(groups)),
+        ("models", len(models)),
+        ("case records", (f"{sum(1 for r in records if r.get('status') == 'done')} done, "
+                          f"{len(failures)} failed")),
+        ("rounds x variants", f"{spec.loop.rounds} x {spec.loop.variants}" if spec else None),
+        ("selection", ", ".join(f"{k} {v:g}" for k, v in spec.selection.items()) if spec else None),
+        ("MLLM", spec.mllm.display_name if spec else None),
+        ("wall time", fmt_seconds(info.get("wall_seconds")) if info.get("wall_seconds") else None),
+        ("started", info.get("started_at")),
+        ("fingerprint", info.get("spec_fingerprint") or (spec.fingerprint() if spec else None)),
+        ("repainter", info.get("repainter_version")),
+    ]
+    if cases_info.get("reused"):
+        facts.append(("reused from an earlier run", cases_info["reused"]))
+    return {
+        "title": spec.name if spec else run_dir.name,
+        "run_dir": str(run_dir),
+        "facts": [(k, v) for k, v in facts if v not in (None, "")],
+        "licences": sorted(licences.items()),
+        "models": [{"name": m, "colour": colours[m]} for m in models],
+        "board": board,
+        "metric_names": metric_names,
+        "comparisons": comparison_view,
+        "category_models": [{"name": m, "colour": colours[m]} for m in models],
+        "categories": category_view,
+        "plots": plots,
+        "progress_rounds": list(range(1, max_rounds + 1)),
+        "progress_table": progress_table,
+        "cases": cases,
+        "hidden_cases": hidden_cases,
+        "max_cases": max_cases,
+        "max_detailed": max_detailed,
+        "failures": failures,
+        "rescored": info.get("rescored") or [],
+        "spec_yaml": _read_text(run_dir / SPEC_FILE),
+        "run_json": json.dumps(info, indent=2, ensure_ascii=False) if info else None,
+    }
+
+
+# -- rendering ---------------------------------------------------------------------------------
+
+
+def _environment() -> Environment:
+    env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=True,
+                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters["fmt"] = fmt
+    return env
+
+
+def render_report(context: dict[str, Any]) -> str:
+    """The report page for ``context`` (from :func:`build_report_context`)."""
+    return _environment().get_template("index.html.j2").render(**context)
+
+
+def write_report(run_dir: str | Path, *, max_cases: int = MAX_CASES,
+                 max_detailed: int = MAX_DETAILED_CASES) -> Path:
+    """Write ``RUN/report/index.html`` (with plots and thumbnails); return its path."""
+    run_dir = Path(run_dir)
+    context = build_report_context(run_dir, max_cases=max_cases, max_detailed=max_detailed)
+    path = run_dir / REPORT_DIR / "index.html"
+    atomic_write_bytes(path, render_report(context).encode("utf-8"))
+    return path
