@@ -29,7 +29,7 @@ COMMAND = "python bench/run_benchmarks.py"
 # -- helpers -------------------------------------------------------------------------------------
 
 
-def _median_seconds(fn, repeats: int = 5) -> float:
+def _median_seconds(fn, repeats: int = 3) -> float:
     fn()  # warm-up (first call allocates, compiles kernels, fills caches)
     times = []
     for _ in range(repeats):
@@ -141,7 +141,6 @@ def scenario_scoring(workdir: Path) -> dict:
     (reference features once, candidates in one batch) vs the reference method's per-image path
     (both images embedded for every pair) vs bare model forward passes on ready tensors."""
     import torch
-    from PIL import Image
 
     from repainter.backends.base import Reference
     from repainter.registry import METRICS
@@ -156,32 +155,35 @@ def scenario_scoring(workdir: Path) -> dict:
     reference = Reference("ref", images[0])
     out = {}
     for n in (3, 9):
-        candidates: list[Image.Image] = images[1:n + 1]
-
-        def batched():
-            for metric in (clip, dino):
-                metric.score(metric.prepare(reference), candidates)
-
-        def per_image():
-            for metric in (clip, dino):
-                for candidate in candidates:
-                    metric.score(metric.prepare(reference), [candidate])
-
-        clip_batch = torch.stack([clip._preprocess(im) for im in [reference.image, *candidates]])
-        dino_batch = dino._processor(images=[reference.image, *candidates],
-                                     return_tensors="pt")["pixel_values"]
-
-        def bare():
-            with torch.inference_mode():
-                clip._model.encode_image(clip_batch)
-                dino._model(pixel_values=dino_batch)
-
-        t_batched, t_per_image, t_bare = (_median_seconds(batched), _median_seconds(per_image),
-                                          _median_seconds(bare))
-        out[str(n)] = {"batched_s": t_batched, "per_image_s": t_per_image, "bare_forward_s": t_bare,
-                       "speedup_vs_per_image": t_per_image / t_batched,
-                       "batched_over_bare": t_batched / t_bare}
+        out[str(n)] = _time_scoring(clip, dino, reference, images[1:n + 1])
     return out
+
+
+def _time_scoring(clip, dino, reference, candidates) -> dict:
+    import torch
+
+    def batched():
+        for metric in (clip, dino):
+            metric.score(metric.prepare(reference), candidates)
+
+    def per_image():
+        for metric in (clip, dino):
+            for candidate in candidates:
+                metric.score(metric.prepare(reference), [candidate])
+
+    clip_batch = torch.stack([clip._preprocess(im) for im in [reference.image, *candidates]])
+    dino_batch = dino._processor(images=[reference.image, *candidates],
+                                 return_tensors="pt")["pixel_values"]
+
+    def bare():
+        with torch.inference_mode():
+            clip._model.encode_image(clip_batch)
+            dino._model(pixel_values=dino_batch)
+
+    t_batched, t_per_image, t_bare = (_median_seconds(batched), _median_seconds(per_image),
+                                      _median_seconds(bare))
+    return {"batched_s": t_batched, "per_image_s": t_per_image, "bare_forward_s": t_bare,
+            "speedup_vs_per_image": t_per_image / t_batched, "batched_over_bare": t_batched / t_bare}
 
 
 SCENARIOS = {

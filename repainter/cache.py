@@ -138,6 +138,9 @@ class CachedMLLM(MLLMBackend):
     def usage(self) -> dict[str, float]:
         return self.inner.usage()
 
+    def case_usage(self, model: str, case_id: str) -> dict[str, float]:
+        return self.inner.case_usage(model, case_id)  # cache hits cost nothing
+
     def close(self) -> None:
         self.inner.close()
 

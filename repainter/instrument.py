@@ -10,7 +10,12 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict
+from contextvars import ContextVar
 from typing import Any
+
+#: (T2I model label, case id) of the case the current thread works on; backends that bill per
+#: call (tokens, dollars) tag their call records with it so costs add up per model and case.
+CURRENT_CASE: ContextVar[tuple[str, str] | None] = ContextVar("repainter_current_case", default=None)
 
 
 class BackendClock:

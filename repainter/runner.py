@@ -28,7 +28,7 @@ from repainter.cache import ResponseCache
 from repainter.components import Components, build_components
 from repainter.datasets import load_dataset
 from repainter.graph import RunContext, build_graph
-from repainter.instrument import timed
+from repainter.instrument import CURRENT_CASE, timed
 from repainter.report.html import write_report
 from repainter.report.leaderboard import build_leaderboard, write_leaderboard
 from repainter.result import RunResult
@@ -181,6 +181,7 @@ def _run_case(graph, ctx: RunContext, model: str, case_id: str, emit: EventCallb
         # each round passes 6 nodes; the rest is describe/compose/judge/finalize and margin
         "recursion_limit": 8 * rounds + 16,
     }
+    CURRENT_CASE.set((model, case_id))
     snapshot = graph.get_state(config)
     payload = None if snapshot.next else {"case_id": case_id, "model": model}
     for update in graph.stream(payload, config, stream_mode="updates"):

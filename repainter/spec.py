@@ -11,10 +11,10 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
+import tomllib
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 

@@ -214,7 +214,7 @@ def hub_load(loader: Callable[..., T], model: str, kind: str, **kwargs: Any) -> 
         return loader(model, **kwargs)
     except WeightsNotFoundError:
         raise
-    except (OSError, ValueError, EnvironmentError) as exc:  # hub errors are OSError subclasses
+    except (OSError, ValueError) as exc:  # hub errors are OSError subclasses
         if kwargs.get("local_files_only") or not _is_connection_error(exc):
             raise _missing(kind, model, _short(exc)) from exc
         first = exc

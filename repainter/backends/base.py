@@ -46,7 +46,7 @@ class GeneratedImage:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-class Backend(ABC):
+class Backend(ABC):  # noqa: B024 - shared base, no abstract method of its own
     """Common bits: a stable identity recorded with every output."""
 
     #: Short registry name, set by subclasses.
@@ -105,6 +105,10 @@ class MLLMBackend(Backend):
 
     def usage(self) -> dict[str, float]:
         """Calls, tokens, latency and cost so far (backends without a bill report calls only)."""
+        return {}
+
+    def case_usage(self, model: str, case_id: str) -> dict[str, float]:
+        """Tokens and cost of the calls made for one case (see ``instrument.CURRENT_CASE``)."""
         return {}
 
 

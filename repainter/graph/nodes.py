@@ -10,8 +10,12 @@ from repainter.backends.base import GeneratedImage
 from repainter.graph.context import RunContext
 from repainter.graph.state import Candidate, CaseState, RoundRecord
 from repainter.images import save_png
+from repainter.instrument import CURRENT_CASE
 from repainter.prompts import render_prompt
 from repainter.schemas import Critique, ImageUnderstandingTree
+
+#: The pseudo-model label that work shared by all models (the description) is billed to.
+SHARED = "(shared)"
 
 
 class CaseFailure(RuntimeError):
@@ -28,7 +32,12 @@ def describe(state: CaseState, ctx: RunContext) -> dict[str, Any]:
     stored = ctx.store.load_description(case_id)
     if stored is None:
         reference = ctx.reference(case_id)
-        iut = ctx.mllm.describe(reference.image, reference.context)
+        # One description serves every model: its cost is billed to no model in particular.
+        token = CURRENT_CASE.set((SHARED, case_id))
+        try:
+            iut = ctx.mllm.describe(reference.image, reference.context)
+        finally:
+            CURRENT_CASE.reset(token)
         stored = iut.model_dump(mode="json")
         ctx.store.save_description(case_id, stored)
     return {"iut": stored}
@@ -294,4 +303,5 @@ def case_record(state: CaseState, ctx: RunContext) -> dict[str, Any]:
         "final_scores": state.get("final_scores", {}),
         "t2i": ctx.t2i[state["model"]].identity(),
         "timings": {k: round(v, 4) for k, v in (state.get("timings") or {}).items()},
+        "mllm_usage": ctx.mllm.case_usage(state["model"], state["case_id"]),
     }

@@ -488,7 +488,7 @@ def build_report_context(run_dir: str | Path, *, max_cases: int = MAX_CASES,
                 for r in records if r.get("status") != "done"]
 
     licences: dict[str, int] = {}
-    for case_id, mine in groups.items():
+    for mine in groups.values():
         name = next((r.get("license") for r in mine if r.get("license")), None)
         if name:
             licences[name] = licences.get(name, 0) + 1

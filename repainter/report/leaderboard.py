@@ -20,6 +20,9 @@ from repainter.images import atomic_write_bytes
 from repainter.report.stats import bootstrap_ci, paired_comparison
 from repainter.store import write_json
 
+#: Nodes whose time is the MLLM's (the shared description excluded: it serves every model).
+MLLM_NODES = ("compose_prompt", "write_variants", "critique", "revise", "judge")
+
 
 def _mean(values: list[float]) -> float | None:
     finite = [v for v in values if v is not None and math.isfinite(v)]
@@ -51,7 +54,15 @@ def build_leaderboard(records: list[dict[str, Any]], models: list[str] | None = 
             ]),
             "mean_rounds": _mean([len(r.get("rounds") or []) for r in done]),
             "seconds_per_case": _mean([sum((r.get("timings") or {}).values()) for r in done]),
+            "t2i_seconds_per_case": _mean([(r.get("timings") or {}).get("generate", 0.0) for r in done]),
+            "mllm_seconds_per_case": _mean([
+                sum((r.get("timings") or {}).get(node, 0.0) for node in MLLM_NODES) for r in done
+            ]),
         }
+        usages = [r.get("mllm_usage") or {} for r in mine]
+        if any("total_tokens" in u for u in usages):
+            row["mllm_tokens_per_case"] = _mean([u.get("total_tokens", 0) for u in usages])
+            row["mllm_cost_usd"] = sum(u.get("cost_usd", 0.0) for u in usages)
         ci = bootstrap_ci([r["final_scores"].get("selection") for r in done])
         row["selection_final_ci_low"], row["selection_final_ci_high"] = ci or (None, None)
         for name in metric_names:
@@ -106,7 +117,7 @@ def build_category_table(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def _columns(rows: list[dict[str, Any]]) -> list[str]:
     first = ["rank", "model", "cases", "done", "failed", "selection_round1", "selection_final",
              "selection_final_ci_low", "selection_final_ci_high", "steerability", "mean_rounds",
-             "seconds_per_case"]
+             "seconds_per_case", "t2i_seconds_per_case", "mllm_seconds_per_case"]
     rest = sorted({k for row in rows for k in row} - set(first))
     return first + rest
 
@@ -145,7 +156,11 @@ def leaderboard_markdown(
         {"rank": row["rank"], "model": row["model"], "done": row["done"], "failed": row["failed"],
          "selection r1": row["selection_round1"], "selection final [95% CI]":
          _with_ci(row, "selection_final"), "steerability": row["steerability"],
-         **{m: _with_ci(row, m) for m in metrics}, "s/case": row.get("seconds_per_case")}
+         **{m: _with_ci(row, m) for m in metrics}, "s/case": row.get("seconds_per_case"),
+         "T2I s/case": row.get("t2i_seconds_per_case"),
+         "MLLM s/case": row.get("mllm_seconds_per_case"),
+         **({"MLLM tokens/case": row.get("mllm_tokens_per_case"),
+             "MLLM cost USD": row.get("mllm_cost_usd")} if "mllm_tokens_per_case" in row else {})}
         for row in rows
     ]
     lines = ["## Leaderboard", ""] + _table(view, list(view[0]) if view else ["model"])

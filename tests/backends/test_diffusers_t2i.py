@@ -11,8 +11,8 @@ pytest.importorskip("diffusers")
 from repainter.backends.t2i.diffusers import BLANKED, DiffusersT2I, is_blank  # noqa: E402
 from repainter.weights import WeightsNotFoundError  # noqa: E402
 
-from .tiny_models import (
-    fails_fast,  # noqa: E402
+from .tiny_models import (  # noqa: E402
+    fails_fast,
 )
 
 

@@ -13,8 +13,8 @@ from repainter.backends.base import Reference  # noqa: E402
 from repainter.backends.metrics.dinov2 import DinoV2Similarity  # noqa: E402
 from repainter.weights import WeightsNotFoundError  # noqa: E402
 
-from .tiny_models import (
-    fails_fast,  # noqa: E402
+from .tiny_models import (  # noqa: E402
+    fails_fast,
 )
 
 

@@ -14,9 +14,9 @@ from repainter.backends.base import Reference  # noqa: E402
 from repainter.backends.metrics.lpips import LPIPSDistance, to_lpips_tensor  # noqa: E402
 from repainter.weights import WeightsNotFoundError  # noqa: E402
 
-from .tiny_models import (
-    build_random_alexnet_checkpoint,  # noqa: E402
-    fails_fast,  # noqa: E402
+from .tiny_models import (  # noqa: E402
+    build_random_alexnet_checkpoint,
+    fails_fast,
 )
 
 

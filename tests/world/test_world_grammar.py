@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from repainter.world.generator import generate_scene
 from repainter.world.grammar import (
     BackgroundClause,
     ObjectClause,
@@ -11,7 +12,6 @@ from repainter.world.grammar import (
     realise,
     scene_to_prompt,
 )
-from repainter.world.generator import generate_scene
 from repainter.world.vocabulary import COLORS, SIZES, X_WORDS, Y_WORDS
 
 

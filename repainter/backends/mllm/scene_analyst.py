@@ -353,7 +353,7 @@ class SceneAnalyst(MLLMBackend):
             out.append((delta_e(r.rgb, c.rgb) / 60, Difference(
                 aspect="color", target=target, change=_change(color=ref_colour), description=text)))
         moves, words = {}, []
-        for axis, table, nearest, (neg, pos) in (
+        for axis, _table, nearest, (neg, pos) in (
                 ("x", X_WORDS, nearest_x_word, ("further left", "further right")),
                 ("y", Y_WORDS, nearest_y_word, ("higher", "lower"))):
             delta = getattr(r, axis) - getattr(c, axis)

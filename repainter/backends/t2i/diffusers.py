@@ -94,7 +94,6 @@ class DiffusersT2I(T2IBackend):
     def _load(self):
         import diffusers
         from diffusers import AutoPipelineForText2Image
-
         from diffusers.pipelines import pipeline_utils
 
         # diffusers renamed torch_dtype to dtype (torch_dtype is deprecated where dtype exists)
