@@ -84,6 +84,8 @@ def test_real_backends_run_the_same_graph_through_the_cli(
         assert len(record["rounds"]) == 2 and len(record["rounds"][0]["candidates"]) == 2
         assert (root / record["best"]["image"]).is_file()
         assert record["rounds"][0]["revised_prompt"] == "red cat, blue sofa, photo"
+        usage = record["mllm_usage"]  # tokens of this case's own calls (the description is shared)
+        assert usage["calls"] >= 4 and usage["total_tokens"] > 0
     # the MLLM saw every role: describe, rewrite, variants, critique, revise, judge
     titles = {(r.get("response_format") or {}).get("json_schema", {}).get("name") for r in server.requests}
     assert {"ImageUnderstandingTree", "PromptVariants", "Critique", "RevisedPrompt",

@@ -12,7 +12,12 @@
   validation error.
 * Rate limits (429), server errors (5xx), connection errors and timeouts are retried with
   exponential backoff and jitter (tenacity), honouring ``Retry-After``; after ``max_retries``
-  retries an :class:`MLLMCallError` says what failed.
+  retries an :class:`MLLMCallError` says what failed. A 200 reply that is not a chat completion
+  (an HTML page from a proxy, a body that is not JSON) is retried the same way.
+* Replies are bounded: content over ``max_reply_chars`` characters, an empty ``choices`` list or a
+  refusal counts as an invalid reply (re-asked, then :class:`MLLMReplyError`), and JSON
+  extraction is bounded in work and nesting depth.
+* Error messages never hold the API key, even where a server echoes it back.
 * Each call's tokens, latency and cost (with ``prices``: USD per 1M input / output tokens) are
   recorded; :meth:`usage` sums them. At most ``concurrency`` requests run at once (the sync methods
   may be called from several threads); ``a<method>`` coroutines run them from asyncio code.
@@ -38,6 +43,7 @@ from pydantic import BaseModel, Field, ValidationError
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
 from repainter.backends.base import MLLMBackend
+from repainter.instrument import CURRENT_CASE
 from repainter.prompts import render_prompt
 from repainter.schemas import (
     MAX_OBJECTS,
@@ -68,6 +74,10 @@ class MLLMCallError(MLLMError):
 
 class MLLMReplyError(MLLMError):
     """The model's reply did not validate, even after the re-asks."""
+
+
+class NotAChatCompletion(MLLMError):
+    """A 2xx reply whose body is not a chat completion (retried like a server error)."""
 
 
 # -- intermediate schemas of the multi-call IUT ---------------------------------------------------
@@ -113,22 +123,71 @@ def encode_image(image: Image.Image, max_side: int = 768, fmt: str = "png") -> s
     return f"data:{mime};base64,{base64.b64encode(buffer.getvalue()).decode('ascii')}"
 
 
+#: How many top-level ``{`` :func:`extract_json` tries before it gives up (bounds its work).
+MAX_JSON_STARTS = 64
+
+
+def _top_level_braces(text: str):
+    """Positions of the ``{`` that open an object outside any other (strings inside skipped)."""
+    depth, in_string, escaped = 0, False, False
+    for i, ch in enumerate(text):
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == "{":
+            if depth == 0:
+                yield i
+            depth += 1
+        elif depth:
+            if ch == "}":
+                depth -= 1
+            elif ch == '"':
+                in_string = True
+
+
 def extract_json(text: str) -> Any:
-    """The JSON value of ``text``, or the first JSON object inside it (code fences, prose ...)."""
+    """The JSON value of ``text``, or the first JSON object inside it (code fences, prose ...).
+
+    Only objects that open at the top level are tried, so a reply cut off mid-object is
+    rejected rather than read as one of its complete inner objects (``{"differences":
+    [{...}], "summ`` is not the ``Critique`` ``{...}``). At most :data:`MAX_JSON_STARTS` are
+    tried, and JSON nested too deeply for the parser is a ``ValueError`` like any other
+    unusable reply (never a ``RecursionError``).
+    """
     text = (text or "").strip()
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         pass
     decoder = json.JSONDecoder()
-    for i, ch in enumerate(text):
-        if ch == "{":
-            try:
-                value, _ = decoder.raw_decode(text[i:])
-                return value
-            except ValueError:
-                continue
-    raise ValueError("the reply holds no JSON object")
+    for tries, start in enumerate(_top_level_braces(text)):
+        if tries >= MAX_JSON_STARTS:
+            break
+        try:
+            value, _ = decoder.raw_decode(text, start)
+            return value
+        except (ValueError, RecursionError):
+            continue
+    raise ValueError("the reply holds no complete JSON object")
+
+
+def _reply_text(response: Any) -> str:
+    """The first choice's message text; a ``ValueError`` says why there is none."""
+    choices = getattr(response, "choices", None) or []
+    if not choices:
+        raise ValueError("the reply has no choices")
+    message = getattr(choices[0], "message", None)
+    content = getattr(message, "content", None)
+    refusal = getattr(message, "refusal", None)
+    if not content and refusal:
+        raise ValueError(f"the model refused: {refusal}")
+    if content is not None and not isinstance(content, str):
+        raise ValueError(f"the reply's content is a {type(content).__name__}, not text")
+    return content or ""
 
 
 def _status(exc: BaseException) -> int | None:
@@ -138,7 +197,7 @@ def _status(exc: BaseException) -> int | None:
 def _is_retryable(exc: BaseException) -> bool:
     import openai
 
-    if isinstance(exc, (openai.APITimeoutError, openai.APIConnectionError)):
+    if isinstance(exc, (openai.APITimeoutError, openai.APIConnectionError, NotAChatCompletion)):
         return True
     status = _status(exc)
     return status is not None and (status in (408, 409, 429) or status >= 500)
@@ -195,6 +254,7 @@ class OpenAIMLLM(MLLMBackend):
         retry_initial_wait: float = 1.0,
         retry_max_wait: float = 60.0,
         extra_body: dict[str, Any] | None = None,
+        max_reply_chars: int = 200_000,
     ):
         import openai
 
@@ -229,6 +289,7 @@ class OpenAIMLLM(MLLMBackend):
         self.retry_initial_wait = float(retry_initial_wait)
         self.retry_max_wait = float(retry_max_wait)
         self.extra_body = dict(extra_body or {})
+        self.max_reply_chars = max(1, int(max_reply_chars))
         # openai's own retries are off: tenacity below does them, with our policy and records.
         self._client = openai.OpenAI(api_key=key, base_url=base_url, timeout=self.timeout,
                                      max_retries=0)
@@ -266,6 +327,18 @@ class OpenAIMLLM(MLLMBackend):
             totals.pop("cost_usd")
         return {k: float(v) for k, v in totals.items()}
 
+    def case_usage(self, model: str, case_id: str) -> dict[str, float]:
+        """Calls, tokens and cost of the calls made while the runner worked on this case."""
+        with self._lock:
+            mine = [r for r in self._records if r.get("case") == (model, case_id)]
+        usage = {"calls": len(mine),
+                 "prompt_tokens": sum(r["prompt_tokens"] for r in mine),
+                 "completion_tokens": sum(r["completion_tokens"] for r in mine)}
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        if self.prices is not None:
+            usage["cost_usd"] = sum(r.get("cost_usd", 0.0) for r in mine)
+        return usage
+
     def records(self) -> list[dict[str, Any]]:
         """Per-call records: task, tokens, latency, attempts, re-asks, cost."""
         with self._lock:
@@ -297,7 +370,15 @@ class OpenAIMLLM(MLLMBackend):
         def attempt():
             stats["requests"] += 1
             with self._slots:
-                return self._client.chat.completions.create(**kwargs)
+                try:
+                    response = self._client.chat.completions.create(**kwargs)
+                except json.JSONDecodeError as exc:  # a JSON content type over a non-JSON body
+                    raise NotAChatCompletion(f"the reply body is not JSON ({exc})") from exc
+            if not isinstance(getattr(response, "choices", None), list):
+                raise NotAChatCompletion(
+                    "the reply is not a chat completion: "
+                    f"{self._redact(repr(response))[:200]}")
+            return response
 
         retrying = Retrying(
             retry=retry_if_exception(_is_retryable),
@@ -310,10 +391,21 @@ class OpenAIMLLM(MLLMBackend):
         except Exception as exc:
             if not _is_retryable(exc):
                 raise
-            raise MLLMCallError(
+            message = self._redact(
                 f"{self.model} at {self.base_url or 'api.openai.com'}: request failed after "
-                f"{stats['requests']} attempt(s): {type(exc).__name__}: {exc}"
-            ) from exc
+                f"{stats['requests']} attempt(s): {type(exc).__name__}: {exc}")
+            # a cause that holds the key (a server echoed it) is not chained into tracebacks
+            raise MLLMCallError(message) from (None if self._holds_key(str(exc)) else exc)
+
+    def _holds_key(self, text: str) -> bool:
+        key = getattr(self._client, "api_key", None)
+        return isinstance(key, str) and len(key) >= 8 and key != "not-needed" and key in text
+
+    def _redact(self, text: str) -> str:
+        """``text`` with the API key, where it occurs, replaced by ``***``."""
+        if self._holds_key(text):
+            text = text.replace(self._client.api_key, "***")
+        return text
 
     def _response_format(self, schema: type[BaseModel]) -> dict | None:
         if self._mode == "json_schema":
@@ -365,16 +457,21 @@ class OpenAIMLLM(MLLMBackend):
                     if self._downgrade(exc):
                         stats["downgrades"] += 1
                         continue
-                    raise MLLMCallError(
+                    raise MLLMCallError(self._redact(
                         f"{self.model}: {task} request rejected ({exc.status_code}): {exc}"
-                    ) from exc
+                    )) from (None if self._holds_key(str(exc)) else exc)
                 usage = getattr(response, "usage", None)
                 if usage is not None:
                     stats["prompt_tokens"] += int(getattr(usage, "prompt_tokens", 0) or 0)
                     stats["completion_tokens"] += int(getattr(usage, "completion_tokens", 0) or 0)
-                content = response.choices[0].message.content if response.choices else None
+                content = ""
                 try:
-                    value = schema.model_validate(extract_json(content or ""))
+                    content = _reply_text(response)
+                    if len(content) > self.max_reply_chars:
+                        raise ValueError(
+                            f"the reply is {len(content)} characters long, over the limit of "
+                            f"{self.max_reply_chars}; reply with a much shorter JSON object")
+                    value = schema.model_validate(extract_json(content))
                     if check is not None:
                         check(value)
                     self._record(task, stats, start, reasks, ok=True)
@@ -383,17 +480,20 @@ class OpenAIMLLM(MLLMBackend):
                     if reasks >= self.reask:
                         raise MLLMReplyError(
                             f"{self.model}: the {task} reply did not validate against "
-                            f"{schema.__name__} after {reasks} re-ask(s): {exc}"
+                            f"{schema.__name__} after {reasks} re-ask(s): "
+                            f"{self._redact(str(exc))[:2000]}"
                         ) from exc
                     reasks += 1
+                    if len(content) > self.max_reply_chars:  # never send a huge reply back
+                        content = content[:1000] + f" [... {len(content) - 1000} characters cut]"
                     messages = messages + [
-                        {"role": "assistant", "content": content or ""},
+                        {"role": "assistant", "content": content},
                         {"role": "user", "content": render_prompt(
                             "reask", error=str(exc)[:2000],
                             schema=json.dumps(schema.model_json_schema(), separators=(",", ":")),
                         )},
                     ]
-        except MLLMError:
+        except Exception:  # every failed call is recorded, whatever it raised
             self._record(task, stats, start, reasks, ok=False)
             raise
 
@@ -401,7 +501,8 @@ class OpenAIMLLM(MLLMBackend):
         latency = time.perf_counter() - start
         record = {"task": task, "ok": ok, "attempts": stats["requests"], "reasks": reasks,
                   "prompt_tokens": stats["prompt_tokens"],
-                  "completion_tokens": stats["completion_tokens"], "latency_s": latency}
+                  "completion_tokens": stats["completion_tokens"], "latency_s": latency,
+                  "case": CURRENT_CASE.get()}
         if self.prices is not None:
             record["cost_usd"] = (
                 stats["prompt_tokens"] * float(self.prices.get("input", 0.0))

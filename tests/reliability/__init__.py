@@ -1,0 +1,1 @@
+"""Reliability tests: faults, bounds and secrets across the whole runner."""
