@@ -353,6 +353,36 @@ def rescore(
               f" · report: {result.run_dir / 'report' / 'index.html'}")
 
 
+@app.command("export-preferences")
+def export_preferences_command(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder.")],
+    out_dir: Annotated[Path, typer.Argument(help="Folder to write the preference dataset to.")],
+    min_margin: Annotated[float, typer.Option(
+        "--min-margin", help="Keep pairs whose score margin is at least this.")] = 0.0,
+    pairs: Annotated[str, typer.Option(
+        "--pairs", help="best_vs_rest (each group's best vs the others) or all.")] = "best_vs_rest",
+    metric: Annotated[str, typer.Option(
+        "--metric", help="Score that decides preference: selection or a metric label.")] = "selection",
+    group: Annotated[str, typer.Option(
+        "--group", help="Pair within each round, or across all rounds of a case.")] = "round",
+    caption: Annotated[str, typer.Option(
+        "--caption", help="Caption column: chosen, round or initial prompt.")] = "chosen",
+) -> None:
+    """Write (preferred, rejected) render pairs of a run as a dataset for preference training
+    (Diffusion-DPO / Pick-a-Pic columns caption, jpg_0, jpg_1, label_0); prints data.jsonl."""
+    from repainter.export import ExportError, export_preferences
+
+    try:
+        data = export_preferences(run_dir, out_dir, min_margin=min_margin, pairs=pairs,
+                                  metric=metric, group=group, caption=caption)
+    except ExportError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    rows = sum(1 for line in data.read_text(encoding="utf-8").splitlines() if line.strip())
+    console.print(f"{rows} preference pair(s)")
+    typer.echo(str(data))
+
+
 @app.command("ls")
 def list_components(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,

@@ -181,15 +181,18 @@ def _run_case(graph, ctx: RunContext, model: str, case_id: str, emit: EventCallb
         # each round passes 6 nodes; the rest is describe/compose/judge/finalize and margin
         "recursion_limit": 8 * rounds + 16,
     }
-    CURRENT_CASE.set((model, case_id))
-    snapshot = graph.get_state(config)
-    payload = None if snapshot.next else {"case_id": case_id, "model": model}
-    for update in graph.stream(payload, config, stream_mode="updates"):
-        selected = update.get("select")
-        if selected:
-            emit({"event": "round", "model": model, "case_id": case_id,
-                  "round": selected["round"], "of": rounds,
-                  "best": (selected.get("best") or {}).get("selection")})
+    token = CURRENT_CASE.set((model, case_id))
+    try:
+        snapshot = graph.get_state(config)
+        payload = None if snapshot.next else {"case_id": case_id, "model": model}
+        for update in graph.stream(payload, config, stream_mode="updates"):
+            selected = update.get("select")
+            if selected:
+                emit({"event": "round", "model": model, "case_id": case_id,
+                      "round": selected["round"], "of": rounds,
+                      "best": (selected.get("best") or {}).get("selection")})
+    finally:
+        CURRENT_CASE.reset(token)
 
 
 def _record_failure(store: RunStore, model: str, item, exc: BaseException, stage: str) -> None:

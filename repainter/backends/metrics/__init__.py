@@ -8,3 +8,5 @@ METRICS.register_lazy("clip_i", "repainter.backends.metrics.clip_i:ClipImageSimi
 METRICS.register_lazy("dinov2", "repainter.backends.metrics.dinov2:DinoV2Similarity")
 METRICS.register_lazy("lpips", "repainter.backends.metrics.lpips:LPIPSDistance")
 METRICS.register_lazy("psnr", "repainter.backends.metrics.psnr:PSNR")
+METRICS.register_lazy("identification", "repainter.backends.metrics.identification:IdentificationMetric")
+METRICS.register_lazy("self_feedback", "repainter.backends.metrics.self_feedback:SelfFeedbackMetric")

@@ -4,3 +4,4 @@ from repainter.backends.t2i import procedural  # noqa: F401
 from repainter.registry import T2I
 
 T2I.register_lazy("diffusers", "repainter.backends.t2i.diffusers:DiffusersT2I")
+T2I.register_lazy("retrieval", "repainter.backends.t2i.retrieval:RetrievalT2I")

@@ -1,0 +1,256 @@
+"""Preference pairs from a run's candidates, for preference training (Diffusion-DPO, SILMM).
+
+Every round of the loop renders several variants of one prompt and scores them against the
+reference: pairs of (preferred, rejected) renders by that score are training data for
+preference optimisation of the T2I model. :func:`export_preferences` turns a run folder into a
+dataset folder::
+
+    OUT/
+      data.jsonl          one pair per line (paths relative to OUT)
+      metadata.jsonl      the same rows for ``load_dataset("imagefolder", data_dir=OUT)``
+      export.json         the export's parameters and counts
+      images/candidates/<model>/<case>/r<round>_v<variant>.png
+      images/references/<case>.png
+
+Columns of ``data.jsonl`` (the preferred image is always image 0):
+
+* ``caption`` - the text to condition on (``caption``: ``chosen`` = the preferred candidate's
+  prompt, default; ``round`` = the prompt the round's variants were written from; ``initial`` =
+  the case's first composed prompt); ``prompt_chosen`` / ``prompt_rejected`` - each render's own
+  prompt (variants of one round differ in their prompts, not only in their seeds);
+* ``jpg_0`` / ``jpg_1`` - the preferred / rejected image (paths), ``label_0`` = 1 (image 0 is
+  preferred), ``label_1`` = 0; ``image_chosen`` / ``image_rejected`` - the same paths by name;
+  ``reference`` - the reference image's path;
+* ``score_chosen`` / ``score_rejected`` - the raw values of ``metric``; ``margin`` - how much
+  better the preferred one is (> 0, oriented so that larger is better also for distances);
+  ``scores_chosen`` / ``scores_rejected`` - every metric's score;
+* ``id``, ``model``, ``case_id``, ``category``, ``metric``, ``round_chosen`` /
+  ``round_rejected``, ``variant_*``, ``seed_*``.
+
+``caption``, ``jpg_0``, ``jpg_1``, ``label_0`` (and ``label_1``) are the Pick-a-Pic v2 columns
+that the Diffusion-DPO reference training scripts read; Pick-a-Pic stores the images as bytes,
+this export as file paths - ``datasets.load_dataset("json", data_files="OUT/data.jsonl")`` loads
+them as strings (relative to OUT), :func:`load_preferences` as decoded images, and
+``load_dataset("imagefolder", data_dir=OUT)`` (reading ``metadata.jsonl``, whose
+``jpg_0_file_name`` / ``jpg_1_file_name`` / ``reference_file_name`` columns become image columns
+``jpg_0`` / ``jpg_1`` / ``reference``) as well. A script that expects bytes needs its image
+loading changed to open a path or take the decoded image.
+
+Pairs (``pairs``): ``best_vs_rest`` - the best candidate of each group against every other one;
+``all`` - every pair of the group with different scores. Groups (``group``): ``round`` (pairs
+within one round: same base prompt, the usual setting) or ``case`` (across all rounds of a case).
+A pair is kept only if its margin is at least ``min_margin``; ties (margin 0) are never exported.
+Only finished cases count; candidates flagged (e.g. blanked by a safety checker) or without a
+finite score are left out.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from repainter.store import RunStore, slug
+
+PAIRS = ("best_vs_rest", "all")
+GROUPS = ("round", "case")
+CAPTIONS = ("chosen", "round", "initial")
+
+
+class ExportError(ValueError):
+    """The run folder cannot be exported with these settings; the message says why."""
+
+
+def _higher_is_better(run_dir: Path, metric: str, override: bool | None) -> bool:
+    if override is not None:
+        return bool(override)
+    if metric == "selection":
+        return True
+    name = metric
+    try:
+        from repainter.spec import load_spec
+
+        spec = load_spec(run_dir / "spec.yaml")
+        name = next((m.name for m in spec.metrics if m.display_name == metric), metric)
+    except Exception:  # an older or hand-made folder: fall back to the label itself
+        pass
+    try:
+        from repainter.registry import METRICS
+
+        return bool(getattr(METRICS.get(name), "higher_is_better", True))
+    except Exception:
+        return True
+
+
+def _value(candidate: dict[str, Any], metric: str) -> float | None:
+    if candidate.get("flagged") or candidate.get("invalid_reason"):
+        return None
+    value = candidate.get("selection") if metric == "selection" else (
+        candidate.get("scores") or {}).get(metric)
+    if value is None:
+        return None
+    value = float(value)
+    return value if value == value and abs(value) != float("inf") else None
+
+
+def export_preferences(
+    run_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    min_margin: float = 0.0,
+    pairs: str = "best_vs_rest",
+    metric: str = "selection",
+    group: str = "round",
+    caption: str = "chosen",
+    models: list[str] | None = None,
+    higher_is_better: bool | None = None,
+) -> Path:
+    """Write preference pairs of the run in ``run_dir`` to ``out_dir``; return ``data.jsonl``.
+
+    See the module docstring for the layout and columns. ``metric`` is ``selection`` (default) or
+    any metric label of the run; its direction comes from the metric registry unless
+    ``higher_is_better`` is given. ``models`` keeps only those model labels.
+    """
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    if pairs not in PAIRS:
+        raise ExportError(f"pairs must be one of {', '.join(PAIRS)}, not {pairs!r}")
+    if group not in GROUPS:
+        raise ExportError(f"group must be one of {', '.join(GROUPS)}, not {group!r}")
+    if caption not in CAPTIONS:
+        raise ExportError(f"caption must be one of {', '.join(CAPTIONS)}, not {caption!r}")
+    if min_margin < 0:
+        raise ExportError("min_margin must be >= 0")
+    if not (run_dir / "cases").is_dir():
+        raise ExportError(f"{run_dir} is not a run folder (no cases/)")
+    if out_dir.resolve() == run_dir.resolve():
+        raise ExportError("out_dir must differ from the run folder")
+    sign = 1.0 if _higher_is_better(run_dir, metric, higher_is_better) else -1.0
+    records = [r for r in RunStore(run_dir).records()
+               if r.get("status") == "done" and (models is None or r.get("model") in models)]
+    score_keys = sorted({k for r in records for rnd in r.get("rounds") or []
+                         for c in rnd.get("candidates") or [] for k in (c.get("scores") or {})})
+    rows: list[dict[str, Any]] = []
+    copied: set[str] = set()
+
+    def copy(src_rel: str, dest_rel: str) -> str:
+        if dest_rel not in copied:
+            src, dest = run_dir / src_rel, out_dir / dest_rel
+            if not src.is_file():
+                raise ExportError(f"{src} is missing from the run folder")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dest)
+            copied.add(dest_rel)
+        return dest_rel
+
+    skipped_missing = 0
+    for record in records:
+        case_id = record["case_id"]
+        groups: list[tuple[str, list[dict[str, Any]]]] = []
+        for rnd in record.get("rounds") or []:
+            members = [{**c, "_round_prompt": rnd.get("prompt") or c.get("prompt")}
+                       for c in rnd.get("candidates") or []]
+            groups.append((f"r{rnd.get('round')}", members))
+        if group == "case":
+            groups = [("all", [c for _, members in groups for c in members])]
+        ref_rel = record.get("reference") or f"references/{slug(case_id)}.png"
+        for _, members in groups:
+            scored = []
+            for c in members:
+                value = _value(c, metric)
+                if value is None or not c.get("image"):
+                    continue
+                if not (run_dir / c["image"]).is_file():
+                    skipped_missing += 1
+                    continue
+                scored.append((c, value))
+            # best first; ties broken by round then variant so the output is deterministic
+            scored.sort(key=lambda cv: (-sign * cv[1], cv[0].get("round", 0), cv[0]["variant"]))
+            if pairs == "best_vs_rest":
+                candidates = [(scored[0], other) for other in scored[1:]] if scored else []
+            else:
+                candidates = list(itertools.combinations(scored, 2))
+            for (chosen, v_c), (rejected, v_r) in candidates:
+                margin = sign * (v_c - v_r)
+                if margin <= 0 or margin < min_margin:
+                    continue
+                rows.append(_row(record, chosen, rejected, v_c, v_r, margin, metric, caption,
+                                 score_keys, copy, ref_rel))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data = out_dir / "data.jsonl"
+    _write_jsonl(data, rows)
+    meta_rows = []
+    for row in rows:
+        meta = {k: v for k, v in row.items()
+                if k not in ("jpg_0", "jpg_1", "image_chosen", "image_rejected", "reference")}
+        meta_rows.append({"jpg_0_file_name": row["jpg_0"], "jpg_1_file_name": row["jpg_1"],
+                          "reference_file_name": row["reference"], **meta})
+    _write_jsonl(out_dir / "metadata.jsonl", meta_rows)
+    (out_dir / "export.json").write_text(json.dumps({
+        "run_dir": str(run_dir.resolve()), "pairs": pairs, "group": group, "metric": metric,
+        "higher_is_better": sign > 0, "min_margin": min_margin, "caption": caption,
+        "models": models, "cases": len(records), "rows": len(rows), "images": len(copied),
+        "skipped_missing_images": skipped_missing,
+    }, indent=2) + "\n", encoding="utf-8")
+    return data
+
+
+def _row(record, chosen, rejected, v_c, v_r, margin, metric, caption, score_keys, copy,
+         ref_rel) -> dict[str, Any]:
+    model, case_id = record["model"], record["case_id"]
+    base = f"images/candidates/{slug(model)}/{slug(case_id)}"
+
+    def image(c: dict[str, Any]) -> str:
+        return copy(c["image"], f"{base}/r{c.get('round', 0)}_v{c['variant']}.png")
+
+    text = {"chosen": chosen["prompt"], "round": chosen["_round_prompt"],
+            "initial": record.get("initial_prompt") or chosen["_round_prompt"]}[caption]
+    img_c, img_r = image(chosen), image(rejected)
+    ref = copy(ref_rel, f"images/references/{Path(ref_rel).name}")
+
+    def tag(c: dict[str, Any]) -> str:
+        return f"r{c.get('round', 0)}v{c['variant']}"
+
+    def scores(c: dict[str, Any]) -> dict[str, float | None]:
+        got = c.get("scores") or {}
+        return {k: got.get(k) for k in score_keys}
+
+    return {
+        "id": f"{model}/{case_id}/{tag(chosen)}-{tag(rejected)}",
+        "model": model, "case_id": case_id, "category": record.get("category"),
+        "caption": text,
+        "jpg_0": img_c, "jpg_1": img_r, "label_0": 1, "label_1": 0,
+        "image_chosen": img_c, "image_rejected": img_r, "reference": ref,
+        "prompt_chosen": chosen["prompt"], "prompt_rejected": rejected["prompt"],
+        "metric": metric, "score_chosen": v_c, "score_rejected": v_r, "margin": margin,
+        "round_chosen": chosen.get("round"), "round_rejected": rejected.get("round"),
+        "variant_chosen": chosen["variant"], "variant_rejected": rejected["variant"],
+        "seed_chosen": chosen.get("seed"), "seed_rejected": rejected.get("seed"),
+        "selection_chosen": chosen.get("selection"), "selection_rejected": rejected.get("selection"),
+        "scores_chosen": scores(chosen), "scores_rejected": scores(rejected),
+    }
+
+
+def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    from repainter.images import atomic_write_bytes
+
+    text = "".join(json.dumps(r, ensure_ascii=False, allow_nan=False) + "\n" for r in rows)
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+IMAGE_COLUMNS = ("jpg_0", "jpg_1", "image_chosen", "image_rejected", "reference")
+
+
+def load_preferences(out_dir: str | Path, decode: bool = True):
+    """The exported pairs as a ``datasets.Dataset``; image columns as absolute paths, or decoded
+    images (``datasets.Image``) with ``decode``."""
+    import datasets
+
+    out_dir = Path(out_dir).resolve()
+    ds = datasets.load_dataset("json", data_files=str(out_dir / "data.jsonl"), split="train")
+    ds = ds.map(lambda row: {c: str(out_dir / row[c]) for c in IMAGE_COLUMNS})
+    if decode:
+        for column in IMAGE_COLUMNS:
+            ds = ds.cast_column(column, datasets.Image())
+    return ds
