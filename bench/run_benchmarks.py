@@ -109,11 +109,15 @@ def scenario_rerun(workdir: Path) -> dict:
     started = time.perf_counter()
     fresh = run(build_spec({"output_dir": str(workdir / "b"), "runtime": shared}))
     new_folder = time.perf_counter() - started
+    def model_calls(result) -> int:  # MLLM and T2I calls (not metrics, not dataset decoding)
+        calls = result.info["backend"]["calls"]
+        return sum(n for key, n in calls.items() if key.startswith(("mllm:", "t2i:")))
+
     return {
         "same_folder_seconds": same_folder,
-        "same_folder_backend_calls": sum(again.info["backend"]["calls"].values()),
+        "same_folder_backend_calls": model_calls(again),
         "new_folder_seconds": new_folder,
-        "new_folder_backend_calls": sum(fresh.info["backend"]["calls"].values()),
+        "new_folder_backend_calls": model_calls(fresh),
         "new_folder_cache": fresh.info["cache"],
         "cases": len(fresh.records),
     }
@@ -290,11 +294,19 @@ def write_markdown(results: dict, rss: dict, path: Path) -> None:
             f"{row['speedup_vs_per_image']:.2f}x ({ok(row['speedup_vs_per_image'] >= 3)}) | "
             f"{row['batched_over_bare']:.2f} ({ok(row['batched_over_bare'] <= 1.3)}) |")
     lines += [
-        f"\nPeak RSS of the scoring scenario: {rss['scoring']:.0f} MiB.",
+        "",
+        "Why 3x is not met here: on a 2-core CPU a batch of N images costs about N times one image",
+        "(the cores are already saturated), so batching saves only the reference embedding that the",
+        "per-image path repeats for every pair: 2N forward passes become N + 1, at most 2x. On a GPU,",
+        "where a batch of 9 costs little more than one image, the same code path should give the",
+        "larger ratio; no GPU was available to measure it. The batched path stays within the 1.3x",
+        "bound of the bare forward passes.",
+        "",
+        f"Peak RSS of the scoring scenario: {rss['scoring']:.0f} MiB.",
         "",
         "## Re-running a finished run",
         "",
-        "| what | backend calls | wall s |",
+        "| what | MLLM + T2I calls | wall s |",
         "|---|---|---|",
         f"| same spec, same folder (every case already finished) | {r['same_folder_backend_calls']} | "
         f"{r['same_folder_seconds']:.2f} |",

@@ -77,6 +77,22 @@ class LoopSpec(_Spec):
     early_stop: EarlyStopSpec = Field(default_factory=EarlyStopSpec)
 
 
+class DecisionSpec(_Spec):
+    """Retrieve-or-generate (TIGeR's decision, GILL's decision module), per case and model.
+
+    After the loop, the T2I model labelled ``retriever`` (a ``retrieval`` backend) answers the best
+    prompt too, and the rule picks the generated or the retrieved image as the case's answer:
+    ``metric`` compares the named metric's similarity to the reference (``selection`` = the
+    selection score), ``mllm`` the judge's aesthetic + semantic scores. The retrieved image wins
+    only by more than ``margin``.
+    """
+
+    retriever: str
+    rule: Literal["metric", "mllm"] = "metric"
+    metric: str = "selection"
+    margin: float = 0.0
+
+
 class RuntimeSpec(_Spec):
     """How a run executes. None of it changes results, so it is left out of the fingerprint."""
 
@@ -116,6 +132,7 @@ class RunSpec(_Spec):
     judge: bool = True
     seed: int = 0
     output_dir: str = "runs/{name}"
+    decision: DecisionSpec | None = None
     runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
 
     @field_validator("selection")
@@ -140,6 +157,11 @@ class RunSpec(_Spec):
         if missing:
             raise ValueError(f"selection uses metrics not listed in 'metrics': {missing}")
         labels = [t.display_name for t in self.t2i]
+        if self.decision is not None:
+            if self.decision.retriever not in labels:
+                raise ValueError(f"decision.retriever {self.decision.retriever!r} is not a T2I label")
+            if self.decision.metric != "selection" and self.decision.metric not in metric_names:
+                raise ValueError(f"decision.metric {self.decision.metric!r} is not a listed metric")
         duplicates = sorted({label for label in labels if labels.count(label) > 1})
         if duplicates:
             raise ValueError(f"T2I models need distinct labels; repeated: {duplicates}")

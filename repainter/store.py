@@ -102,6 +102,10 @@ class RunStore:
     def candidate_path(self, model: str, case_id: str, round_number: int, variant: int) -> str:
         return f"images/{slug(model)}/{slug(case_id)}/r{round_number}_v{variant}.png"
 
+    def retrieved_path(self, model: str, case_id: str) -> str:
+        """The retriever's answer to a case's best prompt (retrieve-or-generate decision)."""
+        return f"images/{slug(model)}/{slug(case_id)}/retrieved.png"
+
     # -- case records ----------------------------------------------------------------------
 
     def _record_path(self, model: str, case_id: str) -> Path:

@@ -4,7 +4,7 @@
                                       ^                                   |
                                       |-- revise <- critique <- (go on) --+
                                                                           |
-                                               finalize <- judge <- (stop)+
+                                    finalize <- decide <- judge <- (stop)+
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ NODES = (
     nodes.critique,
     nodes.revise,
     nodes.judge,
+    nodes.decide,
     nodes.finalize,
 )
 
@@ -58,6 +59,7 @@ def build_graph(ctx: RunContext, checkpointer=None):
     graph.add_conditional_edges("select", nodes.after_select, ["critique", "judge"])
     graph.add_edge("critique", "revise")
     graph.add_edge("revise", "write_variants")
-    graph.add_edge("judge", "finalize")
+    graph.add_edge("judge", "decide")
+    graph.add_edge("decide", "finalize")
     graph.add_edge("finalize", END)
     return graph.compile(checkpointer=checkpointer, name="repainter")

@@ -124,8 +124,12 @@ def generate(state: CaseState, ctx: RunContext) -> dict[str, Any]:
 
 def score(state: CaseState, ctx: RunContext) -> dict[str, Any]:
     """Every metric on the round's candidates, one batch per metric; then the selection score."""
-    case_id = state["case_id"]
-    pending = [dict(c) for c in state["pending"]]
+    return {"pending": score_candidates(state["case_id"], state["pending"], ctx)}
+
+
+def score_candidates(case_id: str, candidates: list[Candidate], ctx: RunContext) -> list[Candidate]:
+    """Scores and selection score of rendered candidates (flagged ones are left unscored)."""
+    pending = [dict(c) for c in candidates]
     scorable = [c for c in pending if not c.get("flagged")]
     images = [ctx.candidate_image(c["image"]) for c in scorable]
     for candidate in pending:
@@ -160,7 +164,7 @@ def score(state: CaseState, ctx: RunContext) -> dict[str, Any]:
         candidate["selection"] = sum(
             w * by_name[name].similarity(candidate["scores"][name]) for name, w in weights.items()
         ) / total
-    return {"pending": pending}
+    return pending
 
 
 def select(state: CaseState, ctx: RunContext) -> dict[str, Any]:
@@ -235,6 +239,60 @@ def judge(state: CaseState, ctx: RunContext) -> dict[str, Any]:
     return {"judgement": verdict.model_dump(mode="json")}
 
 
+def decide(state: CaseState, ctx: RunContext) -> dict[str, Any]:
+    """Retrieve or generate: the retriever answers the best prompt too; a rule picks the answer.
+
+    Where the dataset has ground truth and ``object_f1`` is a metric, the record also says which
+    image is truly closer to the ground-truth scene, so the rule's accuracy can be reported.
+    """
+    rule = ctx.spec.decision
+    if rule is None or state["model"] == rule.retriever:
+        return {}
+    best, case_id = state["best"], state["case_id"]
+    retrieved = render_batch(ctx.t2i[rule.retriever], [best["prompt"]], [best["seed"]])[0]
+    path = ctx.store.retrieved_path(state["model"], case_id)
+    save_png(retrieved.image, ctx.store.root / path)
+    ctx.remember_render(path, retrieved.image.convert("RGB"))
+    (other,) = score_candidates(case_id, [{**best, "image": path, "flagged": _blank_flag(retrieved),
+                                           "round": 0, "variant": 0}], ctx)
+    if rule.rule == "mllm":
+        reference = ctx.reference(case_id).image
+        generated_verdict = state.get("judgement") or ctx.mllm.judge(
+            reference, ctx.candidate_image(best["image"])).model_dump(mode="json")
+        retrieved_verdict = ctx.mllm.judge(reference, ctx.candidate_image(path)).model_dump(mode="json")
+        generated_value = generated_verdict["aesthetic"] + generated_verdict["semantic"]
+        retrieved_value = retrieved_verdict["aesthetic"] + retrieved_verdict["semantic"]
+    else:
+        generated_value = _rule_value(best, rule.metric, ctx)
+        retrieved_value = _rule_value(other, rule.metric, ctx)
+    choice = ("retrieved" if retrieved_value is not None and generated_value is not None
+              and retrieved_value > generated_value + rule.margin else "generated")
+    truth = _truly_closer(best, other)
+    return {"decision": {
+        "rule": rule.rule, "metric": rule.metric, "margin": rule.margin, "choice": choice,
+        "generated_value": generated_value, "retrieved_value": retrieved_value,
+        "retrieved": {k: other.get(k) for k in ("image", "scores", "selection", "flagged")},
+        "truly_closer": truth,
+        "correct": None if truth in (None, "tie") else truth == choice,
+    }}
+
+
+def _rule_value(candidate: Candidate, metric: str, ctx: RunContext) -> float | None:
+    if metric == "selection":
+        return candidate.get("selection")
+    value = (candidate.get("scores") or {}).get(metric)
+    by_name = {m.name: m for m in ctx.metrics}
+    return None if value is None else by_name[metric].similarity(value)
+
+
+def _truly_closer(generated: Candidate, retrieved: Candidate) -> str | None:
+    """Which image matches the ground-truth scene better, by object F1 (None: not known)."""
+    g, r = (c.get("scores", {}).get("object_f1") for c in (generated, retrieved))
+    if g is None or r is None:
+        return None
+    return "tie" if abs(g - r) < 1e-9 else ("generated" if g > r else "retrieved")
+
+
 def finalize(state: CaseState, ctx: RunContext) -> dict[str, Any]:
     """Final scores of the best-ever candidate; the case record is written atomically."""
     best = state["best"]
@@ -304,4 +362,5 @@ def case_record(state: CaseState, ctx: RunContext) -> dict[str, Any]:
         "t2i": ctx.t2i[state["model"]].identity(),
         "timings": {k: round(v, 4) for k, v in (state.get("timings") or {}).items()},
         "mllm_usage": ctx.mllm.case_usage(state["model"], state["case_id"]),
+        "decision": state.get("decision"),
     }

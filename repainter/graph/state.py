@@ -54,6 +54,7 @@ class CaseState(TypedDict, total=False):
     stale_rounds: int  # consecutive rounds without a best-ever gain of min_delta
     stop_reason: str
     judgement: dict[str, Any] | None
+    decision: dict[str, Any] | None  # retrieve-or-generate outcome (when the spec asks for one)
     final_scores: dict[str, float]
     status: str
     #: Seconds spent in each node, summed over rounds (and over resumed attempts).

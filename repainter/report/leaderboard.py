@@ -63,6 +63,13 @@ def build_leaderboard(records: list[dict[str, Any]], models: list[str] | None = 
         if any("total_tokens" in u for u in usages):
             row["mllm_tokens_per_case"] = _mean([u.get("total_tokens", 0) for u in usages])
             row["mllm_cost_usd"] = sum(u.get("cost_usd", 0.0) for u in usages)
+        decisions = [r["decision"] for r in done if r.get("decision")]
+        if decisions:  # retrieve-or-generate: how often each side won, and was right
+            judged = [d["correct"] for d in decisions if d.get("correct") is not None]
+            row["decision_cases"] = len(decisions)
+            row["decision_retrieved_share"] = sum(d["choice"] == "retrieved" for d in decisions) / len(decisions)
+            row["decision_accuracy"] = sum(judged) / len(judged) if judged else None
+            row["decision_judged_cases"] = len(judged)
         ci = bootstrap_ci([r["final_scores"].get("selection") for r in done])
         row["selection_final_ci_low"], row["selection_final_ci_high"] = ci or (None, None)
         for name in metric_names:
@@ -160,7 +167,10 @@ def leaderboard_markdown(
          "T2I s/case": row.get("t2i_seconds_per_case"),
          "MLLM s/case": row.get("mllm_seconds_per_case"),
          **({"MLLM tokens/case": row.get("mllm_tokens_per_case"),
-             "MLLM cost USD": row.get("mllm_cost_usd")} if "mllm_tokens_per_case" in row else {})}
+             "MLLM cost USD": row.get("mllm_cost_usd")} if "mllm_tokens_per_case" in row else {}),
+         **({"retrieved chosen": row.get("decision_retrieved_share"),
+             "decision accuracy (GT)": row.get("decision_accuracy")}
+            if "decision_cases" in row else {})}
         for row in rows
     ]
     lines = ["## Leaderboard", ""] + _table(view, list(view[0]) if view else ["model"])

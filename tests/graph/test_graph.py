@@ -57,7 +57,7 @@ def test_every_node_ran(world_run):
     assert record["rounds"][0]["critique"] is not None  # critique
     assert record["rounds"][0]["revised_prompt"]  # revise
     assert record["judgement"]  # judge
-    assert len(NODES) == 10
+    assert len(NODES) == 11
 
 
 def test_a_rerun_of_a_finished_run_redoes_nothing(world_run):
@@ -72,3 +72,30 @@ def test_early_stop_on_target_ends_cases_sooner(tmp_path):
                        "loop": {"rounds": 4, "early_stop": {"target": 0.0}}})
     result = run(spec)
     assert all(len(r["rounds"]) == 1 and r["stop_reason"] == "target_reached" for r in result.records)
+
+
+def test_retrieve_or_generate_decision_is_recorded_and_checked_against_ground_truth(tmp_path):
+    spec = build_spec({
+        "output_dir": str(tmp_path / "run"), "dataset": {"limit": 6},
+        "loop": {"rounds": 2, "variants": 2},
+        "t2i": ["procedural",
+                {"name": "procedural", "label": "colourblind", "params": {"ignore": ["color"]}},
+                {"name": "retrieval", "params": {"gallery": {"name": "world"}, "method": "scene",
+                                                 "cache_dir": False}}],
+        "decision": {"retriever": "retrieval", "rule": "metric", "metric": "selection"},
+    })
+    result = run(spec)
+    rows = {row["model"]: row for row in result.leaderboard}
+    assert "decision_cases" not in rows["retrieval"]  # the retriever decides nothing for itself
+    for model in ("procedural", "colourblind"):
+        assert rows[model]["decision_cases"] == 6
+        for record in (r for r in result.records if r["model"] == model):
+            decision = record["decision"]
+            assert decision["choice"] in ("generated", "retrieved")
+            assert (result.run_dir / decision["retrieved"]["image"]).is_file()
+            expected = ("retrieved" if decision["retrieved_value"] > decision["generated_value"]
+                        else "generated")
+            assert decision["choice"] == expected
+    # the faithful generator beats retrieval from other scenes, and the ground truth agrees
+    assert rows["procedural"]["decision_retrieved_share"] == 0.0
+    assert rows["procedural"]["decision_accuracy"] == 1.0
