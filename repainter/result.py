@@ -139,6 +139,7 @@ class RunResult:
                 "best_image": self._path(best.get("image")),
                 "reference_image": self._path(record.get("reference")),
                 "license": record.get("license"), "source": record.get("source"),
+                **_decision_columns(record.get("decision")),
             })
         return pd.DataFrame(rows)
 
@@ -258,3 +259,14 @@ _LEADERBOARD_FIXED = {
     "model", "cases", "done", "failed", "selection_round1", "selection_final", "steerability",
     "mean_rounds", "seconds_per_case", "rank",
 }
+
+
+def _decision_columns(decision: dict[str, Any] | None) -> dict[str, Any]:
+    """Retrieve-or-generate outcome of a case, when the spec asked for one."""
+    if not decision:
+        return {}
+    return {"decision_choice": decision.get("choice"),
+            "decision_generated_value": decision.get("generated_value"),
+            "decision_retrieved_value": decision.get("retrieved_value"),
+            "decision_truly_closer": decision.get("truly_closer"),
+            "decision_correct": decision.get("correct")}

@@ -336,6 +336,7 @@ def _model_case_view(record: dict[str, Any], images: _Images, colour: str,
         "final_scores": _score_items({k: v for k, v in final.items() if k != "selection"}, metric_order),
         "round1_scores": dict(_score_items(round1.get("scores") or {}, metric_order)),
         "judgement": judgement,
+        "decision": _decision_view(record.get("decision"), images),
         "sparkline": sparkline_points(curve),
         "curve": [fmt(v) for v in curve],
         "stop_reason": record.get("stop_reason"),
@@ -559,3 +560,16 @@ def write_report(run_dir: str | Path, *, max_cases: int = MAX_CASES,
     path = run_dir / REPORT_DIR / "index.html"
     atomic_write_bytes(path, render_report(context).encode("utf-8"))
     return path
+
+
+def _decision_view(decision: Any, images) -> dict[str, Any] | None:
+    """The retrieve-or-generate outcome of a case, for its card (None when not asked for)."""
+    if not isinstance(decision, dict):
+        return None
+    retrieved = decision.get("retrieved") or {}
+    return {"choice": decision.get("choice"), "rule": decision.get("rule"),
+            "metric": decision.get("metric"), "margin": decision.get("margin"),
+            "generated_value": fmt(decision.get("generated_value")),
+            "retrieved_value": fmt(decision.get("retrieved_value")),
+            "truly_closer": decision.get("truly_closer"), "correct": decision.get("correct"),
+            "retrieved_image": images(retrieved.get("image"))}
