@@ -383,6 +383,51 @@ def export_preferences_command(
     typer.echo(str(data))
 
 
+@app.command("dar")
+def dar_command(
+    manifest: Annotated[Path | None, typer.Option(
+        "--manifest", help="JSONL dialogues {id, target, caption, dialog}; default: built-in "
+        "world dialogues.")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="First N dialogues.")] = None,
+    alpha: Annotated[float, typer.Option(
+        "--alpha", min=0.0, max=1.0, help="Weight of the text score in the fusion.")] = 0.5,
+    output_dir: Annotated[Path | None, typer.Option(
+        "--output-dir", help="Write dar.jsonl, dar_summary.json and dar.md here.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Diffusion-augmented interactive retrieval on the world gallery (offline)."""
+    from repainter.dar import DialogueError, load_dialogues, run_dar, world_dialogues, write_dar
+    from repainter.datasets import load_dataset
+
+    items = load_dataset("world").items()
+    try:
+        if manifest is not None:
+            dialogues = load_dialogues(manifest, [str(i.id) for i in items])
+            dialogues = dialogues[:limit] if limit is not None else dialogues
+        else:
+            dialogues = world_dialogues(items, limit=limit)
+        result = run_dar(dialogues, items, alpha=alpha)
+    except (DialogueError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    summary = result.summary()
+    if output_dir is not None:
+        write_dar(result, output_dir)
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    table = Table(title=f"DAR Hits@10 (alpha={alpha}, gallery={summary['gallery_size']})",
+                  title_justify="left")
+    for column in ("turn", "cases", "text only", "with images"):
+        table.add_column(column)
+    for t in summary["turns"]:
+        table.add_row(str(t["turn"]), str(t["cases"]), f"{t['text']['hits@10']:.3f}",
+                      f"{t['fused']['hits@10']:.3f}")
+    Console().print(table)
+    if output_dir is not None:
+        typer.echo(str(output_dir))
+
+
 @app.command("ls")
 def list_components(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
