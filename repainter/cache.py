@@ -100,8 +100,10 @@ class CachedMLLM(MLLMBackend):
         return result
 
     def describe(self, image, context=()):
+        steps = [{"image": image_sha256(step["image"]) if step.get("image") is not None else None,
+                  "text": step.get("text", "")} for step in context]
         return self._call(
-            "describe", {"image": image_sha256(image), "context": list(context)},
+            "describe", {"image": image_sha256(image), "context": steps},
             lambda: self.inner.describe(image, context),
             lambda r: r.model_dump(mode="json"), ImageUnderstandingTree.model_validate,
         )

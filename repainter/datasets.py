@@ -172,6 +172,8 @@ class ManifestEntry:
     sha256: str | None = None
     width: int | None = None
     height: int | None = None
+    #: Preceding story steps (GILL / VIST): ({"path": Path | None, "text": str}, ...).
+    context: tuple[dict[str, Any], ...] = ()
 
 
 def _text(value: Any, name: str, where: str) -> str:
@@ -309,10 +311,28 @@ class ManifestDataset(Dataset):
                 path=path, url=url, sha256=sha256,
                 width=_dimension(row.get("width"), "width", where),
                 height=_dimension(row.get("height"), "height", where),
+                context=self._context(row.get("context"), where),
             ))
         if not entries:
             raise DatasetError(f"manifest {self.path} lists no images")
         return entries
+
+    def _context(self, value: Any, where: str) -> tuple[dict[str, Any], ...]:
+        """A story's earlier steps: a list of {"path": image (optional), "text": caption}."""
+        if value is None:
+            return ()
+        if not isinstance(value, list):
+            raise DatasetError(f"{where}: 'context' must be a list of {{path, text}} steps")
+        steps = []
+        for i, step in enumerate(value):
+            if not isinstance(step, dict):
+                raise DatasetError(f"{where}: context step {i} must be an object")
+            rel = _text(step.get("path"), "context path", where)
+            text = _text(step.get("text"), "context text", where)
+            if not rel and not text:
+                raise DatasetError(f"{where}: context step {i} needs 'path' or 'text'")
+            steps.append({"path": self._resolve_path(rel, where) if rel else None, "text": text})
+        return tuple(steps)
 
     def items(self) -> list[DatasetItem]:
         items = []
@@ -358,8 +378,18 @@ class ManifestDataset(Dataset):
         if entry.width and entry.height and sorted(image.size) != sorted((entry.width, entry.height)):
             raise ItemError(f"{entry.id}: image is {image.size[0]}x{image.size[1]}, the manifest "
                             f"says {entry.width}x{entry.height}")
+        context = []
+        for step in entry.context:  # earlier story images obey the same path rules
+            if step["path"] is not None:
+                step_entry = ManifestEntry(id=f"{entry.id} (context)", row=entry.row, path=step["path"])
+                step_path, step_data = self.local_file(step_entry)
+                context.append({"image": decode_image_bytes(step_data, f"{entry.id} context ({step_path})"),
+                                "text": step["text"]})
+            else:
+                context.append({"text": step["text"]})
         return Reference(id=entry.id, image=image, category=entry.category,
-                         source=entry.url or str(entry.path), license=entry.license)
+                         source=entry.url or str(entry.path), license=entry.license,
+                         context=context)
 
 
 # -- EvalRef-100 -----------------------------------------------------------------------------
