@@ -214,6 +214,20 @@ def _rows_table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> T
     return table
 
 
+def _print_rows(rows: list[dict[str, Any]], *, as_json: bool, title: str, columns: list[str],
+                failed: bool, notes: list[str] = ()) -> None:
+    """JSON or a table (then notes), and exit 1 when ``failed``: shared by doctor and prefetch."""
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+    else:
+        out = Console()
+        out.print(_rows_table(title, rows, columns))
+        for note in notes:
+            out.print(note)
+    if failed:
+        raise typer.Exit(1)
+
+
 @app.command()
 def doctor(
     spec: SpecOption = None,
@@ -224,17 +238,11 @@ def doctor(
     from repainter.weights import doctor_rows
 
     rows = doctor_rows(_spec_from_options(spec, sets))
-    if as_json:
-        typer.echo(json.dumps(rows, indent=2))
-    else:
-        out = Console()
-        out.print(_rows_table("what this spec needs", rows,
-                              ["role", "label", "kind", "model", "present"]))
-        for row in rows:
-            if not row["present"]:
-                out.print(f"[yellow]missing[/yellow] {row['label']} ({row['model']}): {row['how_to_fix']}")
-    if not all(row["present"] for row in rows):
-        raise typer.Exit(1)
+    missing = [row for row in rows if not row["present"]]
+    _print_rows(rows, as_json=as_json, title="what this spec needs",
+                columns=["role", "label", "kind", "model", "present"], failed=bool(missing),
+                notes=[f"[yellow]missing[/yellow] {row['label']} ({row['model']}): {row['how_to_fix']}"
+                       for row in missing])
 
 
 @app.command()
@@ -247,13 +255,9 @@ def prefetch(
     from repainter.weights import prefetch_spec
 
     rows = prefetch_spec(_spec_from_options(spec, sets))
-    if as_json:
-        typer.echo(json.dumps(rows, indent=2))
-    else:
-        Console().print(_rows_table("prefetch", rows,
-                                    ["role", "label", "kind", "model", "status", "location", "error"]))
-    if any(row["status"] == "failed" for row in rows):
-        raise typer.Exit(1)
+    _print_rows(rows, as_json=as_json, title="prefetch",
+                columns=["role", "label", "kind", "model", "status", "location", "error"],
+                failed=any(row["status"] == "failed" for row in rows))
 
 
 @app.command()
