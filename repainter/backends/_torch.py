@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+from abc import abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -101,8 +102,9 @@ class EmbeddingCosine(Metric):
     one batch, and each score is the cosine of the two embeddings. Subclasses implement
     ``_embed(images) -> (N, D) tensor``."""
 
+    @abstractmethod
     def _embed(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        raise NotImplementedError
+        """Unit-free embeddings of ``images``, one row each."""
 
     def prepare(self, reference: Reference) -> torch.Tensor:
         return self._embed([reference.image])[0]
