@@ -264,6 +264,7 @@ class GalleryIndex:
     scene: dict[str, np.ndarray]
     layout: np.ndarray
     embedding: Any
+    _concepts: list[set[str]] | None = None
 
     @classmethod
     def build(cls, gallery_items: Sequence[Any], embedding: Any = None) -> GalleryIndex:
@@ -285,14 +286,65 @@ class GalleryIndex:
         layout = embedding.embed([r.image for r in refs])
         return cls(ids=ids, scene=scene, layout=layout, embedding=embedding)
 
-    def text_scores(self, query: str) -> np.ndarray:
+    def text_scores(self, query: str, scorer: str = "scene") -> np.ndarray:
+        """Text-to-image scores of ``query`` against the gallery.
+
+        ``scene`` matches objects with their bound attributes and positions (the world's exact
+        grammar: close to an oracle). ``concepts`` behaves like a contrastive text tower: it sees
+        which colours and shapes are mentioned and present, but neither which colour goes with
+        which shape nor where (CLIP's known weakness at attribute binding and spatial relations).
+        """
+        if scorer == "concepts":
+            wanted = query_concepts(query)
+            return np.array([_jaccard(wanted, have) for have in self.concepts], dtype=np.float64)
         from repainter.backends.t2i.retrieval import scene_scores
 
         return np.asarray(scene_scores(query, self.scene), dtype=np.float64)
 
+    @property
+    def concepts(self) -> list[set[str]]:
+        """Per gallery image: the basic colours (objects and background) and shapes it shows."""
+        if self._concepts is None:
+            from repainter.backends.t2i.retrieval import _SHAPES
+            from repainter.world.vocabulary import basic_color, nearest_color_name
+
+            found: list[set[str]] = [set() for _ in self.ids]
+            for i, row in enumerate(self.scene["background"]):
+                found[i].add("color:" + basic_color(nearest_color_name(row[1:4])))
+            for row in self.scene["objects"]:
+                item, shape = int(row[0]), int(row[1])
+                found[item].add("color:" + basic_color(nearest_color_name(row[2:5])))
+                if shape >= 0:
+                    found[item].add("shape:" + _SHAPES[shape])
+            self._concepts = found
+        return self._concepts
+
     def image_scores(self, images: Sequence[Any]) -> np.ndarray:
         sims = self.embedding.similarities(self.embedding.embed(list(images)), self.layout)
         return np.asarray(sims, dtype=np.float64).mean(axis=0)
+
+
+def query_concepts(query: str) -> set[str]:
+    """The colours and shapes a query mentions, unbound (see ``GalleryIndex.text_scores``)."""
+    from repainter.world.grammar import parse_prompt
+    from repainter.world.vocabulary import basic_color
+
+    parsed = parse_prompt(query)
+    found = set()
+    if parsed.background is not None:
+        for colour in (parsed.background.color, getattr(parsed.background, "color2", None)):
+            if colour:
+                found.add("color:" + basic_color(colour))
+    for clause in parsed.objects:
+        if clause.color:
+            found.add("color:" + basic_color(clause.color))
+        if clause.shape:
+            found.add("shape:" + clause.shape)
+    return found
+
+
+def _jaccard(a: set[str], b: set[str]) -> float:
+    return len(a & b) / len(a | b) if a | b else 0.0
 
 
 @dataclass
@@ -343,7 +395,8 @@ class DARResult:
 
 def run_dar(dialogues: Sequence[Dialogue], gallery_items: Sequence[Any],
             t2i: T2IBackend | None = None, *, alpha: float = 0.5, images_per_turn: int = 1,
-            seed: int = 0, mllm: Any = None, embedding: Any = None) -> DARResult:
+            seed: int = 0, mllm: Any = None, embedding: Any = None,
+            text_scorer: str = "scene") -> DARResult:
     """Rank the gallery after every turn of every dialogue, with and without generated images.
 
     ``t2i`` defaults to the offline ``ProceduralT2I()``; ``mllm`` (optional, any object with
@@ -351,6 +404,8 @@ def run_dar(dialogues: Sequence[Dialogue], gallery_items: Sequence[Any],
     """
     if not 0.0 <= float(alpha) <= 1.0:
         raise ValueError("alpha must be in [0, 1]")
+    if text_scorer not in ("scene", "concepts"):
+        raise ValueError("text_scorer must be 'scene' or 'concepts'")
     if int(images_per_turn) < 1:
         raise ValueError("images_per_turn must be >= 1")
     if t2i is None:
@@ -370,7 +425,7 @@ def run_dar(dialogues: Sequence[Dialogue], gallery_items: Sequence[Any],
             query = refine_query(d.caption, answers)
             if mllm is not None and hasattr(mllm, "rewrite_prompt"):
                 query = _mllm_query(mllm, query)
-            text = index.text_scores(query)
+            text = index.text_scores(query, text_scorer)
             seeds = [int(s) for s in np.random.SeedSequence(
                 [int(seed) & 0xFFFFFFFF, case_no, turn]).generate_state(int(images_per_turn))]
             images = [g.image for g in t2i.generate([query] * len(seeds), seeds)]
@@ -384,7 +439,7 @@ def run_dar(dialogues: Sequence[Dialogue], gallery_items: Sequence[Any],
     emb = index.embedding.identity() if hasattr(index.embedding, "identity") else {}
     return DARResult(records=records, alpha=float(alpha), images_per_turn=int(images_per_turn),
                      config={"t2i": ident, "embedding": emb, "seed": int(seed),
-                             "text_scorer": "scene", "mllm": type(mllm).__name__ if mllm else None})
+                             "text_scorer": text_scorer, "mllm": type(mllm).__name__ if mllm else None})
 
 
 # -- output ----------------------------------------------------------------------------------

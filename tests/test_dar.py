@@ -151,3 +151,22 @@ def test_cli_dar(tmp_path):
     bad = _write(tmp_path, [{"id": "a", "target": "zz", "caption": "c", "dialog": []}])
     out = CliRunner().invoke(app, ["dar", "--manifest", str(bad)])
     assert out.exit_code == 2
+
+
+def test_concept_text_scorer_ignores_binding_and_position():
+    from repainter.dar import query_concepts
+
+    a = query_concepts("a large red circle at the top left, a small blue square at the bottom right")
+    b = query_concepts("a blue circle at the bottom, a red square at the top")
+    assert a == b == {"color:red", "color:blue", "shape:circle", "shape:square"}
+
+
+def test_concept_scorer_runs_and_improves_over_turns():
+    from repainter.dar import run_dar, world_dialogues
+    from repainter.datasets import load_dataset
+
+    items = load_dataset("world").items()
+    turns = run_dar(world_dialogues(items)[:8], items, text_scorer="concepts").summary()["turns"]
+    assert turns[-1]["text"]["mean_rank"] < turns[0]["text"]["mean_rank"]
+    with pytest.raises(ValueError, match="text_scorer"):
+        run_dar(world_dialogues(items)[:1], items, text_scorer="nope")
