@@ -99,3 +99,28 @@ def test_retrieve_or_generate_decision_is_recorded_and_checked_against_ground_tr
     # the faithful generator beats retrieval from other scenes, and the ground truth agrees
     assert rows["procedural"]["decision_retrieved_share"] == 0.0
     assert rows["procedural"]["decision_accuracy"] == 1.0
+
+
+def test_decision_by_the_mllm_judge_with_a_margin(tmp_path):
+    spec = build_spec({
+        "output_dir": str(tmp_path / "run"), "dataset": {"limit": 3},
+        "loop": {"rounds": 1, "variants": 2},
+        "t2i": ["procedural", {"name": "retrieval", "params": {"gallery": {"name": "world"},
+                                                               "method": "scene", "cache_dir": False}}],
+        "decision": {"retriever": "retrieval", "rule": "mllm", "margin": 1.0},
+    })
+    result = run(spec)
+    for record in (r for r in result.records if r["model"] == "procedural"):
+        decision = record["decision"]
+        assert decision["rule"] == "mllm"
+        # judge scores: aesthetic + semantic, each 1-5
+        assert 2 <= decision["generated_value"] <= 10 and 2 <= decision["retrieved_value"] <= 10
+        wins = decision["retrieved_value"] > decision["generated_value"] + 1.0
+        assert decision["choice"] == ("retrieved" if wins else "generated")
+
+
+def test_decision_spec_is_validated():
+    from repainter.spec import SpecError
+
+    with pytest.raises(SpecError, match="not a T2I label"):
+        build_spec({"decision": {"retriever": "nope"}})
