@@ -29,7 +29,15 @@ from typing import Any
 from PIL import Image
 
 import repainter
-from repainter.backends.base import GeneratedImage, Metric, MLLMBackend, Reference, T2IBackend
+from repainter.backends.base import (
+    GeneratedImage,
+    Metric,
+    MetricWrapper,
+    MLLMBackend,
+    Reference,
+    T2IBackend,
+    T2IWrapper,
+)
 from repainter.images import image_sha256
 from repainter.schemas import Critique, ImageUnderstandingTree, Judgement
 from repainter.spec import canonical_json
@@ -147,15 +155,12 @@ class CachedMLLM(MLLMBackend):
         self.inner.close()
 
 
-class CachedT2I(T2IBackend):
+class CachedT2I(T2IWrapper):
     """Any T2I backend; a batch renders only the (prompt, seed) pairs not seen before."""
 
     def __init__(self, inner: T2IBackend, cache: ResponseCache):
-        self.inner, self.cache = inner, cache
-        self.kind = getattr(inner, "kind", "")
-
-    def identity(self) -> dict[str, Any]:
-        return self.inner.identity()
+        super().__init__(inner)
+        self.cache = cache
 
     def generate(self, prompts: Sequence[str], seeds: Sequence[int]) -> list[GeneratedImage]:
         identity = self.inner.identity()
@@ -184,9 +189,6 @@ class CachedT2I(T2IBackend):
                 results[i] = generated
         return results  # type: ignore[return-value]
 
-    def close(self) -> None:
-        self.inner.close()
-
 
 class _LazyReference:
     """A reference whose metric features are computed only if some score is not cached."""
@@ -206,20 +208,12 @@ class _LazyReference:
             return self._features
 
 
-class CachedMetric(Metric):
+class CachedMetric(MetricWrapper):
     """Any metric; scores are cached per (metric identity and version, reference, candidate)."""
 
     def __init__(self, inner: Metric, cache: ResponseCache):
-        self.inner, self.cache = inner, cache
-        self.name = inner.name
-        self.higher_is_better = inner.higher_is_better
-        self.needs_ground_truth = inner.needs_ground_truth
-
-    def identity(self) -> dict[str, Any]:
-        return self.inner.identity()
-
-    def similarity(self, value: float) -> float:
-        return self.inner.similarity(value)
+        super().__init__(inner)
+        self.cache = cache
 
     def prepare(self, reference: Reference) -> _LazyReference:
         return _LazyReference(self.inner, reference)

@@ -5,7 +5,14 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
-from repainter.backends.base import GeneratedImage, Metric, MLLMBackend, T2IBackend
+from repainter.backends.base import (
+    GeneratedImage,
+    Metric,
+    MetricWrapper,
+    MLLMBackend,
+    T2IBackend,
+    T2IWrapper,
+)
 from repainter.cache import CachedMetric, CachedMLLM, CachedT2I, ResponseCache
 from repainter.instrument import BackendClock, timed
 from repainter.registry import METRICS, MLLM, T2I
@@ -23,38 +30,24 @@ def _create(registry, component: ComponentSpec):
         raise ComponentError(f"{registry.kind} {component.name!r}: bad params ({exc})") from exc
 
 
-class ThrottledT2I(T2IBackend):
+class ThrottledT2I(T2IWrapper):
     """Lets at most ``limit`` batches render at once, however many cases are in flight."""
 
     def __init__(self, inner: T2IBackend, limit: int):
-        self.inner = inner
-        self.kind = getattr(inner, "kind", "")
+        super().__init__(inner)
         self._slots = threading.BoundedSemaphore(limit)
-
-    def identity(self):
-        return self.inner.identity()
 
     def generate(self, prompts, seeds) -> list[GeneratedImage]:
         with self._slots:
             return self.inner.generate(prompts, seeds)
 
-    def close(self) -> None:
-        self.inner.close()
 
-
-class SerialMetric(Metric):
+class SerialMetric(MetricWrapper):
     """One scoring call at a time per metric (model-backed metrics hold one model)."""
 
     def __init__(self, inner: Metric):
-        self.inner, self.name = inner, inner.name
-        self.higher_is_better, self.needs_ground_truth = inner.higher_is_better, inner.needs_ground_truth
+        super().__init__(inner)
         self._lock = threading.Lock()
-
-    def identity(self):
-        return self.inner.identity()
-
-    def similarity(self, value: float) -> float:
-        return self.inner.similarity(value)
 
     def prepare(self, reference):
         with self._lock:

@@ -24,7 +24,6 @@ what was rescored are recorded in ``run.json`` under ``rescored``. Failed cases 
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -34,6 +33,7 @@ from typing import Any
 import yaml
 
 from repainter.backends.base import Metric, Reference
+from repainter.graph.nodes import finite_or_none, selection_score
 from repainter.images import atomic_write_bytes, load_image
 from repainter.report.leaderboard import build_leaderboard, write_leaderboard
 from repainter.result import RunResult
@@ -97,11 +97,6 @@ def _reference(store: RunStore, record: dict[str, Any]) -> Reference:
     )
 
 
-def _finite_or_none(value: float) -> float | None:
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
 def _score_record(store: RunStore, record: dict[str, Any], metrics: list[Metric]
                   ) -> dict[tuple[int, int], dict[str, float | None]]:
     """(round, variant) -> {metric: value} for every scorable candidate of one record."""
@@ -117,16 +112,8 @@ def _score_record(store: RunStore, record: dict[str, Any], metrics: list[Metric]
         if len(values) != len(candidates):
             raise RuntimeError(f"{metric.name} returned {len(values)} scores for {len(candidates)} images")
         for candidate, value in zip(candidates, values, strict=True):
-            scores[(candidate["round"], candidate["variant"])][metric.name] = _finite_or_none(value)
+            scores[(candidate["round"], candidate["variant"])][metric.name] = finite_or_none(value)
     return scores
-
-
-def _selection(scores: dict[str, Any], weights: dict[str, float], by_name: dict[str, Metric]) -> float | None:
-    total = sum(weights.values())
-    values = [scores.get(name) for name in weights]
-    if any(v is None or not math.isfinite(v) for v in values):
-        return None
-    return sum(w * by_name[n].similarity(scores[n]) for n, w in weights.items()) / total
 
 
 def _apply(record: dict[str, Any], new: dict[tuple[int, int], dict[str, Any]],
@@ -150,7 +137,7 @@ def _apply(record: dict[str, Any], new: dict[tuple[int, int], dict[str, Any]],
             for cand in rnd["candidates"]:
                 if cand.get("flagged"):
                     continue
-                cand["selection"] = _selection(cand.get("scores") or {}, reselect, selection_metrics)
+                cand["selection"] = selection_score(cand.get("scores") or {}, reselect, selection_metrics)
                 if cand["selection"] is None:
                     cand["invalid_reason"] = cand.get("invalid_reason") or "rescored: missing or non-finite score"
             selectable = [c for c in rnd["candidates"] if c.get("selection") is not None]

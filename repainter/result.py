@@ -8,6 +8,7 @@ from pathlib import Path
 from statistics import fmean
 from typing import Any
 
+from repainter.graph.state import round_best_candidate
 from repainter.report.leaderboard import build_leaderboard
 from repainter.spec import load_spec
 from repainter.store import SPEC_FILE, RunStore
@@ -85,7 +86,7 @@ class RunResult:
             best_ever: dict[str, Any] | None = None
             for rnd in record.get("rounds") or []:
                 candidates = rnd.get("candidates") or []
-                best = next((c for c in candidates if c.get("variant") == rnd.get("round_best")), {})
+                best = round_best_candidate(rnd) or {}
                 if best and best.get("selection") is not None and (
                     best_ever is None or best["selection"] > best_ever["selection"]
                 ):

@@ -139,3 +139,45 @@ class Metric(ABC):
 
     def identity(self) -> dict[str, Any]:
         return {"metric": self.name}
+
+
+# -- wrappers ------------------------------------------------------------------------------------
+
+
+class T2IWrapper(T2IBackend):
+    """A T2I backend around another (cache, throttle): identity and close go to the inner one."""
+
+    def __init__(self, inner: T2IBackend):
+        self.inner = inner
+        self.kind = getattr(inner, "kind", "")
+
+    def identity(self) -> dict[str, Any]:
+        return self.inner.identity()
+
+    def generate(self, prompts: Sequence[str], seeds: Sequence[int]) -> list[GeneratedImage]:
+        return self.inner.generate(prompts, seeds)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class MetricWrapper(Metric):
+    """A metric around another (cache, lock): its name, direction and identity are the inner's."""
+
+    def __init__(self, inner: Metric):
+        self.inner = inner
+        self.name = inner.name
+        self.higher_is_better = inner.higher_is_better
+        self.needs_ground_truth = inner.needs_ground_truth
+
+    def identity(self) -> dict[str, Any]:
+        return self.inner.identity()
+
+    def similarity(self, value: float) -> float:
+        return self.inner.similarity(value)
+
+    def prepare(self, reference: Reference) -> Any:
+        return self.inner.prepare(reference)
+
+    def score(self, prepared: Any, candidates: Sequence[Image.Image]) -> list[float]:
+        return self.inner.score(prepared, candidates)

@@ -8,7 +8,7 @@ from typing import Any
 
 from repainter.backends.base import GeneratedImage
 from repainter.graph.context import RunContext
-from repainter.graph.state import Candidate, CaseState, RoundRecord
+from repainter.graph.state import Candidate, CaseState, RoundRecord, round_best_candidate
 from repainter.images import save_png
 from repainter.instrument import CURRENT_CASE
 from repainter.prompts import render_prompt
@@ -116,10 +116,15 @@ def generate(state: CaseState, ctx: RunContext) -> dict[str, Any]:
         path = ctx.store.candidate_path(
             state["model"], state["case_id"], candidate["round"], candidate["variant"]
         )
-        save_png(generated.image, ctx.store.root / path)
-        ctx.remember_render(path, generated.image.convert("RGB"))
-        rendered.append({**candidate, "image": path, "flagged": _blank_flag(generated)})
+        rendered.append({**candidate, "image": path, "flagged": _store_render(ctx, path, generated)})
     return {"pending": rendered}
+
+
+def _store_render(ctx: RunContext, path: str, generated: GeneratedImage) -> str | None:
+    """Save a render into the run folder, keep it in memory for this case; return its flag."""
+    save_png(generated.image, ctx.store.root / path)
+    ctx.remember_render(path, generated.image.convert("RGB"))
+    return _blank_flag(generated)
 
 
 def score(state: CaseState, ctx: RunContext) -> dict[str, Any]:
@@ -148,23 +153,29 @@ def score_candidates(case_id: str, candidates: list[Candidate], ctx: RunContext)
         for metric in applicable:
             values = metric.score(ctx.prepared(case_id, metric), images)
             for candidate, value in zip(scorable, values, strict=True):
-                value = float(value)
                 # NaN / inf are recorded as None (JSON has no NaN) and explained.
-                candidate["scores"][metric.name] = value if math.isfinite(value) else None
-    weights = ctx.spec.selection
-    total = sum(weights.values())
+                candidate["scores"][metric.name] = finite_or_none(value)
     by_name = {m.name: m for m in ctx.metrics}
     for candidate in scorable:
         bad = sorted(n for n, v in candidate["scores"].items() if v is None)
         if bad:
             candidate["invalid_reason"] = f"non-finite score from {', '.join(bad)}"
-        if any(candidate["scores"].get(name) is None for name in weights):
-            candidate["selection"] = None
-            continue
-        candidate["selection"] = sum(
-            w * by_name[name].similarity(candidate["scores"][name]) for name, w in weights.items()
-        ) / total
+        candidate["selection"] = selection_score(candidate["scores"], ctx.spec.selection, by_name)
     return pending
+
+
+def finite_or_none(value: float) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def selection_score(scores: dict[str, float | None], weights: dict[str, float],
+                    metrics: dict[str, Any]) -> float | None:
+    """Weighted mean of the selection metrics' similarities; None if any of them is missing."""
+    if any(scores.get(name) is None for name in weights):
+        return None
+    total = sum(weights.values())
+    return sum(w * metrics[name].similarity(scores[name]) for name, w in weights.items()) / total
 
 
 def select(state: CaseState, ctx: RunContext) -> dict[str, Any]:
@@ -251,9 +262,8 @@ def decide(state: CaseState, ctx: RunContext) -> dict[str, Any]:
     best, case_id = state["best"], state["case_id"]
     retrieved = render_batch(ctx.t2i[rule.retriever], [best["prompt"]], [best["seed"]])[0]
     path = ctx.store.retrieved_path(state["model"], case_id)
-    save_png(retrieved.image, ctx.store.root / path)
-    ctx.remember_render(path, retrieved.image.convert("RGB"))
-    (other,) = score_candidates(case_id, [{**best, "image": path, "flagged": _blank_flag(retrieved),
+    flag = _store_render(ctx, path, retrieved)
+    (other,) = score_candidates(case_id, [{**best, "image": path, "flagged": flag,
                                            "round": 0, "variant": 0}], ctx)
     if rule.rule == "mllm":
         reference = ctx.reference(case_id).image
@@ -325,20 +335,14 @@ def _last_critique(state: CaseState) -> Critique | None:
 def _revision_target(state: CaseState, ctx: RunContext) -> Candidate | None:
     if ctx.spec.loop.revise_from == "best_ever":
         return state.get("best")
-    last = state["rounds"][-1]
-    if last.get("round_best") is None:
-        return None
-    return next(c for c in last["candidates"] if c["variant"] == last["round_best"])
+    return round_best_candidate(state["rounds"][-1])
 
 
 def case_record(state: CaseState, ctx: RunContext) -> dict[str, Any]:
     """The JSON record of a finished case: everything needed to inspect or re-score it."""
     reference = ctx.reference(state["case_id"])
     rounds = state.get("rounds", [])
-    first = rounds[0] if rounds else None
-    round1_best = None
-    if first and first.get("round_best") is not None:
-        round1_best = next(c for c in first["candidates"] if c["variant"] == first["round_best"])
+    round1_best = round_best_candidate(rounds[0]) if rounds else None
     return {
         "case_id": state["case_id"],
         "model": state["model"],

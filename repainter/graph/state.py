@@ -59,3 +59,11 @@ class CaseState(TypedDict, total=False):
     status: str
     #: Seconds spent in each node, summed over rounds (and over resumed attempts).
     timings: Annotated[dict[str, float], add_timings]
+
+
+def round_best_candidate(record: RoundRecord) -> Candidate | None:
+    """The candidate a round picked (None when no candidate of the round was selectable)."""
+    variant = record.get("round_best")
+    if variant is None:
+        return None
+    return next((c for c in record.get("candidates") or [] if c.get("variant") == variant), None)
