@@ -120,6 +120,11 @@ class CachedMLLM(MLLMBackend):
         return self._call("rewrite_prompt", {"draft": draft, "iut": iut.model_dump(mode="json")},
                           lambda: self.inner.rewrite_prompt(draft, iut), str, str)
 
+    def refine_dialogue(self, caption, dialog):
+        request = {"caption": caption, "dialog": [list(turn) for turn in dialog]}
+        return self._call("refine_dialogue", request,
+                          lambda: self.inner.refine_dialogue(caption, dialog), str, str)
+
     def write_variants(self, prompt, n, iut, critique, seed):
         request = {"prompt": prompt, "n": n, "iut": iut.model_dump(mode="json"), "seed": seed,
                    "critique": critique.model_dump(mode="json") if critique else None}

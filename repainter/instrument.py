@@ -48,6 +48,7 @@ class BackendClock:
 # Methods that do model work; cheap accessors (identity, similarity, usage) are not timed.
 TIMED_METHODS = frozenset({
     "generate", "describe", "rewrite_prompt", "write_variants", "critique", "revise", "judge",
+    "refine_dialogue",
     "prepare", "score",
     "load",  # dataset items: decoding or rendering a reference
 })

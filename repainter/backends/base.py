@@ -103,6 +103,16 @@ class MLLMBackend(Backend):
     def judge(self, reference: Image.Image, candidate: Image.Image) -> Judgement:
         """Aesthetic and semantic similarity of ``candidate`` to ``reference``, 1-5 each."""
 
+    def refine_dialogue(self, caption: str, dialog: Sequence[tuple[str, str]]) -> str:
+        """Merge a caption and (question, answer) turns into one T2I prompt (DAR mode).
+
+        Optional: only diffusion-augmented retrieval (:mod:`repainter.dar`) calls it.
+        """
+        raise NotImplementedError(
+            f"MLLM backend {type(self).__name__} cannot refine dialogues; use one that "
+            "implements refine_dialogue or set mllm: null (the query is then the caption and "
+            "answers joined)")
+
     def usage(self) -> dict[str, float]:
         """Calls, tokens, latency and cost so far (backends without a bill report calls only)."""
         return {}

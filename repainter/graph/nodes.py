@@ -277,7 +277,7 @@ def decide(state: CaseState, ctx: RunContext) -> dict[str, Any]:
         retrieved_value = _rule_value(other, rule.metric, ctx)
     choice = ("retrieved" if retrieved_value is not None and generated_value is not None
               and retrieved_value > generated_value + rule.margin else "generated")
-    truth = _truly_closer(best, other)
+    truth = _truly_closer(best, other, ctx)
     return {"decision": {
         "rule": rule.rule, "metric": rule.metric, "margin": rule.margin, "choice": choice,
         "generated_value": generated_value, "retrieved_value": retrieved_value,
@@ -295,9 +295,13 @@ def _rule_value(candidate: Candidate, metric: str, ctx: RunContext) -> float | N
     return None if value is None else by_name[metric].similarity(value)
 
 
-def _truly_closer(generated: Candidate, retrieved: Candidate) -> str | None:
+def _truly_closer(generated: Candidate, retrieved: Candidate, ctx: RunContext) -> str | None:
     """Which image matches the ground-truth scene better, by object F1 (None: not known)."""
-    g, r = (c.get("scores", {}).get("object_f1") for c in (generated, retrieved))
+    # the object_f1 metric under whatever label the spec gives it
+    label = next((m.display_name for m in ctx.spec.metrics if m.name == "object_f1"), None)
+    if label is None:
+        return None
+    g, r = (c.get("scores", {}).get(label) for c in (generated, retrieved))
     if g is None or r is None:
         return None
     return "tie" if abs(g - r) < 1e-9 else ("generated" if g > r else "retrieved")

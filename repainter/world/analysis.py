@@ -29,6 +29,9 @@ Touching objects of the same colour merge into one; an occluded object may lose 
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import cache
 
@@ -316,3 +319,26 @@ def analyse(image: Image.Image) -> Analysis:
         ))
     objects.sort(key=lambda o: -o.area)
     return Analysis(background, objects)
+
+
+_ANALYSED: OrderedDict[str, Analysis] = OrderedDict()
+_ANALYSED_LOCK = threading.Lock()
+#: Analyses kept by :func:`analyse_cached` (a few MB): a gallery is analysed by both the text
+#: scorer and the image embedding of diffusion-augmented retrieval.
+ANALYSIS_CACHE_SIZE = 4096
+
+
+def analyse_cached(image: Image.Image) -> Analysis:
+    """:func:`analyse`, remembered by pixel content (treat the result as read-only)."""
+    rgb = image if image.mode == "RGB" else image.convert("RGB")
+    key = hashlib.sha1(rgb.tobytes() + repr(rgb.size).encode()).hexdigest()
+    with _ANALYSED_LOCK:
+        if key in _ANALYSED:
+            _ANALYSED.move_to_end(key)
+            return _ANALYSED[key]
+    found = analyse(rgb)
+    with _ANALYSED_LOCK:
+        _ANALYSED[key] = found
+        while len(_ANALYSED) > ANALYSIS_CACHE_SIZE:
+            _ANALYSED.popitem(last=False)
+    return found

@@ -1,3 +1,8 @@
 """Session fixtures: tiny random-initialised models of the real architectures, saved to disk."""
 
-from .tiny_models import tiny_dinov2_path, tiny_open_clip_checkpoint, tiny_sd_path  # noqa: F401
+from .tiny_models import (  # noqa: F401
+    tiny_dinov2_path,
+    tiny_open_clip_checkpoint,
+    tiny_sd_path,
+    tiny_tokenizer,
+)

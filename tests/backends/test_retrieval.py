@@ -133,30 +133,6 @@ def test_in_a_run_no_case_retrieves_itself(tmp_path):
 
 # -- clip method with a tiny open_clip model --------------------------------------------------
 
-WORDS = ["<|startoftext|>", "<|endoftext|>", "<unk>", "a", "flat", "illustration", "red", "blue",
-         "green", "yellow", "circle", "square", "star", "background", "large", "small"]
-
-
-@pytest.fixture(scope="module")
-def tiny_tokenizer(tmp_path_factory):
-    """A word-level Hugging Face tokenizer whose ids fit the tiny model's 64-token vocabulary."""
-    pytest.importorskip("transformers")
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.post_processor = processors.TemplateProcessing(
-        single="<|startoftext|> $A <|endoftext|>",
-        special_tokens=[("<|startoftext|>", 0), ("<|endoftext|>", 1)])
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|startoftext|>",
-                                   eos_token="<|endoftext|>", pad_token="<|endoftext|>",
-                                   unk_token="<unk>", model_max_length=16)
-    folder = tmp_path_factory.mktemp("tiny-tok")
-    fast.save_pretrained(folder)
-    return str(folder)
-
-
 def test_clip_method_tiny_model(tiny_open_clip_checkpoint, tiny_tokenizer, tmp_path,
                                 monkeypatch, current_case):
     torch = pytest.importorskip("torch")
@@ -184,7 +160,7 @@ def test_clip_method_tiny_model(tiny_open_clip_checkpoint, tiny_tokenizer, tmp_p
     # the ranking is the cosine of the model's text and image embeddings
     feats = t2i.features()
     with torch.no_grad():
-        text = t2i._clip._model.encode_text(t2i._text_tokenizer()(prompts)).double().numpy()
+        text = t2i._clip._model.encode_text(t2i._text._tokenize(prompts)).double().numpy()
     text /= np.linalg.norm(text, axis=1, keepdims=True)
     expected = (text @ feats["embeddings"].T).argmax(axis=1)
     assert [g.metadata["retrieved"] for g in first] == [str(feats["ids"][i]) for i in expected]

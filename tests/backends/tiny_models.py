@@ -156,3 +156,27 @@ def fails_fast():
     yield
     elapsed = time.monotonic() - start
     assert elapsed < HANG_GUARD_SECONDS, f"took {elapsed:.0f} s: a hang, not an offline failure"
+
+
+TINY_CLIP_WORDS = ["<|startoftext|>", "<|endoftext|>", "<unk>", "a", "flat", "illustration", "red", "blue",
+         "green", "yellow", "circle", "square", "star", "background", "large", "small"]
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tmp_path_factory):
+    """A word-level Hugging Face tokenizer whose ids fit the tiny model's 64-token vocabulary."""
+    pytest.importorskip("transformers")
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(TINY_CLIP_WORDS)}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(
+        single="<|startoftext|> $A <|endoftext|>",
+        special_tokens=[("<|startoftext|>", 0), ("<|endoftext|>", 1)])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|startoftext|>",
+                                   eos_token="<|endoftext|>", pad_token="<|endoftext|>",
+                                   unk_token="<unk>", model_max_length=16)
+    folder = tmp_path_factory.mktemp("tiny-tok")
+    fast.save_pretrained(folder)
+    return str(folder)

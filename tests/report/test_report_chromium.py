@@ -24,6 +24,15 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium binary")
 
 TITLE_SCRIPT = "<script>document.title='PWNED'</script>"
 ONERROR_IMG = "<img src=x onerror=\"document.body.setAttribute('data-pwned','1')\">"
+#: Marks the body with how many images the page has and which failed to load.
+IMAGE_PROBE = """<script>
+window.addEventListener('load', () => {
+  const imgs = Array.from(document.images);
+  const broken = imgs.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.getAttribute('src'));
+  document.body.setAttribute('data-images', String(imgs.length));
+  document.body.setAttribute('data-broken', JSON.stringify(broken));
+});
+</script>"""
 
 
 def _chromium(tmp_path: Path, page: Path, *extra: str) -> str:
@@ -86,15 +95,8 @@ def test_rendered_page_shows_the_leaderboard(run_dir, tmp_path):
 
 
 def test_every_image_loads(run_dir, tmp_path):
-    probe = """<script>
-window.addEventListener('load', () => {
-  const imgs = Array.from(document.images);
-  const broken = imgs.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.getAttribute('src'));
-  document.body.setAttribute('data-images', String(imgs.length));
-  document.body.setAttribute('data-broken', JSON.stringify(broken));
-});
-</script>"""
-    page = _without_csp(run_dir / "report" / "index.html", "probe-images.html", probe, open_all=True)
+    page = _without_csp(run_dir / "report" / "index.html", "probe-images.html", IMAGE_PROBE,
+                        open_all=True)
     dom = _chromium(tmp_path, page, "--dump-dom")
     body = re.search(r"<body[^>]*>", dom).group(0)
     count = int(re.search(r'data-images="(\d+)"', body).group(1))
@@ -127,3 +129,27 @@ def test_screenshot_is_not_blank(run_dir, tmp_path):
     assert image.std() > 10  # text, tables, plots: far from a blank page
     colours = len(np.unique(image.reshape(-1, 3)[::7], axis=0))
     assert colours > 100  # the progress plot and thumbnails drew
+
+
+def test_dar_page_renders_images_and_escapes_manifest_text(tmp_path):
+    """The DAR page in a browser: every render loads, hostile dialogue text stays text."""
+    from repainter.dar import build_dar_spec, run_dar_spec
+
+    manifest = tmp_path / "dialogues.jsonl"
+    rows = [{"id": f"d{k}", "target": f"single-0{k}", "caption": f"a shape {TITLE_SCRIPT}",
+             "dialog": [{"question": "which?", "answer": f"a red circle {ONERROR_IMG}"}]}
+            for k in range(2)]
+    manifest.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    spec = build_dar_spec({"output_dir": str(tmp_path / "dar"), "mllm": None,
+                           "gallery": {"name": "world", "limit": 8},
+                           "dialogues": {"manifest": str(manifest)}})
+    run_dar_spec(spec)
+    page = spec.run_dir / "report" / "dar.html"
+    copy = _without_csp(page, "probe-dar.html", IMAGE_PROBE, open_all=True)
+    dom = _chromium(tmp_path, copy, "--dump-dom")
+    body = re.search(r"<body[^>]*>", dom).group(0)
+    assert int(re.search(r'data-images="(\d+)"', body).group(1)) >= 2 * 2 + 1  # renders + plot
+    assert re.search(r'data-broken="([^"]*)"', body).group(1) == "[]"
+    assert "data-pwned" not in body
+    assert re.search(r"<title>(.*?)</title>", dom).group(1) != "PWNED"
+    assert "&lt;script&gt;document.title='PWNED'&lt;/script&gt;" in dom

@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -191,3 +192,47 @@ class ClipImageSimilarity(EmbeddingCosine):
             "resize": self.resize,
             "quick_gelu": self.quick_gelu,
         }
+
+
+class ClipTextEncoder:
+    """The text tower of a :class:`ClipImageSimilarity`'s model (same weights, same space).
+
+    Used where text meets the image embeddings: the ``retrieval`` T2I backend and the ``clip``
+    text scorer of diffusion-augmented retrieval. ``tokenizer`` (a Hugging Face tokenizer id or
+    folder) overrides the model's own open_clip tokenizer.
+    """
+
+    def __init__(self, clip: ClipImageSimilarity, tokenizer: str | None = None):
+        self.clip = clip
+        self.tokenizer_name = tokenizer
+        self._tokenizer = None
+
+    def _tokenize(self, prompts: list[str]) -> torch.Tensor:
+        if self._tokenizer is None:
+            import open_clip
+
+            context = getattr(self.clip._model, "context_length", None) or 77
+            if self.tokenizer_name:
+                from open_clip.tokenizer import HFTokenizer
+
+                self._tokenizer = HFTokenizer(self.tokenizer_name, context_length=context)
+            else:
+                self._tokenizer = open_clip.get_tokenizer(self.clip.model_name,
+                                                          context_length=context)
+        return self._tokenizer(prompts)
+
+    def embed(self, prompts: Sequence[str]) -> np.ndarray:
+        """L2-normalised text embeddings, float64 (N, D)."""
+        feats = []
+        for start in range(0, len(prompts), self.clip.batch_size):
+            tokens = self._tokenize(list(prompts[start:start + self.clip.batch_size]))
+            with torch.inference_mode():
+                feats.append(self.clip._model.encode_text(tokens.to(self.clip.device)).float().cpu())
+        out = torch.cat(feats).double().numpy() if feats else np.zeros((0, 0))
+        return out / np.clip(np.linalg.norm(out, axis=1, keepdims=True), 1e-12, None)
+
+    def identity(self) -> dict[str, Any]:
+        ident = self.clip.identity()
+        return {"model": ident["model"], "pretrained": ident["pretrained"],
+                "checkpoint": ident["checkpoint"], "quick_gelu": ident["quick_gelu"],
+                "tokenizer": self.tokenizer_name}

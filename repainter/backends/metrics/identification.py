@@ -24,9 +24,11 @@ Gallery
 Embedding
     ``embedding`` is ``colour_layout`` (default; weight-free, so it runs offline: an ``grid`` x
     ``grid`` CIELAB thumbnail plus a square-rooted ``bins``^3 RGB histogram; similarity = minus the
-    Euclidean distance) or any embedding metric of the registry, e.g. ``{name: clip_i, params:
-    {model: ViT-B-32, pretrained: openai}}`` or ``{name: dinov2}``, whose ``_embed`` (see
-    :class:`repainter.backends._torch.EmbeddingCosine`) is used; similarity = cosine.
+    Euclidean distance), ``scene_layout`` (weight-free, built-in world only: what is where, see
+    :mod:`repainter.world.embedding`; similarity = cosine) or any embedding metric of the
+    registry, e.g. ``{name: clip_i, params: {model: ViT-B-32, pretrained: openai}}`` or
+    ``{name: dinov2}``, whose ``_embed`` (see :class:`repainter.backends._torch.EmbeddingCosine`)
+    is used; similarity = cosine.
 
 Ties are counted against the candidate: rank = 1 + the number of distractors at least as similar
 to the candidate as the reference is.
@@ -123,7 +125,7 @@ class MetricEmbedding:
 
 
 def build_embedding(spec: Any):
-    """``colour_layout`` / ``{name: colour_layout, params}`` / ``{name: clip_i, params}`` ..."""
+    """``colour_layout`` / ``scene_layout`` / ``{name: ..., params}`` / ``{name: clip_i, params}``."""
     if isinstance(spec, str):
         spec = {"name": spec}
     if not isinstance(spec, dict) or not spec.get("name"):
@@ -131,6 +133,10 @@ def build_embedding(spec: Any):
     name, params = str(spec["name"]), dict(spec.get("params") or {})
     if name in ("colour_layout", "color_layout"):
         return ColourLayoutEmbedding(**params)
+    if name == "scene_layout":
+        from repainter.world.embedding import SceneLayoutEmbedding
+
+        return SceneLayoutEmbedding(**params)
     return MetricEmbedding(METRICS.create(name, **params))
 
 

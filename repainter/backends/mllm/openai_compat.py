@@ -585,6 +585,12 @@ class OpenAIMLLM(MLLMBackend):
         text = render_prompt("rewrite_prompt", draft=draft, iut=iut.model_dump_json())
         return self._structured("rewrite_prompt", [self._text_part(text)], RevisedPrompt).prompt.strip()
 
+    def refine_dialogue(self, caption: str, dialog: Sequence[tuple[str, str]]) -> str:
+        text = render_prompt("refine_dialogue", caption=caption,
+                             dialog=[{"question": q, "answer": a} for q, a in dialog])
+        return self._structured("refine_dialogue", [self._text_part(text)],
+                                RevisedPrompt).prompt.strip()
+
     def write_variants(self, prompt: str, n: int, iut: ImageUnderstandingTree,
                        critique: Critique | None, seed: int) -> list[str]:
         if n < 1:

@@ -192,6 +192,13 @@ class SceneAnalyst(MLLMBackend):
 
     # -- prompts ------------------------------------------------------------------------------
 
+    def refine_dialogue(self, caption: str, dialog: Sequence[tuple[str, str]]) -> str:
+        """The world grammar's merge of caption and answers (:func:`repainter.dar.refine_query`)."""
+        from repainter.dar.dialogues import refine_query
+
+        self._count("refine_dialogue")
+        return refine_query(caption, [answer for _, answer in dialog])
+
     def rewrite_prompt(self, draft: str, iut: ImageUnderstandingTree) -> str:
         """Comma-separated prompt from the IUT's fields (the template draft is not needed)."""
         self._count("rewrite_prompt")

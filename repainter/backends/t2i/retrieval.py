@@ -236,11 +236,11 @@ EXTRA_OBJECT_COST = 0.75
 def scene_features(ids: list[str], references: list[Reference]) -> dict[str, np.ndarray]:
     """World analysis of each image as arrays: ``background`` (N, 7) ``kind, rgb, rgb2``;
     ``objects`` (K, 9) with the columns of ``_OBJ_COLS``."""
-    from repainter.world.analysis import analyse
+    from repainter.world.analysis import analyse_cached
 
     backgrounds, objects = [], []
     for index, ref in enumerate(references):
-        seen = analyse(ref.image)
+        seen = analyse_cached(ref.image)
         bg = seen.background
         rgb2 = bg.rgb2 if bg.rgb2 is not None else bg.rgb
         backgrounds.append([1.0 if bg.kind == "gradient" else 0.0, *bg.rgb, *rgb2])
@@ -372,10 +372,10 @@ class RetrievalT2I(T2IBackend):
         self.gallery = Gallery(gallery)
         self._gallery_identity = self.gallery.identity()
         self._clip = None
-        self._tokenizer = None
+        self._text = None
         self.tokenizer_name = tokenizer
         if method == "clip":
-            from repainter.backends.metrics.clip_i import ClipImageSimilarity
+            from repainter.backends.metrics.clip_i import ClipImageSimilarity, ClipTextEncoder
             from repainter.weights import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED
 
             if model is None:
@@ -385,6 +385,7 @@ class RetrievalT2I(T2IBackend):
                 model=model, pretrained=pretrained, checkpoint=checkpoint, device=device,
                 batch_size=batch_size, model_config=model_config, quick_gelu=quick_gelu,
             )
+            self._text = ClipTextEncoder(self._clip, tokenizer)
         elif any(v is not None for v in (model, pretrained, checkpoint, model_config, tokenizer)):
             raise ValueError("retrieval: model / pretrained / checkpoint / model_config / tokenizer "
                              "apply to method 'clip' only")
@@ -407,11 +408,8 @@ class RetrievalT2I(T2IBackend):
         out: dict[str, Any] = {"backend": self.kind, "method": self.method, "top_k": self.top_k,
                                "gallery": self._gallery_identity, "size": self.size,
                                "leave_one_out": self.leave_one_out}
-        if self._clip is not None:
-            ident = self._clip.identity()
-            out["model"] = {k: ident[k] for k in ("model", "pretrained", "checkpoint",
-                                                  "quick_gelu")}
-            out["model"]["tokenizer"] = self.tokenizer_name
+        if self._text is not None:
+            out["model"] = self._text.identity()
         # renders depend on the excluded case: keep them apart in the render cache
         out["exclude"] = self._excluded()
         return out
@@ -427,29 +425,9 @@ class RetrievalT2I(T2IBackend):
         emb = self._clip._embed([r.image for r in references])
         return {"embeddings": emb.double().numpy()}
 
-    def _text_tokenizer(self):
-        if self._tokenizer is None:
-            import open_clip
-
-            context = getattr(self._clip._model, "context_length", None) or 77
-            if self.tokenizer_name:
-                from open_clip.tokenizer import HFTokenizer
-
-                self._tokenizer = HFTokenizer(self.tokenizer_name, context_length=context)
-            else:
-                self._tokenizer = open_clip.get_tokenizer(self._clip.model_name,
-                                                          context_length=context)
-        return self._tokenizer
-
     def embed_text(self, prompts: Sequence[str]) -> np.ndarray:
         """L2-normalised text embeddings (method ``clip``), float64 (N, D)."""
-        import torch
-
-        tokens = self._text_tokenizer()(list(prompts))
-        with torch.inference_mode():
-            out = self._clip._model.encode_text(tokens.to(self._clip.device)).float().cpu()
-        out = out.double().numpy()
-        return out / np.clip(np.linalg.norm(out, axis=1, keepdims=True), 1e-12, None)
+        return self._text.embed(prompts)
 
     def scores(self, prompts: Sequence[str]) -> np.ndarray:
         """(len(prompts), gallery size) match scores, higher = better (no exclusion applied)."""

@@ -1,0 +1,69 @@
+"""Diffusion-augmented interactive retrieval (DAR).
+
+A case is a dialogue about a target image of a gallery: an initial (vague) caption and
+question/answer turns. After every turn the dialogue so far is refined into one query; a T2I
+model renders ``images_per_turn`` images from it, and the gallery is ranked by a fusion of a
+text score (query vs. each gallery image) and an image score (generated images vs. each gallery
+image)::
+
+    fused = alpha * z(text) + (1 - alpha) * z(image)
+
+The rank of the target is reported per turn with generated images (``fused``) and without
+them (``text`` only), as Hits@1/5/10 and mean rank.
+
+* :mod:`repainter.dar.dialogues`: built-in dialogues from world scenes, ChatIR / VisDial style
+  manifests, the offline query refinement;
+* :mod:`repainter.dar.scoring`: text scorers (``clip``, ``concepts``, ``scene``), image
+  embeddings, the fusion;
+* :mod:`repainter.dar.spec`: the serialisable :class:`DARSpec` saved with every run;
+* :mod:`repainter.dar.run`: :func:`run_dar` (objects in, result out) and :func:`run_dar_spec`
+  (the one path of the CLI, the Python API and notebooks);
+* :mod:`repainter.dar.report`: ``dar.jsonl``, ``dar_summary.json``, ``dar.md``,
+  ``report/dar.html``.
+
+>>> from repainter.dar import DARSpec, run_dar_spec
+>>> spec = DARSpec(output_dir=str(tmp_path / "dar"), dialogues={"limit": 2})  # doctest: +SKIP
+>>> run_dar_spec(spec).summary()["turns"][-1]["fused"]["hits@10"]  # doctest: +SKIP
+"""
+
+from repainter.dar.dialogues import (
+    Dialogue,
+    DialogueError,
+    Turn,
+    concat_query,
+    load_dialogues,
+    parse_dialogue,
+    refine_query,
+    scene_dialogue,
+    world_dialogues,
+)
+from repainter.dar.report import summary_markdown, write_dar
+from repainter.dar.run import (
+    HITS_AT,
+    DARFailure,
+    DARResult,
+    TurnRecord,
+    load_spec_dialogues,
+    read_result,
+    run_dar,
+    run_dar_spec,
+)
+from repainter.dar.scoring import (
+    GalleryIndex,
+    ahead_and_tied,
+    build_text_scorer,
+    expected_hits,
+    fuse,
+    query_concepts,
+    zscore,
+)
+from repainter.dar.spec import DARSpec, build_dar_spec, load_dar_spec
+
+__all__ = [
+    "HITS_AT", "DARFailure", "DARResult", "DARSpec", "Dialogue", "DialogueError",
+    "GalleryIndex", "Turn", "ahead_and_tied", "expected_hits", "TurnRecord", "build_dar_spec", "build_text_scorer",
+    "concat_query", "fuse", "load_dar_spec", "load_dialogues", "load_spec_dialogues",
+    "parse_dialogue", "query_concepts", "read_result", "refine_query", "run_dar",
+    "run_dar_spec", "scene_dialogue", "summary_markdown", "world_dialogues",
+    "write_dar", "zscore",
+]

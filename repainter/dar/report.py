@@ -1,0 +1,116 @@
+"""DAR output: ``dar.jsonl`` (one row per dialogue turn), ``dar_summary.json``, ``dar.md`` and
+an HTML page ``report/dar.html`` with the per-turn Hits@K table, the Hits@10 curve with and
+without generated images, every dialogue's queries, renders and ranks, and the failures.
+
+The page is rendered with the run report's Jinja2 environment (autoescape on, no script, the
+same Content-Security-Policy): queries come from an MLLM and dialogues from manifests, so every
+value is escaped.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from repainter.dar.run import HITS_AT, DARResult
+from repainter.images import atomic_write_bytes
+
+#: Dialogues shown with their renders on the HTML page (the rest are listed in dar.jsonl).
+MAX_CASES_SHOWN = 60
+
+
+def summary_markdown(summary: dict[str, Any]) -> str:
+    head = ["turn", "cases"]
+    for mode in ("text", "fused"):
+        head += [f"{mode} H@{k}" for k in HITS_AT] + [f"{mode} mean rank"]
+    lines = [f"# DAR (alpha={summary['alpha']}, images/turn={summary['images_per_turn']}, "
+             f"gallery={summary['gallery_size']}, cases={summary['cases']}, "
+             f"failed={summary.get('failed', 0)})", "",
+             "text = text score only; fused = with generated images", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for t in summary["turns"]:
+        cells = [str(t["turn"]), str(t["cases"])]
+        for mode in ("text", "fused"):
+            cells += [f"{t[mode][f'hits@{k}']:.3f}" for k in HITS_AT]
+            cells.append(f"{t[mode]['mean_rank']:.2f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_hits(summary: dict[str, Any], path: str | Path, k: int = 10) -> bool:
+    """Hits@k per turn, text only vs. with generated images; False if nothing to plot."""
+    from matplotlib.figure import Figure
+
+    from repainter.report.plots import _save, _style, model_colour
+
+    turns = summary["turns"]
+    if not turns:
+        return False
+    fig = Figure(figsize=(6.4, 3.4))
+    ax = fig.add_subplot()
+    x = [t["turn"] for t in turns]
+    for i, (mode, label) in enumerate((("text", "text only"), ("fused", "with generated images"))):
+        ax.plot(x, [t[mode][f"hits@{k}"] for t in turns], marker="o", color=model_colour(i),
+                label=label)
+    ax.set_xticks(x)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("turn (0 = caption only)")
+    ax.set_ylabel(f"Hits@{k}")
+    ax.set_title(f"Hits@{k} per dialogue turn (gallery of {summary['gallery_size']})", fontsize=10)
+    _style(ax)
+    ax.legend(frameon=False, fontsize=8)
+    _save(fig, Path(path))
+    return True
+
+
+def _case_views(result: DARResult, images) -> list[dict[str, Any]]:
+    cases: dict[str, list] = {}
+    for r in sorted(result.records, key=lambda r: (r.case, r.turn)):
+        cases.setdefault(r.case, []).append(r)
+    views = []
+    for case, rows in list(cases.items())[:MAX_CASES_SHOWN]:
+        views.append({
+            "case": case, "target": rows[0].target,
+            "turns": [{"turn": r.turn, "query": r.query, "rank_text": r.rank_text,
+                       "rank_fused": r.rank_fused, "top": r.top_fused,
+                       "images": [images(p) for p in r.images]} for r in rows],
+        })
+    return views
+
+
+def render_dar_page(result: DARResult, out_dir: Path) -> str:
+    from repainter.report.html import _environment, _Images
+
+    summary = result.summary()
+    report_dir = out_dir / "report"
+    has_plot = plot_hits(summary, report_dir / "dar_hits.png")
+    spec = result.config.get("spec")
+    import yaml
+
+    context = {
+        "title": f"DAR · {spec.get('name', 'dar') if isinstance(spec, dict) else 'dar'}",
+        "summary": summary, "hits_at": HITS_AT, "has_plot": has_plot,
+        "cases": _case_views(result, _Images(out_dir, report_dir)),
+        "hidden": max(0, len({r.case for r in result.records}) - MAX_CASES_SHOWN),
+        "spec_yaml": yaml.safe_dump(spec, sort_keys=False) if spec else None,
+        "config_json": json.dumps({k: v for k, v in result.config.items() if k != "spec"},
+                                  indent=2, default=str),
+    }
+    return _environment().get_template("dar.html.j2").render(**context)
+
+
+def write_dar(result: DARResult, out_dir: str | Path) -> dict[str, Path]:
+    """Write ``dar.jsonl``, ``dar_summary.json``, ``dar.md`` and ``report/dar.html``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"jsonl": out / "dar.jsonl", "summary": out / "dar_summary.json",
+             "markdown": out / "dar.md", "html": out / "report" / "dar.html"}
+    atomic_write_bytes(paths["jsonl"], "".join(
+        json.dumps(r.as_dict(), ensure_ascii=False) + "\n" for r in result.records).encode("utf-8"))
+    summary = result.summary()
+    atomic_write_bytes(paths["summary"],
+                       (json.dumps(summary, indent=2, default=str) + "\n").encode("utf-8"))
+    atomic_write_bytes(paths["markdown"], summary_markdown(summary).encode("utf-8"))
+    atomic_write_bytes(paths["html"], render_dar_page(result, out).encode("utf-8"))
+    return paths

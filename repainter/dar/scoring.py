@@ -1,0 +1,237 @@
+"""Scoring a gallery for diffusion-augmented retrieval: text scorers, image embeddings, fusion.
+
+Text scorers (query text vs. each gallery image), by name:
+
+* ``clip``: an open_clip model's text tower against its image tower (cosine), the real-model
+  scorer; params as the ``clip_i`` metric (``model``, ``pretrained``, ``checkpoint``,
+  ``model_config``, ``quick_gelu``, ``device``, ``batch_size``) plus ``tokenizer``.
+* ``concepts`` (built-in world, weight-free, the default there): like a contrastive text tower,
+  it sees which colours and shapes a query mentions and an image shows (Jaccard overlap), but
+  neither which colour goes with which shape nor where: CLIP's known weakness at attribute
+  binding and spatial relations.
+* ``scene`` (built-in world, weight-free): the ``retrieval`` backend's exact matcher, which reads
+  the world's own grammar: bound attributes, positions, sizes. Close to an oracle; a text-side
+  upper bound rather than a model of a text encoder.
+
+Image embeddings (generated image vs. each gallery image) are those of the ``identification``
+metric (:func:`repainter.backends.metrics.identification.build_embedding`): ``scene_layout``
+(built-in world, what is where), ``colour_layout``, or any embedding metric such as ``clip_i`` or
+``dinov2``.
+
+The fused score per gallery image is ``alpha * z(text) + (1 - alpha) * z(image)`` with
+z-normalisation over the gallery, per turn.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from repainter.backends.base import Reference
+
+logger = logging.getLogger(__name__)
+
+TEXT_SCORERS = ("clip", "concepts", "scene")
+
+
+def zscore(values: np.ndarray) -> np.ndarray:
+    values = np.asarray(values, dtype=np.float64)
+    std = values.std()
+    if not np.isfinite(std) or std < 1e-12:
+        return np.zeros_like(values)
+    return (values - values.mean()) / std
+
+
+def ahead_and_tied(scores: np.ndarray, index: int) -> tuple[int, int]:
+    """How many other items score above ``scores[index]``, and how many tie with it."""
+    scores = np.asarray(scores, dtype=np.float64)
+    others = np.delete(scores, index)
+    return int((others > scores[index]).sum()), int((others == scores[index]).sum())
+
+
+def expected_hits(ahead: int, tied: int, k: int) -> float:
+    """P(rank <= k) when ties are broken at random: the target is equally likely to land at
+    any of the ``tied + 1`` places after the ``ahead`` items."""
+    return float(min(max((k - ahead) / (tied + 1), 0.0), 1.0))
+
+
+def fuse(text: np.ndarray, image: np.ndarray, alpha: float) -> np.ndarray:
+    return float(alpha) * zscore(text) + (1.0 - float(alpha)) * zscore(image)
+
+
+# -- text scorers ------------------------------------------------------------------------------
+
+
+class SceneTextScorer:
+    """The retrieval backend's ``scene`` matcher: bound attributes and positions (world only)."""
+
+    name = "scene"
+
+    def fit(self, ids: list[str], references: list[Reference]) -> None:
+        from repainter.backends.t2i.retrieval import scene_features
+
+        self.features = scene_features(ids, references)
+        self.features["ids"] = np.array(ids, dtype=str)
+
+    def scores(self, query: str) -> np.ndarray:
+        from repainter.backends.t2i.retrieval import scene_scores
+
+        return np.asarray(scene_scores(query, self.features), dtype=np.float64)
+
+    def identity(self) -> dict[str, Any]:
+        return {"text_scorer": self.name, "version": 1}
+
+
+class ConceptTextScorer(SceneTextScorer):
+    """Jaccard overlap of the colours and shapes mentioned and shown, unbound (world only)."""
+
+    name = "concepts"
+
+    def fit(self, ids: list[str], references: list[Reference]) -> None:
+        super().fit(ids, references)
+        self.concepts = image_concepts(self.features)
+
+    def scores(self, query: str) -> np.ndarray:
+        wanted = query_concepts(query)
+        return np.array([_jaccard(wanted, have) for have in self.concepts], dtype=np.float64)
+
+
+class ClipTextScorer:
+    """open_clip text embedding of the query against the image embeddings of the gallery."""
+
+    name = "clip"
+
+    def __init__(self, tokenizer: str | None = None, **clip_params: Any):
+        from repainter.backends.metrics.clip_i import ClipImageSimilarity, ClipTextEncoder
+        from repainter.weights import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED
+
+        if "model" not in clip_params:
+            clip_params["model"] = DEFAULT_CLIP_MODEL
+            clip_params.setdefault("pretrained", DEFAULT_CLIP_PRETRAINED)
+        self.clip = ClipImageSimilarity(**clip_params)
+        self.text = ClipTextEncoder(self.clip, tokenizer)
+
+    def fit(self, ids: list[str], references: list[Reference]) -> None:
+        emb = self.clip._embed([r.image for r in references]).double().numpy()
+        self.gallery = emb / np.clip(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12, None)
+
+    def scores(self, query: str) -> np.ndarray:
+        return (self.text.embed([query]) @ self.gallery.T)[0]
+
+    def identity(self) -> dict[str, Any]:
+        return {"text_scorer": self.name, **self.text.identity()}
+
+
+def build_text_scorer(spec: Any):
+    """``"concepts"`` / ``{name: clip, params: {...}}`` -> a text scorer (not yet fitted)."""
+    if isinstance(spec, str):
+        spec = {"name": spec}
+    name = getattr(spec, "name", None) or (spec.get("name") if isinstance(spec, dict) else None)
+    params = dict(getattr(spec, "params", None) or (spec.get("params") if isinstance(spec, dict)
+                                                     else None) or {})
+    if name not in TEXT_SCORERS:
+        raise ValueError(f"text_scorer must be one of {', '.join(TEXT_SCORERS)}, not {name!r}")
+    if name == "clip":
+        return ClipTextScorer(**params)
+    if params:
+        raise ValueError(f"text scorer {name!r} takes no params")
+    return SceneTextScorer() if name == "scene" else ConceptTextScorer()
+
+
+def query_concepts(query: str) -> set[str]:
+    """The colours and shapes a query mentions, unbound (see :class:`ConceptTextScorer`)."""
+    from repainter.world.grammar import parse_prompt
+    from repainter.world.vocabulary import basic_color
+
+    parsed = parse_prompt(query)
+    found = set()
+    if parsed.background is not None:
+        for colour in (parsed.background.color, getattr(parsed.background, "color2", None)):
+            if colour:
+                found.add("color:" + basic_color(colour))
+    for clause in parsed.objects:
+        if clause.color:
+            found.add("color:" + basic_color(clause.color))
+        if clause.shape:
+            found.add("shape:" + clause.shape)
+    return found
+
+
+def image_concepts(features: dict[str, np.ndarray]) -> list[set[str]]:
+    """Per image of a ``scene_features`` table: the basic colours and shapes it shows."""
+    from repainter.backends.t2i.retrieval import _SHAPES
+    from repainter.world.vocabulary import basic_color, nearest_color_name
+
+    found: list[set[str]] = [set() for _ in range(len(features["background"]))]
+    for i, row in enumerate(features["background"]):
+        found[i].add("color:" + basic_color(nearest_color_name(row[1:4])))
+    for row in features["objects"]:
+        item, shape = int(row[0]), int(row[1])
+        found[item].add("color:" + basic_color(nearest_color_name(row[2:5])))
+        if shape >= 0:
+            found[item].add("shape:" + _SHAPES[shape])
+    return found
+
+
+def _jaccard(a: set[str], b: set[str]) -> float:
+    return len(a & b) / len(a | b) if a | b else 0.0
+
+
+# -- the gallery -------------------------------------------------------------------------------
+
+
+@dataclass
+class GalleryIndex:
+    """A DAR gallery, fitted once: its ids, the text scorer and the image embeddings."""
+
+    ids: list[str]
+    text_scorer: Any
+    embedding: Any
+    image_features: np.ndarray
+    left_out: dict[str, str]
+
+    @classmethod
+    def build(cls, gallery_items: Sequence[Any], text_scorer: Any = "concepts",
+              embedding: Any = "scene_layout") -> GalleryIndex:
+        """Load every item (one that fails is left out, with its reason) and fit the scorers."""
+        from repainter.backends.metrics.identification import build_embedding
+
+        ids, refs, left_out = [], [], {}
+        for item in gallery_items:
+            item_id = str(item.id)
+            try:
+                ref = item if isinstance(item, Reference) else item.load()
+            except Exception as exc:  # noqa: BLE001 - one broken image leaves the gallery
+                logger.warning("DAR gallery item %r left out: %s", item_id, exc)
+                left_out[item_id] = f"{type(exc).__name__}: {exc}"
+                continue
+            ids.append(item_id)
+            refs.append(ref)
+        if not refs:
+            raise ValueError("DAR gallery is empty (no item could be loaded)")
+        if len(set(ids)) != len(ids):
+            raise ValueError("DAR gallery has duplicate ids")
+        scorer = text_scorer if hasattr(text_scorer, "scores") else build_text_scorer(text_scorer)
+        if hasattr(embedding, "model_dump"):  # a ComponentSpec
+            embedding = {"name": embedding.name, "params": embedding.params}
+        emb = embedding if hasattr(embedding, "embed") else build_embedding(embedding)
+        scorer.fit(ids, refs)
+        return cls(ids=ids, text_scorer=scorer, embedding=emb,
+                   image_features=emb.embed([r.image for r in refs]), left_out=left_out)
+
+    def text_scores(self, query: str) -> np.ndarray:
+        return np.asarray(self.text_scorer.scores(query), dtype=np.float64)
+
+    def image_scores(self, images: Sequence[Any]) -> np.ndarray:
+        """Mean similarity of the generated ``images`` to every gallery image."""
+        sims = self.embedding.similarities(self.embedding.embed(list(images)), self.image_features)
+        return np.asarray(sims, dtype=np.float64).mean(axis=0)
+
+    def identity(self) -> dict[str, Any]:
+        emb = self.embedding.identity() if hasattr(self.embedding, "identity") else {}
+        return {"size": len(self.ids), "left_out": sorted(self.left_out),
+                "text_scorer": self.text_scorer.identity(), "embedding": emb}
