@@ -80,14 +80,14 @@ def _case_views(result: DARResult, images) -> list[dict[str, Any]]:
 
 
 def render_dar_page(result: DARResult, out_dir: Path) -> str:
+    import yaml
+
     from repainter.report.html import _environment, _Images
 
     summary = result.summary()
     report_dir = out_dir / "report"
     has_plot = plot_hits(summary, report_dir / "dar_hits.png")
     spec = result.config.get("spec")
-    import yaml
-
     context = {
         "title": f"DAR · {spec.get('name', 'dar') if isinstance(spec, dict) else 'dar'}",
         "summary": summary, "hits_at": HITS_AT, "has_plot": has_plot,

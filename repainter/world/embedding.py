@@ -115,9 +115,10 @@ class SceneLayoutEmbedding:
 
     @staticmethod
     def similarities(queries: np.ndarray, gallery: np.ndarray) -> np.ndarray:
-        q = queries / np.clip(np.linalg.norm(queries, axis=1, keepdims=True), 1e-12, None)
-        g = gallery / np.clip(np.linalg.norm(gallery, axis=1, keepdims=True), 1e-12, None)
-        return q @ g.T
+        """Cosine, as for the learned embeddings of the identification metric."""
+        from repainter.backends.metrics.identification import cosine_similarities
+
+        return cosine_similarities(queries, gallery)
 
 
 def colour_weights(rgb) -> np.ndarray:

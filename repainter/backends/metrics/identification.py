@@ -44,14 +44,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from repainter.backends.base import Metric, Reference
-from repainter.backends.t2i.retrieval import Gallery, default_cache_dir, gallery_features
+from repainter.backends.t2i.retrieval import Gallery, gallery_features, resolve_cache_dir
 from repainter.registry import METRICS
 
 _REPORT = re.compile(r"^(rr|hits@(\d+))$")
@@ -95,6 +94,13 @@ class ColourLayoutEmbedding:
         return -d
 
 
+def cosine_similarities(queries: np.ndarray, gallery: np.ndarray) -> np.ndarray:
+    """(len(queries), len(gallery)) cosines of the rows (zero rows stay zero)."""
+    q = queries / np.clip(np.linalg.norm(queries, axis=1, keepdims=True), 1e-12, None)
+    g = gallery / np.clip(np.linalg.norm(gallery, axis=1, keepdims=True), 1e-12, None)
+    return q @ g.T
+
+
 class MetricEmbedding:
     """The ``_embed`` of an embedding metric (clip_i, dinov2 ...); similarity = cosine."""
 
@@ -119,9 +125,7 @@ class MetricEmbedding:
 
     @staticmethod
     def similarities(queries: np.ndarray, gallery: np.ndarray) -> np.ndarray:
-        q = queries / np.clip(np.linalg.norm(queries, axis=1, keepdims=True), 1e-12, None)
-        g = gallery / np.clip(np.linalg.norm(gallery, axis=1, keepdims=True), 1e-12, None)
-        return q @ g.T
+        return cosine_similarities(queries, gallery)
 
 
 def build_embedding(spec: Any):
@@ -167,10 +171,7 @@ class IdentificationMetric(Metric):
         self.report = report
         self.hits_k = int(found.group(2)) if found.group(2) else None
         self.match = match
-        if cache_dir is False or (isinstance(cache_dir, str) and cache_dir.lower() in ("", "none")):
-            self.cache_dir: Path | None = None
-        else:
-            self.cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+        self.cache_dir = resolve_cache_dir(cache_dir)
         self.embedding = build_embedding(embedding)
         self.gallery = Gallery(gallery)
         self._gallery_identity = self.gallery.identity()

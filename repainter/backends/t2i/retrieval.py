@@ -149,6 +149,16 @@ def default_cache_dir() -> Path:
     return cache_root() / "retrieval"
 
 
+def resolve_cache_dir(cache_dir: str | bool | None) -> Path | None:
+    """A ``cache_dir`` parameter -> where gallery features are stored (None: memory only).
+
+    ``None`` / unset: :func:`default_cache_dir`; ``false``, ``""`` or ``"none"``: not stored.
+    """
+    if cache_dir is False or (isinstance(cache_dir, str) and cache_dir.lower() in ("", "none")):
+        return None
+    return Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+
+
 def gallery_features(
     gallery: Gallery,
     extractor: dict[str, Any],
@@ -365,10 +375,7 @@ class RetrievalT2I(T2IBackend):
         self.top_k = int(top_k)
         self.leave_one_out = bool(leave_one_out)
         self.size = int(size) if size else None
-        if cache_dir is False or (isinstance(cache_dir, str) and cache_dir.lower() in ("", "none")):
-            self.cache_dir: Path | None = None
-        else:
-            self.cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+        self.cache_dir = resolve_cache_dir(cache_dir)
         self.gallery = Gallery(gallery)
         self._gallery_identity = self.gallery.identity()
         self._clip = None
