@@ -56,9 +56,9 @@ def run(
     if not isinstance(spec, RunSpec):
         spec = load_spec(spec, overrides)
     elif overrides:
-        from repainter.spec import build_spec
+        from repainter.spec import override_spec
 
-        spec = build_spec(spec.model_dump(mode="json"), overrides)
+        spec = override_spec(spec, overrides)
     emit = on_event or (lambda event: None)
     store = RunStore(spec.run_dir)
     resumed = store.init(spec)
