@@ -40,7 +40,14 @@ from repainter.fetch import (
     ensure_cached,
     normalize_sha256,
 )
-from repainter.images import decode_image, load_image, to_rgb
+from repainter.images import (
+    MAX_IMAGE_BYTES,
+    MAX_MANIFEST_BYTES,
+    decode_image,
+    load_image,
+    read_bytes_limited,
+    to_rgb,
+)
 from repainter.registry import DATASETS
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
@@ -196,6 +203,14 @@ def _dimension(value: Any, name: str, where: str) -> int | None:
     return int(number)
 
 
+def _read_item(item_id: str, path: Path) -> bytes:
+    """An item's file, its size checked before it is read (the failure is the item's)."""
+    try:
+        return read_bytes_limited(path, MAX_IMAGE_BYTES)
+    except OSError as exc:
+        raise ItemError(f"{item_id}: {exc}") from exc
+
+
 @DATASETS.register("manifest")
 class ManifestDataset(Dataset):
     """A JSONL or CSV manifest of images by local ``path`` or by ``url``.
@@ -235,7 +250,7 @@ class ManifestDataset(Dataset):
 
     def _rows(self) -> list[tuple[int, dict[str, Any]]]:
         try:
-            text = self.path.read_text(encoding="utf-8-sig")
+            text = read_bytes_limited(self.path, MAX_MANIFEST_BYTES).decode("utf-8-sig")
         except (OSError, UnicodeDecodeError) as exc:
             raise DatasetError(f"cannot read manifest {self.path}: {exc}") from exc
         if self.path.suffix.lower() == ".csv":
@@ -352,7 +367,7 @@ class ManifestDataset(Dataset):
                 allow_download=self.allow_download, timeout=self.timeout,
                 fetch_hint=self.fetch_hint,
             )
-            data = cached.path.read_bytes()
+            data = _read_item(entry.id, cached.path)
             if hashlib.sha256(data).hexdigest() != cached.sha256:
                 raise ItemError(f"{entry.id}: {cached.path} changed while it was read")
             return cached.path, data
@@ -364,7 +379,7 @@ class ManifestDataset(Dataset):
         if not real.is_file():
             problem = "is not a regular file" if real.exists() else "not found"
             raise ItemError(f"{entry.id}: {entry.path} {problem} (row {entry.row} of {self.path})")
-        data = real.read_bytes()
+        data = _read_item(entry.id, real)
         if entry.sha256:
             actual = hashlib.sha256(data).hexdigest()
             if actual != entry.sha256:

@@ -2,8 +2,11 @@
 
 * ``paper`` - the reference ImageRepainter method: CLIP ViT-B/32 + DINOv2-base image cosine,
   selection 0.5 / 0.5, 3 rounds x 3 variants, critique of each round's best;
-* ``gill`` - GILL's image-generation protocol: CLIP ViT-L/14 image cosine and LPIPS AlexNet,
-  both at 256x256.
+* ``gill`` - GILL's image-generation protocol, following its evaluation scripts in
+  https://github.com/kohjingyu/gill: CLIP ViT-L/14 image cosine with CLIP's own preprocessing only
+  (``evals/compute_clip_similarity_vist.py``: Hugging Face ``CLIPProcessor``, no other resize) and
+  LPIPS AlexNet v0.1 on float [-1, 1] tensors resized to 256x256 with torchvision bilinear +
+  antialias (``evals/lpips_2dirs.py``).
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     "gill": {
         "metrics": [
-            {"name": "clip_i", "params": {"model": "ViT-L-14", "pretrained": "openai", "resize": 256}},
+            {"name": "clip_i", "params": {"model": "ViT-L-14", "pretrained": "openai",
+                                          "preprocess": "gill"}},
             {"name": "lpips", "params": {"net": "alex", "resize": 256}},
         ],
         "selection": {"clip_i": 1.0},

@@ -27,6 +27,12 @@ def _png_bytes(img: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
+def _tiff_bytes(img: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    img.save(buffer, format="TIFF")
+    return buffer.getvalue()
+
+
 def _write_inputs(root):
     """name -> expected outcome: None (loads) or a phrase the error must contain."""
     root.mkdir()
@@ -63,6 +69,18 @@ def _write_inputs(root):
     put("exif_rotated.jpg", rotated.getvalue(), None)
     put("vector.svg", b"<svg xmlns='http://www.w3.org/2000/svg'/>", "vector format")
     put("text.png", b"this is not an image\n", "cannot decode")
+    # issue 12 item 4: a float TIFF in [0, 1] is scaled (it used to become all black and be
+    # scored as normal); an all-constant reference is refused
+    floats = io.BytesIO()
+    Image.fromarray(np.asarray(_photo().convert("L"), dtype=np.float32) / 255.0).save(
+        floats, format="TIFF")
+    put("float.tif", floats.getvalue(), None)
+    put("constant.png", _png_bytes(Image.new("RGB", (64, 48), (0, 0, 0))), "constant image")
+    put("constant_float.tif", _tiff_bytes(Image.new("F", (64, 48), 7.0)), "constant image")
+    # issue 12 item 18: the size is checked before the file is read (sparse: no disk used)
+    with (root / "huge.png").open("wb") as handle:
+        handle.truncate(1_500_000_000)
+    expected["huge.png"] = "byte limit"
     (root / "folder.png").mkdir()
     expected["folder.png"] = "is not a regular file"
     expected["missing.png"] = "not found"
@@ -105,8 +123,11 @@ def test_odd_but_valid_images_are_converted_to_rgb(bad_run):
     rotated = Image.open(root / "references" / "exif_rotated.jpg.png")
     assert rotated.size == (32, 64)  # EXIF orientation applied
     for name in ("cmyk.jpg", "sixteen_bit.png", "palette.png", "grey_alpha.png", "rgba.png",
-                 "animated.gif"):
+                 "animated.gif", "float.tif"):
         assert Image.open(root / "references" / f"{name}.png").mode == "RGB"
+    floats = np.asarray(Image.open(root / "references" / "float.tif.png"), dtype=np.float64)
+    grey = np.asarray(_photo().convert("L"), dtype=np.float64)
+    assert np.abs(floats[..., 0] - grey).max() <= 1.0  # [0, 1] floats scaled back to 0-255
 
 
 def test_bomb_is_refused_before_decoding(tmp_path):
