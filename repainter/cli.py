@@ -121,6 +121,7 @@ def run(
 
 def _execute(checked, *, as_json: bool, quiet: bool) -> None:
     """Run a checked spec with a progress bar, then print the summary (shared by run/compare)."""
+    from repainter.datasets import DatasetError
     from repainter.runner import run as run_spec
     from repainter.store import RunFolderError
 
@@ -133,7 +134,7 @@ def _execute(checked, *, as_json: bool, quiet: bool) -> None:
                 result = run_spec(checked, on_event=_ProgressPrinter(progress))
         else:
             result = run_spec(checked)
-    except RunFolderError as exc:
+    except (RunFolderError, DatasetError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
     if as_json:
@@ -301,12 +302,16 @@ def report(
 ) -> None:
     """Write RUN/report/index.html: leaderboard, plots, every case's rounds (static, offline)."""
     from repainter.report.html import write_report
-    from repainter.store import SPEC_FILE
+    from repainter.store import SPEC_FILE, RunFolderBusyError
 
     if not (run_dir / SPEC_FILE).exists() and not (run_dir / "cases").is_dir():
         console.print(f"[red]error:[/red] {run_dir} is not a run folder")
         raise typer.Exit(2)
-    typer.echo(str(write_report(run_dir)))
+    try:
+        typer.echo(str(write_report(run_dir)))
+    except RunFolderBusyError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
 
 
 @app.command()

@@ -93,7 +93,9 @@ class Dataset(ABC):
 
         ``ids`` keeps only those ids (in the dataset's order); an unknown id is an error.
         """
-        chosen = [i for i in self.items() if categories is None or i.category in categories]
+        every = self.items()
+        refuse_duplicate_ids([(i.id, i.source) for i in every])
+        chosen = [i for i in every if categories is None or i.category in categories]
         if ids is not None:
             wanted = [str(i) for i in ids]
             known = {i.id for i in chosen}
@@ -112,6 +114,22 @@ class Dataset(ABC):
                 + (f" after offset {offset}" if offset else "")
             )
         return chosen[:limit] if limit else chosen
+
+
+def refuse_duplicate_ids(ids_and_sources: list[tuple[str, str]]) -> None:
+    """A dataset whose items share an id would silently drop records: refuse it, naming both.
+
+    >>> refuse_duplicate_ids([("x__y", "x__y.png"), ("x__y", "x/y.png")])
+    Traceback (most recent call last):
+    ...
+    repainter.datasets.DatasetError: duplicate item id 'x__y' (x__y.png and x/y.png); rename one
+    """
+    seen: dict[str, str] = {}
+    for item_id, source in ids_and_sources:
+        if item_id in seen:
+            raise DatasetError(f"duplicate item id {item_id!r} ({seen[item_id]} and {source}); "
+                               "rename one")
+        seen[item_id] = source
 
 
 # Kept under its old name for callers of repainter.datasets.
@@ -157,6 +175,8 @@ class FolderDataset(Dataset):
             # "a.png" and "a.jpg" side by side keep their suffix so that ids stay unique
             item_id = stem if stems.count(stem) == 1 else rel.as_posix().replace("/", "__")
             items.append(_file_item(item_id, path, category, self.license))
+        # "x__y.png" and "x/y.png" both map to "x__y": a true duplicate, refused by name
+        refuse_duplicate_ids([(i.id, str(rel)) for i, rel in zip(items, rels, strict=True)])
         if not items:
             raise DatasetError(f"dataset folder {self.root} holds no images "
                                f"({', '.join(sorted(IMAGE_SUFFIXES))})")

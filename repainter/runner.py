@@ -33,7 +33,13 @@ from repainter.report.html import write_report
 from repainter.report.leaderboard import build_leaderboard, write_leaderboard
 from repainter.result import RunResult
 from repainter.spec import RunSpec, load_spec
-from repainter.store import RunStore
+from repainter.store import (
+    SPEC_FILE,
+    RunStore,
+    check_distinct_names,
+    refuse_foreign_folder,
+    run_folder_lock,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -52,13 +58,40 @@ def run(
     overrides: list[str] = (),
     on_event: EventCallback | None = None,
 ) -> RunResult:
-    """Run ``spec`` (a RunSpec, a spec file, or None for the built-in world) to completion."""
+    """Run ``spec`` (a RunSpec, a spec file, or None for the built-in world) to completion.
+
+    The run folder is locked for the whole run (a second writer is refused with this process's
+    pid); a run that stops on an error leaves ``run.json`` saying so, not "running".
+    """
     if not isinstance(spec, RunSpec):
         spec = load_spec(spec, overrides)
     elif overrides:
         from repainter.spec import override_spec
 
         spec = override_spec(spec, overrides)
+    if not (spec.run_dir / SPEC_FILE).exists():  # before the lock file is made in it
+        refuse_foreign_folder(spec.run_dir)
+    with run_folder_lock(spec.run_dir, "run"):
+        try:
+            return _run(spec, on_event)
+        except BaseException as exc:
+            _mark_stopped(RunStore(spec.run_dir), exc)
+            raise
+
+
+def _mark_stopped(store: RunStore, exc: BaseException) -> None:
+    """Record in run.json that the run stopped on ``exc`` (where a run.json was started)."""
+    try:
+        info = store.read_run_info()
+    except (OSError, ValueError):
+        return
+    if info.get("status") == "running":
+        stopped = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        store.write_run_info({**info, "status": stopped, "finished_at": _now(),
+                              "error": f"{type(exc).__name__}: {exc}"})
+
+
+def _run(spec: RunSpec, on_event: EventCallback | None) -> RunResult:
     emit = on_event or (lambda event: None)
     store = RunStore(spec.run_dir)
     resumed = store.init(spec)
@@ -163,6 +196,8 @@ def prepare_context(spec: RunSpec, store: RunStore) -> tuple[RunContext, list, C
     items = load_dataset(spec.dataset.name, spec.dataset.params).select(
         spec.dataset.categories, spec.dataset.limit
     )
+    check_distinct_names("case id", [i.id for i in items])  # one file per case, model
+    check_distinct_names("T2I label", [t.display_name for t in spec.t2i])
     cache = None
     if spec.runtime.cache:
         folder = Path(spec.runtime.cache_dir) if spec.runtime.cache_dir else store.root

@@ -554,11 +554,17 @@ def render_report(context: dict[str, Any]) -> str:
 
 def write_report(run_dir: str | Path, *, max_cases: int = MAX_CASES,
                  max_detailed: int = MAX_DETAILED_CASES) -> Path:
-    """Write ``RUN/report/index.html`` (with plots and thumbnails); return its path."""
+    """Write ``RUN/report/index.html`` (with plots and thumbnails); return its path.
+
+    Holds the run folder's lock (:func:`repainter.store.run_folder_lock`) while it writes.
+    """
+    from repainter.store import run_folder_lock
+
     run_dir = Path(run_dir)
-    context = build_report_context(run_dir, max_cases=max_cases, max_detailed=max_detailed)
-    path = run_dir / REPORT_DIR / "index.html"
-    atomic_write_bytes(path, render_report(context).encode("utf-8"))
+    with run_folder_lock(run_dir, "report", create=False):
+        context = build_report_context(run_dir, max_cases=max_cases, max_detailed=max_detailed)
+        path = run_dir / REPORT_DIR / "index.html"
+        atomic_write_bytes(path, render_report(context).encode("utf-8"))
     return path
 
 
