@@ -28,6 +28,7 @@ from repainter.cache import ResponseCache
 from repainter.components import Components, build_components
 from repainter.datasets import load_dataset
 from repainter.graph import RunContext, build_graph
+from repainter.images import ImageLoadError, image_sha256, load_image, to_rgb
 from repainter.instrument import CURRENT_CASE, timed
 from repainter.report.html import write_report
 from repainter.report.leaderboard import build_leaderboard, write_leaderboard
@@ -134,12 +135,15 @@ def _run(spec: RunSpec, on_event: EventCallback | None) -> RunResult:
                 if not pending:
                     return
                 try:
-                    ctx.reference(item.id)
+                    previous = _stored_reference_sha256(store, item.id)
+                    digest = reference_digest(ctx.reference(item.id).image)
                 except Exception as exc:  # a broken input fails its cases, not the run
                     for model in pending:
                         _record_failure(store, model, item, exc, stage="load reference")
                         tally("failed", _case_event(store.read_case_record(model, item.id)))
                     return
+                if previous is not None and previous != digest:
+                    _restart_changed_reference(graph, ctx, item.id, pending)
                 for model in pending:
                     try:
                         _run_case(graph, ctx, model, item.id, emit)
@@ -209,17 +213,53 @@ def prepare_context(spec: RunSpec, store: RunStore) -> tuple[RunContext, list, C
     return ctx, items, components
 
 
+def reference_digest(image) -> str:
+    """The pixel hash a case records of its reference (after the image-mode policy)."""
+    return image_sha256(to_rgb(image))
+
+
+def _stored_reference_sha256(store: RunStore, case_id: str) -> str | None:
+    """Pixel hash of the reference an earlier attempt saved (None: none saved yet)."""
+    path = store.root / store.reference_relpath(case_id)
+    if not path.exists():
+        return None
+    try:
+        return reference_digest(load_image(path))
+    except ImageLoadError:
+        return ""  # unreadable: differs from any real reference, so the case starts over
+
+
+def _restart_changed_reference(graph, ctx: RunContext, case_id: str, models: list[str]) -> None:
+    """The reference changed since an interrupted attempt: its description, saved copy and the
+    pending models' checkpoints describe the old image, so those cases start from scratch."""
+    logger.warning("the reference of case %r changed since the last attempt: starting it over",
+                   case_id)
+    ctx.store.forget_reference(case_id)
+    ctx.store.save_reference(case_id, ctx.reference(case_id).image)
+    for model in models:
+        graph.checkpointer.delete_thread(_thread_id(model, case_id))
+
+
+def _thread_id(model: str, case_id: str) -> str:
+    return f"{model}::{case_id}"
+
+
 def _run_case(graph, ctx: RunContext, model: str, case_id: str, emit: EventCallback) -> None:
     rounds = ctx.spec.loop.rounds
     config = {
-        "configurable": {"thread_id": f"{model}::{case_id}"},
+        "configurable": {"thread_id": _thread_id(model, case_id)},
         # each round passes 6 nodes; the rest is describe/compose/judge/finalize and margin
         "recursion_limit": 8 * rounds + 16,
     }
     token = CURRENT_CASE.set((model, case_id))
     try:
         snapshot = graph.get_state(config)
-        payload = None if snapshot.next else {"case_id": case_id, "model": model}
+        digest = reference_digest(ctx.reference(case_id).image)
+        if snapshot.next and snapshot.values.get("reference_sha256", digest) != digest:
+            graph.checkpointer.delete_thread(config["configurable"]["thread_id"])
+            snapshot = graph.get_state(config)
+        payload = (None if snapshot.next else
+                   {"case_id": case_id, "model": model, "reference_sha256": digest})
         for update in graph.stream(payload, config, stream_mode="updates"):
             selected = update.get("select")
             if selected:

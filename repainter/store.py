@@ -229,6 +229,11 @@ class RunStore:
         if not path.exists():
             save_png(image, path)
 
+    def forget_reference(self, case_id: str) -> None:
+        """Drop a case's saved reference and shared description (its reference changed)."""
+        (self.root / self.reference_relpath(case_id)).unlink(missing_ok=True)
+        self._description_path(case_id).unlink(missing_ok=True)
+
     def _description_path(self, case_id: str) -> Path:
         return self.root / "descriptions" / f"{slug(case_id)}.json"
 
