@@ -183,6 +183,8 @@ def _run(spec: RunSpec, on_event: EventCallback | None) -> RunResult:
         backend=components.clock.summary(),
         framework_seconds=round(loop_seconds - components.clock.total_seconds, 4),
     )
+    if store.unreadable:  # corrupt records met on the way (their cases were redone)
+        info["unreadable_records"] = list(store.unreadable)
     store.write_run_info(info)
     try:
         write_report(store.root)

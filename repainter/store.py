@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import math
 import os
 import re
 import sys
@@ -29,6 +31,8 @@ from PIL import Image
 
 from repainter.images import atomic_write_bytes, save_png
 from repainter.spec import RunSpec, load_spec
+
+logger = logging.getLogger(__name__)
 
 SPEC_FILE = "spec.yaml"
 LOCK_FILE = ".repainter.lock"
@@ -160,8 +164,24 @@ def check_distinct_names(kind: str, names: list[str]) -> None:
         seen[key] = name
 
 
+def json_safe(data: Any) -> Any:
+    """``data`` with every non-finite float (NaN, inf) as None: JSON has no such numbers, and a
+    statistic over an empty set (two models sharing no finished case) is "no value", not a crash.
+
+    >>> json_safe({"p": float("nan"), "xs": [1.0, float("inf")], "n": 3})
+    {'p': None, 'xs': [1.0, None], 'n': 3}
+    """
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: json_safe(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [json_safe(v) for v in data]
+    return data
+
+
 def write_json(path: Path, data: Any) -> None:
-    text = json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False, default=str)
+    text = json.dumps(json_safe(data), indent=2, ensure_ascii=False, allow_nan=False, default=str)
     atomic_write_bytes(path, (text + "\n").encode("utf-8"))
 
 
@@ -190,6 +210,8 @@ def refuse_foreign_folder(root: Path) -> None:
 class RunStore:
     def __init__(self, root: str | Path):
         self.root = Path(root)
+        #: Case record files found unreadable (corrupt JSON, not a record), relative paths.
+        self.unreadable: list[str] = []
 
     # -- spec ------------------------------------------------------------------------------
 
@@ -262,20 +284,40 @@ class RunStore:
         write_json(self._record_path(record["model"], record["case_id"]), record)
 
     def read_case_record(self, model: str, case_id: str) -> dict[str, Any] | None:
+        """The case's record; None when there is none, or it is unreadable (then the case is
+        redone, and the file named in a warning)."""
         path = self._record_path(model, case_id)
-        return read_json(path) if path.exists() else None
+        return self._read_record(path) if path.exists() else None
+
+    def _read_record(self, path: Path) -> dict[str, Any] | None:
+        try:
+            record = read_json(path)
+            if not isinstance(record, dict) or "case_id" not in record or "model" not in record:
+                raise ValueError("not a case record (no case_id / model)")
+            return record
+        except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError included
+            relative = path.relative_to(self.root).as_posix()
+            if relative not in self.unreadable:
+                self.unreadable.append(relative)
+                logger.warning("skipping unreadable case record %s: %s (the case is redone on "
+                               "the next run)", path, exc)
+            return None
 
     def is_done(self, model: str, case_id: str) -> bool:
         record = self.read_case_record(model, case_id)
         return record is not None and record.get("status") == "done"
 
     def records(self) -> list[dict[str, Any]]:
-        return [read_json(p) for p in sorted((self.root / "cases").glob("*/*.json"))]
+        """Every readable case record; unreadable files are skipped and listed in
+        :attr:`unreadable` (relative paths), each named once in a warning."""
+        records = (self._read_record(p) for p in sorted((self.root / "cases").glob("*/*.json")))
+        return [r for r in records if r is not None]
 
     # -- run-level files -------------------------------------------------------------------
 
     def write_results_jsonl(self, records: list[dict[str, Any]]) -> None:
-        lines = [json.dumps(result_line(r), ensure_ascii=False, allow_nan=False) for r in records]
+        lines = [json.dumps(json_safe(result_line(r)), ensure_ascii=False, allow_nan=False)
+                 for r in records]
         atomic_write_bytes(self.root / "results.jsonl", ("\n".join(lines) + "\n").encode("utf-8"))
 
     def write_run_info(self, info: dict[str, Any]) -> None:

@@ -487,6 +487,9 @@ def build_report_context(run_dir: str | Path, *, max_cases: int = MAX_CASES,
                  "traceback": "".join(r.get("traceback") or []) or None,
                  "colour": colours.get(r["model"], "#888")}
                 for r in records if r.get("status") != "done"]
+    failures += [{"model": "-", "case_id": path, "anchor": "failures", "category": None,
+                  "error": f"unreadable case record {path}: skipped (the case is redone by the "
+                  "next run)", "traceback": None, "colour": "#888"} for path in store.unreadable]
 
     licences: dict[str, int] = {}
     for mine in groups.values():
