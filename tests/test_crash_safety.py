@@ -120,6 +120,7 @@ def test_compare_of_models_sharing_no_finished_case_writes_everything(tmp_path, 
     """Issue 12 item 14: NaN statistics crashed `compare` (no leaderboard, no report, run.json
     left "running")."""
     import repainter.runner as runner_module
+    from repainter.backends.base import T2IWrapper
     from repainter.instrument import CURRENT_CASE
     from repainter.runner import run
     from repainter.spec import build_spec
@@ -134,20 +135,15 @@ def test_compare_of_models_sharing_no_finished_case_writes_everything(tmp_path, 
     cases = [item.id for item in load_dataset("world", {}).select(None, 2)]
     failing = {"a": cases[0], "b": cases[1]}
 
-    class FailsOn:
+    class FailsOn(T2IWrapper):
         def __init__(self, inner, label):
-            self.inner, self.label = inner, label
+            super().__init__(inner)
+            self.label = label
 
         def generate(self, prompts, seeds):
             if CURRENT_CASE.get()[1] == failing[self.label]:
                 raise RuntimeError("this model cannot draw that")
             return self.inner.generate(prompts, seeds)
-
-        def identity(self):
-            return self.inner.identity()
-
-        def close(self):
-            pass
 
     def prepare(spec, store):
         ctx, items, components = original(spec, store)
