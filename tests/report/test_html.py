@@ -127,7 +127,9 @@ def _inject(run_dir: Path) -> tuple[str, str]:
     record["best"]["prompt"] = "BEST " + hostile
     record["judgement"]["rationale"] = "RATIONALE " + hostile
     done.write_text(json.dumps(record), encoding="utf-8")
-    failed = max((run_dir / "cases").glob("colour_blind-co/*.json"))
+    from repainter.store import slug
+
+    failed = max((run_dir / "cases" / slug("colour_blind & co")).glob("*.json"))
     other = json.loads(failed.read_text(encoding="utf-8"))
     failed.write_text(json.dumps({
         "case_id": other["case_id"], "model": other["model"], "category": other["category"],
