@@ -361,7 +361,10 @@ SUITES = [
                   "tests/backends/test_real_pipeline_e2e.py",
                   "tests/test_spec.py::test_billion_laughs_yaml_is_refused_quickly",
                   "tests/test_spec.py::test_oversized_spec_file_is_refused_before_reading",
-                  "tests/test_fetch.py::test_a_trickling_server_cannot_outlast_the_download_deadline"],
+                  "tests/test_fetch.py::test_a_trickling_server_cannot_outlast_the_download_deadline",
+                  "tests/test_store.py::test_output_folder_with_other_files_is_refused",
+                  "tests/test_store.py::test_cli_refuses_output_folder_with_other_files",
+                  "tests/test_store.py::test_second_writer_is_refused_with_the_holders_pid"],
      "API keys are read from the environment and never written: every file of the run folders "
      "(SQLite files included, UTF-8 and UTF-16) and the logs are searched for the key, also when a "
      "hostile server echoes it back in an error. Every model text in the HTML report is escaped: "
@@ -373,7 +376,9 @@ SUITES = [
      "laughs\" YAML spec is refused before its aliases expand; a spec file over 1 MB is refused "
      "unread. A download has a total deadline: a loopback server trickling one byte at a time (in "
      "the headers or the body) is cut off at the limit. The report's word diff stays linear on "
-     "199k-character prompts."),
+     "199k-character prompts. A run never writes into a folder of the user's own files (`-o` at "
+     "a non-empty folder that is no run folder is refused before anything is written), and two "
+     "writers never share a run folder (lock, refused with the holder's pid)."),
 ]
 
 

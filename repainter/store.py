@@ -165,8 +165,9 @@ def check_distinct_names(kind: str, names: list[str]) -> None:
 
 
 def json_safe(data: Any) -> Any:
-    """``data`` with every non-finite float (NaN, inf) as None: JSON has no such numbers, and a
-    statistic over an empty set (two models sharing no finished case) is "no value", not a crash.
+    """``data`` with every non-finite float (NaN, inf) as None, for statistics: a statistic over
+    an empty set (two models sharing no finished case) is "no value", not a crash. Records keep
+    refusing non-finite numbers (:func:`write_json`): there one means a bug upstream.
 
     >>> json_safe({"p": float("nan"), "xs": [1.0, float("inf")], "n": 3})
     {'p': None, 'xs': [1.0, None], 'n': 3}
@@ -181,7 +182,7 @@ def json_safe(data: Any) -> Any:
 
 
 def write_json(path: Path, data: Any) -> None:
-    text = json.dumps(json_safe(data), indent=2, ensure_ascii=False, allow_nan=False, default=str)
+    text = json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False, default=str)
     atomic_write_bytes(path, (text + "\n").encode("utf-8"))
 
 
@@ -316,8 +317,7 @@ class RunStore:
     # -- run-level files -------------------------------------------------------------------
 
     def write_results_jsonl(self, records: list[dict[str, Any]]) -> None:
-        lines = [json.dumps(json_safe(result_line(r)), ensure_ascii=False, allow_nan=False)
-                 for r in records]
+        lines = [json.dumps(result_line(r), ensure_ascii=False, allow_nan=False) for r in records]
         atomic_write_bytes(self.root / "results.jsonl", ("\n".join(lines) + "\n").encode("utf-8"))
 
     def write_run_info(self, info: dict[str, Any]) -> None:
