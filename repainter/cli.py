@@ -453,11 +453,11 @@ def list_components(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """List the registered T2I backends, MLLM backends, metrics, datasets and presets."""
-    from repainter.presets import PRESETS
+    from repainter.presets import DESCRIPTIONS, PRESETS
     from repainter.registry import DATASETS, METRICS, MLLM, T2I
 
     sections = {r.kind: r.describe() for r in (T2I, MLLM, METRICS, DATASETS)}
-    sections["presets"] = [(name, "") for name in sorted(PRESETS)]
+    sections["presets"] = [(name, DESCRIPTIONS.get(name, "")) for name in sorted(PRESETS)]
     if as_json:
         typer.echo(json.dumps({k: [n for n, _ in v] for k, v in sections.items()}, indent=2))
         return

@@ -117,15 +117,19 @@ def to_rgb(img: Image.Image) -> Image.Image:
 
     * ``RGBA``, ``LA``, ``PA``, premultiplied ``RGBa`` / ``La``, and ``P`` / ``L`` / ``RGB`` images
       with a transparency entry: composited onto white;
-    * ``I;16*`` and ``I`` (16 / 32-bit integers): scaled by 255 / max when the maximum is above 255;
-    * ``F`` (32-bit float): values in [0, 1] scaled by 255 (the usual float convention), others by
-      255 / max when above 255; NaN becomes 0;
+    * ``I;16*`` (16-bit): the full 16-bit range onto 8 bits (``x * 255 / 65535``);
+    * ``I`` (32-bit integers, how PIL opens many 16-bit files): values up to 255 kept, up to 65535
+      read as 16-bit, larger ones scaled by 255 / max;
+    * ``F`` (32-bit float): values in [0, 1] scaled by 255 (the usual float convention), values
+      up to 255 kept, larger ones scaled by 255 / max; NaN becomes 0;
     * everything else (``1``, ``L``, ``P``, ``CMYK``, ``YCbCr`` ...): PIL's conversion to RGB.
 
     >>> to_rgb(Image.new("RGBA", (2, 2), (0, 0, 0, 0))).getpixel((0, 0))
     (255, 255, 255)
     >>> to_rgb(Image.new("F", (2, 2), 0.5)).getpixel((0, 0))
     (128, 128, 128)
+    >>> to_rgb(Image.new("I;16", (2, 2), 65535)).getpixel((0, 0))
+    (255, 255, 255)
     """
     if img.mode == "RGB" and "transparency" not in img.info:
         return img
@@ -143,10 +147,16 @@ def to_rgb(img: Image.Image) -> Image.Image:
 def _scaled_to_uint8(arr: np.ndarray, mode: str) -> np.ndarray:
     arr = np.nan_to_num(arr, nan=0.0, posinf=0.0, neginf=0.0)
     peak = float(arr.max()) if arr.size else 0.0
-    if mode == "F" and float(arr.min(initial=0.0)) >= 0.0 and peak <= 1.0:
+    if mode.startswith("I;16"):
+        scale = 255.0 / 65535.0
+    elif mode == "F" and float(arr.min(initial=0.0)) >= 0.0 and peak <= 1.0:
         scale = 255.0
+    elif peak <= 255:
+        scale = 1.0
+    elif mode == "I" and peak <= 65535:
+        scale = 255.0 / 65535.0
     else:
-        scale = 255.0 / peak if peak > 255 else 1.0
+        scale = 255.0 / peak
     return np.rint(arr * scale).clip(0, 255).astype(np.uint8)
 
 

@@ -13,6 +13,13 @@ from __future__ import annotations
 
 from typing import Any
 
+#: One line per preset, shown by ``repainter ls``.
+DESCRIPTIONS: dict[str, str] = {
+    "paper": "ImageRepainter reference method: CLIP-B/32 + DINOv2-base selection, 3 x 3 rounds",
+    "gill": "GILL evaluation (kohjingyu/gill evals/compute_clip_similarity_vist.py, "
+            "evals/lpips_2dirs.py): CLIP-L/14 image cosine, LPIPS AlexNet at 256",
+}
+
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {
         "metrics": [

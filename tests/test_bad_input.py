@@ -202,3 +202,16 @@ def test_ground_truth_metrics_are_skipped_where_there_is_no_ground_truth(bad_run
     again = run(spec)
     done = [r for r in again.records if r["status"] == "done"]
     assert done and all("object_f1" not in r["final_scores"] for r in done)
+
+
+def test_sixteen_bit_and_float_images_keep_their_brightness():
+    """Issue 12 item 4: 16-bit images are mapped from their full range, not stretched by their
+    own maximum; float images in [0, 1] are scaled by 255 (they used to become all black)."""
+    from repainter.images import to_rgb
+
+    dark16 = Image.fromarray(np.full((8, 8), 32768, dtype=np.uint16))  # mid-grey in 16 bits
+    assert to_rgb(dark16).getpixel((0, 0)) == (128, 128, 128)
+    assert to_rgb(Image.new("F", (8, 8), 0.25)).getpixel((0, 0)) == (64, 64, 64)
+    assert to_rgb(Image.new("F", (8, 8), 200.0)).getpixel((0, 0)) == (200, 200, 200)
+    rgba = Image.new("RGBA", (8, 8), (0, 0, 0, 0))
+    assert to_rgb(rgba).getpixel((0, 0)) == (255, 255, 255)  # transparent: white, not black
