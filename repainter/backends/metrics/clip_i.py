@@ -12,7 +12,9 @@ protocol does this, it is off by default); then CLIP's own evaluation transform,
   (``CLIPProcessor.from_pretrained("openai/clip-vit-large-patch14")``, the transformers 4.x
   PIL / numpy path): shortest side to the input size with PIL bicubic, centre crop with floor
   offsets, ``x * (1/255)``, then ``(x - mean) / std`` in float32 (:func:`gill_clip_preprocess`).
-  GILL's script applies no other resize.
+  GILL's script applies no other resize. Inputs first pass the project's image-mode policy; for
+  RGB images (GILL's data) that is the identity, while the processor's ``convert("RGB")`` would
+  drop an alpha channel rather than composite it on white.
 
 Embeddings are L2-normalised; the score is their cosine (1.0 = same embedding), computed in
 float64.

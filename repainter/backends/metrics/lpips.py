@@ -11,7 +11,9 @@ match, the candidate resized to the reference's size when they differ; with ``re
 The ``gill`` preset reproduces GILL's evaluation script ``evals/lpips_2dirs.py`` of
 https://github.com/kohjingyu/gill: ``lpips.im2tensor(lpips.load_image(path))``, then
 ``torchvision.transforms.functional.resize(img, (256, 256), antialias=True)`` on both images, then
-``lpips.LPIPS(net='alex', version='0.1').forward(img0, img1)``.
+``lpips.LPIPS(net='alex', version='0.1').forward(img0, img1)``. Inputs first pass the project's
+image-mode policy; for RGB images (GILL's data) that is the identity, while GILL's ``cv2.imread``
+would drop an alpha channel rather than composite it on white.
 
 Weights: the LPIPS linear layers (v0.1) ship inside the ``lpips`` package; the AlexNet / VGG16
 backbone is torchvision's ImageNet checkpoint, resolved through :mod:`repainter.weights` (the
