@@ -57,8 +57,8 @@ from repainter.sim.phrasing import (
     PromptPlan,
     colour_words,
     fix_choices,
-    read_prompt,
     nearest_level,
+    read_prompt,
     shift_level,
     write_prompt,
 )

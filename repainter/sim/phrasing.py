@@ -10,7 +10,8 @@ critiquing, judging and revising:
 
 Every concept has several phrasings ("crimson", "deep red", "maroon" for ``dark red``). The
 describer prefers one of them per concept (its idiolect, fixed by ``idiolect``), and its revision
-tries the next phrasing of a concept the T2I model did not draw. This module never imports the
+tries the next phrasing of a concept the T2I model did not draw. An idiolect uses the plainest
+phrasing of a concept half of the time (decided per concept by a fixed hash), else another one. This module never imports the
 simulated T2I model's lexicon (:mod:`repainter.sim.lexicon`): the two languages overlap only as
 much as two independently written English vocabularies do. :func:`read_prompt` reads back only
 text this module wrote.
@@ -159,7 +160,11 @@ def _pick(options: tuple[str, ...], key: str, choices: dict[str, int], idiolect:
         return options[choices[key] % len(options)]
     if idiolect is None:
         return options[0]
-    return options[int(stable_unit("idiolect", idiolect, key) * len(options))]
+    # an idiolect says the plainest word half of the time, else one of the others
+    u = stable_unit("idiolect", idiolect, key)
+    if u < 0.5 or len(options) == 1:
+        return options[0]
+    return options[1 + int((u - 0.5) * 2 * (len(options) - 1))]
 
 
 def phrase_object(obj: ObjectConcept, choices: dict[str, int], idiolect: int | None = None,

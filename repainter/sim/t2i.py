@@ -20,13 +20,15 @@ Rate parameters (each a probability in [0, 1] unless said otherwise; 0 = never, 
     Word-order emphasis: the k-th object clause (k = 0, 1, ...) is left out with probability
     ``1 - (1 - order_drop) ** k``, so later objects are dropped more often.
 ``binding_leak``
-    Attribute-binding leakage: per object (in scenes of two or more), the probability that its
-    colour (two times in three) or its shape is swapped with another object's.
+    Attribute-binding leakage: per object not yet swapped (in scenes of two or more), the
+    probability that its colour (two times in three) or its shape is swapped with another
+    not-yet-swapped object's.
 ``count_error``
     Per object clause, the probability that one object too many or too few is drawn.
 ``spatial_error``
-    Per object, the probability that it is drawn at the wrong place: it swaps places with another
-    object (a spatial-relation error), or, when alone, lands at a random place.
+    Per object not yet moved, the probability that it is drawn at the wrong place: it swaps
+    places with another not-yet-moved object (a spatial-relation error), or, when none is left,
+    lands at a random place.
 ``background_bias``
     Probability that the prompt's background is ignored for the model's ``default_background``.
 ``style_bias``
@@ -37,6 +39,12 @@ Rate parameters (each a probability in [0, 1] unless said otherwise; 0 = never, 
 
 What a prompt leaves unsaid (or the model did not understand) comes from the seed: a random
 shape, palette colour, size around ``medium`` and place.
+
+The defaults are a capable but imperfect model (it knows 70 % of the extended words, reads 77
+words, and makes each kind of mistake now and then); :func:`repainter.sim.zoo.ladders` lists
+models that are worse in one documented way at a time. ``SimT2I(vocabulary=1, order_drop=0,
+binding_leak=0, count_error=0, spatial_error=0, background_bias=0, style_bias=0, jitter=0)``
+draws exactly what it reads.
 
 >>> t2i = SimT2I(size=64)
 >>> out = t2i.generate(["a large red circle in the center, on a white background"], [3])[0]
@@ -73,10 +81,10 @@ class SimT2I(T2IBackend):
 
     kind = "sim"
 
-    def __init__(self, size: int = 256, vocabulary: float = 1.0, token_budget: int | None = 77,
-                 order_drop: float = 0.0, binding_leak: float = 0.0, count_error: float = 0.0,
-                 spatial_error: float = 0.0, background_bias: float = 0.0,
-                 style_bias: float = 0.0, jitter: float = 1.0,
+    def __init__(self, size: int = 256, vocabulary: float = 0.7, token_budget: int | None = 77,
+                 order_drop: float = 0.05, binding_leak: float = 0.1, count_error: float = 0.05,
+                 spatial_error: float = 0.1, background_bias: float = 0.1,
+                 style_bias: float = 0.2, jitter: float = 1.0,
                  default_background: str = "white"):
         if not 16 <= int(size) <= 2048:
             raise ValueError("sim size must be between 16 and 2048 pixels")
@@ -125,24 +133,34 @@ class SimT2I(T2IBackend):
             for n in range(0 if dropped else max(count, 0)):
                 objects.append(self._realise(clause, rng, duplicate=n > 0))
         objects = objects[:MAX_DRAWN]
+        swapped: set[int] = set()
         for i, obj in enumerate(objects):
             if rng.random() < rate["style_bias"]:
                 obj["style"] = "flat"
             leak, what, other = rng.random(), rng.random(), rng.integers(1 << 30)
-            if len(objects) > 1 and leak < rate["binding_leak"]:
-                j = [k for k in range(len(objects)) if k != i][int(other) % (len(objects) - 1)]
+            partners = [k for k in range(len(objects)) if k != i and k not in swapped]
+            if i not in swapped and partners and leak < rate["binding_leak"]:
+                # a leak swaps one attribute between two objects, each pair at most once
+                j = partners[int(other) % len(partners)]
                 keys = ("color", "rgb") if what < 2 / 3 else ("shape",)
                 for key in keys:
                     obj[key], objects[j][key] = objects[j][key], obj[key]
+                swapped |= {i, j}
+        moved: set[int] = set()
         for i, obj in enumerate(objects):
             misplaced, other = rng.random(), rng.integers(1 << 30)
-            if misplaced < rate["spatial_error"]:
-                if len(objects) > 1:
-                    j = [k for k in range(len(objects)) if k != i][int(other) % (len(objects) - 1)]
-                    (obj["x"], obj["y"]), (objects[j]["x"], objects[j]["y"]) = (
-                        (objects[j]["x"], objects[j]["y"]), (obj["x"], obj["y"]))
-                else:
-                    obj["x"], obj["y"] = (float(v) for v in rng.uniform(0.15, 0.85, 2))
+            place = [float(v) for v in rng.uniform(0.15, 0.85, 2)]
+            partners = [k for k in range(len(objects)) if k != i and k not in moved]
+            if i in moved or misplaced >= rate["spatial_error"]:
+                continue
+            if partners:  # two objects swap places
+                j = partners[int(other) % len(partners)]
+                (obj["x"], obj["y"]), (objects[j]["x"], objects[j]["y"]) = (
+                    (objects[j]["x"], objects[j]["y"]), (obj["x"], obj["y"]))
+                moved |= {i, j}
+            else:  # alone (or the last one left): a random place
+                obj["x"], obj["y"] = place
+                moved.add(i)
         self._jitter(objects, rng)
         return SceneSpec(background=background, objects=[ObjectSpec(**o) for o in objects]), parsed
 
