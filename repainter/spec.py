@@ -286,7 +286,10 @@ def build_spec(data: dict[str, Any] | None = None, overrides: list[str] = ()) ->
     if preset is not None:
         if not isinstance(preset, str) or preset not in PRESETS:
             raise SpecError(f"unknown preset {preset!r}; known: {', '.join(sorted(PRESETS))}")
-        data = _deep_merge(PRESETS[preset], data)
+        merged = _deep_merge(PRESETS[preset], data)
+        if "selection" in data:  # weights are one choice: the spec's replace the preset's
+            merged["selection"] = copy.deepcopy(data["selection"])
+        data = merged
     spec = _validate(data)
     if overrides:
         full = spec.model_dump(mode="json")

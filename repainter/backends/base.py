@@ -187,7 +187,7 @@ class MetricWrapper(Metric):
         self.name = inner.name
         self.higher_is_better = inner.higher_is_better
         self.needs_ground_truth = inner.needs_ground_truth
-        self.needs_drawn_scene = inner.needs_drawn_scene
+        self.needs_drawn_scene = getattr(inner, "needs_drawn_scene", False)
 
     def identity(self) -> dict[str, Any]:
         return self.inner.identity()

@@ -174,7 +174,7 @@ def score_candidates(case_id: str, candidates: list[Candidate], ctx: RunContext)
 def metric_scores(metric, prepared: Any, candidates: list[Candidate], images: list) -> list:
     """(candidate, value) pairs of one metric: on the images, or on the drawn scenes for a
     ``needs_drawn_scene`` metric (candidates without a drawn scene are left out)."""
-    if not metric.needs_drawn_scene:
+    if not getattr(metric, "needs_drawn_scene", False):  # duck-typed metrics may lack the flag
         return list(zip(candidates, metric.score(prepared, images), strict=True))
     drawn = [c for c in candidates if c.get("drawn") is not None]
     values = metric.score_drawn(prepared, [c["drawn"] for c in drawn]) if drawn else []
