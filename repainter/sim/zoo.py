@@ -48,19 +48,42 @@ def _nested(name: str, description: str, steps: list[dict]) -> Ladder:
     return Ladder(name, description, True, tuple(models))
 
 
-#: The zoo's models, in no particular order (its true order comes from :func:`true_quality`).
+#: A model that makes none of the failures (it still knows only its own lexicon).
+FAITHFUL = {"vocabulary": 1.0, "order_drop": 0.0, "binding_leak": 0.0, "count_error": 0.0,
+            "spatial_error": 0.0, "background_bias": 0.0, "style_bias": 0.0}
+
+#: The zoo's models, in no particular order (its true order comes from :func:`true_quality`);
+#: adjacent true qualities differ by 0.07 or more.
 ZOO = {
+    "faithful": FAITHFUL,
+    "faithful-small-vocabulary": {**FAITHFUL, "vocabulary": 0.2},
+    "weak-layout": {"spatial_error": 0.6, "count_error": 0.3},
+    "careless": {"order_drop": 0.4, "binding_leak": 0.5, "vocabulary": 0.3},
+    "short-context": {"token_budget": 10},
+}
+
+#: A zoo of close models (adjacent true qualities 0.02-0.06 apart): closer than the loop's
+#: repairs differ between failure modes, so the loop may reorder them (see SIM_LADDERS.md).
+ZOO_CLOSE = {
     "small-vocabulary": {"vocabulary": 0.0},
     "leaky-binding": {"binding_leak": 0.6},
-    "short-context": {"token_budget": 14},
+    "short-context-14": {"token_budget": 14},
     "weak-layout": {"spatial_error": 0.6, "count_error": 0.3},
     "biased": {"background_bias": 0.5, "style_bias": 0.6},
     "careless": {"order_drop": 0.4, "binding_leak": 0.5, "vocabulary": 0.3},
 }
 
 
+def _zoo(name: str, description: str, models: dict[str, dict]) -> Ladder:
+    ranked = sorted(models, key=lambda label: -true_quality(models[label]))
+    return Ladder(name, description, False,
+                  tuple({"name": "sim", "label": label, "params": dict(models[label])}
+                        for label in ranked))
+
+
 def ladders() -> dict[str, Ladder]:
-    """Two nested ladders (``layout``, ``attributes``) and the non-nested ``zoo``."""
+    """Two nested ladders (``layout``, ``attributes``) and two non-nested zoos (``zoo``,
+    ``zoo-close``), each ordered best -> worst."""
     layout = _nested("layout", "places, counts and word order: spatial_error 0.6, then "
                      "count_error 0.3, order_drop 0.3, token_budget 24",
                      [{"spatial_error": 0.6}, {"count_error": 0.3}, {"order_drop": 0.3},
@@ -69,10 +92,10 @@ def ladders() -> dict[str, Ladder]:
                          "background_bias 0.8, style_bias 1.0, vocabulary 0.2",
                          [{"binding_leak": 0.6}, {"background_bias": 0.8}, {"style_bias": 1.0},
                           {"vocabulary": 0.2}])
-    ranked = sorted(ZOO, key=lambda name: -true_quality(ZOO[name]))
-    zoo = Ladder("zoo", "mixed failure modes; true order by true_quality", False,
-                 tuple({"name": "sim", "label": name, "params": dict(ZOO[name])} for name in ranked))
-    return {"layout": layout, "attributes": attributes, "zoo": zoo}
+    return {"layout": layout, "attributes": attributes,
+            "zoo": _zoo("zoo", "mixed failure modes, true qualities 0.07+ apart", ZOO),
+            "zoo-close": _zoo("zoo-close", "mixed failure modes, true qualities 0.02-0.06 apart",
+                              ZOO_CLOSE)}
 
 
 def oracle_prompt(scene: dict) -> str:
