@@ -76,7 +76,9 @@ def _options(kind: str, value: str) -> tuple[str, ...]:
 
 
 def _kv(text: str) -> dict[str, str]:
-    return {k.strip(): v.strip() for k, _, v in (p.partition("=") for p in text.split(";")) if _}
+    """``"op=missing; shape=star"`` -> ``{"op": "missing", "shape": "star"}``."""
+    pairs = (part.partition("=") for part in text.split(";"))
+    return {key.strip(): value.strip() for key, sep, value in pairs if sep}
 
 
 def _object_cost(a: ObjectConcept | SeenObject, b: ObjectConcept | SeenObject) -> float:
