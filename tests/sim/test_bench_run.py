@@ -69,3 +69,17 @@ def test_ladders_contract():
         assert all(a >= b - 1e-9 for a, b in zip(quality, quality[1:])), quality
         assert quality[0] > quality[-1]
     assert oracle_prompt(scenes[0]).startswith("A medium-sized azure disc at the lower left")
+
+
+def test_a_render_answered_from_the_cache_keeps_its_drawn_scene(tmp_path):
+    def spec(folder):
+        return build_spec({"output_dir": str(tmp_path / folder), "dataset": {"limit": 1},
+                           "loop": {"rounds": 1, "variants": 2}, "judge": False,
+                           "runtime": {"cache_dir": str(tmp_path / "cache")}})
+
+    first, second = repainter.run(spec("a")), repainter.run(spec("b"))
+    (a,), (b,) = first.records, second.records
+    assert a["final_scores"]["scene_truth"] == b["final_scores"]["scene_truth"]
+    assert second.info["cache"]["t2i"] == {"hits": 2, "misses": 0}  # both renders from the cache
+    cached = b["rounds"][0]["candidates"][0]
+    assert cached["drawn"] == a["rounds"][0]["candidates"][0]["drawn"]
