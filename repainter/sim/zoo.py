@@ -115,10 +115,14 @@ def true_quality(params: dict, references: Iterable[dict] | None = None,
                  seeds: Iterable[int] = (0, 1, 2)) -> float:
     """Expected ``scene_truth`` of ``SimT2I(**params)`` with oracle prompts, by simulation.
 
-    ``references``: ground-truth scene dicts (default: the bundled world's 32 scenes).
+    ``references``: ground-truth scenes (``SceneSpec`` dicts, or ``Reference`` objects whose
+    ``ground_truth`` is one; default: the bundled world's 32 scenes).
     """
     model = SimT2I(**params)
-    scenes = list(references) if references is not None else list(_world_scenes())
+    scenes = [getattr(r, "ground_truth", r) for r in references] if references is not None \
+        else list(_world_scenes())
+    if any(not isinstance(scene, dict) for scene in scenes):
+        raise ValueError("true_quality needs ground-truth scenes (world references)")
     values = [scene_truth(scene, model.draw(oracle_prompt(scene), seed)[0])
               for scene in scenes for seed in seeds]
     return float(np.mean(values))
