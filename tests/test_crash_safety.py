@@ -98,7 +98,7 @@ def test_a_corrupt_case_record_is_named_skipped_and_redone(tmp_path, caplog):
     from repainter.runner import run
     from repainter.spec import build_spec
 
-    spec = build_spec({"output_dir": str(tmp_path / "run"), "dataset": {"limit": 2},
+    spec = build_spec({"preset": "world", "output_dir": str(tmp_path / "run"), "dataset": {"limit": 2},
                        "loop": {"rounds": 1, "variants": 1}, "judge": False})
     first = run(spec)
     victim = sorted((spec.run_dir / "cases").glob("*/*.json"))[0]
@@ -125,7 +125,7 @@ def test_compare_of_models_sharing_no_finished_case_writes_everything(tmp_path, 
     from repainter.runner import run
     from repainter.spec import build_spec
 
-    spec = build_spec({"output_dir": str(tmp_path / "run"), "dataset": {"limit": 2},
+    spec = build_spec({"preset": "world", "output_dir": str(tmp_path / "run"), "dataset": {"limit": 2},
                        "t2i": [{"name": "procedural", "label": "a"},
                                {"name": "procedural", "label": "b"}],
                        "loop": {"rounds": 1, "variants": 1}, "judge": False})
@@ -166,7 +166,7 @@ def test_a_run_stopped_by_an_error_is_not_left_running(tmp_path, monkeypatch):
     from repainter.runner import run
     from repainter.spec import build_spec
 
-    spec = build_spec({"output_dir": str(tmp_path / "run"), "dataset": {"limit": 1},
+    spec = build_spec({"preset": "world", "output_dir": str(tmp_path / "run"), "dataset": {"limit": 1},
                        "loop": {"rounds": 1, "variants": 1}, "judge": False})
 
     def broken(*args, **kwargs):

@@ -126,7 +126,7 @@ def test_a_reference_changed_before_the_resume_restarts_its_case(tmp_path, monke
         return Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8))
 
     noise(0).save(images / "a.png")
-    spec = build_spec({"output_dir": str(tmp_path / "run"),
+    spec = build_spec({"preset": "world", "output_dir": str(tmp_path / "run"),
                        "dataset": {"name": "folder", "params": {"path": str(images)}},
                        "metrics": ["ssim", "color_histogram"], "judge": False,
                        "loop": {"rounds": 2, "variants": 1}})

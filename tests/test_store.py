@@ -126,6 +126,7 @@ def test_a_fresh_run_keeps_every_case_of_colliding_ids(tmp_path):
     for seed, name in enumerate(names):
         _noise(seed, 32).save(images / f"{name}.png")
     spec = build_spec({
+        "preset": "world",
         "output_dir": str(tmp_path / "run"),
         "dataset": {"name": "folder", "params": {"path": str(images)}},
         "t2i": [{"name": "procedural", "label": "proc a"},
