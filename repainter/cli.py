@@ -197,7 +197,7 @@ def validate(
 
     checked = _spec_from_options(spec, sets)
     problems = []
-    for registry, components in ((T2I, checked.t2i), (MLLM, [checked.mllm]), (METRICS, checked.metrics)):
+    for registry, components in ((T2I, checked.t2i), (MLLM, checked.mllms), (METRICS, checked.metrics)):
         problems += [f"unknown {registry.kind} {c.name!r}" for c in components if c.name not in registry]
     if checked.dataset.name not in DATASETS:
         problems.append(f"unknown dataset {checked.dataset.name!r}")

@@ -30,6 +30,10 @@ class RunResult:
         """Open a finished (or partly finished) run folder."""
         store = RunStore(run_dir)
         spec = load_spec(store.root / SPEC_FILE)
+        if spec.is_grid:  # an MLLM x T2I grid: its cells come from the per-MLLM sub-runs
+            from repainter.grid import load_grid
+
+            return load_grid(store.root, spec, store.read_run_info())
         records = store.records()
         models = [t.display_name for t in spec.t2i]
         return cls(store.root, spec, records, build_leaderboard(records, models), store.read_run_info())
@@ -67,8 +71,10 @@ class RunResult:
         """(model, case) -> the best-ever selection score after each round."""
         return {(r["model"], r["case_id"]): r.get("best_ever_by_round", []) for r in self.records}
 
-    def _path(self, relative: str | None) -> str | None:
-        return str(self.run_dir / relative) if relative else None
+    def _path(self, relative: str | None, record: dict[str, Any] | None = None) -> str | None:
+        """Absolute path of a record's file (a grid's records live in their MLLM's sub-run)."""
+        base = self.run_dir / ((record or {}).get("run_subdir") or "")
+        return str(base / relative) if relative else None
 
     def to_pandas(self):
         """One row per case x model x round: the round's best and the best-ever so far.
@@ -99,23 +105,24 @@ class RunResult:
                 selections = [c["selection"] for c in candidates if c.get("selection") is not None]
                 rows.append({
                     "model": record["model"], "case_id": record["case_id"],
+                    **({"t2i": record["t2i"], "mllm": record["mllm"]} if "mllm" in record else {}),
                     "category": record.get("category"), "status": record.get("status"),
                     "round": rnd["round"], "prompt": rnd.get("prompt"),
                     "round_best_variant": best.get("variant"),
                     "round_best_prompt": best.get("prompt"),
                     "round_best_seed": best.get("seed"),
-                    "round_best_image": self._path(best.get("image")),
+                    "round_best_image": self._path(best.get("image"), record),
                     "round_best_selection": rnd.get("round_best_selection"),
                     "best_ever_selection": rnd.get("best_ever_selection"),
                     "best_ever_round": keeper.get("round"),
                     "best_ever_variant": keeper.get("variant"),
-                    "best_ever_image": self._path(keeper.get("image")),
+                    "best_ever_image": self._path(keeper.get("image"), record),
                     "is_final_best": bool(best) and best.get("round") == final.get("round")
                     and best.get("variant") == final.get("variant"),
                     **{f"score_{k}": v for k, v in (best.get("scores") or {}).items()},
                     "mean_candidate_selection": fmean(selections or [float("nan")]),
                     "n_candidates": len(candidates),
-                    "reference_image": self._path(record.get("reference")),
+                    "reference_image": self._path(record.get("reference"), record),
                 })
         return pd.DataFrame(rows)
 
@@ -131,6 +138,7 @@ class RunResult:
             r1_sel, final_sel = round1.get("selection"), final.get("selection")
             rows.append({
                 "model": record["model"], "case_id": record["case_id"],
+                **({"t2i": record["t2i"], "mllm": record["mllm"]} if "mllm" in record else {}),
                 "category": record.get("category"), "status": record.get("status"),
                 "error": record.get("error"),
                 "rounds": len(record.get("rounds") or []),
@@ -141,8 +149,8 @@ class RunResult:
                 **{f"final_{k}": v for k, v in final.items() if k != "selection"},
                 "best_round": best.get("round"), "best_variant": best.get("variant"),
                 "best_prompt": best.get("prompt"),
-                "best_image": self._path(best.get("image")),
-                "reference_image": self._path(record.get("reference")),
+                "best_image": self._path(best.get("image"), record),
+                "reference_image": self._path(record.get("reference"), record),
                 "license": record.get("license"), "source": record.get("source"),
                 **_decision_columns(record.get("decision")),
             })

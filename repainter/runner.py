@@ -58,11 +58,15 @@ def run(
     *,
     overrides: list[str] = (),
     on_event: EventCallback | None = None,
+    case_ids: list[str] | None = None,
 ) -> RunResult:
     """Run ``spec`` (a RunSpec, a spec file, or None for the built-in world) to completion.
 
     The run folder is locked for the whole run (a second writer is refused with this process's
     pid); a run that stops on an error leaves ``run.json`` saying so, not "running".
+    ``case_ids`` runs only those references, in that order (an adaptive budget's batches); an
+    adaptive budget (:mod:`repainter.adaptive`) and an MLLM list (:mod:`repainter.grid`) are
+    driven from here.
     """
     if not isinstance(spec, RunSpec):
         spec = load_spec(spec, overrides)
@@ -70,11 +74,19 @@ def run(
         from repainter.spec import override_spec
 
         spec = override_spec(spec, overrides)
+    if spec.budget is not None and spec.budget.mode == "adaptive" and case_ids is None:
+        from repainter.adaptive import run_adaptive
+
+        return run_adaptive(spec, on_event)
+    if spec.is_grid:
+        from repainter.grid import run_grid
+
+        return run_grid(spec, on_event, case_ids)
     if not (spec.run_dir / SPEC_FILE).exists():  # before the lock file is made in it
         refuse_foreign_folder(spec.run_dir)
     with run_folder_lock(spec.run_dir, "run"):
         try:
-            return _run(spec, on_event)
+            return _run(spec, on_event, case_ids)
         except BaseException as exc:
             _mark_stopped(RunStore(spec.run_dir), exc)
             raise
@@ -92,7 +104,8 @@ def _mark_stopped(store: RunStore, exc: BaseException) -> None:
                               "error": f"{type(exc).__name__}: {exc}"})
 
 
-def _run(spec: RunSpec, on_event: EventCallback | None) -> RunResult:
+def _run(spec: RunSpec, on_event: EventCallback | None, case_ids: list[str] | None = None
+         ) -> RunResult:
     emit = on_event or (lambda event: None)
     store = RunStore(spec.run_dir)
     resumed = store.init(spec)
@@ -107,7 +120,7 @@ def _run(spec: RunSpec, on_event: EventCallback | None) -> RunResult:
     }
     store.write_run_info({**store.read_run_info(), **info})
 
-    ctx, items, components = prepare_context(spec, store)
+    ctx, items, components = prepare_context(spec, store, case_ids)
     loop_started = time.perf_counter()
     counts = {"done": 0, "failed": 0, "reused": 0}
     lock = threading.Lock()
@@ -197,11 +210,21 @@ def _run(spec: RunSpec, on_event: EventCallback | None) -> RunResult:
                      info=info)
 
 
-def prepare_context(spec: RunSpec, store: RunStore) -> tuple[RunContext, list, Components]:
-    """Select the dataset's items and build the components: everything a graph needs."""
-    items = load_dataset(spec.dataset.name, spec.dataset.params).select(
+def selected_items(spec: RunSpec) -> list:
+    """The dataset items the spec selects (categories, limit), in dataset order."""
+    return load_dataset(spec.dataset.name, spec.dataset.params).select(
         spec.dataset.categories, spec.dataset.limit
     )
+
+
+def prepare_context(spec: RunSpec, store: RunStore, case_ids: list[str] | None = None
+                    ) -> tuple[RunContext, list, Components]:
+    """Select the dataset's items (only ``case_ids``, in their order, where given) and build
+    the components: everything a graph needs."""
+    items = selected_items(spec)
+    if case_ids is not None:
+        by_id = {item.id: item for item in items}
+        items = [by_id[case_id] for case_id in case_ids if case_id in by_id]
     check_distinct_names("case id", [i.id for i in items])  # one file per case, model
     check_distinct_names("T2I label", [t.display_name for t in spec.t2i])
     cache = None

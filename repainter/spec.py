@@ -155,6 +155,28 @@ class RuntimeSpec(_Spec):
     cache_dir: str | None = None
 
 
+class BudgetSpec(_Spec):
+    """How many references a run spends. ``full``: every selected reference. ``adaptive``:
+    references in a fixed seeded random order, ``batch`` at a time from ``min_cases`` up to
+    ``max_cases``, stopping once an anytime-valid paired test (see :mod:`repainter.adaptive`)
+    has decided every pair of models at level ``alpha`` on the ``metric``'s final score.
+    Left out of the fingerprint: it decides how many references run, never what a reference's
+    results are, so a stopped run is resumed or grown with a larger ``max_cases``."""
+
+    mode: Literal["full", "adaptive"] = "full"
+    min_cases: int = Field(default=20, ge=1)
+    max_cases: int | None = Field(default=None, ge=1)
+    alpha: float = Field(default=0.05, gt=0.0, lt=1.0)
+    batch: int = Field(default=10, ge=1)
+    metric: str = "selection"
+
+    @model_validator(mode="after")
+    def _ordered(self) -> BudgetSpec:
+        if self.max_cases is not None and self.max_cases < self.min_cases:
+            raise ValueError("budget.max_cases must be >= budget.min_cases")
+        return self
+
+
 class RunSpec(_Spec):
     """Everything that defines a run. ``RunSpec()`` is the offline simulation bench: the world's
     scenes as references, the simulated T2I model ``sim``, the ``sim-describer`` MLLM and the
@@ -166,7 +188,10 @@ class RunSpec(_Spec):
     t2i: list[ComponentSpec] = Field(
         default_factory=lambda: [ComponentSpec(name="sim")], min_length=1
     )
-    mllm: ComponentSpec = Field(default_factory=lambda: ComponentSpec(name="sim-describer"))
+    #: The describer; a list (labels like ``t2i``) makes the run an MLLM x T2I grid
+    #: (see :mod:`repainter.grid`), even a list of one.
+    mllm: ComponentSpec | list[ComponentSpec] = Field(
+        default_factory=lambda: ComponentSpec(name="sim-describer"))
     metrics: list[ComponentSpec] = Field(
         default_factory=lambda: [
             ComponentSpec(name="lab_layout"),
@@ -186,6 +211,7 @@ class RunSpec(_Spec):
     output_dir: str = "runs/{name}"
     decision: DecisionSpec | None = None
     runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
+    budget: BudgetSpec | None = None
     #: The values given at construction, before the preset filled in the rest.
     _own_values: dict[str, Any] | None = PrivateAttr(default=None)
 
@@ -253,6 +279,16 @@ class RunSpec(_Spec):
         duplicates = sorted({label for label in labels if labels.count(label) > 1})
         if duplicates:
             raise ValueError(f"T2I models need distinct labels; repeated: {duplicates}")
+        if isinstance(self.mllm, list):
+            names = [m.display_name for m in self.mllm]
+            if not names:
+                raise ValueError("mllm needs at least one describer")
+            repeated = sorted({n for n in names if names.count(n) > 1})
+            if repeated:
+                raise ValueError(f"MLLMs need distinct labels; repeated: {repeated}")
+        if (self.budget is not None and self.budget.metric != "selection"
+                and self.budget.metric not in metric_names):
+            raise ValueError(f"budget.metric {self.budget.metric!r} is not a listed metric")
         return self
 
     # -- derived -------------------------------------------------------------------------------
@@ -261,22 +297,37 @@ class RunSpec(_Spec):
     def run_dir(self) -> Path:
         return Path(self.output_dir.format(name=self.name))
 
-    def fingerprint(self, *, without_models: bool = False) -> str:
-        """Hash of everything that determines results (output folder and runtime excluded).
+    @property
+    def is_grid(self) -> bool:
+        """True where ``mllm`` is a list: the run is an MLLM x T2I grid."""
+        return isinstance(self.mllm, list)
 
-        ``without_models`` leaves out the T2I list too: two specs that agree on it differ only
-        in which models they compare.
+    @property
+    def mllms(self) -> list[ComponentSpec]:
+        """The describers, a list either way."""
+        return list(self.mllm) if isinstance(self.mllm, list) else [self.mllm]
+
+    def fingerprint(self, *, without_models: bool = False) -> str:
+        """Hash of everything that determines results (output folder, runtime and budget
+        excluded: a budget decides how many references run, not what they compute).
+
+        ``without_models`` leaves out the T2I list (and an MLLM list) too: two specs that agree
+        on it differ only in which models they compare.
         """
-        exclude = {"output_dir", "runtime"} | ({"t2i"} if without_models else set())
+        exclude = {"output_dir", "runtime", "budget"}
+        if without_models:
+            exclude |= {"t2i"} | ({"mllm"} if self.is_grid else set())
         data = self.model_dump(mode="json", exclude=exclude)
         return hashlib.sha256(canonical_json(data).encode()).hexdigest()[:16]
 
     def extends(self, previous: RunSpec) -> bool:
-        """True where this spec is ``previous`` with T2I models added (a growing comparison)."""
+        """True where this spec is ``previous`` with T2I models (or, in a grid, MLLMs) added."""
         if self.fingerprint(without_models=True) != previous.fingerprint(without_models=True):
             return False
-        mine = [t.model_dump(mode="json") for t in self.t2i]
-        return all(t.model_dump(mode="json") in mine for t in previous.t2i)
+        if self.is_grid != previous.is_grid:
+            return False
+        mine = [t.model_dump(mode="json") for t in [*self.t2i, *self.mllms]]
+        return all(t.model_dump(mode="json") in mine for t in [*previous.t2i, *previous.mllms])
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)

@@ -518,7 +518,7 @@ def prefetch(req: WeightRequirement) -> str:
 
 def _components(spec: RunSpec) -> list[tuple[str, Any]]:
     rows = [("t2i", c) for c in spec.t2i]
-    rows.append(("mllm", spec.mllm))
+    rows.extend(("mllm", c) for c in spec.mllms)
     rows.extend(("metrics", c) for c in spec.metrics)
     return rows
 
