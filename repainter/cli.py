@@ -160,24 +160,24 @@ def compare(
     sets: SetOption = None,
     output_dir: Annotated[str | None, typer.Option("--output-dir", "-o", help="Run folder.")] = None,
     limit: Annotated[int | None, typer.Option(help="Use only the first N references.")] = None,
+    mllms: Annotated[
+        list[str] | None,
+        typer.Option("--mllm", help="An MLLM (name or YAML mapping, like --t2i). Repeat: the "
+                     "run becomes an MLLM x T2I grid that also ranks the MLLMs."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a machine-readable summary.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Compare several T2I models on the same references, seeds, MLLM and loop budget."""
-    import yaml
-
-    parsed = []
-    for text in models:
-        try:
-            value = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            console.print(f"[red]error:[/red] --t2i {text!r} is not a name or YAML mapping: {exc}")
-            raise typer.Exit(2) from exc
-        parsed.append(value)
-    if len(parsed) < 2:
-        console.print("[red]error:[/red] compare needs at least two --t2i models")
+    """Compare several T2I models (or, with --mllm twice or more, several MLLMs) on the same
+    references, seeds and loop budget."""
+    parsed = _parse_components("--t2i", models)
+    parsed_mllms = _parse_components("--mllm", mllms or [])
+    if len(parsed) < 2 and len(parsed_mllms) < 2:
+        console.print("[red]error:[/red] compare needs at least two --t2i models or two --mllm")
         raise typer.Exit(2)
     sets = [*(sets or []), f"t2i={json.dumps(parsed)}"]
+    if parsed_mllms:
+        sets.append(f"mllm={json.dumps(parsed_mllms)}")
     checked = _spec_from_options(spec, sets, output_dir=output_dir, **{"dataset.limit": limit})
     early = checked.loop.early_stop
     if early.patience or early.target is not None:
@@ -185,6 +185,20 @@ def compare(
                       "turn off loop.early_stop (patience 0, target null)")
         raise typer.Exit(2)
     _execute(checked, as_json=as_json, quiet=quiet)
+
+
+def _parse_components(flag: str, texts: list[str]) -> list[Any]:
+    """Each ``--t2i`` / ``--mllm`` value as a name or a YAML mapping."""
+    import yaml
+
+    parsed = []
+    for text in texts:
+        try:
+            parsed.append(yaml.safe_load(text))
+        except yaml.YAMLError as exc:
+            console.print(f"[red]error:[/red] {flag} {text!r} is not a name or YAML mapping: {exc}")
+            raise typer.Exit(2) from exc
+    return parsed
 
 
 @app.command()

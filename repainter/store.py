@@ -334,6 +334,8 @@ def result_line(record: dict[str, Any]) -> dict[str, Any]:
     return {
         "case_id": record["case_id"],
         "model": record["model"],
+        # a grid's cell (repainter.grid): its T2I model, MLLM and sub-run folder
+        **{k: record[k] for k in ("t2i", "mllm", "run_subdir") if k in record},
         "category": record.get("category"),
         "status": record.get("status"),
         "error": record.get("error"),
