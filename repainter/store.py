@@ -125,6 +125,10 @@ class RunStore:
     def records(self) -> list[dict[str, Any]]:
         return [read_json(p) for p in sorted((self.root / "cases").glob("*/*.json"))]
 
+    def finished_records(self) -> dict[tuple[str, str], dict[str, Any]]:
+        """The records with status "done", by (model, case id): the cases a run reuses."""
+        return {(r["model"], r["case_id"]): r for r in self.records() if r.get("status") == "done"}
+
     # -- run-level files -------------------------------------------------------------------
 
     def write_results_jsonl(self, records: list[dict[str, Any]]) -> None:
