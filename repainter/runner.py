@@ -153,7 +153,7 @@ def execute(plan: RunPlan, emit: EventCallback,
         counts["reused"] += 1
         emit(case_event(record, reused=True))
     loop_started = time.perf_counter()
-    execution = (executor.execute(plan.spec, plan.store, plan.stages, on_record, emit)
+    execution = (executor.execute(plan, on_record, emit)
                  if plan.pending else Execution(executor={"name": "none: nothing pending"}))
     return counts, execution, time.perf_counter() - loop_started
 

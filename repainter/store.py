@@ -87,8 +87,11 @@ class RunStore:
         if not path.exists():
             save_png(image, path)
 
+    def description_relpath(self, case_id: str) -> str:
+        return f"descriptions/{slug(case_id)}.json"
+
     def _description_path(self, case_id: str) -> Path:
-        return self.root / "descriptions" / f"{slug(case_id)}.json"
+        return self.root / self.description_relpath(case_id)
 
     def load_description(self, case_id: str) -> dict[str, Any] | None:
         path = self._description_path(case_id)
@@ -105,6 +108,20 @@ class RunStore:
     def retrieved_path(self, model: str, case_id: str) -> str:
         """The retriever's answer to a case's best prompt (retrieve-or-generate decision)."""
         return f"images/{slug(model)}/{slug(case_id)}/retrieved.png"
+
+    def case_files(self, model: str, case_id: str) -> list[str]:
+        """Run-folder paths of the files a case wrote: reference, description and renders."""
+        shared = [self.reference_relpath(case_id), self.description_relpath(case_id)]
+        renders = (self.root / self.candidate_path(model, case_id, 1, 0)).parent
+        own = sorted(p.relative_to(self.root).as_posix() for p in renders.glob("*")) \
+            if renders.is_dir() else []
+        return [p for p in shared if (self.root / p).exists()] + own
+
+    def remove_case_files(self, model: str, case_id: str) -> None:
+        """Delete a case's files and record (a worker's scratch folder, once shipped)."""
+        for relative in self.case_files(model, case_id):
+            (self.root / relative).unlink(missing_ok=True)
+        self._record_path(model, case_id).unlink(missing_ok=True)
 
     # -- case records ----------------------------------------------------------------------
 

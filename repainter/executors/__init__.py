@@ -57,8 +57,15 @@ class Execution:
 
 
 class Executor(Protocol):
-    def execute(self, spec: RunSpec, store, stages: list[Stage], on_record: RecordCallback,
-                emit: EventCallback) -> Execution: ...
+    def execute(self, plan, on_record: RecordCallback, emit: EventCallback) -> Execution:
+        """Run ``plan.stages`` (a :class:`repainter.runner.RunPlan`), each record to on_record."""
+
+
+def releases_after(spec: RunSpec, stage: Stage) -> bool:
+    """Whether a stage's model is released after it (the decision's retriever answers every
+    model's cases, so it stays loaded)."""
+    retriever = spec.decision.retriever if spec.decision is not None else None
+    return stage.model is not None and stage.model != retriever
 
 
 def make_executor(spec: RunSpec) -> Executor:
@@ -83,4 +90,4 @@ def merge_model_memory(models: dict[str, dict[str, Any]], label: str,
 
 
 __all__ = ["CaseTask", "CaseWorker", "Execution", "Executor", "Stage", "case_event",
-           "make_executor", "merge_model_memory", "record_failure"]
+           "make_executor", "merge_model_memory", "record_failure", "releases_after"]

@@ -20,18 +20,18 @@ from repainter.executors import (
     RecordCallback,
     Stage,
     merge_model_memory,
+    releases_after,
 )
 from repainter.executors.worker import CaseTask, CaseWorker
-from repainter.spec import RunSpec
-from repainter.store import RunStore
 
 
 class LocalExecutor:
     """Runs every stage in this process with one set of components."""
 
-    def execute(self, spec: RunSpec, store: RunStore, stages: list[Stage],
-                on_record: RecordCallback, emit: EventCallback) -> Execution:
+    def execute(self, plan, on_record: RecordCallback, emit: EventCallback) -> Execution:
         from repainter import runner  # looked up at call time: tests instrument prepare_context
+
+        spec, store = plan.spec, plan.store
 
         ctx, _items, components = runner.prepare_context(spec, store)
         execution = Execution(executor={"name": "local", "concurrency": spec.runtime.concurrency})
@@ -42,9 +42,9 @@ class LocalExecutor:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
                 worker = CaseWorker(ctx, components, SqliteSaver(conn))
-                for stage in stages:
+                for stage in plan.stages:
                     self._run_stage(worker, stage, spec.runtime.concurrency, on_record, emit)
-                    if stage.model is not None and stage.model != _retriever(spec):
+                    if releases_after(spec, stage):
                         merge_model_memory(execution.models, stage.model, worker.release(stage.model))
                 for label in components.lazy:  # whatever is still loaded
                     merge_model_memory(execution.models, label, worker.release(label))
@@ -71,8 +71,3 @@ class LocalExecutor:
         with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="case") as pool:
             for future in [pool.submit(run_unit, unit) for unit in stage.units]:
                 future.result()  # run_case records its own failures; this re-raises bugs
-
-
-def _retriever(spec: RunSpec) -> str | None:
-    """The decision's retriever answers every model's cases: it stays loaded."""
-    return spec.decision.retriever if spec.decision is not None else None
