@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import repainter
@@ -61,6 +61,8 @@ class RunPlan:
     #: Finished records of cases the run reuses (they are not run again).
     reused: dict[CaseTask, dict[str, Any]]
     info: dict[str, Any]
+    #: Records of the cases this run executed, as the executor delivered them.
+    finished: dict[CaseTask, dict[str, Any]] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
 
     @property
@@ -145,6 +147,7 @@ def execute(plan: RunPlan, emit: EventCallback,
             if task in seen:  # a case delivered twice (e.g. a retried worker) counts once
                 return
             seen.add(task)
+            plan.finished[task] = record
             counts["done" if record.get("status") == "done" else "failed"] += 1
             emit(case_event(record))
 
@@ -162,9 +165,7 @@ def finalize(plan: RunPlan, counts: dict[str, int], execution: Execution,
              loop_seconds: float) -> RunResult:
     """Results, leaderboard, run.json and the report, from one read of the run's records."""
     store, info = plan.store, plan.info
-    order = {(m, i.id): n for n, (i, m) in enumerate((i, m) for i in plan.items
-                                                      for m in plan.models)}
-    records = [r for r in store.records() if (r["model"], r["case_id"]) in order]
+    records = plan_records(plan)
     store.write_results_jsonl(records)
     leaderboard = build_leaderboard(records, plan.models)
     write_leaderboard(leaderboard, store.root, records)
@@ -172,7 +173,7 @@ def finalize(plan: RunPlan, counts: dict[str, int], execution: Execution,
         status="finished",
         finished_at=_now(),
         wall_seconds=round(time.perf_counter() - plan.started, 3),
-        cases={**counts, "total": len(order)},
+        cases={**counts, "total": len(plan.items) * len(plan.models)},
         executor=execution.executor,
         schedule=plan.spec.runtime.schedule,
         models=execution.models,
@@ -186,7 +187,7 @@ def finalize(plan: RunPlan, counts: dict[str, int], execution: Execution,
     )
     store.write_run_info(info)
     try:
-        write_report(store.root)
+        write_report(store.root, records=records, leaderboard=leaderboard)
     except Exception as exc:  # results are already safe on disk; say why there is no report
         info["report_error"] = f"{type(exc).__name__}: {exc}"
         store.write_run_info(info)
@@ -194,6 +195,21 @@ def finalize(plan: RunPlan, counts: dict[str, int], execution: Execution,
                        info["report_error"], store.root)
     return RunResult(run_dir=store.root, spec=plan.spec, records=records, leaderboard=leaderboard,
                      info=info)
+
+
+def plan_records(plan: RunPlan) -> list[dict[str, Any]]:
+    """The run's records (reused and executed), in run-folder order, without reading them again;
+    a case that neither delivered (a bug) is read from its file."""
+    store = plan.store
+    records = []
+    for task in sorted({CaseTask(m, i.id) for i in plan.items for m in plan.models},
+                       key=lambda t: PurePosixPath(store.record_relpath(t.model, t.case_id)).parts):
+        record = plan.finished.get(task) or plan.reused.get(task)
+        if record is None:
+            record = store.read_case_record(task.model, task.case_id)
+        if record is not None:
+            records.append(record)
+    return records
 
 
 def prepare_context(spec: RunSpec, store: RunStore) -> tuple[RunContext, list, Components]:

@@ -125,8 +125,11 @@ class RunStore:
 
     # -- case records ----------------------------------------------------------------------
 
+    def record_relpath(self, model: str, case_id: str) -> str:
+        return f"cases/{slug(model)}/{slug(case_id)}.json"
+
     def _record_path(self, model: str, case_id: str) -> Path:
-        return self.root / "cases" / slug(model) / f"{slug(case_id)}.json"
+        return self.root / self.record_relpath(model, case_id)
 
     def write_case_record(self, record: dict[str, Any]) -> None:
         write_json(self._record_path(record["model"], record["case_id"]), record)

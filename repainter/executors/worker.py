@@ -46,6 +46,13 @@ class CaseWorker:
 
     def run_case(self, task: CaseTask, emit: EventCallback) -> dict[str, Any]:
         """Run ``task`` (resuming from its checkpoint if any); return its record, done or failed."""
+        try:
+            return self._run(task, emit)
+        finally:
+            if self.components.cache is not None:  # one cache commit per case
+                self.components.cache.flush()
+
+    def _run(self, task: CaseTask, emit: EventCallback) -> dict[str, Any]:
         item = self.ctx.items[task.case_id]
         try:
             self.ctx.reference(task.case_id)
