@@ -87,6 +87,12 @@ class ResponseCache:
             if len(self._pending) >= self.batch_size:
                 self._commit()
 
+    def unusable(self, namespace: str) -> None:
+        """Count the last hit in ``namespace`` as a miss (its entry pointed at a lost file)."""
+        with self._lock:
+            self.hits[namespace] -= 1
+            self.misses[namespace] += 1
+
     def flush(self) -> None:
         """Commit the waiting entries (one transaction)."""
         with self._lock:
@@ -209,6 +215,8 @@ class CachedT2I(T2IWrapper):
             found = self.cache.get("t2i", key)
             image = _stored_render(found)
             if image is None:
+                if found is not None:
+                    self.cache.unusable("t2i")
                 results.append(None)
                 continue
             meta = found[0]

@@ -1,0 +1,78 @@
+"""Costs that stay linear: renders stored once, finished checkpoints pruned, cache commits
+batched, framework time never negative, a light ``import repainter``."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+from repainter import runner
+from repainter.cache import ResponseCache
+from repainter.spec import build_spec
+
+
+def _spec(folder: Path, **runtime):
+    return build_spec({"output_dir": str(folder), "dataset": {"limit": 3},
+                       "loop": {"rounds": 2, "variants": 2}, "runtime": runtime})
+
+
+def _rows(path: Path, sql: str) -> list[tuple]:
+    with sqlite3.connect(path) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def test_renders_are_stored_once_and_checkpoints_of_finished_cases_pruned(tmp_path):
+    run_dir = tmp_path / "run"
+    first = runner.run(_spec(run_dir))
+    entries = _rows(run_dir / "cache.sqlite",
+                    "SELECT value, blob FROM entries WHERE namespace = 't2i'")
+    assert len(entries) == 3 * 2 * 2
+    assert all(blob is None for _, blob in entries), "a render was copied into the cache"
+    assert all(f'{run_dir.resolve()}/images/' in value for value, _ in entries)
+    assert _rows(run_dir / "checkpoints.sqlite", "SELECT COUNT(*) FROM checkpoints") == [(0,)]
+
+    # the records gone, the renders still there: every render is answered from its file
+    shutil.rmtree(run_dir / "cases")
+    again = runner.run(_spec(run_dir))
+    assert again.info["cache"]["t2i"] == {"hits": 12, "misses": 0}
+    assert [r["final_scores"] for r in again.records] == [r["final_scores"] for r in first.records]
+
+    # a render whose file was deleted is a miss and renders again
+    shutil.rmtree(run_dir / "cases")
+    next(run_dir.glob("images/*/*/r1_v0.png")).unlink()
+    third = runner.run(_spec(run_dir))
+    assert third.info["cache"]["t2i"]["misses"] == 1
+
+
+def test_cache_writes_wait_for_a_flush_or_a_full_batch(tmp_path):
+    cache = ResponseCache(tmp_path / "cache.sqlite", batch_size=3)
+    count = "SELECT COUNT(*) FROM entries"
+    cache.put("mllm", "a", 1)
+    cache.put("mllm", "b", 2)
+    assert cache.get("mllm", "a") == (1, None)  # found while waiting
+    assert _rows(tmp_path / "cache.sqlite", count) == [(0,)]
+    cache.put("mllm", "c", 3)  # the batch is full: one commit
+    assert _rows(tmp_path / "cache.sqlite", count) == [(3,)] and cache.commits == 1
+    cache.put("mllm", "d", 4)
+    cache.flush()
+    assert _rows(tmp_path / "cache.sqlite", count) == [(4,)] and cache.commits == 2
+    cache.close()
+
+
+def test_framework_time_is_not_negative_under_concurrency(tmp_path):
+    result = runner.run(_spec(tmp_path / "run", concurrency=3))
+    info = result.info
+    assert info["backend"]["total_seconds"] > 0
+    assert 0 <= info["backend_busy_seconds"] <= info["loop_seconds"]
+    assert info["framework_seconds"] == round(info["loop_seconds"] - info["backend_busy_seconds"], 4)
+
+
+def test_import_repainter_loads_no_graph_library():
+    code = ("import sys, repainter; "
+            "print(any(m.split('.')[0] in ('langgraph', 'langchain_core', 'torch') "
+            "for m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
