@@ -127,6 +127,9 @@ class RayExecutor:
         self.lost_workers = 0
         execution = Execution(executor={"name": "ray", **cfg.model_dump(mode="json")})
         try:
+            # the pool is up (components built in every actor) before the first case goes out
+            ray.get([actor.pid.remote() for actor in self.actors])
+            emit({"event": "workers_ready", "workers": len(self.actors)})
             for stage in plan.stages:
                 self._run_stage(ray, stage, store, spec_data, actor_class, on_record, emit,
                                 execution)
