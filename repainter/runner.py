@@ -32,11 +32,11 @@ from repainter.executors import Execution, Executor, Stage, make_executor
 from repainter.executors.worker import CaseTask, case_event
 from repainter.graph import RunContext
 from repainter.instrument import timed
-from repainter.report.html import write_report
+from repainter.report.html import REPORT_DIR, write_report
 from repainter.report.leaderboard import build_leaderboard, write_leaderboard
 from repainter.result import RunResult
 from repainter.spec import RunSpec, load_spec
-from repainter.store import RunStore
+from repainter.store import RunStore, read_json
 
 logger = logging.getLogger(__name__)
 
@@ -166,10 +166,21 @@ def finalize(plan: RunPlan, counts: dict[str, int], execution: Execution,
     """Results, leaderboard, run.json and the report, from one read of the run's records."""
     store, info = plan.store, plan.info
     records = plan_records(plan)
-    store.write_results_jsonl(records)
-    leaderboard = build_leaderboard(records, plan.models)
-    write_leaderboard(leaderboard, store.root, records)
+    digest = store.records_digest(plan.models, [(r["model"], r["case_id"]) for r in records])
+    previous = store.read_run_info()
+    # nothing ran and no record changed since the last run wrote them: results.jsonl, the
+    # leaderboard and the report are current (re-running a finished run recomputes nothing)
+    current = (not plan.finished and previous.get("records_digest") == digest
+               and (store.root / "leaderboard.json").exists()
+               and (store.root / REPORT_DIR / "index.html").exists())
+    if current:
+        leaderboard = read_json(store.root / "leaderboard.json")["models"]
+    else:
+        store.write_results_jsonl(records)
+        leaderboard = build_leaderboard(records, plan.models)
+        write_leaderboard(leaderboard, store.root, records)
     info.update(
+        records_digest=digest,
         status="finished",
         finished_at=_now(),
         wall_seconds=round(time.perf_counter() - plan.started, 3),
@@ -186,6 +197,11 @@ def finalize(plan: RunPlan, counts: dict[str, int], execution: Execution,
         framework_seconds=round(max(0.0, loop_seconds - execution.backend_busy_seconds), 4),
     )
     store.write_run_info(info)
+    if current:
+        info["report"] = "current (no record changed)"
+        store.write_run_info(info)
+        return RunResult(run_dir=store.root, spec=plan.spec, records=records,
+                         leaderboard=leaderboard, info=info)
     try:
         write_report(store.root, records=records, leaderboard=leaderboard)
     except Exception as exc:  # results are already safe on disk; say why there is no report

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -43,7 +44,13 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def read_json(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8"))
+    return _loads(path.read_bytes())
+
+
+try:  # orjson (already installed with langgraph) parses records about 2.5x faster
+    from orjson import loads as _loads
+except ImportError:  # pragma: no cover
+    _loads = json.loads
 
 
 class RunStore:
@@ -144,6 +151,20 @@ class RunStore:
 
     def records(self) -> list[dict[str, Any]]:
         return [read_json(p) for p in sorted((self.root / "cases").glob("*/*.json"))]
+
+    def records_digest(self, models: list[str], cases: list[tuple[str, str]]) -> str:
+        """A fingerprint of the records of ``cases`` ((model, case id) pairs) as files (size,
+        modification time) and of the model order: a leaderboard or report built at the same
+        digest is current. One stat per record, no read."""
+        digest = hashlib.sha256("\n".join(models).encode())
+        for model, case_id in sorted(cases):
+            path = self._record_path(model, case_id)
+            try:
+                info = path.stat()
+            except FileNotFoundError:
+                continue
+            digest.update(f"{model}\0{case_id}:{info.st_size}:{info.st_mtime_ns}\n".encode())
+        return digest.hexdigest()[:16]
 
     def finished_records(self) -> dict[tuple[str, str], dict[str, Any]]:
         """The records with status "done", by (model, case id): the cases a run reuses."""

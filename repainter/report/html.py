@@ -370,10 +370,14 @@ def build_report_context(run_dir: str | Path, *, max_cases: int = MAX_CASES,
     colours = {m: model_colour(i) for i, m in enumerate(models)}
     metric_order = [m.display_name for m in spec.metrics] if spec is not None else []
 
-    rows = leaderboard if leaderboard is not None else (
-        build_leaderboard(records, models) if records else [])
-    comparisons = build_comparisons(records, rows) if records else []
-    categories = build_category_table(records) if records else []
+    saved = _current_tables(store, models, records)
+    if saved is not None:  # leaderboard.json was written from exactly these records
+        rows, comparisons, categories = saved
+    else:
+        rows = leaderboard if leaderboard is not None else (
+            build_leaderboard(records, models) if records else [])
+        comparisons = build_comparisons(records, rows) if records else []
+        categories = build_category_table(records) if records else []
     metric_names = _metric_columns(rows)
 
     # leaderboard view
@@ -532,6 +536,22 @@ def build_report_context(run_dir: str | Path, *, max_cases: int = MAX_CASES,
         "spec_yaml": _read_text(run_dir / SPEC_FILE),
         "run_json": json.dumps(info, indent=2, ensure_ascii=False) if info else None,
     }
+
+
+def _current_tables(store: RunStore, models: list[str], records: list[dict[str, Any]]):
+    """The leaderboard, comparisons and categories of leaderboard.json where run.json says it
+    was written from these very records (same digest), else None (compute them)."""
+    digest = store.read_run_info().get("records_digest")
+    path = store.root / "leaderboard.json"
+    if not digest or not path.exists():
+        return None
+    if digest != store.records_digest(models, [(r["model"], r["case_id"]) for r in records]):
+        return None
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        return saved["models"], saved["comparisons"], saved["categories"]
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def _case_view(case_id: str, mine: list[dict[str, Any]], detailed: bool, models: list[str],

@@ -76,3 +76,25 @@ def test_import_repainter_loads_no_graph_library():
             "for m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_finished_rerun_recomputes_nothing_until_a_record_changes(tmp_path, monkeypatch):
+    import repainter.report.html as html
+
+    spec = _spec(tmp_path / "run")
+    first = runner.run(spec)
+    again = runner.run(spec)
+    assert again.info["report"] == "current (no record changed)"
+    assert again.leaderboard == first.leaderboard
+
+    # `repainter report` reuses leaderboard.json's tables while the records are those it was
+    # written from, and computes them again once one has changed
+    calls = []
+    monkeypatch.setattr(html, "build_comparisons", lambda *a: calls.append(1) or [])
+    html.write_report(spec.run_dir)
+    assert calls == []
+    record = next((spec.run_dir / "cases").glob("*/*.json"))
+    record.write_text(record.read_text())  # rewritten: a new modification time
+    html.write_report(spec.run_dir)
+    assert calls == [1]
+    assert "report" not in runner.run(spec).info
