@@ -196,15 +196,17 @@ class CachedMLLM(MLLMBackend):
 class CachedT2I(T2IWrapper):
     """Any T2I backend; a batch renders only the (prompt, seed) pairs not seen before.
 
-    A render is stored once: its cache entry points at the PNG file the run saved it as (the
-    run folder's ``images/...``), so no second copy is encoded into the cache. An entry whose
-    file is gone (a deleted run folder) is a miss and renders again. Entries of older versions
-    that hold the PNG itself are still read.
+    With ``saved_by_caller`` (the regeneration loop, which saves every render into the run
+    folder and reports the file through ``GeneratedImage.on_saved``) a render is stored once:
+    its cache entry points at that PNG, and no second copy is encoded into the cache; an entry
+    whose file is gone is a miss and renders again. Otherwise the entry holds the PNG itself
+    (read either way).
     """
 
-    def __init__(self, inner: T2IBackend, cache: ResponseCache):
+    def __init__(self, inner: T2IBackend, cache: ResponseCache, saved_by_caller: bool = False):
         super().__init__(inner)
         self.cache = cache
+        self.saved_by_caller = saved_by_caller
 
     def generate(self, prompts: Sequence[str], seeds: Sequence[int]) -> list[GeneratedImage]:
         identity = self.inner.identity()
@@ -228,7 +230,12 @@ class CachedT2I(T2IWrapper):
             for i, generated in zip(missing, rendered, strict=True):
                 meta = {"flagged": generated.flagged,
                         "metadata": json.loads(json.dumps(generated.metadata, default=str))}
-                generated.on_saved = self._remember(keys[i], meta)
+                if self.saved_by_caller:
+                    generated.on_saved = self._remember(keys[i], meta)
+                else:
+                    buffer = io.BytesIO()
+                    generated.image.save(buffer, format="PNG")
+                    self.cache.put("t2i", keys[i], meta, buffer.getvalue())
                 results[i] = generated
         return results  # type: ignore[return-value]
 

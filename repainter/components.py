@@ -188,7 +188,9 @@ def build_components(spec: RunSpec, cache: ResponseCache | None = None) -> Compo
     t2i: dict[str, T2IBackend] = dict(lazy)
     if cache is not None:
         mllm = CachedMLLM(mllm, cache)
-        t2i = {label: CachedT2I(backend, cache) for label, backend in t2i.items()}
+        # the graph saves every render into the run folder: the cache points at that file
+        t2i = {label: CachedT2I(backend, cache, saved_by_caller=True)
+               for label, backend in t2i.items()}
         metrics = [CachedMetric(metric, cache) for metric in metrics]
     if spec.runtime.concurrency > 1:
         t2i = {label: ThrottledT2I(b, spec.runtime.t2i_concurrency) for label, b in t2i.items()}

@@ -443,10 +443,21 @@ def build_report_context(run_dir: str | Path, *, max_cases: int = MAX_CASES,
 
     # plots
     plots = []
+
+    def plotted(name: str, draw) -> bool:
+        """Draw a plot, unless it was drawn after leaderboard.json was written from these very
+        records (then it shows them already)."""
+        path = report_dir / "plots" / name
+        tables = run_dir / "leaderboard.json"
+        current = (saved is not None and path.exists()
+                   and path.stat().st_mtime_ns >= tables.stat().st_mtime_ns)
+        return current or draw(path)
+
     if records:
-        if plot_progress(records, models, report_dir / "plots" / "progress.png"):
+        if plotted("progress.png", lambda path: plot_progress(records, models, path)):
             plots.append({"src": "plots/progress.png", "alt": "best-ever selection score per round"})
-        if len(category_names) > 1 and plot_categories(categories, models, report_dir / "plots" / "categories.png"):
+        if len(category_names) > 1 and plotted(
+                "categories.png", lambda path: plot_categories(categories, models, path)):
             plots.append({"src": "plots/categories.png", "alt": "final selection score by category"})
     progress_table = []
     from repainter.report.plots import progress_series
