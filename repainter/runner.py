@@ -18,7 +18,6 @@ import logging
 import platform
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -29,7 +28,7 @@ from repainter.cache import ResponseCache
 from repainter.components import Components, build_components
 from repainter.datasets import DatasetItem, load_dataset
 from repainter.executors import Execution, Executor, Stage, make_executor
-from repainter.executors.worker import CaseTask, case_event
+from repainter.executors.worker import CaseTask, EventCallback, case_event
 from repainter.graph import RunContext
 from repainter.instrument import timed
 from repainter.report.html import REPORT_DIR, write_report
@@ -39,10 +38,6 @@ from repainter.spec import RunSpec, load_spec
 from repainter.store import RunStore, read_json
 
 logger = logging.getLogger(__name__)
-
-#: Receives progress events: {"event": "start", "total": n} / {"event": "round", ...} /
-#: {"event": "case", "model", "case_id", "status", "selection", "reused"}.
-EventCallback = Callable[[dict[str, Any]], None]
 
 
 def _now() -> str:

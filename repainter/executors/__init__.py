@@ -17,12 +17,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from repainter.executors.worker import CaseTask, CaseWorker, case_event, record_failure
+from repainter.executors.worker import (
+    CaseTask,
+    CaseWorker,
+    EventCallback,
+    case_event,
+    record_failure,
+)
 from repainter.spec import RunSpec
 
 #: Receives each case's record as it finishes (exactly once per planned case).
 RecordCallback = Callable[[CaseTask, dict[str, Any]], None]
-EventCallback = Callable[[dict[str, Any]], None]
 
 
 @dataclass

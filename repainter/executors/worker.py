@@ -18,6 +18,9 @@ from repainter.graph import RunContext, build_graph
 from repainter.instrument import CURRENT_CASE
 from repainter.store import RunStore
 
+#: Receives progress events: {"event": "start", "total": n, "models": [...]} /
+#: {"event": "workers_ready", "workers": n} (Ray) / {"event": "round", ...} /
+#: {"event": "case", "model", "case_id", "status", "selection", "reused"}.
 EventCallback = Callable[[dict[str, Any]], None]
 
 
