@@ -362,8 +362,11 @@ def build_report_context(run_dir: str | Path, *, max_cases: int = MAX_CASES,
     report_dir = run_dir / REPORT_DIR
     store = RunStore(run_dir)
     spec = _load_spec(run_dir)
-    if records is None:
-        records = store.records()
+    light = False
+    if records is None:  # the card index holds what the overview cards need, if it is current
+        records = read_card_index(run_dir, spec)
+        light = records is not None
+        records = records if light else store.records()
     models = [t.display_name for t in spec.t2i] if spec is not None else []
     models += sorted({r["model"] for r in records} - set(models))
     records = [r for r in records if r.get("model") in models]
@@ -484,9 +487,14 @@ def build_report_context(run_dir: str | Path, *, max_cases: int = MAX_CASES,
     def page_cases(number: int) -> list[dict[str, Any]]:
         """The case cards of one page (only page 1 details its first ``max_detailed``)."""
         start = (number - 1) * per_page
-        return [_case_view(case_id, mine, index < max_detailed and number == 1, models, colours,
-                           metric_order, images, run_dir, store)
-                for index, (case_id, mine) in enumerate(ordered[start:start + per_page])]
+        views = []
+        for index, (case_id, mine) in enumerate(ordered[start:start + per_page]):
+            detailed = index < max_detailed and number == 1
+            if detailed and light:  # full histories from the records themselves
+                mine = [store.read_case_record(r["model"], r["case_id"]) or r for r in mine]
+            views.append(_case_view(case_id, mine, detailed, models, colours, metric_order,
+                                    images, run_dir, store))
+        return views
 
     cases = page_cases(1)
 
@@ -541,6 +549,8 @@ def build_report_context(run_dir: str | Path, *, max_cases: int = MAX_CASES,
         "page_only": False,
         "page_cases": page_cases,
         "max_cases": max_cases,
+        "records": records,
+        "light": light,
         "max_detailed": max_detailed,
         "failures": failures,
         "rescored": info.get("rescored") or [],
@@ -563,6 +573,48 @@ def _current_tables(store: RunStore, models: list[str], records: list[dict[str, 
         return saved["models"], saved["comparisons"], saved["categories"]
     except (OSError, ValueError, KeyError):
         return None
+
+
+#: An index of the fields the overview cards, failures and progress table need, one line per
+#: record, with a digest of the record files it was made from: `repainter report` on an
+#: unchanged run reads this one file instead of every record (full records only for the cards
+#: that show whole histories).
+CARD_INDEX = "cards.jsonl"
+_NOT_IN_CARDS = ("rounds", "iut", "ground_truth", "draft_prompt", "initial_prompt", "t2i",
+                 "mllm_usage")
+
+
+def _folder_digest(run_dir: Path, spec) -> str:
+    """Size and modification time of every record file, and the spec's models (one stat each)."""
+    import hashlib
+
+    digest = hashlib.sha256(
+        "\n".join(t.display_name for t in spec.t2i).encode() if spec is not None else b"")
+    for path in sorted((run_dir / "cases").glob("*/*.json")):
+        info = path.stat()
+        digest.update(f"{path.parent.name}/{path.name}:{info.st_size}:{info.st_mtime_ns}\n"
+                      .encode())
+    return digest.hexdigest()
+
+
+def read_card_index(run_dir: Path, spec) -> list[dict[str, Any]] | None:
+    """The light records of the card index, or None where it is missing or out of date."""
+    path = run_dir / REPORT_DIR / CARD_INDEX
+    try:
+        with path.open("rb") as handle:
+            header = json.loads(handle.readline() or b"{}")
+            if header.get("digest") != _folder_digest(run_dir, spec):
+                return None
+            return [json.loads(line) for line in handle if line.strip()]
+    except (OSError, ValueError):
+        return None
+
+
+def write_card_index(run_dir: Path, spec, records: list[dict[str, Any]]) -> None:
+    lines = [json.dumps({"digest": _folder_digest(run_dir, spec)})]
+    lines += [json.dumps({k: v for k, v in r.items() if k not in _NOT_IN_CARDS},
+                         ensure_ascii=False, allow_nan=False, default=str) for r in records]
+    atomic_write_bytes(run_dir / REPORT_DIR / CARD_INDEX, ("\n".join(lines) + "\n").encode("utf-8"))
 
 
 def _case_view(case_id: str, mine: list[dict[str, Any]], detailed: bool, models: list[str],
@@ -634,6 +686,8 @@ def write_report(run_dir: str | Path, *, max_cases: int = MAX_CASES,
     for stale in (run_dir / REPORT_DIR).glob("cases-*.html"):  # pages of an earlier, longer run
         if stale.name not in {p["href"] for p in context["pages"]}:
             stale.unlink(missing_ok=True)
+    if not context["light"]:  # made from the records themselves: index them for next time
+        write_card_index(run_dir, _load_spec(run_dir), context["records"])
     return path
 
 

@@ -98,3 +98,26 @@ def test_a_finished_rerun_recomputes_nothing_until_a_record_changes(tmp_path, mo
     html.write_report(spec.run_dir)
     assert calls == [1]
     assert "report" not in runner.run(spec).info
+
+
+def test_report_of_an_unchanged_run_reads_its_card_index_not_every_record(tmp_path, monkeypatch):
+    import repainter.report.html as html
+    from repainter.store import RunStore
+
+    spec = _spec(tmp_path / "run")
+    runner.run(spec)
+    before = (spec.run_dir / "report" / "index.html").read_text()
+    full_reads, detailed = [], []
+    records, read_one = RunStore.records, RunStore.read_case_record
+    monkeypatch.setattr(RunStore, "records", lambda self: full_reads.append(1) or records(self))
+    monkeypatch.setattr(RunStore, "read_case_record",
+                        lambda self, *key: detailed.append(key) or read_one(self, *key))
+    html.write_report(spec.run_dir, max_detailed=1)
+    assert full_reads == [] and len(detailed) == 1  # only the one detailed card's record
+    html.write_report(spec.run_dir)
+    assert full_reads == [] and (spec.run_dir / "report" / "index.html").read_text() == before
+
+    record = next((spec.run_dir / "cases").glob("*/*.json"))
+    record.write_text(record.read_text())
+    html.write_report(spec.run_dir)
+    assert full_reads == [1]
