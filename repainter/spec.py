@@ -103,6 +103,9 @@ class RaySpec(_Spec):
     #: GPUs reserved per actor (fractional allowed: 0.5 puts two actors on one GPU).
     num_gpus_per_worker: float = Field(default=0.0, ge=0.0)
     num_cpus_per_worker: float = Field(default=1.0, ge=0.0)
+    #: References in flight per worker (threads in the actor): their MLLM calls overlap, their
+    #: renders queue for the worker's model. num_workers x cases_per_worker cases run at once.
+    cases_per_worker: int = Field(default=1, ge=1, le=64)
     #: Times a case whose actor died is tried again elsewhere before it is recorded failed.
     max_retries: int = Field(default=2, ge=0, le=100)
 

@@ -56,7 +56,11 @@ class CaseActor:
 
         spec = RunSpec.model_validate(spec_data)
         # The driver owns the run folder and its SQLite files: a worker caches nothing on disk.
-        spec = spec.model_copy(update={"runtime": spec.runtime.model_copy(update={"cache": False})})
+        # Its components are guarded for the references it runs at once (renders queue, metric
+        # models score one batch at a time), as the local executor's are for its concurrency.
+        runtime = spec.runtime.model_copy(
+            update={"cache": False, "concurrency": spec.runtime.ray.cases_per_worker})
+        spec = spec.model_copy(update={"runtime": runtime})
         self.scratch = Path(tempfile.mkdtemp(prefix="repainter-worker-"))
         ctx, _items, components = prepare_context(spec, RunStore(self.scratch))
         self.worker = CaseWorker(ctx, components, InMemorySaver())
@@ -101,14 +105,14 @@ class RayExecutor:
     def __init__(self, config: RaySpec):
         self.config = config
         self.actors: list[Any] = []  # the live pool, one actor per slot
-        self._busy: set[int] = set()
+        self._busy: Counter[int] = Counter()
         self.lost_workers = 0
         #: Called with the actor each unit is sent to (monitoring; tests inject faults here).
         self.on_dispatch: Callable[[Any], None] | None = None
 
     def busy_actors(self) -> list[Any]:
         """The actors running a unit right now."""
-        return [self.actors[slot] for slot in sorted(self._busy)]
+        return [self.actors[slot] for slot in sorted(self._busy) if self._busy[slot] > 0]
 
     def execute(self, plan, on_record: RecordCallback, emit: EventCallback) -> Execution:
         import ray
@@ -120,7 +124,7 @@ class RayExecutor:
         cfg = self.config
         actor_class = ray.remote(CaseActor).options(
             num_cpus=cfg.num_cpus_per_worker, num_gpus=cfg.num_gpus_per_worker,
-            max_restarts=0, max_task_retries=0,
+            max_restarts=0, max_task_retries=0, max_concurrency=cfg.cases_per_worker,
         )
         spec_data = spec.model_dump(mode="json")
         self.actors = [actor_class.remote(spec_data) for _ in range(cfg.num_workers)]
@@ -158,8 +162,10 @@ class RayExecutor:
     def _run_stage(self, ray, stage: Stage, store: RunStore, spec_data, actor_class,
                    on_record: RecordCallback, emit: EventCallback, execution: Execution) -> None:
         queue: deque[list[CaseTask]] = deque(stage.units)
-        idle: deque[int] = deque(range(len(self.actors)))
-        in_flight: dict[Any, tuple[int, list[CaseTask]]] = {}
+        # one entry per free place: each actor runs cases_per_worker units at once
+        idle: deque[int] = deque(slot for _ in range(self.config.cases_per_worker)
+                                 for slot in range(len(self.actors)))
+        in_flight: dict[Any, tuple[int, list[CaseTask], Any]] = {}
         attempts: Counter[CaseTask] = Counter()
         while queue or in_flight:
             while queue and idle:
@@ -168,14 +174,14 @@ class RayExecutor:
                                 if (d := store.load_description(t.case_id)) is not None}
                 ref = self.actors[slot].run_unit.remote(
                     [(t.model, t.case_id) for t in unit], descriptions)
-                in_flight[ref] = (slot, unit)
-                self._busy.add(slot)
+                in_flight[ref] = (slot, unit, self.actors[slot])
+                self._busy[slot] += 1
                 if self.on_dispatch is not None:
                     self.on_dispatch(self.actors[slot])
             ready, _ = ray.wait(list(in_flight), num_returns=1)
             for ref in ready:
-                slot, unit = in_flight.pop(ref)
-                self._busy.discard(slot)
+                slot, unit, actor = in_flight.pop(ref)
+                self._busy[slot] -= 1
                 try:
                     outcomes = ray.get(ref)
                 except ray.exceptions.RayTaskError as exc:  # a bug inside the worker's code
@@ -184,8 +190,9 @@ class RayExecutor:
                         on_record(task, _failure(store, self.items[task.case_id], task, f"worker error: {exc}"))
                     continue
                 except ray.exceptions.RayError as exc:  # the actor died: its cases go back
-                    self.lost_workers += 1
-                    self.actors[slot] = actor_class.remote(spec_data)
+                    if self.actors[slot] is actor:  # its other units fail too: replace once
+                        self.lost_workers += 1
+                        self.actors[slot] = actor_class.remote(spec_data)
                     idle.append(slot)
                     retry = []
                     for task in unit:

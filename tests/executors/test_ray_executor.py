@@ -24,11 +24,11 @@ def cluster():
     ray.shutdown()
 
 
-def _spec(folder: Path, executor: str, **runtime):
+def _spec(folder: Path, executor: str, **ray_settings):
     return build_spec({
         "output_dir": str(folder), "dataset": {"limit": 3},
         "loop": {"rounds": 1, "variants": 2},
-        "runtime": {"executor": executor, "ray": {"num_workers": 2}, **runtime},
+        "runtime": {"executor": executor, "ray": {"num_workers": 2, **ray_settings}},
     })
 
 
@@ -50,6 +50,11 @@ def test_ray_and_local_give_identical_records_and_reuse_each_other(cluster, tmp_
     assert on_ray.info["cases"] == {"done": 3, "failed": 0, "reused": 0, "total": 3}
     assert _comparable(tmp_path / "ray") == _comparable(tmp_path / "local")
     assert [r["case_id"] for r in on_ray.records] == [r["case_id"] for r in local.records]
+
+    # one worker running two references at once (threads in the actor): the same records
+    threaded = runner.run(_spec(tmp_path / "threaded", "ray", num_workers=1, cases_per_worker=2))
+    assert threaded.info["cases"]["done"] == 3
+    assert _comparable(tmp_path / "threaded") == _comparable(tmp_path / "local")
 
     # a finished Ray run re-run locally, and a finished local run re-run on Ray: nothing to call
     again_local = runner.run(_spec(tmp_path / "ray", "local"))
