@@ -67,7 +67,8 @@ def test_framework_time_is_not_negative_under_concurrency(tmp_path):
     info = result.info
     assert info["backend"]["total_seconds"] > 0
     assert 0 <= info["backend_busy_seconds"] <= info["loop_seconds"]
-    assert info["framework_seconds"] == round(info["loop_seconds"] - info["backend_busy_seconds"], 4)
+    # each figure is rounded to 0.1 ms on its own
+    assert abs(info["framework_seconds"] - (info["loop_seconds"] - info["backend_busy_seconds"])) < 3e-4
 
 
 def test_import_repainter_loads_no_graph_library():
