@@ -61,6 +61,10 @@ class SerialMetric(MetricWrapper):
         with self._lock:
             return self.inner.score(prepared, candidates)
 
+    def score_drawn(self, prepared, drawn):
+        with self._lock:
+            return self.inner.score_drawn(prepared, drawn)
+
 
 class LazyT2I(T2IWrapper):
     """A T2I backend built on first use and released on demand (model-at-a-time scheduling).
