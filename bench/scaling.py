@@ -37,7 +37,7 @@ def _throughput_spec(folder: Path, cases: int, latency: float, url: str, executo
         "t2i": [{"name": "procedural", "params": {"size": 64, "latency_s": latency}}],
         "mllm": {"name": "openai", "params": {"model": "bench", "base_url": url,
                                               "api_key_env": KEY_ENV, "timeout": 30.0}},
-        "metrics": ["ssim", "color_histogram"],
+        "metrics": ["ssim", "color_histogram"], "selection": {"ssim": 0.5, "color_histogram": 0.5},
         "loop": {"rounds": 1, "variants": 2},
         "runtime": {"executor": executor, "cache": False, "concurrency": concurrency,
                     "ray": {"num_workers": workers, "num_cpus_per_worker": 1}},
@@ -151,6 +151,7 @@ def _memory_one(args) -> None:
 
     DiffusersT2I._load, DiffusersT2I.generate = tracked_load, tracked_generate
     spec = build_spec({
+        "preset": "world",  # the built-in world's MLLM and metrics around the tiny pipelines
         "output_dir": str(folder / "run"), "dataset": {"limit": 2}, "judge": False,
         "loop": {"rounds": 1, "variants": 2}, "runtime": {"schedule": args.schedule},
         "t2i": [{"name": "diffusers", "label": label,
@@ -183,7 +184,7 @@ def _synthetic_run(folder: Path, references: int, models: int, rounds: int = 3,
             row["id"] = f"s{n:05d}"
             out.write(json.dumps(row) + "\n")
     labels = [f"model-{m}" for m in range(models)]
-    spec = build_spec({"output_dir": str(folder / "run"), "judge": False,
+    spec = build_spec({"preset": "world", "output_dir": str(folder / "run"), "judge": False,
                        "dataset": {"name": "world", "params": {"path": str(scenes)}},
                        "t2i": [{"name": "procedural", "label": label} for label in labels],
                        "loop": {"rounds": rounds, "variants": variants}})
