@@ -35,7 +35,14 @@ from repainter.report.html import REPORT_DIR, write_report
 from repainter.report.leaderboard import build_leaderboard, write_leaderboard
 from repainter.result import RunResult
 from repainter.spec import RunSpec, load_spec
-from repainter.store import RunStore, read_json
+from repainter.store import (
+    SPEC_FILE,
+    RunStore,
+    check_distinct_names,
+    read_json,
+    refuse_foreign_folder,
+    run_folder_lock,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -71,21 +78,52 @@ def run(
     overrides: list[str] = (),
     on_event: EventCallback | None = None,
 ) -> RunResult:
-    """Run ``spec`` (a RunSpec, a spec file, or None for the built-in world) to completion."""
-    plan = prepare(spec, overrides)
-    emit = on_event or (lambda event: None)
-    counts, execution, loop_seconds = execute(plan, emit)
-    return finalize(plan, counts, execution, loop_seconds)
+    """Run ``spec`` (a RunSpec, a spec file, or None for the built-in world) to completion.
+
+    The run folder is locked for the whole run (a second writer is refused with this process's
+    pid); a run that stops on an error leaves ``run.json`` saying so, not "running".
+    """
+    spec = resolve_spec(spec, overrides)
+    if not (spec.run_dir / SPEC_FILE).exists():  # before the lock file is made in it
+        refuse_foreign_folder(spec.run_dir)
+    with run_folder_lock(spec.run_dir, "run"):
+        try:
+            plan = prepare(spec)
+            emit = on_event or (lambda event: None)
+            counts, execution, loop_seconds = execute(plan, emit)
+            return finalize(plan, counts, execution, loop_seconds)
+        except BaseException as exc:
+            _mark_stopped(RunStore(spec.run_dir), exc)
+            raise
+
+
+def resolve_spec(spec: RunSpec | str | Path | None, overrides: list[str] = ()) -> RunSpec:
+    """A RunSpec from a RunSpec, a spec file or None (the built-in world), with overrides."""
+    if not isinstance(spec, RunSpec):
+        return load_spec(spec, overrides)
+    if overrides:
+        from repainter.spec import override_spec
+
+        return override_spec(spec, overrides)
+    return spec
+
+
+def _mark_stopped(store: RunStore, exc: BaseException) -> None:
+    """Record in run.json that the run stopped on ``exc`` (where a run.json was started)."""
+    try:
+        info = store.read_run_info()
+    except (OSError, ValueError):
+        return
+    if info.get("status") == "running":
+        stopped = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        store.write_run_info({**info, "status": stopped, "finished_at": _now(),
+                              "error": f"{type(exc).__name__}: {exc}"})
 
 
 def prepare(spec: RunSpec | str | Path | None = None, overrides: list[str] = ()) -> RunPlan:
-    """Validate the spec, open its run folder and plan the pending cases (nothing is built)."""
-    if not isinstance(spec, RunSpec):
-        spec = load_spec(spec, overrides)
-    elif overrides:
-        from repainter.spec import build_spec
-
-        spec = build_spec(spec.model_dump(mode="json"), overrides)
+    """Validate the spec, open its run folder and plan the pending cases (nothing is built).
+    The caller holds the run folder's lock (``run`` does)."""
+    spec = resolve_spec(spec, overrides)
     store = RunStore(spec.run_dir)
     resumed = store.init(spec)
     info: dict[str, Any] = {
@@ -100,6 +138,8 @@ def prepare(spec: RunSpec | str | Path | None = None, overrides: list[str] = ())
     items = load_dataset(spec.dataset.name, spec.dataset.params).select(
         spec.dataset.categories, spec.dataset.limit
     )
+    check_distinct_names("case id", [i.id for i in items])  # one file per case, model
+    check_distinct_names("T2I label", [t.display_name for t in spec.t2i])
     models = [c.display_name for c in spec.t2i]
     existing = store.finished_records()  # one read of every record
     reused = {CaseTask(m, i.id): existing[(m, i.id)] for i in items for m in models
@@ -191,6 +231,8 @@ def finalize(plan: RunPlan, counts: dict[str, int], execution: Execution,
         # wall time of the loop no backend call was running in: never negative under concurrency
         framework_seconds=round(max(0.0, loop_seconds - execution.backend_busy_seconds), 4),
     )
+    if store.unreadable:  # corrupt records met on the way (their cases were redone)
+        info["unreadable_records"] = list(store.unreadable)
     store.write_run_info(info)
     if current:
         info["report"] = "current (no record changed)"
@@ -228,6 +270,8 @@ def prepare_context(spec: RunSpec, store: RunStore) -> tuple[RunContext, list, C
     items = load_dataset(spec.dataset.name, spec.dataset.params).select(
         spec.dataset.categories, spec.dataset.limit
     )
+    check_distinct_names("case id", [i.id for i in items])  # one file per case, model
+    check_distinct_names("T2I label", [t.display_name for t in spec.t2i])
     cache = None
     if spec.runtime.cache:
         folder = Path(spec.runtime.cache_dir) if spec.runtime.cache_dir else store.root

@@ -8,6 +8,7 @@ folder; each Ray actor drives its own over a scratch folder and ships the case's
 
 from __future__ import annotations
 
+import logging
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from typing import Any
 
 from repainter.components import Components
 from repainter.graph import RunContext, build_graph
+from repainter.images import ImageLoadError, image_sha256, load_image, to_rgb
 from repainter.instrument import CURRENT_CASE
 from repainter.store import RunStore
 
@@ -22,6 +24,8 @@ from repainter.store import RunStore
 #: {"event": "workers_ready", "workers": n} (Ray) / {"event": "round", ...} /
 #: {"event": "case", "model", "case_id", "status", "selection", "reused"}.
 EventCallback = Callable[[dict[str, Any]], None]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, order=True)
@@ -58,11 +62,14 @@ class CaseWorker:
     def _run(self, task: CaseTask, emit: EventCallback) -> dict[str, Any]:
         item = self.ctx.items[task.case_id]
         try:
-            self.ctx.reference(task.case_id)
+            previous = _stored_reference_sha256(self.store, task.case_id)
+            digest = reference_digest(self.ctx.reference(task.case_id).image)
         except Exception as exc:  # a broken input fails its cases, not the run
             return record_failure(self.store, task.model, item, exc, stage="load reference")
+        if previous is not None and previous != digest:
+            self._restart_changed_reference(task)
         try:
-            self._stream(task, emit)
+            self._stream(task, emit, digest)
         except Exception as exc:
             return record_failure(self.store, task.model, item, exc, stage="loop")
         record = self.store.read_case_record(task.model, task.case_id)
@@ -72,7 +79,17 @@ class CaseWorker:
         self.prune(task)
         return record
 
-    def _stream(self, task: CaseTask, emit: EventCallback) -> None:
+    def _restart_changed_reference(self, task: CaseTask) -> None:
+        """The reference changed since an interrupted attempt: its description, saved copy and
+        this case's checkpoints describe the old image, so the case starts from scratch (other
+        models' checkpoints are dropped when they run: their state names the old hash)."""
+        logger.warning("the reference of case %r changed since the last attempt: starting it over",
+                       task.case_id)
+        self.store.forget_reference(task.case_id)
+        self.store.save_reference(task.case_id, self.ctx.reference(task.case_id).image)
+        self.prune(task)
+
+    def _stream(self, task: CaseTask, emit: EventCallback, digest: str) -> None:
         rounds = self.ctx.spec.loop.rounds
         config = {
             "configurable": {"thread_id": task.thread_id},
@@ -82,8 +99,13 @@ class CaseWorker:
         token = CURRENT_CASE.set((task.model, task.case_id))
         try:
             snapshot = self.graph.get_state(config) if self.checkpointer is not None else None
+            if (snapshot is not None and snapshot.next
+                    and snapshot.values.get("reference_sha256", digest) != digest):
+                self.prune(task)  # checkpoints of an older reference: start over
+                snapshot = self.graph.get_state(config)
             resume = snapshot is not None and snapshot.next
-            payload = None if resume else {"case_id": task.case_id, "model": task.model}
+            payload = None if resume else {"case_id": task.case_id, "model": task.model,
+                                           "reference_sha256": digest}
             for update in self.graph.stream(payload, config, stream_mode="updates"):
                 selected = update.get("select")
                 if selected:
@@ -103,6 +125,22 @@ class CaseWorker:
 
     def release(self, model: str) -> dict[str, Any]:
         return self.components.release(model)
+
+
+def reference_digest(image) -> str:
+    """The pixel hash a case records of its reference (after the image-mode policy)."""
+    return image_sha256(to_rgb(image))
+
+
+def _stored_reference_sha256(store: RunStore, case_id: str) -> str | None:
+    """Pixel hash of the reference an earlier attempt saved (None: none saved yet)."""
+    path = store.root / store.reference_relpath(case_id)
+    if not path.exists():
+        return None
+    try:
+        return reference_digest(load_image(path))
+    except ImageLoadError:
+        return ""  # unreadable: differs from any real reference, so the case starts over
 
 
 def record_failure(store: RunStore, model: str, item, exc: BaseException | str,
