@@ -42,7 +42,7 @@ def plug_in_bets(x: np.ndarray, alpha: float, prior_mean: float = 0.5,
     """Predictable plug-in empirical-Bernstein bets: lambda_t uses x_1..x_{t-1} only.
 
     >>> plug_in_bets(np.array([0.5, 0.5]), 0.05).round(3).tolist()
-    [4.633, 3.219]
+    [6.525, 5.183]
     """
     t = np.arange(1, len(x) + 1)
     mu = (fake_obs * prior_mean + np.cumsum(x)) / (t + fake_obs)
@@ -154,7 +154,7 @@ def reference_order(case_ids: list[str], seed: int) -> list[str]:
 
 
 def adaptive_loop(order: list[str], budget: BudgetSpec,
-                  run_batch: Callable[[list[str]], tuple[list[dict[str, Any]], list[str]]]
+                  run_batch: Callable[[list[str]], tuple[list[dict[str, Any]], list[str], Any]]
                   ) -> tuple[Any, dict[str, Any]]:
     """Spend references in ``order`` batch by batch until every pair of interest is decided.
 
