@@ -6,7 +6,7 @@ description is shared by the T2I models of one MLLM, never across MLLMs). The gr
 the list spec, ``run.json`` (per-MLLM token use and cost), ``results.jsonl`` and the grid
 leaderboard, whose rows are cells ``<t2i>@<mllm>`` with separate ``t2i`` and ``mllm`` fields:
 
-    RUN/spec.yaml  run.json  results.jsonl  leaderboard.{json,md,csv}  report.html
+    RUN/spec.yaml  run.json  results.jsonl  leaderboard.{json,md,csv}  report/index.html
     RUN/mllm/<mllm>/...      an ordinary run folder of that MLLM (its own report)
 
 Adding an MLLM (or a T2I model) to a finished grid re-runs only the new cells: the old MLLMs'
@@ -214,7 +214,7 @@ def _html_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def write_grid_report(root: Path, board: dict[str, Any]) -> Path:
-    """report.html of the grid: the grid table, the MLLM ranking per T2I, links to sub-runs."""
+    """report/index.html of the grid: the grid table, the MLLM ranking per T2I, links to sub-runs."""
     from repainter.images import atomic_write_bytes
 
     header, rows = grid_table(board)
@@ -229,12 +229,22 @@ def write_grid_report(root: Path, board: dict[str, Any]) -> Path:
         if ranking["comparisons"]:
             parts.append(_html_table(["a", "b", "n", "mean diff", "p", "significant"],
                                      _comparison_rows(ranking)))
-    links = "".join(f"<li><a href='{GRID_SUBFOLDER}/{html.escape(slug(m))}/report.html'>"
+    links = "".join(f"<li><a href='../{GRID_SUBFOLDER}/{html.escape(slug(m))}/report/index.html'>"
                     f"{html.escape(m)}</a></li>" for m in board["t2i_by_mllm"])
     parts.append(f"<h2>Per-MLLM reports</h2><ul>{links}</ul>")
-    path = root / "report.html"
+    path = root / "report" / "index.html"
+    path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, "\n".join(parts).encode("utf-8"))
     return path
+
+
+def rebuild_grid_report(root: str | Path, spec: RunSpec) -> Path:
+    """``repainter report`` on a grid folder: the grid page from the sub-runs' records."""
+    root = Path(root)
+    with run_folder_lock(root, "report", create=False):
+        info = RunStore(root).read_run_info()
+        board = build_grid_leaderboard(spec, grid_records(spec), info.get("mllm_usage") or {})
+        return write_grid_report(root, board)
 
 
 def load_grid(root: str | Path, spec: RunSpec, info: dict[str, Any]) -> RunResult:

@@ -62,8 +62,13 @@ def test_two_by_two_grid_end_to_end(tmp_path):
     assert board["mllm_usage"]["sharp"]["calls"] > 0
     markdown = (root / "leaderboard.md").read_text()
     assert "MLLM x T2I grid" in markdown and "MLLMs ranked for T2I good" in markdown
-    report = (root / "report.html").read_text()
-    assert "<table>" in report and "blurry" in report and "mllm/sharp/report.html" in report
+    report = (root / "report" / "index.html").read_text()
+    assert "<table>" in report and "blurry" in report
+    assert (root / "report" / "../mllm/sharp/report/index.html").is_file()
+    assert "../mllm/sharp/report/index.html" in report
+    (root / "report" / "index.html").unlink()  # `repainter report` rebuilds the grid page
+    assert CliRunner().invoke(app, ["report", str(root)]).exit_code == 0
+    assert "MLLM x T2I grid" in (root / "report" / "index.html").read_text()
     lines = [json.loads(line) for line in (root / "results.jsonl").read_text().splitlines()]
     assert {(r["t2i"], r["mllm"]) for r in lines} == {(t, m) for t in ("good", "bad")
                                                       for m in ("sharp", "blurry")}
@@ -95,7 +100,7 @@ def test_compare_short_form_ranks_mllms(tmp_path):
     board = json.loads((out / "leaderboard.json").read_text())
     assert [r["mllm"] for r in board["mllm_by_t2i"]["sim"]["ranking"]] != []
     assert board["mllm_by_t2i"]["sim"]["comparisons"][0]["p_value"] is not None
-    assert "MLLM x T2I grid" in (out / "report.html").read_text()
+    assert "MLLM x T2I grid" in (out / "report" / "index.html").read_text()
 
 
 def test_loopback_openai_server_as_a_second_mllm(tmp_path, monkeypatch):

@@ -704,6 +704,11 @@ def write_report(run_dir: str | Path, *, max_cases: int = MAX_CASES,
     from repainter.store import run_folder_lock
 
     run_dir = Path(run_dir)
+    spec = _load_spec(run_dir)
+    if spec is not None and spec.is_grid:  # an MLLM x T2I grid: its own page, sub-runs linked
+        from repainter.grid import rebuild_grid_report
+
+        return rebuild_grid_report(run_dir, spec)
     with run_folder_lock(run_dir, "report", create=False):
         context = build_report_context(run_dir, max_cases=max_cases, max_detailed=max_detailed,
                                        records=records, leaderboard=leaderboard)
