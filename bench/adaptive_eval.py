@@ -131,7 +131,7 @@ def summarise(name: str, outcomes: list[dict], draws: int) -> dict:
             "comparisons with any wrong decision": round(
                 sum(o["wrong"] > 0 for o in outcomes) / len(outcomes), 4),
             "all pairs decided": round(fmean(o["all_decided"] for o in outcomes), 3),
-            "references used (mean of %d)" % draws: round(fmean(o["used"] for o in outcomes), 1),
+            f"references used (mean of {draws})": round(fmean(o["used"] for o in outcomes), 1),
             "references saved": f"{100 * (1 - fmean(o['used'] for o in outcomes) / draws):.1f}%",
             "agreement with full ranking": round(fmean(o["tau"] for o in outcomes), 3)}
 
