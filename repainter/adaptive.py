@@ -203,17 +203,34 @@ def run_adaptive(spec: RunSpec, on_event: Callable | None = None):
         store.write_run_info(info)
         result.info = info
         _append_to_leaderboard(store.root, summary)
+        _rewrite_report(spec, store.root)
     return result
+
+
+def _rewrite_report(spec: RunSpec, root) -> None:
+    """The report again, now with the adaptive line (the last batch wrote it without)."""
+    import logging
+
+    from repainter.report.html import write_report
+
+    try:
+        write_report(root)
+    except Exception as exc:  # results are safe on disk; `repainter report` can retry
+        logging.getLogger(__name__).warning("could not rewrite the report: %s", exc)
+
+
+def adaptive_line(summary: dict[str, Any]) -> str:
+    """One sentence: references used and saved, and whether every pair was decided."""
+    decided = sum(1 for p in summary["pairs"] if p["decision"])
+    return (f"used {summary['references_used']} of {summary['references_available']} references "
+            f"({summary['references_saved']} saved, {100 * summary['saved_fraction']:.0f}%); "
+            f"{decided} of {len(summary['pairs'])} pairs decided at alpha {summary['alpha']} "
+            f"({summary['method']}, metric {summary['metric']})")
 
 
 def adaptive_markdown(summary: dict[str, Any]) -> str:
     """The report line and table of an adaptive run."""
-    lines = ["## Adaptive budget", "",
-             f"Used {summary['references_used']} of {summary['references_available']} references "
-             f"({summary['references_saved']} saved, {100 * summary['saved_fraction']:.0f}%); "
-             f"{'every pair decided' if summary['all_pairs_decided'] else 'not every pair decided'}"
-             f" at alpha {summary['alpha']} ({summary['method']}, metric {summary['metric']}).",
-             "", "| model_a | model_b | n | decision | decided after | wealth |", "|---|---|---|---|---|---|"]
+    lines = ["## Adaptive budget", "", adaptive_line(summary).capitalize() + ".", "", "| model_a | model_b | n | decision | decided after | wealth |", "|---|---|---|---|---|---|"]
     for p in summary["pairs"]:
         lines.append(f"| {p['model_a']} | {p['model_b']} | {p['n']} | {p['decision'] or 'undecided'}"
                      f" | {p['decided_after'] or '-'} | {p['wealth']:.3g} |")

@@ -222,6 +222,11 @@ def write_grid_report(root: Path, board: dict[str, Any]) -> Path:
              "<style>td,th{border:1px solid #ccc;padding:2px 6px}table{border-collapse:collapse}"
              "</style><h1>MLLM x T2I grid</h1><p>Mean final selection score.</p>",
              _html_table(header, rows)]
+    adaptive = RunStore(root).read_run_info().get("adaptive")
+    if adaptive:
+        from repainter.adaptive import adaptive_line
+
+        parts.append(f"<p>Adaptive budget: {html.escape(adaptive_line(adaptive))}.</p>")
     rank_head = ["rank", "MLLM", "done", "selection final", "MLLM tokens/case", "MLLM cost USD"]
     for t2i, ranking in board["mllm_by_t2i"].items():
         parts.append(f"<h2>MLLMs ranked for {html.escape(t2i)}</h2>")

@@ -66,6 +66,7 @@ def test_adaptive_run_stops_early_on_clearly_different_models(tmp_path):
     assert run_json["adaptive"]["references_used"] == summary["references_used"]
     assert "## Adaptive budget" in (tmp_path / "run" / "leaderboard.md").read_text()
     assert json.loads((tmp_path / "run" / "leaderboard.json").read_text())["adaptive"]
+    assert "adaptive budget" in (tmp_path / "run" / "report" / "index.html").read_text()
 
 
 def test_adaptive_run_uses_every_reference_on_identical_models(tmp_path):

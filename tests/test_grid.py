@@ -119,3 +119,15 @@ def test_loopback_openai_server_as_a_second_mllm(tmp_path, monkeypatch):
     assert rows["remote"]["done"] == 2 and rows["sharp"]["done"] == 2
     board = json.loads((tmp_path / "run" / "leaderboard.json").read_text())
     assert board["mllm_usage"]["remote"].get("total_tokens", 0) > 0
+
+
+def test_adaptive_grid_ranks_mllms_and_stops_when_settled(tmp_path):
+    blind = {"name": "sim-describer", "label": "blind", "params": {"resolution": 32, "noise": 6.0}}
+    spec = grid_spec(tmp_path, [SHARP, blind], t2i=[GOOD], cases=30,
+                     budget={"mode": "adaptive", "min_cases": 6, "batch": 6, "alpha": 0.05})
+    result = run(spec)
+    summary = result.info["adaptive"]
+    assert [(p["model_a"], p["model_b"]) for p in summary["pairs"]] == [("good@sharp", "good@blind")]
+    assert summary["references_used"] <= 30
+    assert {r["case_id"] for r in result.records} == set(summary["order"])
+    assert "Adaptive budget" in (tmp_path / "run" / "report" / "index.html").read_text()

@@ -552,6 +552,10 @@ def build_report_context(run_dir: str | Path, *, max_cases: int = MAX_CASES,
     ]
     if cases_info.get("reused"):
         facts.append(("reused from an earlier run", cases_info["reused"]))
+    if info.get("adaptive"):
+        from repainter.adaptive import adaptive_line
+
+        facts.append(("adaptive budget", adaptive_line(info["adaptive"])))
     return {
         "title": spec.name if spec else run_dir.name,
         "run_dir": str(run_dir),
