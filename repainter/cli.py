@@ -108,13 +108,26 @@ def run(
     limit: Annotated[int | None, typer.Option(help="Use only the first N references.")] = None,
     rounds: Annotated[int | None, typer.Option(help="Rounds per case.")] = None,
     variants: Annotated[int | None, typer.Option(help="Prompt variants per round.")] = None,
+    strategy: Annotated[str | None, typer.Option(
+        help="Loop strategy: refine (default), best_of_n or one_shot.")] = None,
+    seeds: Annotated[str | None, typer.Option(
+        help="Run once per seed, e.g. 0,1,2: sub-runs RUN/seed-<s> and a seed-aggregated "
+        "leaderboard in RUN.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a machine-readable summary.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Run the regeneration loop (no --spec: the built-in offline world)."""
+    seed_list = None
+    if seeds is not None:
+        try:
+            seed_list = json.dumps([int(s) for s in seeds.split(",") if s.strip()])
+        except ValueError as exc:
+            console.print(f"[red]error:[/red] --seeds {seeds!r} must be integers separated by commas")
+            raise typer.Exit(2) from exc
     checked = _spec_from_options(
         spec, sets, output_dir=output_dir, **{"dataset.limit": limit, "loop.rounds": rounds,
-                                              "loop.variants": variants},
+                                              "loop.variants": variants, "loop.strategy": strategy,
+                                              "seeds": seed_list},
     )
     _execute(checked, as_json=as_json, quiet=quiet)
 

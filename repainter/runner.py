@@ -59,6 +59,10 @@ def run(
         from repainter.spec import build_spec
 
         spec = build_spec(spec.model_dump(mode="json"), overrides)
+    if spec.seeds:  # one sub-run per seed, then seed-aggregated statistics
+        from repainter.seeds import run_seeds
+
+        return run_seeds(spec, on_event)
     emit = on_event or (lambda event: None)
     store = RunStore(spec.run_dir)
     resumed = store.init(spec)

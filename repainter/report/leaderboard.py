@@ -175,7 +175,9 @@ def _with_ci(row: dict[str, Any], key: str) -> str:
     low, high = row.get(f"{key}_ci_low"), row.get(f"{key}_ci_high")
     if row.get(key) is None:
         return "-"
-    return f"{row[key]:.4f}" + (f" [{low:.4f}, {high:.4f}]" if low is not None else "")
+    spread = row.get(f"{key}_seed_sd")  # seed-aggregated runs: the spread over seeds too
+    return (f"{row[key]:.4f}" + (f" [{low:.4f}, {high:.4f}]" if low is not None else "")
+            + (f" seed sd {spread:.4f}" if spread is not None else ""))
 
 
 COMPARISON_COLUMNS = ["model_a", "model_b", "n", "mean_difference", "ci_low", "ci_high",
