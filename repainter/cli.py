@@ -456,6 +456,68 @@ def dar_command(
     out.print(f"run folder: {checked.run_dir}  (report: {checked.run_dir / 'report' / 'dar.html'})")
 
 
+@app.command("meta-eval")
+def meta_eval_command(
+    output_dir: Annotated[str, typer.Option("--output-dir", "-o", help="Folder for the ladder and "
+                                            "baseline runs.")] = "runs/meta-eval",
+    validity: Annotated[str | None, typer.Option(
+        "--validity", help="Where to write VALIDITY.md (validity.json next to it); default: in "
+        "the output folder.")] = None,
+    run_dir: Annotated[Path | None, typer.Option(
+        "--run", help="A run folder: add validity.json to it and rebuild its HTML report.")] = None,
+    scenes: Annotated[int | None, typer.Option(help="References per ladder run.")] = None,
+    seeds: Annotated[str | None, typer.Option(help="Seeds, e.g. 0,1,2.")] = None,
+    rounds: Annotated[int | None, typer.Option(help="Rounds per case.")] = None,
+    variants: Annotated[int | None, typer.Option(help="Variants per round.")] = None,
+    parts: Annotated[str | None, typer.Option(
+        help="Comma-separated subset of ladders,degradations,baselines.")] = None,
+    config: Annotated[Path | None, typer.Option(
+        "--config", "-c", help="YAML with MetaEvalConfig fields (ladders as data, metrics, "
+        "degradation metrics with their weights, ...).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print validity.json.")] = False,
+) -> None:
+    """Measure how far the metrics and the loop can be trusted: ranking validity on ladders,
+    controlled degradations, the loop vs best-of-N / one-shot / oracle, seed sensitivity.
+    Writes VALIDITY.md and validity.json."""
+    import shlex
+
+    import yaml
+    from pydantic import ValidationError
+
+    from repainter.meta_eval import MetaEvalConfig, meta_eval
+
+    options: dict[str, Any] = {}
+    if config is not None:
+        try:
+            options.update(yaml.safe_load(config.read_text(encoding="utf-8")) or {})
+        except (OSError, yaml.YAMLError) as exc:
+            console.print(f"[red]error:[/red] cannot read {config}: {exc}")
+            raise typer.Exit(2) from exc
+    flags = {"output_dir": output_dir, "validity_path": validity,
+             "run_dir": str(run_dir) if run_dir else None, "scenes": scenes, "rounds": rounds,
+             "variants": variants}
+    options.update({k: v for k, v in flags.items() if v is not None})
+    try:
+        if seeds is not None:
+            options["seeds"] = [int(s) for s in seeds.split(",") if s.strip()]
+        if parts is not None:
+            options["parts"] = [p.strip() for p in parts.split(",") if p.strip()]
+        options["command"] = "repainter " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        checked = MetaEvalConfig.model_validate(options)
+    except (ValueError, ValidationError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    if run_dir is not None and not (run_dir / "spec.yaml").exists():
+        console.print(f"[red]error:[/red] {run_dir} is not a run folder")
+        raise typer.Exit(2)
+    data = meta_eval(checked)
+    if as_json:
+        typer.echo(json.dumps(data, indent=2, default=str))
+        return
+    path = Path(checked.validity_path or Path(checked.output_dir) / "VALIDITY.md")
+    typer.echo(f"{path} ({data['bench']} bench, {data['seconds']} s)")
+
+
 @app.command("ls")
 def list_components(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
