@@ -176,6 +176,9 @@ class RunSpec(_Spec):
     seeds: list[int] | None = Field(default=None, min_length=1)
     output_dir: str = "runs/{name}"
     decision: DecisionSpec | None = None
+    #: Multiple-comparison correction of the leaderboard's paired tests with more than two
+    #: models: holm (family-wise error), bh (Benjamini-Hochberg, false discovery rate) or none.
+    correction: Literal["holm", "bh", "none"] = "holm"
     runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
 
     @field_validator("t2i", mode="before")
@@ -195,7 +198,7 @@ class RunSpec(_Spec):
 
     @model_serializer(mode="wrap")
     def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        return _omit_defaults(handler(self), {"seeds": None})
+        return _omit_defaults(handler(self), {"seeds": None, "correction": "holm"})
 
     def strategy_of(self, label: str) -> Strategy:
         """The loop strategy of the T2I entry labelled ``label``."""

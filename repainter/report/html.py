@@ -364,7 +364,8 @@ def build_report_context(run_dir: str | Path, *, max_cases: int = MAX_CASES,
     metric_order = [m.display_name for m in spec.metrics] if spec is not None else []
 
     rows = build_leaderboard(records, models) if records else []
-    by_metric = build_metric_comparisons(records, rows) if records else {}
+    correction = spec.correction if spec is not None else "holm"
+    by_metric = build_metric_comparisons(records, rows, correction) if records else {}
     comparisons = by_metric.get("selection", [])
     categories = build_category_table(records) if records else []
     metric_names = _metric_columns(rows)

@@ -118,6 +118,19 @@ def build_comparisons(
     return [c.as_dict() for c in corrected(family, correction)]
 
 
+def spec_correction(run_dir: str | Path) -> str:
+    """The ``correction`` of the spec saved in ``run_dir`` (Holm where there is none)."""
+    path = Path(run_dir) / "spec.yaml"
+    if path.exists():
+        from repainter.spec import SpecError, load_spec
+
+        try:
+            return load_spec(path).correction
+        except SpecError:
+            pass
+    return DEFAULT_CORRECTION
+
+
 def compared_metrics(leaderboard: list[dict[str, Any]]) -> list[str]:
     """``selection`` and every metric column with a bootstrap interval, in column order."""
     names = sorted({k[: -len("_ci_low")] for row in leaderboard for k in row if k.endswith("_ci_low")}
@@ -236,11 +249,13 @@ def leaderboard_markdown(
 
 def write_leaderboard(
     rows: list[dict[str, Any]], run_dir: str | Path, records: list[dict[str, Any]] = (),
-    correction: str = DEFAULT_CORRECTION,
+    correction: str | None = None,
 ) -> None:
     """Write leaderboard.{json,csv,md,tex}; with ``records``, also paired tests for every metric
-    (``comparisons`` keeps the selection score's, as before) and categories."""
+    (``comparisons`` keeps the selection score's, as before) and categories. ``correction``
+    defaults to the run folder's spec (``correction:``), else Holm."""
     run_dir = Path(run_dir)
+    correction = correction or spec_correction(run_dir)
     by_metric = build_metric_comparisons(list(records), rows, correction) if records else {}
     comparisons = by_metric.get("selection", [])
     categories = build_category_table(list(records)) if records else []
