@@ -32,6 +32,10 @@ from repainter.result import RunResult
 from repainter.spec import RunSpec, build_spec
 from repainter.store import SPEC_FILE, write_json
 
+#: Per-case cost columns: for a seed-aggregated row, the mean of the seeds' own values.
+COST_COLUMNS = ("mean_rounds", "seconds_per_case", "t2i_seconds_per_case", "mllm_seconds_per_case",
+                "mllm_tokens_per_case")
+
 #: z for a 95% normal interval: converts a bootstrap interval's width into a standard error.
 Z95 = 1.959964
 
@@ -106,6 +110,11 @@ def aggregate_seeds(spec: RunSpec, results: list[RunResult]) -> RunResult:
             row[f"{key}_seed_sd"] = spread["seed_sd"]
             row[f"{key}_seed_sd_over_se"] = spread["seed_sd_over_se"]
         row["seeds"] = len(results)
+        mine = [next((r for r in rows if r["model"] == row["model"]), {}) for rows in per_seed_rows]
+        for column in COST_COLUMNS:
+            values = [r[column] for r in mine if r.get(column) is not None]
+            if values or column in row:
+                row[column] = fmean(values) if values else None
     write_leaderboard(rows, spec.run_dir, averaged)
     write_json(spec.run_dir / "seeds.json", {
         "seeds": [r.spec.seed for r in results],

@@ -37,3 +37,10 @@ def test_seeds_run_one_sub_run_each_and_aggregate(tmp_path):
 def test_cli_seeds_flag_checks_its_value(tmp_path):
     outcome = CliRunner().invoke(app, ["run", "--seeds", "0,x", "-o", str(tmp_path / "r")])
     assert outcome.exit_code == 2 and "--seeds" in outcome.output
+
+
+def test_cost_columns_are_the_seeds_mean(tmp_path):
+    spec = build_spec({"output_dir": str(tmp_path / "run"), "dataset": {"limit": 1}, "judge": False,
+                       "loop": {"rounds": 2, "variants": 1}, "seeds": [3, 4]})
+    (row,) = run(spec).leaderboard
+    assert row["mean_rounds"] == 2 and row["seconds_per_case"] > 0

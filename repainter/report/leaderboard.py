@@ -216,7 +216,10 @@ def leaderboard_markdown(
     metrics = sorted({k for row in rows for k in row if k + "_ci_low" in row
                       and not k.startswith("selection")})
     view = [
-        {"rank": row["rank"], "model": row["model"], "done": row["done"], "failed": row["failed"],
+        {"rank": row["rank"], "model": row["model"],
+         **({"strategy": row.get("strategy") or "refine"} if any("strategy" in r for r in rows)
+            else {}),
+         "done": row["done"], "failed": row["failed"],
          "selection r1": row["selection_round1"], "selection final [95% CI]":
          _with_ci(row, "selection_final"), "steerability": row["steerability"],
          **{m: _with_ci(row, m) for m in metrics}, "s/case": row.get("seconds_per_case"),
