@@ -74,3 +74,13 @@ def test_refine_spec_and_records_are_unchanged_by_the_new_key():
     assert "strategy" not in spec.to_yaml() and "seeds" not in spec.to_yaml()
     assert spec.strategy_of("procedural") == "refine"
     assert build_spec({"loop": {"strategy": "refine"}}).fingerprint() == spec.fingerprint()
+
+
+def test_explicit_refine_runs_exactly_the_default_loop(tmp_path):
+    def records(folder, extra):
+        spec = build_spec({"output_dir": str(tmp_path / folder), "dataset": {"limit": 1},
+                           "loop": {"rounds": 2, "variants": 2, **extra}})
+        return [{k: v for k, v in r.items() if k not in ("timings", "mllm_usage")}
+                for r in run(spec).records]
+
+    assert records("default", {}) == records("explicit", {"strategy": "refine"})
