@@ -27,23 +27,30 @@ from repainter.spec import ComponentSpec, RunSpec, build_spec
 logger = logging.getLogger(__name__)
 
 
+def _is_truth(component: ComponentSpec) -> bool:
+    """A metric that compares with the ground truth (not the reference image)."""
+    metric_class = METRICS.get(component.name)
+    return bool(getattr(metric_class, "needs_ground_truth", False)
+                or getattr(metric_class, "needs_drawn_scene", False))
+
+
 def resolve(config: MetaEvalConfig) -> tuple[MetaEvalConfig, dict[str, Ladder], str]:
-    """Fill the config's open choices from the bench (sim where installed, else the world)."""
+    """Fill the config's open choices from the default run spec (the simulation bench where
+    installed, else the built-in world): its MLLM, metrics (with their truth metric) and
+    selection weights; the baseline model is the first ladder's best."""
     if config.ladders is not None:
         ladders = {name: Ladder.from_data(name, data) for name, data in config.ladders.items()}
         bench = "ladders given as data"
     else:
         ladders, bench = default_ladders()
-    sim = bench_zoo() is not None
     base = RunSpec()
     filled: dict[str, Any] = {}
     if config.mllm is None:
-        filled["mllm"] = ComponentSpec(name="sim-describer") if sim else base.mllm
-    if config.metrics is None:
-        truth = ComponentSpec(name="scene_truth") if sim else ComponentSpec(name="object_f1")
-        filled["metrics"] = [m for m in base.metrics if m.name != "object_f1"] + [truth]
+        filled["mllm"] = base.mllm
+    metrics = config.metrics if config.metrics is not None else base.metrics
+    filled["metrics"] = metrics
     if config.truth is None:
-        filled["truth"] = "scene_truth" if sim else "object_f1"
+        filled["truth"] = next((m.display_name for m in metrics if _is_truth(m)), None)
     if config.baseline_model is None:
         filled["baseline_model"] = ComponentSpec.model_validate(next(iter(ladders.values())).models[0])
     return config.model_copy(update=filled), ladders, bench
@@ -149,10 +156,15 @@ def oracle_records(spec: RunSpec, label: str = "oracle") -> list[dict[str, Any]]
             prompt = oracle_prompt(reference.ground_truth)
             seeds = [case_seed(spec.seed, item.id, r, v) for r in range(1, spec.loop.rounds + 1)
                      for v in range(spec.loop.variants)]
-            images = [g.image.convert("RGB") for g in backend.generate([prompt] * len(seeds), seeds)]
+            generated = backend.generate([prompt] * len(seeds), seeds)
+            images = [g.image.convert("RGB") for g in generated]
+            # simulated models report the scene they drew; drawn-scene metrics score that
+            drawn = [(g.metadata or {}).get("drawn_scene") for g in generated]
             scores: list[dict[str, float]] = [{} for _ in images]
             for metric in components.metrics:
-                values = metric.score(metric.prepare(reference), images)
+                prepared = metric.prepare(reference)
+                values = (metric.score_drawn(prepared, drawn)
+                          if getattr(metric, "needs_drawn_scene", False) else metric.score(prepared, images))
                 for row, value in zip(scores, values, strict=True):
                     row[metric.name] = float(value)
             selections = [selection_score(s, spec.selection, by_name) for s in scores]
@@ -210,8 +222,7 @@ def _degradation_metrics(config: MetaEvalConfig) -> list[ComponentSpec]:
         return config.degradation_metrics
     chosen = [ComponentSpec(name=n) for n in WEIGHT_FREE]
     for m in config.metrics or []:
-        metric_class = METRICS.get(m.name)
-        if not getattr(metric_class, "needs_ground_truth", False) and m.name not in WEIGHT_FREE:
+        if not _is_truth(m) and m.name not in WEIGHT_FREE:
             chosen.append(m)
     return chosen
 

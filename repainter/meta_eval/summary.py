@@ -31,7 +31,7 @@ def trust_table(data: dict[str, Any]) -> list[dict[str, str]]:
     for name, ladder in (data.get("ladders") or {}).items():
         for metric, result in ladder["metrics"].items():
             tau = result.get("tau_seed_mean")
-            rows.append({"metric": metric, "error": f"ladder {name}: {ladder.get('description', '')}",
+            rows.append({"metric": metric, "error": f"ladder {name}",
                          "tau": _f(tau, 2), "verdict": verdict(tau)})
     for metric, result in ((data.get("degradations") or {}).get("metrics") or {}).items():
         for kind, entry in result["kinds"].items():
@@ -117,8 +117,9 @@ def _baseline_section(base: dict[str, Any], truth: str | None) -> list[str]:
     rows = [[m + (" (truth)" if m == truth else ""), *[_f(base["means"][lab].get(m)) for lab in labels]]
             for m in metrics]
     lines += _table(["metric", *labels], rows)
-    lines += ["", "Paired tests (sign-flip on seed-averaged cases; Holm across the pairs of each "
-              "metric), reported whatever their sign:", ""]
+    lines += ["", f"Paired tests (sign-flip on seed-averaged cases; per metric, Holm across all "
+              f"{len(labels) * (len(labels) - 1) // 2} pairs of the {len(labels)} entries; the "
+              "pairs with refine shown), reported whatever their sign:", ""]
     rows = []
     for metric, family in base["tests"].items():
         for c in family:
@@ -211,7 +212,9 @@ def validity_markdown(data: dict[str, Any]) -> str:
     rows = trust_table(data)
     if rows:
         lines += ["", "## Which metric to trust for which kind of error", "",
-                  f"trustworthy: tau >= {TRUSTED}; weak: >= {WEAK}; else not trustworthy.", ""]
+                  f"Ladders: mean tau over seeds (see (a) for what each ladder varies); "
+                  f"degradations: mean tau over images. trustworthy: tau >= {TRUSTED}; weak: >= "
+                  f"{WEAK}; else not trustworthy.", ""]
         lines += _table(["metric", "kind of error", "tau", "verdict"],
                         [[r["metric"], r["error"], r["tau"], r["verdict"]] for r in rows])
     return "\n".join(lines) + "\n"
