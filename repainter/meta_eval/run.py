@@ -180,6 +180,16 @@ def oracle_records(spec: RunSpec, label: str = "oracle") -> list[dict[str, Any]]
     return records
 
 
+def _refine_first(comparison: dict[str, Any]) -> dict[str, Any]:
+    """A paired comparison oriented as refine - other (the loop's gain; negative = a loss)."""
+    if comparison["model_a"] == "refine":
+        return comparison
+    low, high = comparison["ci_low"], comparison["ci_high"]
+    return {**comparison, "model_a": "refine", "model_b": comparison["model_a"],
+            "mean_difference": -comparison["mean_difference"],
+            "ci_low": None if high is None else -high, "ci_high": None if low is None else -low}
+
+
 def run_baselines(config: MetaEvalConfig) -> dict[str, Any]:
     """(c): the loop vs best-of-N vs one-shot (vs the oracle prompt) on one T2I model."""
     from repainter.report.leaderboard import build_leaderboard, build_metric_comparisons
@@ -202,9 +212,7 @@ def run_baselines(config: MetaEvalConfig) -> dict[str, Any]:
     rows = build_leaderboard(averaged, labels)
     directions = _directions(spec)
     comparisons = build_metric_comparisons(averaged, rows)
-    wanted = {("refine", other) for other in labels[1:]}
-    tests = {metric: [c for c in family
-                      if (c["model_a"], c["model_b"]) in wanted or (c["model_b"], c["model_a"]) in wanted]
+    tests = {metric: [_refine_first(c) for c in family if "refine" in (c["model_a"], c["model_b"])]
              for metric, family in comparisons.items()}
     return {
         "model": model, "budget_renders": config.rounds * config.variants,
