@@ -561,8 +561,12 @@ def _validity_view(run_dir: Path) -> dict[str, Any] | None:
         return None
     from repainter.meta_eval.summary import trust_table
 
-    return {"rows": trust_table(data), "command": data.get("command"),
-            "bench": data.get("bench")}
+    rows = trust_table(data)
+    errors = list(dict.fromkeys(r["error"] for r in rows))
+    metrics = list(dict.fromkeys(r["metric"] for r in rows))
+    cells = {(r["metric"], r["error"]): r for r in rows}
+    return {"errors": errors, "command": data.get("command"), "bench": data.get("bench"),
+            "rows": [{"metric": m, "cells": [cells.get((m, e)) for e in errors]} for m in metrics]}
 
 
 # -- rendering ---------------------------------------------------------------------------------
