@@ -122,9 +122,11 @@ def run_ladders(config: MetaEvalConfig, ladders: dict[str, Ladder]) -> dict[str,
     return out
 
 
-def oracle_prompt(ground_truth: dict[str, Any]) -> str:
-    """The best prompt for a ground-truth scene: the bench's where installed, else the world's."""
-    zoo = bench_zoo()
+def oracle_prompt(ground_truth: dict[str, Any], t2i_name: str = "sim") -> str:
+    """The best prompt for a ground-truth scene in the language of the T2I model: the bench's
+    (``repainter.sim.zoo.oracle_prompt``) for ``sim``, else the built-in world's grammar (the
+    language ``procedural`` parses)."""
+    zoo = bench_zoo() if t2i_name == "sim" else None
     if zoo is not None:
         return zoo.oracle_prompt(ground_truth)
     from repainter.world.grammar import scene_to_prompt
@@ -153,7 +155,7 @@ def oracle_records(spec: RunSpec, label: str = "oracle") -> list[dict[str, Any]]
             reference = item.load()
             if reference.ground_truth is None:
                 continue
-            prompt = oracle_prompt(reference.ground_truth)
+            prompt = oracle_prompt(reference.ground_truth, spec.t2i[0].name)
             seeds = [case_seed(spec.seed, item.id, r, v) for r in range(1, spec.loop.rounds + 1)
                      for v in range(spec.loop.variants)]
             generated = backend.generate([prompt] * len(seeds), seeds)
@@ -163,10 +165,14 @@ def oracle_records(spec: RunSpec, label: str = "oracle") -> list[dict[str, Any]]
             scores: list[dict[str, float]] = [{} for _ in images]
             for metric in components.metrics:
                 prepared = metric.prepare(reference)
-                values = (metric.score_drawn(prepared, drawn)
-                          if getattr(metric, "needs_drawn_scene", False) else metric.score(prepared, images))
-                for row, value in zip(scores, values, strict=True):
-                    row[metric.name] = float(value)
+                if not getattr(metric, "needs_drawn_scene", False):
+                    values = dict(enumerate(metric.score(prepared, images)))
+                else:  # only where the model reported what it drew
+                    known = [i for i, scene in enumerate(drawn) if scene is not None]
+                    values = dict(zip(known, metric.score_drawn(prepared, [drawn[i] for i in known])
+                                      if known else [], strict=True))
+                for index, value in values.items():
+                    scores[index][metric.name] = float(value)
             selections = [selection_score(s, spec.selection, by_name) for s in scores]
             best = max(range(len(images)), key=lambda i: -math.inf if selections[i] is None else selections[i])
             records.append({"model": label, "case_id": item.id, "category": reference.category,

@@ -41,7 +41,11 @@ def tiny(tmp_path_factory):
 
 def _config(out):
     path = out / "meta.yaml"
-    path.write_text(json.dumps({"ladders": LADDER, "degradation_images": ["chelsea"],
+    # the built-in world's describer and metrics, whatever the default bench is
+    path.write_text(json.dumps({"ladders": LADDER, "mllm": {"name": "scene-analyst"},
+                                "metrics": ["ssim", "color_histogram", "object_f1"],
+                                "selection": {"ssim": 0.5, "color_histogram": 0.5},
+                                "degradation_images": ["chelsea"],
                                 "degradation_size": 32, "degradation_kinds": ["blur", "noise"],
                                 "bootstrap_resamples": 200}))
     return path
