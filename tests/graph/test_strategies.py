@@ -84,3 +84,19 @@ def test_explicit_refine_runs_exactly_the_default_loop(tmp_path):
                 for r in run(spec).records]
 
     assert records("default", {}) == records("explicit", {"strategy": "refine"})
+
+
+def test_cli_strategy_flag_is_recorded_in_the_spec(tmp_path):
+    from typer.testing import CliRunner
+
+    from repainter.cli import app
+
+    out = tmp_path / "r"
+    outcome = CliRunner().invoke(app, ["run", "--strategy", "one_shot", "--limit", "1", "-q",
+                                       "--json", "-o", str(out)])
+    assert outcome.exit_code == 0, outcome.output
+    assert "strategy: one_shot" in (out / "spec.yaml").read_text()
+    (record,) = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert record["strategy"] == "one_shot" and len(record["rounds"]) == 1
+    bad = CliRunner().invoke(app, ["run", "--strategy", "twice", "-o", str(tmp_path / "x")])
+    assert bad.exit_code == 2
