@@ -96,7 +96,9 @@ def test_cli_strategy_flag_is_recorded_in_the_spec(tmp_path):
                                        "--json", "-o", str(out)])
     assert outcome.exit_code == 0, outcome.output
     assert "strategy: one_shot" in (out / "spec.yaml").read_text()
-    (record,) = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    from repainter.result import RunResult
+
+    (record,) = RunResult.load(out).records
     assert record["strategy"] == "one_shot" and len(record["rounds"]) == 1
     bad = CliRunner().invoke(app, ["run", "--strategy", "twice", "-o", str(tmp_path / "x")])
     assert bad.exit_code == 2
