@@ -10,7 +10,7 @@ from repainter.spec import build_spec
 
 
 def test_seeds_run_one_sub_run_each_and_aggregate(tmp_path):
-    spec = build_spec({"output_dir": str(tmp_path / "run"), "dataset": {"limit": 2}, "judge": False,
+    spec = build_spec({"preset": "world", "output_dir": str(tmp_path / "run"), "dataset": {"limit": 2}, "judge": False,
                        "loop": {"rounds": 1, "variants": 2}, "seeds": [0, 1],
                        "t2i": ["procedural", {"name": "procedural", "label": "colourblind",
                                               "params": {"ignore": ["color"]}}]})
@@ -40,7 +40,7 @@ def test_cli_seeds_flag_checks_its_value(tmp_path):
 
 
 def test_cost_columns_are_the_seeds_mean(tmp_path):
-    spec = build_spec({"output_dir": str(tmp_path / "run"), "dataset": {"limit": 1}, "judge": False,
+    spec = build_spec({"preset": "world", "output_dir": str(tmp_path / "run"), "dataset": {"limit": 1}, "judge": False,
                        "loop": {"rounds": 2, "variants": 1}, "seeds": [3, 4]})
     (row,) = run(spec).leaderboard
     assert row["mean_rounds"] == 2 and row["seconds_per_case"] > 0

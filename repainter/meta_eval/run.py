@@ -142,7 +142,7 @@ def oracle_records(spec: RunSpec, label: str = "oracle") -> list[dict[str, Any]]
     from repainter.components import build_components
     from repainter.datasets import load_dataset
     from repainter.graph.context import case_seed
-    from repainter.graph.nodes import selection_score
+    from repainter.graph.nodes import drawn_scene_of, metric_scores, selection_score
 
     items = load_dataset(spec.dataset.name, spec.dataset.params).select(
         spec.dataset.categories, spec.dataset.limit)
@@ -161,18 +161,12 @@ def oracle_records(spec: RunSpec, label: str = "oracle") -> list[dict[str, Any]]
             generated = backend.generate([prompt] * len(seeds), seeds)
             images = [g.image.convert("RGB") for g in generated]
             # simulated models report the scene they drew; drawn-scene metrics score that
-            drawn = [(g.metadata or {}).get("drawn_scene") for g in generated]
+            candidates = [{"index": i, **drawn_scene_of(g)} for i, g in enumerate(generated)]
             scores: list[dict[str, float]] = [{} for _ in images]
             for metric in components.metrics:
-                prepared = metric.prepare(reference)
-                if not getattr(metric, "needs_drawn_scene", False):
-                    values = dict(enumerate(metric.score(prepared, images)))
-                else:  # only where the model reported what it drew
-                    known = [i for i, scene in enumerate(drawn) if scene is not None]
-                    values = dict(zip(known, metric.score_drawn(prepared, [drawn[i] for i in known])
-                                      if known else [], strict=True))
-                for index, value in values.items():
-                    scores[index][metric.name] = float(value)
+                for candidate, value in metric_scores(metric, metric.prepare(reference),
+                                                      candidates, images):
+                    scores[candidate["index"]][metric.name] = float(value)
             selections = [selection_score(s, spec.selection, by_name) for s in scores]
             best = max(range(len(images)), key=lambda i: -math.inf if selections[i] is None else selections[i])
             records.append({"model": label, "case_id": item.id, "category": reference.category,
@@ -192,7 +186,8 @@ def _refine_first(comparison: dict[str, Any]) -> dict[str, Any]:
         return comparison
     low, high = comparison["ci_low"], comparison["ci_high"]
     return {**comparison, "model_a": "refine", "model_b": comparison["model_a"],
-            "mean_difference": -comparison["mean_difference"],
+            "mean_difference": None if comparison["mean_difference"] is None
+            else -comparison["mean_difference"],
             "ci_low": None if high is None else -high, "ci_high": None if low is None else -low}
 
 

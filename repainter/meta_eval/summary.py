@@ -8,44 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from repainter.images import atomic_write_bytes
+from repainter.report.validity import TRUSTED, WEAK, trust_table
+from repainter.report.validity import fmt_value as _f
 from repainter.store import write_json
 
-#: Tau at or above which a metric is called trustworthy for a kind of error; below WEAK, not.
-TRUSTED, WEAK = 0.9, 0.5
 
-
-def verdict(tau: float | None) -> str:
-    if tau is None:
-        return "not measured"
-    return "trustworthy" if tau >= TRUSTED else ("weak" if tau >= WEAK else "not trustworthy")
-
-
-def trust_table(data: dict[str, Any]) -> list[dict[str, str]]:
-    """One row per metric and kind of error (a ladder, a degradation), with tau and a verdict.
-
-    Example:
-        >>> trust_table({"degradations": {"metrics": {"ssim": {"kinds": {"blur": {"tau": 1.0}}}}}})
-        [{'metric': 'ssim', 'error': 'degradation: blur', 'tau': '1.00', 'verdict': 'trustworthy'}]
-    """
-    rows = []
-    for name, ladder in (data.get("ladders") or {}).items():
-        for metric, result in ladder["metrics"].items():
-            tau = result.get("tau_seed_mean")
-            rows.append({"metric": metric, "error": f"ladder {name}",
-                         "tau": _f(tau, 2), "verdict": verdict(tau)})
-    for metric, result in ((data.get("degradations") or {}).get("metrics") or {}).items():
-        for kind, entry in result["kinds"].items():
-            rows.append({"metric": metric, "error": f"degradation: {kind}",
-                         "tau": _f(entry.get("tau"), 2), "verdict": verdict(entry.get("tau"))})
-    return rows
-
-
-def _f(value: Any, digits: int = 3) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
+def _signed(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.4f}"
 
 
 def _p(value: float | None) -> str:
@@ -124,7 +93,7 @@ def _baseline_section(base: dict[str, Any], truth: str | None) -> list[str]:
     for metric, family in base["tests"].items():
         for c in family:
             rows.append([metric, f"{c['model_a']} - {c['model_b']}", str(c["n"]),
-                         f"{c['mean_difference']:+.4f}",
+                         _signed(c["mean_difference"]),
                          f"[{_f(c['ci_low'], 4)}, {_f(c['ci_high'], 4)}]", _p(c["p_value"]),
                          _p(c["p_adjusted"]), "yes" if c["significant"] else "no"])
     return lines + _table(["metric", "difference", "n", "mean", "95% CI", "p", "p (Holm)",
@@ -174,7 +143,7 @@ def _headline(data: dict[str, Any], truth: str | None) -> list[str]:
     if base and truth:
         family = base["tests"].get(truth, [])
         for c in family:
-            lines.append(f"- {truth}: {c['model_a']} - {c['model_b']} = {c['mean_difference']:+.4f} "
+            lines.append(f"- {truth}: {c['model_a']} - {c['model_b']} = {_signed(c['mean_difference'])} "
                          f"(Holm p {_p(c['p_adjusted'])}).")
     deg = data.get("degradations")
     if deg:

@@ -559,7 +559,7 @@ def _validity_view(run_dir: Path) -> dict[str, Any] | None:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    from repainter.meta_eval.summary import trust_table
+    from repainter.report.validity import trust_table
 
     rows = trust_table(data)
     errors = list(dict.fromkeys(r["error"] for r in rows))

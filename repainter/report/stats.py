@@ -104,7 +104,8 @@ class PairedComparison:
     def as_dict(self) -> dict:
         return {
             "model_a": self.model_a, "model_b": self.model_b, "metric": self.metric, "n": self.n,
-            "mean_difference": self.mean_difference,
+            # None, not NaN, where the two share no scored case (JSON has no NaN)
+            "mean_difference": self.mean_difference if np.isfinite(self.mean_difference) else None,
             "ci_low": self.ci[0] if self.ci else None, "ci_high": self.ci[1] if self.ci else None,
             "p_value": self.p_value,
             "p_adjusted": self.p_value if self.p_adjusted is None else self.p_adjusted,

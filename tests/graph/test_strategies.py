@@ -13,7 +13,7 @@ def strategies_run(tmp_path_factory):
     """One T2I model three times, labelled by strategy: 3 references x 2 rounds x 2 variants."""
     out = tmp_path_factory.mktemp("strategies") / "run"
     return run(build_spec({
-        "output_dir": str(out), "dataset": {"limit": 3}, "loop": {"rounds": 2, "variants": 2},
+        "preset": "world", "output_dir": str(out), "dataset": {"limit": 3}, "loop": {"rounds": 2, "variants": 2},
         "t2i": [{"name": "procedural", "label": "refine"},
                 {"name": "procedural", "label": "best-of-n", "strategy": "best_of_n"},
                 {"name": "procedural", "label": "one-shot", "strategy": "one_shot"}],
@@ -78,7 +78,7 @@ def test_refine_spec_and_records_are_unchanged_by_the_new_key():
 
 def test_explicit_refine_runs_exactly_the_default_loop(tmp_path):
     def records(folder, extra):
-        spec = build_spec({"output_dir": str(tmp_path / folder), "dataset": {"limit": 1},
+        spec = build_spec({"preset": "world", "output_dir": str(tmp_path / folder), "dataset": {"limit": 1},
                            "loop": {"rounds": 2, "variants": 2, **extra}})
         return [{k: v for k, v in r.items() if k not in ("timings", "mllm_usage")}
                 for r in run(spec).records]

@@ -5,7 +5,7 @@ import repainter
 
 def test_report_has_corrected_tests_for_every_metric(tmp_path):
     result = repainter.run(repainter.build_spec({
-        "output_dir": str(tmp_path / "run"), "dataset": {"limit": 2}, "judge": False,
+        "preset": "world", "output_dir": str(tmp_path / "run"), "dataset": {"limit": 2}, "judge": False,
         "loop": {"rounds": 1, "variants": 1},
         "t2i": ["procedural",
                 {"name": "procedural", "label": "colourblind", "params": {"ignore": ["color"]}},
@@ -20,7 +20,7 @@ def test_report_has_corrected_tests_for_every_metric(tmp_path):
 def test_spec_names_benjamini_hochberg_for_the_leaderboard(tmp_path):
     import json
 
-    spec = repainter.build_spec({"output_dir": str(tmp_path / "run"), "dataset": {"limit": 2},
+    spec = repainter.build_spec({"preset": "world", "output_dir": str(tmp_path / "run"), "dataset": {"limit": 2},
                                  "judge": False, "loop": {"rounds": 1, "variants": 1},
                                  "correction": "bh",
                                  "t2i": ["procedural", {"name": "procedural", "label": "b"},

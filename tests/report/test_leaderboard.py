@@ -115,3 +115,13 @@ def test_every_metric_gets_corrected_paired_tests_named_everywhere(tmp_path):
     markdown = (tmp_path / "leaderboard.md").read_text()
     assert "Holm" in markdown and "### Paired comparisons on lpips" in markdown
     assert "p_adjusted" in markdown
+
+
+def test_a_metric_only_one_model_has_gives_an_empty_comparison(tmp_path):
+    records = [{"model": "a", "case_id": "k", "status": "done",
+                "final_scores": {"selection": 0.5, "scene_truth": 0.7}},
+               {"model": "b", "case_id": "k", "status": "done", "final_scores": {"selection": 0.4}}]
+    rows = build_leaderboard(records)
+    write_leaderboard(rows, tmp_path, records)  # no NaN reaches the JSON
+    (pair,) = json.loads((tmp_path / "leaderboard.json").read_text())["metric_comparisons"]["scene_truth"]
+    assert pair["n"] == 0 and pair["mean_difference"] is None and not pair["significant"]
