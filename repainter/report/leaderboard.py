@@ -22,7 +22,7 @@ from typing import Any
 
 from repainter.images import atomic_write_bytes
 from repainter.report.stats import bootstrap_ci, corrected, paired_comparison
-from repainter.store import write_json
+from repainter.store import json_safe, write_json
 
 #: The multiple-comparison correction applied when more than two models are compared.
 DEFAULT_CORRECTION = "holm"
@@ -262,10 +262,11 @@ def write_leaderboard(
     by_metric = build_metric_comparisons(list(records), rows, correction) if records else {}
     comparisons = by_metric.get("selection", [])
     categories = build_category_table(list(records)) if records else []
-    write_json(run_dir / "leaderboard.json",
-               {"models": rows, "comparisons": comparisons, "metric_comparisons": by_metric,
-                "correction": correction if len(rows) > 2 else "none",
-                "categories": categories})
+    write_json(run_dir / "leaderboard.json",  # a statistic of no data (NaN) is written as null
+               json_safe({"models": rows, "comparisons": comparisons,
+                          "metric_comparisons": by_metric,
+                          "correction": correction if len(rows) > 2 else "none",
+                          "categories": categories}))
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=_columns(rows), extrasaction="ignore")
     writer.writeheader()
