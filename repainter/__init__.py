@@ -4,22 +4,45 @@
     >>> result = repainter.run()            # the built-in offline world  # doctest: +SKIP
     >>> result.summary()["models"]          # doctest: +SKIP
     >>> repainter.meta_eval()               # writes VALIDITY.md  # doctest: +SKIP
+
+The public names are imported on first use, so ``import repainter`` (and every ``--help``)
+does not pay for the graph and model libraries.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-from repainter.result import RunResult  # noqa: E402
-from repainter.runner import run  # noqa: E402
-from repainter.spec import RunSpec, build_spec, load_spec  # noqa: E402
+_EXPORTS = {
+    "RunResult": "repainter.result",
+    "run": "repainter.runner",
+    "RunSpec": "repainter.spec",
+    "build_spec": "repainter.spec",
+    "load_spec": "repainter.spec",
+}
+
+if TYPE_CHECKING:  # pragma: no cover
+    from repainter.result import RunResult
+    from repainter.runner import run
+    from repainter.spec import RunSpec, build_spec, load_spec
+
+
+def __getattr__(name: str) -> Any:
+    # meta_eval is a callable package: repainter.meta_eval(...) runs it
+    if name == "meta_eval":
+        return importlib.import_module("repainter.meta_eval")
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'repainter' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS, "meta_eval"])
+
 
 __all__ = ["RunResult", "RunSpec", "build_spec", "load_spec", "meta_eval", "run", "__version__"]
-
-
-def __getattr__(name: str):
-    """``repainter.meta_eval`` (a callable package) is imported on first use: importing
-    repainter, or a module inside it, never loads the meta-evaluation and what it reaches."""
-    if name == "meta_eval":
-        import importlib
-
-        return importlib.import_module("repainter.meta_eval")
-    raise AttributeError(f"module 'repainter' has no attribute {name!r}")
