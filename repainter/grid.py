@@ -130,7 +130,7 @@ def build_grid_leaderboard(spec: RunSpec, records: list[dict[str, Any]],
         mine = [r for r in rows if r[key] == value]
         recs = [r for r in records if r[key] == value]
         return {"ranking": [{**r, "rank": i} for i, r in enumerate(mine, 1)],
-                "comparisons": build_comparisons(recs, mine)}
+                "comparisons": build_comparisons(recs, mine, correction=spec.correction)}
 
     return {"grid": rows,
             "mllm_by_t2i": {t: ranking("t2i", t) for t in t2i},
@@ -145,7 +145,7 @@ def write_grid_leaderboard(spec: RunSpec, records: list[dict[str, Any]],
     from repainter.store import json_safe, write_json
 
     board = build_grid_leaderboard(spec, records, usage)
-    write_leaderboard(board["grid"], spec.run_dir, records)
+    write_leaderboard(board["grid"], spec.run_dir, records, correction=spec.correction)
     data = read_json(spec.run_dir / "leaderboard.json")
     data.update({k: v for k, v in board.items() if k != "grid"})
     write_json(spec.run_dir / "leaderboard.json", json_safe(data))

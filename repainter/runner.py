@@ -88,6 +88,10 @@ def run(
     driven from here.
     """
     spec = resolve_spec(spec, overrides)
+    if spec.seeds:  # one sub-run per seed (each with its own folder lock), then aggregated
+        from repainter.seeds import run_seeds
+
+        return run_seeds(spec, on_event)
     if spec.budget is not None and spec.budget.mode == "adaptive" and case_ids is None:
         from repainter.adaptive import run_adaptive
 

@@ -55,13 +55,20 @@ def compose_prompt(state: CaseState, ctx: RunContext) -> dict[str, Any]:
 
 
 def write_variants(state: CaseState, ctx: RunContext) -> dict[str, Any]:
-    """The MLLM writes this round's prompt variants; each gets a fixed seed."""
+    """The MLLM writes this round's prompt variants; each gets a fixed seed.
+
+    The baselines ask the MLLM nothing: ``best_of_n`` renders the initial prompt ``variants``
+    times per round, ``one_shot`` renders it once (seeds differ by round and variant).
+    """
     round_number = state["round"] + 1
-    critique = _last_critique(state)
-    prompts = ctx.mllm.write_variants(
-        state["prompt"], ctx.spec.loop.variants, _iut(state), critique,
-        seed=ctx.seed(state["case_id"], round_number, -1),
-    )
+    strategy = ctx.spec.strategy_of(state["model"])
+    if strategy == "refine":
+        prompts = ctx.mllm.write_variants(
+            state["prompt"], ctx.spec.loop.variants, _iut(state), _last_critique(state),
+            seed=ctx.seed(state["case_id"], round_number, -1),
+        )
+    else:
+        prompts = [state["initial_prompt"]] * (ctx.spec.loop.variants if strategy == "best_of_n" else 1)
     prompts = [p.strip() for p in prompts if p and p.strip()][: ctx.spec.loop.variants]
     if not prompts:
         raise CaseFailure(f"round {round_number}: the MLLM wrote no prompt variant")
@@ -224,7 +231,7 @@ def select(state: CaseState, ctx: RunContext) -> dict[str, Any]:
         "round": round_number, "rounds": [*state.get("rounds", []), record],
         "best": best, "stale_rounds": stale, "pending": [],
     }
-    if round_number >= ctx.spec.loop.rounds:
+    if round_number >= round_limit(ctx, state["model"]):
         update["stop_reason"] = "round_limit"
     elif early.target is not None and best and best["selection"] >= early.target:
         update["stop_reason"] = "target_reached"
@@ -341,8 +348,18 @@ def finalize(state: CaseState, ctx: RunContext) -> dict[str, Any]:
 # -- routing ---------------------------------------------------------------------------------
 
 
-def after_select(state: CaseState) -> str:
-    return "judge" if state.get("stop_reason") else "critique"
+def after_select(state: CaseState, ctx: RunContext | None = None) -> str:
+    """Stop -> judge; else the method critiques and revises, a baseline just renders again."""
+    if state.get("stop_reason"):
+        return "judge"
+    if ctx is not None and ctx.spec.strategy_of(state["model"]) != "refine":
+        return "write_variants"
+    return "critique"
+
+
+def round_limit(ctx: RunContext, model: str) -> int:
+    """Rounds a case of ``model`` runs: one for ``one_shot``, ``loop.rounds`` otherwise."""
+    return 1 if ctx.spec.strategy_of(model) == "one_shot" else ctx.spec.loop.rounds
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -391,4 +408,7 @@ def case_record(state: CaseState, ctx: RunContext) -> dict[str, Any]:
         "timings": {k: round(v, 4) for k, v in (state.get("timings") or {}).items()},
         "mllm_usage": ctx.mllm.case_usage(state["model"], state["case_id"]),
         "decision": state.get("decision"),
+        # only the baselines say so: records of the default method stay as they were
+        **({"strategy": strategy} if (strategy := ctx.spec.strategy_of(state["model"])) != "refine"
+           else {}),
     }
