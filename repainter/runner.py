@@ -24,6 +24,7 @@ from typing import Any
 from langgraph.checkpoint.sqlite import SqliteSaver
 
 import repainter
+from repainter.backends.base import CURRENT_PROMPT_BUDGET
 from repainter.cache import ResponseCache
 from repainter.components import Components, build_components
 from repainter.datasets import load_dataset
@@ -182,6 +183,8 @@ def _run_case(graph, ctx: RunContext, model: str, case_id: str, emit: EventCallb
         "recursion_limit": 8 * rounds + 16,
     }
     token = CURRENT_CASE.set((model, case_id))
+    # the MLLM writes prompts for this model's prompt budget (tokens its text encoder reads)
+    budget_token = CURRENT_PROMPT_BUDGET.set(ctx.t2i[model].prompt_budget())
     try:
         snapshot = graph.get_state(config)
         payload = None if snapshot.next else {"case_id": case_id, "model": model}
@@ -192,6 +195,7 @@ def _run_case(graph, ctx: RunContext, model: str, case_id: str, emit: EventCallb
                       "round": selected["round"], "of": rounds,
                       "best": (selected.get("best") or {}).get("selection")})
     finally:
+        CURRENT_PROMPT_BUDGET.reset(budget_token)
         CURRENT_CASE.reset(token)
 
 

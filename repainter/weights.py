@@ -192,6 +192,21 @@ def _is_connection_error(exc: BaseException) -> bool:
     return False
 
 
+_MISSING_ERRORS = {"EntryNotFoundError", "RepositoryNotFoundError", "RevisionNotFoundError",
+                   "LocalEntryNotFoundError", "GatedRepoError", "FileNotFoundError"}
+_MISSING_WORDS = ("does not appear to have", "no such file", "not found", "no file named",
+                  "can't load", "cannot find", "couldn't find", "is not a local folder",
+                  "does not exist", "local_files_only", "offline", "not cached")
+
+
+def _is_missing_files(exc: BaseException) -> bool:
+    """Whether a loader's error means "the files are not there" (not a broken model or setting)."""
+    if {c.__name__ for c in type(exc).__mro__} & _MISSING_ERRORS:
+        return True
+    text = str(exc).lower()
+    return any(word in text for word in _MISSING_WORDS)
+
+
 def hub_load(loader: Callable[..., T], model: str, kind: str, **kwargs: Any) -> T:
     """Call ``loader(model, **kwargs)`` (a ``from_pretrained``) with fail-fast offline handling.
 
@@ -215,6 +230,8 @@ def hub_load(loader: Callable[..., T], model: str, kind: str, **kwargs: Any) -> 
     except WeightsNotFoundError:
         raise
     except (OSError, ValueError) as exc:  # hub errors are OSError subclasses
+        if not _is_missing_files(exc) and not _is_connection_error(exc):
+            raise  # a real error (a bad config, dtype, component): not "download it"
         if kwargs.get("local_files_only") or not _is_connection_error(exc):
             raise _missing(kind, model, _short(exc)) from exc
         first = exc

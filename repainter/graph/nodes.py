@@ -79,11 +79,30 @@ def is_out_of_memory(exc: BaseException) -> bool:
             or "out of memory" in str(exc).lower())
 
 
+def free_memory() -> None:
+    """Collect garbage and return cached accelerator memory (after an out-of-memory error)."""
+    import gc
+
+    gc.collect()
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - the procedural backends need no torch
+        return
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    mps = getattr(torch, "mps", None)
+    if mps is not None and torch.backends.mps.is_available():
+        mps.empty_cache()
+
+
 def render_batch(backend, prompts: list[str], seeds: list[int]) -> list[GeneratedImage]:
     """Render as one batch; on out-of-memory, split the batch in halves and retry each.
 
-    A single prompt that still runs out of memory fails the case with that reason.
+    The retry runs outside the ``except`` block, after the failed call's exception (and with it
+    the tensors its traceback holds) is dropped and memory is freed. A single prompt that still
+    runs out of memory fails the case with that reason.
     """
+    failure = None
     try:
         images = backend.generate(prompts, seeds)
     except Exception as exc:
@@ -91,6 +110,9 @@ def render_batch(backend, prompts: list[str], seeds: list[int]) -> list[Generate
             raise
         if len(prompts) == 1:
             raise CaseFailure(f"T2I out of memory even for a batch of 1: {exc}") from exc
+        failure = f"{type(exc).__name__}: {exc}"
+    if failure is not None:  # the exception and its frames are gone here
+        free_memory()
         half = len(prompts) // 2
         return (render_batch(backend, prompts[:half], seeds[:half])
                 + render_batch(backend, prompts[half:], seeds[half:]))
@@ -116,8 +138,27 @@ def generate(state: CaseState, ctx: RunContext) -> dict[str, Any]:
         path = ctx.store.candidate_path(
             state["model"], state["case_id"], candidate["round"], candidate["variant"]
         )
-        rendered.append({**candidate, "image": path, "flagged": _store_render(ctx, path, generated)})
+        rendered.append({**candidate, "image": path, "flagged": _store_render(ctx, path, generated),
+                         **_prompt_truncation(generated)})
     return {"pending": rendered}
+
+
+def _prompt_truncation(generated: GeneratedImage) -> dict[str, Any]:
+    """How many prompt tokens the T2I model dropped (recorded only where it dropped some)."""
+    dropped = generated.metadata.get("prompt_tokens_dropped")
+    return {"prompt_tokens_dropped": int(dropped)} if dropped else {}
+
+
+def flag_summary(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Candidates rendered, how many were flagged (per flag) and the flagged share."""
+    flags = [c.get("flagged") for r in rounds for c in r.get("candidates") or []]
+    counts: dict[str, int] = {}
+    for flag in flags:
+        if flag:
+            counts[flag] = counts.get(flag, 0) + 1
+    flagged = sum(counts.values())
+    return {"candidates": len(flags), "flagged": flagged, "by_flag": counts,
+            "flagged_share": flagged / len(flags) if flags else None}
 
 
 def _store_render(ctx: RunContext, path: str, generated: GeneratedImage) -> str | None:
@@ -370,5 +411,6 @@ def case_record(state: CaseState, ctx: RunContext) -> dict[str, Any]:
         "t2i": ctx.t2i[state["model"]].identity(),
         "timings": {k: round(v, 4) for k, v in (state.get("timings") or {}).items()},
         "mllm_usage": ctx.mllm.case_usage(state["model"], state["case_id"]),
+        "render_flags": flag_summary(rounds),
         "decision": state.get("decision"),
     }

@@ -180,3 +180,29 @@ def tiny_tokenizer(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tiny-tok")
     fast.save_pretrained(folder)
     return str(folder)
+
+
+def build_tiny_sd_lora(pipeline_folder: Path, folder: Path) -> Path:
+    """A random LoRA (peft, rank 4) for the tiny SD UNet, saved with ``save_lora_weights``."""
+    import torch
+    from diffusers import StableDiffusionPipeline, UNet2DConditionModel
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    unet = UNet2DConditionModel.from_pretrained(pipeline_folder / "unet")
+    torch.manual_seed(1)
+    unet.add_adapter(LoraConfig(r=4, lora_alpha=4, init_lora_weights=False,
+                                target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
+    with torch.no_grad():  # large enough to change a 2-step render visibly
+        for name, param in unet.named_parameters():
+            if "lora_B" in name:
+                param.mul_(50.0)
+    StableDiffusionPipeline.save_lora_weights(
+        folder, unet_lora_layers=get_peft_model_state_dict(unet), safe_serialization=True)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_sd_lora_path(tiny_sd_path, tmp_path_factory) -> Path:
+    pytest.importorskip("peft")
+    return build_tiny_sd_lora(tiny_sd_path, tmp_path_factory.mktemp("tiny-lora"))
