@@ -47,9 +47,7 @@ def remaining(timeout: float | None, error: type[Exception] = TimeoutError) -> f
     return left if timeout is None else min(timeout, left)
 
 
-def _network_classes():
-    import httpcore2
-
+def _network_classes(httpcore2: Any):
     class DeadlineStream(httpcore2.NetworkStream):
         def __init__(self, inner: Any):
             self._inner = inner
@@ -89,14 +87,24 @@ def _network_classes():
     return DeadlineBackend
 
 
-def deadline_http_client(**client_kwargs: Any):
-    """An ``httpx2.Client`` (the openai client's HTTP layer) that honours :func:`total_deadline`."""
-    import httpcore2
-    import httpx2
+def _http_modules() -> tuple[Any, Any]:
+    """(httpx, httpcore) as the installed openai client uses them (httpx2 in openai >= 3)."""
+    import importlib
 
-    transport = httpx2.HTTPTransport()
+    import openai._base_client as base
+
+    if getattr(base, "httpx2", None) is not None:
+        return base.httpx2, importlib.import_module("httpcore2")
+    return base.httpx, importlib.import_module("httpcore")
+
+
+def deadline_http_client(**client_kwargs: Any):
+    """An HTTP client for ``openai.OpenAI(http_client=...)`` that honours :func:`total_deadline`."""
+    httpx, httpcore = _http_modules()
+    transport = httpx.HTTPTransport()
     pool = getattr(transport, "_pool", None)
-    if not hasattr(pool, "_network_backend"):  # a future httpx2 without it: fail loudly
-        raise RuntimeError("httpx2's transport has no network backend to put a deadline on")
-    pool._network_backend = _network_classes()(pool._network_backend or httpcore2.SyncBackend())
-    return httpx2.Client(transport=transport, follow_redirects=True, **client_kwargs)
+    if not hasattr(pool, "_network_backend"):  # an httpx without it: fail loudly
+        raise RuntimeError("the HTTP transport has no network backend to put a deadline on")
+    pool._network_backend = _network_classes(httpcore)(pool._network_backend
+                                                       or httpcore.SyncBackend())
+    return httpx.Client(transport=transport, follow_redirects=True, **client_kwargs)
