@@ -2,6 +2,7 @@
 
 from .tiny_models import (  # noqa: F401
     tiny_dinov2_path,
+    tiny_flux_path,
     tiny_open_clip_checkpoint,
     tiny_sd_lora_path,
     tiny_sd_path,

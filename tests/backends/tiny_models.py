@@ -206,3 +206,60 @@ def build_tiny_sd_lora(pipeline_folder: Path, folder: Path) -> Path:
 def tiny_sd_lora_path(tiny_sd_path, tmp_path_factory) -> Path:
     pytest.importorskip("peft")
     return build_tiny_sd_lora(tiny_sd_path, tmp_path_factory.mktemp("tiny-lora"))
+
+
+def build_tiny_flux_pipeline(folder: Path) -> Path:
+    """A tiny FluxPipeline (FLUX.1-schnell's layout: no guidance embedding), saved to disk.
+
+    CLIP and T5 tokenizers are hand-written vocabularies (no hub download); the VAE has a scale
+    factor of 2, so FLUX's rounding of sizes (to multiples of 2 * scale) shows at tiny sizes.
+    """
+    import torch
+    from diffusers import (
+        AutoencoderKL,
+        FlowMatchEulerDiscreteScheduler,
+        FluxPipeline,
+        FluxTransformer2DModel,
+    )
+    from transformers import (
+        CLIPTextConfig,
+        CLIPTextModel,
+        CLIPTokenizer,
+        T5Config,
+        T5EncoderModel,
+        T5TokenizerFast,
+    )
+
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)]
+    t5_tokenizer = T5TokenizerFast(vocab=pieces + [(c, -1.0) for c in "▁abcdefghijklmnopqrstuvwxyz"],
+                                   extra_ids=0)
+    vocab_file, _ = write_clip_tokenizer_files(folder / "_tok")
+    clip_tokenizer = CLIPTokenizer.from_pretrained(str(vocab_file.parent), model_max_length=16)
+    torch.manual_seed(0)
+    transformer = FluxTransformer2DModel(
+        patch_size=1, in_channels=4, num_layers=1, num_single_layers=1, attention_head_dim=16,
+        num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=32,
+        axes_dims_rope=[4, 4, 8], guidance_embeds=False)
+    clip = CLIPTextModel(CLIPTextConfig(
+        bos_token_id=0, eos_token_id=1, pad_token_id=1, hidden_size=32, intermediate_size=37,
+        num_attention_heads=4, num_hidden_layers=2, vocab_size=len(clip_tokenizer),
+        max_position_embeddings=16, projection_dim=32))
+    t5 = T5EncoderModel(T5Config(vocab_size=len(t5_tokenizer), d_model=32, d_ff=37, d_kv=8,
+                                 num_layers=2, num_heads=4, decoder_start_token_id=0))
+    vae = AutoencoderKL(sample_size=32, in_channels=3, out_channels=3, block_out_channels=(4, 4),
+                        down_block_types=["DownEncoderBlock2D"] * 2,
+                        up_block_types=["UpDecoderBlock2D"] * 2, layers_per_block=1,
+                        latent_channels=1, norm_num_groups=1, use_quant_conv=False,
+                        use_post_quant_conv=False, shift_factor=0.0609, scaling_factor=1.5035)
+    pipe = FluxPipeline(scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae, text_encoder=clip,
+                        tokenizer=clip_tokenizer, text_encoder_2=t5, tokenizer_2=t5_tokenizer,
+                        transformer=transformer)
+    out = folder / "tiny-flux"
+    pipe.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_flux_path(tmp_path_factory) -> Path:
+    pytest.importorskip("diffusers")
+    return build_tiny_flux_pipeline(tmp_path_factory.mktemp("tiny-flux"))
