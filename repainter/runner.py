@@ -184,7 +184,8 @@ def _run_case(graph, ctx: RunContext, model: str, case_id: str, emit: EventCallb
     }
     token = CURRENT_CASE.set((model, case_id))
     # the MLLM writes prompts for this model's prompt budget (tokens its text encoder reads)
-    budget_token = CURRENT_PROMPT_BUDGET.set(ctx.t2i[model].prompt_budget())
+    budget = getattr(ctx.t2i[model], "prompt_budget", None)  # duck-typed backends may lack it
+    budget_token = CURRENT_PROMPT_BUDGET.set(budget() if callable(budget) else None)
     try:
         snapshot = graph.get_state(config)
         payload = None if snapshot.next else {"case_id": case_id, "model": model}
