@@ -179,6 +179,22 @@ def test_a_broken_model_is_not_called_missing(tiny_sd_path, tmp_path):
     assert "download" not in str(info.value)
 
 
+def test_single_file_checkpoint_loads_offline_with_a_local_config(tiny_sd_path,
+                                                                   tiny_sd_single_file):
+    # an original-layout .safetensors (what fine-tunes ship) through from_single_file, with the
+    # component configs from a local folder: the same weights, so the same renders
+    folder = DiffusersT2I(model=str(tiny_sd_path), device="cpu", steps=2, guidance_scale=3.0)
+    single = DiffusersT2I(model=str(tiny_sd_single_file), config=str(tiny_sd_path),
+                          device="cpu", steps=2, guidance_scale=3.0)
+    assert type(single.pipe).__name__ == "StableDiffusionPipeline"
+    assert single.identity()["params"]["pipeline_class"] == "StableDiffusionPipeline"
+    (a,), (b,) = folder.generate(["a red cat"], [5]), single.generate(["a red cat"], [5])
+    assert np.array_equal(_arr(a), _arr(b))
+    with pytest.raises(ValueError, match="no pipeline class"):
+        DiffusersT2I(model=str(tiny_sd_single_file), config=str(tiny_sd_path), device="cpu",
+                     pipeline="NoSuchPipeline")
+
+
 def test_single_file_needs_an_existing_file(tmp_path):
     with pytest.raises(WeightsNotFoundError, match="no such checkpoint file"):
         DiffusersT2I(model=str(tmp_path / "missing.safetensors"), device="cpu")

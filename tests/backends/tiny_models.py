@@ -7,6 +7,7 @@ model hub. Their outputs are meaningless: they are for tests only.
 from __future__ import annotations
 
 import json
+import re
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -263,3 +264,101 @@ def build_tiny_flux_pipeline(folder: Path) -> Path:
 def tiny_flux_path(tmp_path_factory) -> Path:
     pytest.importorskip("diffusers")
     return build_tiny_flux_pipeline(tmp_path_factory.mktemp("tiny-flux"))
+
+
+# -- single-file checkpoints --------------------------------------------------------------------
+# The original Stable Diffusion (LDM) key layout, written from the diffusers layout so that
+# ``from_single_file`` can be exercised offline on the tiny pipeline.
+
+
+def _ldm_resnet(rest: str) -> str:
+    """A diffusers resnet parameter name in the LDM layout."""
+    for hf, sd in (("norm1", "in_layers.0"), ("conv1", "in_layers.2"), ("norm2", "out_layers.0"),
+                   ("conv2", "out_layers.3"), ("time_emb_proj", "emb_layers.1"),
+                   ("conv_shortcut", "skip_connection")):
+        if rest.startswith(hf + "."):
+            return sd + rest[len(hf):]
+    return rest
+
+
+def _unet_to_ldm(state, layers_per_block, up_attention):
+    n = layers_per_block
+    fixed = {"conv_in.": "input_blocks.0.0.", "time_embedding.linear_1.": "time_embed.0.",
+             "time_embedding.linear_2.": "time_embed.2.", "conv_norm_out.": "out.0.",
+             "conv_out.": "out.2."}
+    out = {}
+    for key, value in state.items():
+        new = None
+        for hf, sd in fixed.items():
+            if key.startswith(hf):
+                new = sd + key[len(hf):]
+        if m := re.match(r"down_blocks\.(\d+)\.resnets\.(\d+)\.(.*)", key):
+            b, j, rest = int(m[1]), int(m[2]), m[3]
+            new = f"input_blocks.{1 + b * (n + 1) + j}.0.{_ldm_resnet(rest)}"
+        elif m := re.match(r"down_blocks\.(\d+)\.attentions\.(\d+)\.(.*)", key):
+            new = f"input_blocks.{1 + int(m[1]) * (n + 1) + int(m[2])}.1.{m[3]}"
+        elif m := re.match(r"down_blocks\.(\d+)\.downsamplers\.0\.conv\.(.*)", key):
+            new = f"input_blocks.{1 + int(m[1]) * (n + 1) + n}.0.op.{m[2]}"
+        elif m := re.match(r"mid_block\.resnets\.(\d+)\.(.*)", key):
+            new = f"middle_block.{2 * int(m[1])}.{_ldm_resnet(m[2])}"
+        elif m := re.match(r"mid_block\.attentions\.0\.(.*)", key):
+            new = f"middle_block.1.{m[1]}"
+        elif m := re.match(r"up_blocks\.(\d+)\.resnets\.(\d+)\.(.*)", key):
+            new = f"output_blocks.{int(m[1]) * (n + 1) + int(m[2])}.0.{_ldm_resnet(m[3])}"
+        elif m := re.match(r"up_blocks\.(\d+)\.attentions\.(\d+)\.(.*)", key):
+            new = f"output_blocks.{int(m[1]) * (n + 1) + int(m[2])}.1.{m[3]}"
+        elif m := re.match(r"up_blocks\.(\d+)\.upsamplers\.0\.(.*)", key):
+            b = int(m[1])
+            new = f"output_blocks.{b * (n + 1) + n}.{2 if up_attention[b] else 1}.{m[2]}"
+        if new is None:
+            raise KeyError(key)
+        out["model.diffusion_model." + new] = value
+    return out
+
+
+def _vae_to_ldm(state, n_blocks):
+    out = {}
+    for key, value in state.items():
+        new = key.replace("conv_norm_out", "norm_out")
+        new = re.sub(r"encoder\.down_blocks\.(\d+)\.resnets\.(\d+)\.", r"encoder.down.\1.block.\2.", new)
+        new = re.sub(r"encoder\.down_blocks\.(\d+)\.downsamplers\.0\.", r"encoder.down.\1.downsample.", new)
+        new = re.sub(r"decoder\.up_blocks\.(\d+)\.resnets\.(\d+)\.",
+                     lambda m: f"decoder.up.{n_blocks - 1 - int(m[1])}.block.{m[2]}.", new)
+        new = re.sub(r"decoder\.up_blocks\.(\d+)\.upsamplers\.0\.",
+                     lambda m: f"decoder.up.{n_blocks - 1 - int(m[1])}.upsample.", new)
+        new = re.sub(r"mid_block\.resnets\.(\d+)\.", lambda m: f"mid.block_{int(m[1]) + 1}.", new)
+        new = new.replace("conv_shortcut", "nin_shortcut")
+        if "mid_block.attentions.0." in new:
+            new = new.replace("mid_block.attentions.0.", "mid.attn_1.")
+            for hf, sd in (("group_norm.", "norm."), ("to_q.", "q."), ("to_k.", "k."),
+                           ("to_v.", "v."), ("to_out.0.", "proj_out.")):
+                new = new.replace(hf, sd)
+            if new.endswith(("q.weight", "k.weight", "v.weight", "proj_out.weight")):
+                value = value.reshape(*value.shape, 1, 1)
+        out["first_stage_model." + new] = value
+    return out
+
+
+def build_tiny_sd_single_file(pipeline_folder: Path, folder: Path) -> Path:
+    """The tiny SD pipeline as one original-layout ``.safetensors`` file (as civitai-style
+    fine-tunes ship); load it with ``config=`` the pipeline folder (no hub lookup)."""
+    from diffusers import StableDiffusionPipeline
+    from safetensors.torch import save_file
+
+    pipe = StableDiffusionPipeline.from_pretrained(pipeline_folder)
+    up_attention = [bool(getattr(block, "attentions", None)) for block in pipe.unet.up_blocks]
+    text = {"cond_stage_model.transformer.text_model." + k.removeprefix("text_model."): v
+            for k, v in pipe.text_encoder.state_dict().items()}
+    state = {**_unet_to_ldm(pipe.unet.state_dict(), pipe.unet.config.layers_per_block,
+                            up_attention),
+             **_vae_to_ldm(pipe.vae.state_dict(), len(pipe.vae.config.block_out_channels)),
+             **text}
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "tiny-sd.safetensors"
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_sd_single_file(tiny_sd_path, tmp_path_factory) -> Path:
+    return build_tiny_sd_single_file(tiny_sd_path, tmp_path_factory.mktemp("tiny-single"))
