@@ -366,13 +366,14 @@ class DiffusersT2I(T2IBackend):
 
     def _budget_tokenizer(self) -> tuple[Any, int] | tuple[None, None]:
         """The tokenizer that carries the prompt's content and how many ids it reads (with its
-        special tokens): T5 with ``max_sequence_length`` where the pipeline has one (SD3, FLUX,
-        PixArt), else the CLIP tokenizer's ``model_max_length`` (SD 1.x / 2.x / XL)."""
+        special tokens): the long-text tokenizer (T5, Gemma ...) with ``max_sequence_length``
+        where the pipeline has one (SD3, FLUX, PixArt, Sana), else the CLIP tokenizer's
+        ``model_max_length`` (SD 1.x / 2.x / XL)."""
         max_sequence = self._default("max_sequence_length")
         if max_sequence:
             for name in ("tokenizer_3", "tokenizer_2", "tokenizer"):
                 tok = getattr(self.pipe, name, None)
-                if tok is not None and "T5" in type(tok).__name__:
+                if tok is not None and "CLIP" not in type(tok).__name__:
                     return tok, int(self.extra.get("max_sequence_length", max_sequence))
         tok = getattr(self.pipe, "tokenizer", None)
         length = getattr(tok, "model_max_length", None)
