@@ -49,6 +49,13 @@ def _img(color=(200, 30, 30)):
     return Image.new("RGB", (64, 48), color)
 
 
+def _rejected_once(mllm, server, match: str, words: str) -> None:
+    """The call fails at its first request, with ``words`` of the server's own message."""
+    with pytest.raises(MLLMCallError, match=match) as info:
+        mllm.judge(_img(), _img())
+    assert words in str(info.value) and server.requests == 1
+
+
 def _n_images(body) -> int:
     return sum(1 for m in body["messages"] if isinstance(m["content"], list)
                for p in m["content"] if p["type"] == "image_url")
@@ -146,11 +153,8 @@ def test_rejection_classes_follow_param_and_message():
 
 
 def test_reasoning_model_temperature_and_max_completion_tokens(make):
-    mllm, server = make("openai-reasoning", temperature=0.0)
-    with pytest.raises(MLLMCallError, match="temperature: null") as info:
-        mllm.judge(_img(), _img())
-    assert "Only the default (1) value is supported" in str(info.value)
-    assert server.requests == 1
+    _rejected_once(*make("openai-reasoning", temperature=0.0), "temperature: null",
+                   "Only the default (1) value is supported")
 
     mllm, server = make("openai-reasoning", temperature=None, max_tokens=4000)
     assert mllm.judge(_img(), _img()).semantic >= 1
@@ -223,11 +227,8 @@ def test_reply_without_usage_is_flagged(make):
 
 
 def test_llama_server_without_mmproj_is_not_retried(make):
-    mllm, server = make("llama-server-no-mmproj", max_retries=5)
-    with pytest.raises(MLLMCallError, match="--mmproj") as info:
-        mllm.judge(_img(), _img())
-    assert "image input is not supported" in str(info.value)
-    assert server.requests == 1
+    _rejected_once(*make("llama-server-no-mmproj", max_retries=5), "--mmproj",
+                   "image input is not supported")
 
 
 def test_x_should_retry_is_honoured(make):
