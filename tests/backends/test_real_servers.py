@@ -9,6 +9,8 @@ engine, ``--limit-mm-per-prompt``), OpenAI's reasoning-model ``param`` errors, l
 
 from __future__ import annotations
 
+import base64
+import io
 import threading
 
 import pytest
@@ -81,9 +83,14 @@ def test_max_images_fits_context_images_and_refuses_two_image_roles(make):
                {"image": _img((0, 0, 200)), "text": "second"}]
     iut = mllm.describe(_img(), context)
     assert iut.global_description and _n_images(server.bodies[-1]) == 1
-    with pytest.raises(MLLMCallError, match="compares 2 images .* max_images is 1"):
-        mllm.critique(_img(), _img(), "a prompt")
-    assert server.requests == 1  # refused before sending
+    # critique / judge: the pair goes side by side in one image the server accepts
+    assert mllm.critique(_img(), _img((0, 0, 200)), "a prompt").differences
+    assert _n_images(server.bodies[-1]) == 1 and server.requests == 2
+    (url,) = [p["image_url"]["url"] for p in server.bodies[-1]["messages"][1]["content"]
+              if p["type"] == "image_url"]
+    pair = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
+    assert pair.size == (128, 48)
+    assert pair.getpixel((10, 10))[0] > 150 and pair.getpixel((100, 10))[2] > 150
     detailed, server = make(ServerProfile(), image_detail="low")
     detailed.judge(_img(), _img())
     parts = [p for p in server.bodies[-1]["messages"][1]["content"] if p["type"] == "image_url"]

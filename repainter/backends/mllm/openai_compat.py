@@ -8,32 +8,34 @@
 * Every reply is structured: ``response_format`` is a JSON schema where the server supports it
   (``json_mode="auto"`` falls back to ``json_object`` and then to plain text on a 400 or 422
   whose ``param`` or message is about the response format; the mode in use is in
-  :meth:`identity`), the first
-  JSON object of the reply is extracted and validated against the pydantic schema of
-  :mod:`repainter.schemas`; an invalid reply is re-asked up to ``reask`` times with the
-  validation error.
+  :meth:`identity`), the first JSON object of the reply is extracted and validated against the
+  pydantic schema of :mod:`repainter.schemas`; an invalid reply is re-asked up to ``reask``
+  times with the validation error.
 * Rate limits (429), server errors (5xx), connection errors and timeouts are retried with
   exponential backoff and jitter (tenacity), honouring ``Retry-After`` and ``x-should-retry``;
   after ``max_retries`` retries an :class:`MLLMCallError` says what failed, with the server's
-  error message. A 500 saying the server takes no images (llama-server without ``--mmproj``) is
-  not retried. ``timeout`` is a total deadline per request (a server that sends one byte a
-  second cannot stretch it).
+  error message. A 200 reply that is not a chat completion (an HTML page from a proxy, a body
+  that is not JSON) is retried the same way. A 500 saying the server takes no images
+  (llama-server without ``--mmproj``) is not retried. ``timeout`` is a total deadline per
+  request (a server that sends one byte a second cannot stretch it).
 * Other rejections are named, not retried blindly: too many images (vLLM's
   ``--limit-mm-per-prompt``), context length, content filter; a reasoning model's
   ``max_tokens`` rejection switches to ``max_completion_tokens`` once; ``temperature: null``
   sends none. ``max_images`` / ``image_detail`` / ``context_tokens`` fit a server's image and
-  context budget (Ollama's ``/v1`` silently drops the oldest content past its context).
+  context budget: ``max_images: 1`` sends critique / judge pairs side by side in one image, and
+  Ollama's ``/v1``, which silently drops the oldest content past its context, is caught by
+  ``context_tokens``.
 * A reply cut at ``finish_reason == "length"`` or stopped by a content filter is an error,
-  not re-asked as if it were malformed. A 200 reply that is not a chat completion
-  (an HTML page from a proxy, a body that is not JSON) is retried the same way.
+  not re-asked as if it were malformed.
 * Replies are bounded: content over ``max_reply_chars`` characters, an empty ``choices`` list or a
   refusal counts as an invalid reply (re-asked, then :class:`MLLMReplyError`), and JSON
   extraction is bounded in work and nesting depth.
 * Error messages never hold the API key, even where a server echoes it back.
 * Each call's tokens, latency and cost (with ``prices``: USD per 1M input / output tokens) are
   recorded (cached input tokens at the ``cached_input`` price; a reply without usage is counted
-  in ``calls_without_usage``, not as 0 tokens); :meth:`usage` sums them. At most ``concurrency`` requests run at once (the sync methods
-  may be called from several threads); ``a<method>`` coroutines run them from asyncio code.
+  in ``calls_without_usage``, not as 0 tokens); :meth:`usage` sums them. At most
+  ``concurrency`` requests run at once (the sync methods may be called from several threads);
+  ``a<method>`` coroutines run them from asyncio code.
 
 All prompt texts are the templates ``prompts/*.j2``.
 """
@@ -143,6 +145,18 @@ def encode_image(image: Image.Image, max_side: int = 768, fmt: str = "png") -> s
         img.save(buffer, format="JPEG", quality=90)
         mime = "image/jpeg"
     return f"data:{mime};base64,{base64.b64encode(buffer.getvalue()).decode('ascii')}"
+
+
+def side_by_side(left: Image.Image, right: Image.Image) -> Image.Image:
+    """``left`` and ``right`` at the same height, next to each other on white (RGB)."""
+    height = max(left.height, right.height)
+    scaled = [img.convert("RGB").resize((max(1, round(img.width * height / img.height)), height),
+                                        Image.Resampling.LANCZOS) if img.height != height
+              else img.convert("RGB") for img in (left, right)]
+    canvas = Image.new("RGB", (scaled[0].width + scaled[1].width, height), "white")
+    canvas.paste(scaled[0], (0, 0))
+    canvas.paste(scaled[1], (scaled[0].width, 0))
+    return canvas
 
 
 #: How many top-level ``{`` :func:`extract_json` tries before it gives up (bounds its work).
@@ -828,12 +842,15 @@ class OpenAIMLLM(MLLMBackend):
         room = max(0, self.max_images - own)
         return ctx_images[len(ctx_images) - room:] if room else []
 
-    def _need_images(self, task: str, n: int) -> None:
-        if self.max_images is not None and n > self.max_images:
-            raise MLLMCallError(
-                f"{self.model}: {task} compares {n} images in one request but max_images is "
-                f"{self.max_images}; serve the model with room for {n} (vLLM: "
-                f"--limit-mm-per-prompt '{{\"image\": {n}}}') or use an MLLM that takes {n}")
+    def _pair_parts(self, reference: Image.Image, candidate: Image.Image) -> list[dict]:
+        """Reference and candidate as two images, or side by side in one where ``max_images``
+        is 1 (vLLM's default limit; Ollama models that see only the last image)."""
+        if self.max_images is None or self.max_images >= 2:
+            return [self._text_part("Image 1 (reference):"), self._image_part(reference),
+                    self._text_part("Image 2 (candidate):"), self._image_part(candidate)]
+        return [self._text_part("One picture, two images side by side: Image 1 (reference) on "
+                                "the left half, Image 2 (candidate) on the right half."),
+                self._image_part(side_by_side(reference, candidate))]
 
     @staticmethod
     def _text_part(text: str) -> dict[str, Any]:
@@ -922,11 +939,8 @@ class OpenAIMLLM(MLLMBackend):
         return [p.strip() for p in value.prompts if p.strip()][:n]
 
     def critique(self, reference: Image.Image, candidate: Image.Image, prompt: str) -> Critique:
-        self._need_images("critique", 2)
         text = render_prompt("critique", prompt=prompt)
-        parts = [self._text_part("Image 1 (reference):"), self._image_part(reference),
-                 self._text_part("Image 2 (candidate):"), self._image_part(candidate),
-                 self._text_part(text)]
+        parts = self._pair_parts(reference, candidate) + [self._text_part(text)]
         return self._structured("critique", parts, Critique)
 
     def revise(self, prompt: str, critique: Critique, iut: ImageUnderstandingTree) -> str:
@@ -935,11 +949,8 @@ class OpenAIMLLM(MLLMBackend):
         return self._structured("revise", [self._text_part(text)], RevisedPrompt).prompt.strip()
 
     def judge(self, reference: Image.Image, candidate: Image.Image) -> Judgement:
-        self._need_images("judge", 2)
         text = render_prompt("judge")
-        parts = [self._text_part("Image 1 (reference):"), self._image_part(reference),
-                 self._text_part("Image 2 (candidate):"), self._image_part(candidate),
-                 self._text_part(text)]
+        parts = self._pair_parts(reference, candidate) + [self._text_part(text)]
         return self._structured("judge", parts, Judgement)
 
     # -- asyncio variants (run the sync call in a worker thread; concurrency still applies) ---
