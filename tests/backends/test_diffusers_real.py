@@ -26,7 +26,11 @@ from repainter.backends.t2i.diffusers import (  # noqa: E402
     pipeline_lock,
 )
 from repainter.graph.nodes import CaseFailure, flag_summary, render_batch  # noqa: E402
-from repainter.weights import WeightsNotFoundError  # noqa: E402
+from repainter.weights import (  # noqa: E402
+    WeightsNotFoundError,
+    check_present,
+    requirements_for,
+)
 
 
 def _arr(generated):
@@ -190,12 +194,17 @@ def test_single_file_checkpoint_loads_offline_with_a_local_config(tiny_sd_path,
     assert single.identity()["params"]["pipeline_class"] == "StableDiffusionPipeline"
     (a,), (b,) = folder.generate(["a red cat"], [5]), single.generate(["a red cat"], [5])
     assert np.array_equal(_arr(a), _arr(b))
+    needs = requirements_for("diffusers", {"model": str(tiny_sd_single_file),
+                                           "config": str(tiny_sd_path)})
+    assert [check_present(n) for n in needs] == [True, True]  # what `repainter doctor` checks
     with pytest.raises(ValueError, match="no pipeline class"):
         DiffusersT2I(model=str(tiny_sd_single_file), config=str(tiny_sd_path), device="cpu",
                      pipeline="NoSuchPipeline")
 
 
 def test_single_file_needs_an_existing_file(tmp_path):
+    (missing,) = requirements_for("diffusers", {"model": str(tmp_path / "missing.safetensors")})
+    assert not check_present(missing)
     with pytest.raises(WeightsNotFoundError, match="no such checkpoint file"):
         DiffusersT2I(model=str(tmp_path / "missing.safetensors"), device="cpu")
 

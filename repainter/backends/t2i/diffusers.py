@@ -44,13 +44,12 @@ from PIL import Image
 
 from repainter.backends._torch import cached_model, dtype_name, select_device, select_dtype
 from repainter.backends.base import GeneratedImage, PromptBudget, T2IBackend
-from repainter.weights import hub_load
+from repainter.weights import hub_load, is_single_file
 
 BLANKED = "safety_checker_blanked"
 NAN_DECODE = "nan_decode"
 ALL_BLACK = "all_black"
 OFFLOAD_MODES = ("none", "model", "sequential", "group")
-SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".bin")
 
 # One lock per pipeline object: labels sharing a cached pipeline take turns on it.
 _PIPELINE_LOCKS: weakref.WeakKeyDictionary[Any, threading.Lock] = weakref.WeakKeyDictionary()
@@ -191,7 +190,7 @@ class DiffusersT2I(T2IBackend):
         self.vae = vae
         self.safety_checker = bool(safety_checker)
         self.use_safetensors = use_safetensors
-        self.single_file = self.model.lower().endswith(SINGLE_FILE_SUFFIXES)
+        self.single_file = is_single_file(self.model)
         self.pipeline_class = pipeline or ("StableDiffusionPipeline" if self.single_file else None)
         self.config = config
         load_params = {
