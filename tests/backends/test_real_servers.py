@@ -224,6 +224,10 @@ def test_cached_tokens_priced_apart_and_fingerprint_recorded(make):
     assert record["cost_usd"] == pytest.approx(expected)
     assert record["served_by"] == "fake@fp_reasoning"
     assert mllm.usage()["cached_tokens"] == record["cached_tokens"]
+    assert "cost_upper_bound" not in record
+    unpriced, _ = make("openai-reasoning", temperature=None, prices={"input": 2.0, "output": 8.0})
+    unpriced.judge(_img(), _img())
+    assert unpriced.records()[0]["cost_upper_bound"] is True  # cached tokens at the input price
 
 
 def test_reply_without_usage_is_flagged(make):
@@ -244,9 +248,12 @@ def test_x_should_retry_is_honoured(make):
         mllm.judge(_img(), _img())
     assert server.requests == 1
     mllm, server = make(ServerProfile(error_status=400, should_retry="true"), max_retries=2)
-    with pytest.raises(MLLMCallError, match="3 attempt"):
+    with pytest.raises(MLLMCallError, match="3 attempt") as info:
         mllm.judge(_img(), _img())
     assert server.requests == 3
+    # the server's own error body is in the message
+    assert "The server had an error while processing your request." in str(info.value)
+    assert '"type": "server_error"' in str(info.value)
 
 
 def test_default_headers_and_query_reach_the_server(make):
