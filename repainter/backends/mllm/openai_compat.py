@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import io
 import json
 import os
@@ -326,6 +327,12 @@ def _text_chars(messages: list[dict[str, Any]]) -> int:
     return total
 
 
+@functools.cache
+def _schemas_digest() -> str:
+    """Hash of the JSON schemas this backend asks for (computed once per process)."""
+    return _fingerprint([m.model_json_schema() for m in SCHEMAS])
+
+
 def _fingerprint(value: Any) -> str:
     import hashlib
 
@@ -488,7 +495,7 @@ class OpenAIMLLM(MLLMBackend):
             "default_query": self.default_query,
             "default_headers": self._header_names,  # names only: values may hold secrets
             "templates": templates_digest(),
-            "schemas": _fingerprint([m.model_json_schema() for m in SCHEMAS]),
+            "schemas": _schemas_digest(),
             "repainter": repainter.__version__,
         }
 
