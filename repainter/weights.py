@@ -194,9 +194,9 @@ def _is_connection_error(exc: BaseException) -> bool:
 
 _MISSING_ERRORS = {"EntryNotFoundError", "RepositoryNotFoundError", "RevisionNotFoundError",
                    "LocalEntryNotFoundError", "GatedRepoError", "FileNotFoundError"}
-_MISSING_WORDS = ("does not appear to have", "no such file", "not found", "no file named",
-                  "can't load", "cannot find", "couldn't find", "is not a local folder",
-                  "does not exist", "local_files_only", "offline", "not cached")
+_MISSING_WORDS = ("does not appear to have", "no such file", "no file named", "can't load",
+                  "cannot find", "couldn't find", "is not a local folder", "local_files_only",
+                  "offline", "not cached", "repository not found", "entry not found")
 
 
 def _is_missing_files(exc: BaseException) -> bool:
