@@ -89,6 +89,7 @@ def test_real_backends_run_the_same_graph_through_the_cli(
         assert record["rounds"][0]["revised_prompt"] == "red cat, blue sofa, photo"
         usage = record["mllm_usage"]  # tokens of this case's own calls (the description is shared)
         assert usage["calls"] >= 4 and usage["total_tokens"] > 0
+        assert usage["served_by"] == ["fake-model"]  # response.model of the replies
         # what ran (issue 16 item 10), the flagged share (item 11), prompt truncation (issue 12.5)
         assert record["t2i"]["effective"]["steps"] == 2
         assert record["render_flags"]["candidates"] == 4
