@@ -29,6 +29,7 @@ from repainter.cache import ResponseCache
 from repainter.components import Components, build_components
 from repainter.datasets import load_dataset
 from repainter.graph import RunContext, build_graph
+from repainter.graph.nodes import render_flags_by_model
 from repainter.instrument import CURRENT_CASE, timed
 from repainter.report.html import write_report
 from repainter.report.leaderboard import build_leaderboard, write_leaderboard
@@ -142,6 +143,8 @@ def run(
         wall_seconds=round(time.perf_counter() - started, 3),
         cases={**counts, "total": len(selected)},
         mllm_usage=components.mllm.usage(),
+        # blanked / NaN / black renders per model: scores leave them out (issue 16 item 11)
+        render_flags=render_flags_by_model(records),
         cache=components.cache.stats() if components.cache else None,
         loop_seconds=round(loop_seconds, 4),
         backend=components.clock.summary(),

@@ -161,6 +161,31 @@ def flag_summary(rounds: list[dict[str, Any]]) -> dict[str, Any]:
             "flagged_share": flagged / len(flags) if flags else None}
 
 
+def render_flags_by_model(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per model: candidates rendered and flagged (per flag), the flagged share, and the cases
+    whose every candidate was flagged (they have no score, so the model's means leave them out).
+
+    >>> render_flags_by_model([{"model": "sd15", "rounds": [{"candidates": [
+    ...     {"flagged": "safety_checker_blanked"}, {"flagged": None}]}]}])["sd15"]["flagged_share"]
+    0.5
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for model in sorted({r["model"] for r in records}):
+        mine = [r for r in records if r["model"] == model]
+        summaries = [flag_summary(r.get("rounds") or []) for r in mine]
+        counts: dict[str, int] = {}
+        for summary in summaries:
+            for flag, n in summary["by_flag"].items():
+                counts[flag] = counts.get(flag, 0) + n
+        total = sum(s["candidates"] for s in summaries)
+        flagged = sum(counts.values())
+        out[model] = {"candidates": total, "flagged": flagged, "by_flag": counts,
+                      "flagged_share": flagged / total if total else None,
+                      "cases_all_flagged": sum(1 for s in summaries
+                                               if s["candidates"] and s["flagged"] == s["candidates"])}
+    return out
+
+
 def _store_render(ctx: RunContext, path: str, generated: GeneratedImage) -> str | None:
     """Save a render into the run folder, keep it in memory for this case; return its flag."""
     save_png(generated.image, ctx.store.root / path)

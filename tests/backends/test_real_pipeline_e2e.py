@@ -96,6 +96,8 @@ def test_real_backends_run_the_same_graph_through_the_cli(
         dropped = [c.get("prompt_tokens_dropped", 0) for r in record["rounds"]
                    for c in r["candidates"]]
         assert dropped.count(0) == 2 and all(d > 0 for d in dropped if d)
+    flags = json.loads((root / "run.json").read_text())["render_flags"]["tiny-sd"]
+    assert flags["candidates"] == 8 and flags["flagged_share"] == flags["flagged"] / 8
     # the MLLM was asked for the tiny model's budget: 16 ids less BOS and EOS
     texts = [p.get("text", "") for r in server.requests for m in r["messages"]
              if isinstance(m["content"], list) for p in m["content"]]
