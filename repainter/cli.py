@@ -123,6 +123,7 @@ def run(
 
 def _execute(checked, *, as_json: bool, quiet: bool) -> None:
     """Run a checked spec with a progress bar, then print the summary (shared by run/compare)."""
+    from repainter.datasets import DatasetError
     from repainter.runner import run as run_spec
     from repainter.store import RunFolderError
 
@@ -135,7 +136,7 @@ def _execute(checked, *, as_json: bool, quiet: bool) -> None:
                 result = run_spec(checked, on_event=_ProgressPrinter(progress))
         else:
             result = run_spec(checked)
-    except RunFolderError as exc:
+    except (RunFolderError, DatasetError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
     if as_json:
@@ -303,12 +304,16 @@ def report(
 ) -> None:
     """Write RUN/report/index.html: leaderboard, plots, every case's rounds (static, offline)."""
     from repainter.report.html import write_report
-    from repainter.store import SPEC_FILE
+    from repainter.store import SPEC_FILE, RunFolderBusyError
 
     if not (run_dir / SPEC_FILE).exists() and not (run_dir / "cases").is_dir():
         console.print(f"[red]error:[/red] {run_dir} is not a run folder")
         raise typer.Exit(2)
-    typer.echo(str(write_report(run_dir)))
+    try:
+        typer.echo(str(write_report(run_dir)))
+    except RunFolderBusyError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
 
 
 @app.command()
@@ -450,11 +455,11 @@ def list_components(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """List the registered T2I backends, MLLM backends, metrics, datasets and presets."""
-    from repainter.presets import PRESETS
+    from repainter.presets import DESCRIPTIONS, PRESETS
     from repainter.registry import DATASETS, METRICS, MLLM, T2I
 
     sections = {r.kind: r.describe() for r in (T2I, MLLM, METRICS, DATASETS)}
-    sections["presets"] = [(name, "") for name in sorted(PRESETS)]
+    sections["presets"] = [(name, DESCRIPTIONS.get(name, "")) for name in sorted(PRESETS)]
     if as_json:
         typer.echo(json.dumps({k: [n for n, _ in v] for k, v in sections.items()}, indent=2))
         return

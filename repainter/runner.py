@@ -30,12 +30,19 @@ from repainter.components import Components, build_components
 from repainter.datasets import load_dataset
 from repainter.graph import RunContext, build_graph
 from repainter.graph.nodes import render_flags_by_model
+from repainter.images import ImageLoadError, image_sha256, load_image, to_rgb
 from repainter.instrument import CURRENT_CASE, timed
 from repainter.report.html import write_report
 from repainter.report.leaderboard import build_leaderboard, write_leaderboard
 from repainter.result import RunResult
 from repainter.spec import RunSpec, load_spec
-from repainter.store import RunStore
+from repainter.store import (
+    SPEC_FILE,
+    RunStore,
+    check_distinct_names,
+    refuse_foreign_folder,
+    run_folder_lock,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -54,13 +61,40 @@ def run(
     overrides: list[str] = (),
     on_event: EventCallback | None = None,
 ) -> RunResult:
-    """Run ``spec`` (a RunSpec, a spec file, or None for the built-in world) to completion."""
+    """Run ``spec`` (a RunSpec, a spec file, or None for the built-in world) to completion.
+
+    The run folder is locked for the whole run (a second writer is refused with this process's
+    pid); a run that stops on an error leaves ``run.json`` saying so, not "running".
+    """
     if not isinstance(spec, RunSpec):
         spec = load_spec(spec, overrides)
     elif overrides:
-        from repainter.spec import build_spec
+        from repainter.spec import override_spec
 
-        spec = build_spec(spec.model_dump(mode="json"), overrides)
+        spec = override_spec(spec, overrides)
+    if not (spec.run_dir / SPEC_FILE).exists():  # before the lock file is made in it
+        refuse_foreign_folder(spec.run_dir)
+    with run_folder_lock(spec.run_dir, "run"):
+        try:
+            return _run(spec, on_event)
+        except BaseException as exc:
+            _mark_stopped(RunStore(spec.run_dir), exc)
+            raise
+
+
+def _mark_stopped(store: RunStore, exc: BaseException) -> None:
+    """Record in run.json that the run stopped on ``exc`` (where a run.json was started)."""
+    try:
+        info = store.read_run_info()
+    except (OSError, ValueError):
+        return
+    if info.get("status") == "running":
+        stopped = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        store.write_run_info({**info, "status": stopped, "finished_at": _now(),
+                              "error": f"{type(exc).__name__}: {exc}"})
+
+
+def _run(spec: RunSpec, on_event: EventCallback | None) -> RunResult:
     emit = on_event or (lambda event: None)
     store = RunStore(spec.run_dir)
     resumed = store.init(spec)
@@ -103,12 +137,15 @@ def run(
                 if not pending:
                     return
                 try:
-                    ctx.reference(item.id)
+                    previous = _stored_reference_sha256(store, item.id)
+                    digest = reference_digest(ctx.reference(item.id).image)
                 except Exception as exc:  # a broken input fails its cases, not the run
                     for model in pending:
                         _record_failure(store, model, item, exc, stage="load reference")
                         tally("failed", _case_event(store.read_case_record(model, item.id)))
                     return
+                if previous is not None and previous != digest:
+                    _restart_changed_reference(graph, ctx, item.id, pending)
                 for model in pending:
                     try:
                         _run_case(graph, ctx, model, item.id, emit)
@@ -150,6 +187,8 @@ def run(
         backend=components.clock.summary(),
         framework_seconds=round(loop_seconds - components.clock.total_seconds, 4),
     )
+    if store.unreadable:  # corrupt records met on the way (their cases were redone)
+        info["unreadable_records"] = list(store.unreadable)
     store.write_run_info(info)
     try:
         write_report(store.root)
@@ -167,6 +206,8 @@ def prepare_context(spec: RunSpec, store: RunStore) -> tuple[RunContext, list, C
     items = load_dataset(spec.dataset.name, spec.dataset.params).select(
         spec.dataset.categories, spec.dataset.limit
     )
+    check_distinct_names("case id", [i.id for i in items])  # one file per case, model
+    check_distinct_names("T2I label", [t.display_name for t in spec.t2i])
     cache = None
     if spec.runtime.cache:
         folder = Path(spec.runtime.cache_dir) if spec.runtime.cache_dir else store.root
@@ -178,10 +219,41 @@ def prepare_context(spec: RunSpec, store: RunStore) -> tuple[RunContext, list, C
     return ctx, items, components
 
 
+def reference_digest(image) -> str:
+    """The pixel hash a case records of its reference (after the image-mode policy)."""
+    return image_sha256(to_rgb(image))
+
+
+def _stored_reference_sha256(store: RunStore, case_id: str) -> str | None:
+    """Pixel hash of the reference an earlier attempt saved (None: none saved yet)."""
+    path = store.root / store.reference_relpath(case_id)
+    if not path.exists():
+        return None
+    try:
+        return reference_digest(load_image(path))
+    except ImageLoadError:
+        return ""  # unreadable: differs from any real reference, so the case starts over
+
+
+def _restart_changed_reference(graph, ctx: RunContext, case_id: str, models: list[str]) -> None:
+    """The reference changed since an interrupted attempt: its description, saved copy and the
+    pending models' checkpoints describe the old image, so those cases start from scratch."""
+    logger.warning("the reference of case %r changed since the last attempt: starting it over",
+                   case_id)
+    ctx.store.forget_reference(case_id)
+    ctx.store.save_reference(case_id, ctx.reference(case_id).image)
+    for model in models:
+        graph.checkpointer.delete_thread(_thread_id(model, case_id))
+
+
+def _thread_id(model: str, case_id: str) -> str:
+    return f"{model}::{case_id}"
+
+
 def _run_case(graph, ctx: RunContext, model: str, case_id: str, emit: EventCallback) -> None:
     rounds = ctx.spec.loop.rounds
     config = {
-        "configurable": {"thread_id": f"{model}::{case_id}"},
+        "configurable": {"thread_id": _thread_id(model, case_id)},
         # each round passes 6 nodes; the rest is describe/compose/judge/finalize and margin
         "recursion_limit": 8 * rounds + 16,
     }
@@ -191,7 +263,12 @@ def _run_case(graph, ctx: RunContext, model: str, case_id: str, emit: EventCallb
     budget_token = CURRENT_PROMPT_BUDGET.set(budget() if callable(budget) else None)
     try:
         snapshot = graph.get_state(config)
-        payload = None if snapshot.next else {"case_id": case_id, "model": model}
+        digest = reference_digest(ctx.reference(case_id).image)
+        if snapshot.next and snapshot.values.get("reference_sha256", digest) != digest:
+            graph.checkpointer.delete_thread(config["configurable"]["thread_id"])
+            snapshot = graph.get_state(config)
+        payload = (None if snapshot.next else
+                   {"case_id": case_id, "model": model, "reference_sha256": digest})
         for update in graph.stream(payload, config, stream_mode="updates"):
             selected = update.get("select")
             if selected:
