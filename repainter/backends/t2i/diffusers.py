@@ -42,7 +42,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from repainter.backends._torch import cached_model, dtype_name, select_device, select_dtype
+from repainter.backends._torch import (
+    cached_model,
+    dtype_name,
+    release_model,
+    select_device,
+    select_dtype,
+)
 from repainter.backends.base import GeneratedImage, PromptBudget, T2IBackend
 from repainter.weights import hub_load, is_single_file
 
@@ -201,9 +207,15 @@ class DiffusersT2I(T2IBackend):
             "pipeline": self.pipeline_class, "config": config,
             "vae_slicing": self.vae_slicing, "vae_tiling": self.vae_tiling,
         }
+        self._load_params = load_params
         self.pipe = cached_model("diffusers", load_params, self._load)
         self._signature = inspect.signature(self.pipe.__call__).parameters
         self._check_settings()
+
+    def close(self) -> None:
+        """Drop the pipeline (model-at-a-time scheduling releases one model before the next)."""
+        release_model("diffusers", self._load_params)
+        self.pipe = None
 
     # -- loading --------------------------------------------------------------------------------
 
