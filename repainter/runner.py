@@ -30,6 +30,7 @@ from repainter.datasets import DatasetItem, load_dataset
 from repainter.executors import Execution, Executor, Stage, make_executor
 from repainter.executors.worker import CaseTask, EventCallback, case_event
 from repainter.graph import RunContext
+from repainter.graph.nodes import render_flags_by_model
 from repainter.instrument import timed
 from repainter.report.html import REPORT_DIR, write_report
 from repainter.report.leaderboard import build_leaderboard, write_leaderboard
@@ -243,6 +244,8 @@ def finalize(plan: RunPlan, counts: dict[str, int], execution: Execution,
         schedule=plan.spec.runtime.schedule,
         models=execution.models,
         mllm_usage=execution.mllm_usage,
+        # blanked / NaN / black renders per model: scores leave them out (issue 16 item 11)
+        render_flags=render_flags_by_model(records),
         cache=execution.cache,
         loop_seconds=round(loop_seconds, 4),
         backend=execution.backend,

@@ -41,8 +41,13 @@ def build_leaderboard(records: list[dict[str, Any]], models: list[str] | None = 
 
     ``<metric>`` is the mean over cases of the best-ever candidate's score, ``<metric>_round1``
     that of round 1's best; ``steerability`` is the mean per-case gain of the selection score.
+    Where renders were flagged (safety-blanked, NaN decodes: never scored), ``flagged_share`` and
+    ``cases_all_flagged`` stand beside the means, since those means cover only scored renders.
     """
+    from repainter.graph.nodes import render_flags_by_model  # lazy: the graph imports langgraph
+
     models = models or sorted({r["model"] for r in records})
+    flag_shares = render_flags_by_model(records)
     rows = []
     for model in models:
         mine = [r for r in records if r["model"] == model]
@@ -71,6 +76,10 @@ def build_leaderboard(records: list[dict[str, Any]], models: list[str] | None = 
         if any("total_tokens" in u for u in usages):
             row["mllm_tokens_per_case"] = _mean([u.get("total_tokens", 0) for u in usages])
             row["mllm_cost_usd"] = sum(u.get("cost_usd", 0.0) for u in usages)
+        flags = flag_shares.get(model) or {}
+        if flags.get("flagged"):  # blanked / NaN renders are never scored: say how many were
+            row["flagged_share"] = flags["flagged_share"]
+            row["cases_all_flagged"] = flags["cases_all_flagged"]
         decisions = [r["decision"] for r in done if r.get("decision")]
         if decisions:  # retrieve-or-generate: how often each side won, and was right
             judged = [d["correct"] for d in decisions if d.get("correct") is not None]
@@ -227,6 +236,9 @@ def leaderboard_markdown(
          "MLLM s/case": row.get("mllm_seconds_per_case"),
          **({"MLLM tokens/case": row.get("mllm_tokens_per_case"),
              "MLLM cost USD": row.get("mllm_cost_usd")} if "mllm_tokens_per_case" in row else {}),
+         **({"flagged renders": row.get("flagged_share"),
+             "cases all flagged": row.get("cases_all_flagged")}
+            if any("flagged_share" in r for r in rows) else {}),
          **({"retrieved chosen": row.get("decision_retrieved_share"),
              "decision accuracy (GT)": row.get("decision_accuracy")}
             if "decision_cases" in row else {})}

@@ -125,3 +125,19 @@ def test_a_metric_only_one_model_has_gives_an_empty_comparison(tmp_path):
     write_leaderboard(rows, tmp_path, records)  # no NaN reaches the JSON
     (pair,) = json.loads((tmp_path / "leaderboard.json").read_text())["metric_comparisons"]["scene_truth"]
     assert pair["n"] == 0 and pair["mean_difference"] is None and not pair["significant"]
+
+
+def test_flagged_renders_stand_beside_the_means(tmp_path):
+    """A model whose safety checker blanked renders is scored on fewer images: the leaderboard
+    says how many, and says nothing for a model with no flagged render."""
+    flagged = _record("sd15", "a", 0.5, 0.6)
+    flagged["rounds"] = [{"candidates": [{"flagged": "safety_checker_blanked"}, {"flagged": None},
+                                         {"flagged": None}, {"flagged": "nan_decode"}]}]
+    blanked = {"model": "sd15", "case_id": "b", "status": "failed", "final_scores": {},
+               "rounds": [{"candidates": [{"flagged": "safety_checker_blanked"}]}]}
+    rows = {r["model"]: r for r in build_leaderboard(RECORDS + [flagged, blanked])}
+    assert rows["sd15"]["flagged_share"] == 3 / 5
+    assert rows["sd15"]["cases_all_flagged"] == 1
+    assert "flagged_share" not in rows["strong"]
+    write_leaderboard(list(rows.values()), tmp_path)
+    assert "flagged renders" in (tmp_path / "leaderboard.md").read_text()
