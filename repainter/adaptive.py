@@ -15,8 +15,9 @@ null mean ``m = 1/2``. The wealth is ``max(theta K+_t, (1 - theta) K-_t)`` with
 ``K+-_t = prod_i (1 +- lambda_i (x_i - m))``; it follows ``betting_mart`` in the authors'
 ``confseq`` repository (``src/confseq/betting.py``) with its ``hedged_cs`` defaults: theta 1/2,
 bets truncated at ``trunc_scale / m`` and ``trunc_scale / (1 - m)`` with trunc_scale 1/2, and the
-predictable plug-in empirical-Bernstein bets ``lambda_t = sqrt(2 log(2/alpha) / (sigma2_{t-1} t
-log(1 + t)))`` with prior mean 1/2, prior variance 1/4 and one pseudo-observation. A pair is
+predictable plug-in empirical-Bernstein bets of its ``lambda_predmix_eb``
+(``src/confseq/betting_strategies.py``): ``lambda_t = sqrt(2 log(1/alpha) / (t log(1 + t)
+sigma2_{t-1}))`` with prior mean 1/2, prior variance 1/4 and one pseudo-observation. A pair is
 decided once the wealth reaches ``1/alpha``; its direction is the side whose capital grew.
 
 Stopping decides only how many references run: a reference that ran keeps exactly what it
@@ -39,18 +40,18 @@ from repainter.spec import BudgetSpec, RunSpec
 
 def plug_in_bets(x: np.ndarray, alpha: float, prior_mean: float = 0.5,
                  prior_variance: float = 0.25, fake_obs: int = 1) -> np.ndarray:
-    """Predictable plug-in empirical-Bernstein bets: lambda_t uses x_1..x_{t-1} only.
+    """Predictable plug-in empirical-Bernstein bets: lambda_t uses x_1..x_{t-1} only (as
+    ``lambda_predmix_eb`` in confseq's ``src/confseq/betting_strategies.py``, ``fixed_n=None``).
 
     >>> plug_in_bets(np.array([0.5, 0.5]), 0.05).round(3).tolist()
-    [6.525, 5.183]
+    [5.88, 4.671]
     """
     t = np.arange(1, len(x) + 1)
     mu = (fake_obs * prior_mean + np.cumsum(x)) / (t + fake_obs)
-    mu_before = np.append(prior_mean, mu[:-1])
-    sigma2 = (fake_obs * prior_variance + np.cumsum((x - mu_before) ** 2)) / (t + fake_obs)
+    sigma2 = (fake_obs * prior_variance + np.cumsum((x - mu) ** 2)) / (t + fake_obs)
     sigma2_before = np.append(prior_variance, sigma2[:-1])
     with np.errstate(divide="ignore", invalid="ignore"):
-        bets = np.sqrt(2 * math.log(2 / alpha) / (sigma2_before * t * np.log(1 + t)))
+        bets = np.sqrt(2 * math.log(1 / alpha) / (t * np.log(1 + t) * sigma2_before))
     return np.nan_to_num(bets, nan=0.0, posinf=0.0)
 
 
