@@ -29,10 +29,13 @@ from repainter.components import Components, build_components
 from repainter.datasets import load_dataset
 from repainter.graph import RunContext, build_graph
 from repainter.instrument import CURRENT_CASE, timed
+from repainter.logging_setup import logging_events, run_log
+from repainter.preflight import preflight
 from repainter.report.html import write_report
 from repainter.report.leaderboard import build_leaderboard, write_leaderboard
 from repainter.result import RunResult
-from repainter.spec import RunSpec, load_spec
+from repainter.run_status import recorded_outcome
+from repainter.spec import RunSpec, resolve_spec
 from repainter.store import RunStore
 
 logger = logging.getLogger(__name__)
@@ -51,15 +54,18 @@ def run(
     *,
     overrides: list[str] = (),
     on_event: EventCallback | None = None,
+    **settings: Any,
 ) -> RunResult:
-    """Run ``spec`` (a RunSpec, a spec file, or None for the built-in world) to completion."""
-    if not isinstance(spec, RunSpec):
-        spec = load_spec(spec, overrides)
-    elif overrides:
-        from repainter.spec import build_spec
+    """Run ``spec`` (a RunSpec, a spec file, or None for the built-in world) to completion.
 
-        spec = build_spec(spec.model_dump(mode="json"), overrides)
-    emit = on_event or (lambda event: None)
+    ``settings`` override spec keys as Python values, e.g. ``run(loop={"rounds": 5}, seed=1)``
+    (merged into the spec; ``overrides`` strings such as ``"loop.rounds=5"`` apply after them).
+    Before anything is written, :func:`repainter.preflight.preflight` names every problem
+    (unknown names, bad params, missing folders, weights or keys) at once.
+    """
+    spec = resolve_spec(spec, overrides, settings)
+    preflight(spec)
+    emit = logging_events(on_event)
     store = RunStore(spec.run_dir)
     resumed = store.init(spec)
     started = time.perf_counter()
@@ -72,7 +78,15 @@ def run(
         "status": "running",
     }
     store.write_run_info({**store.read_run_info(), **info})
+    with run_log(store.root), recorded_outcome(store, info):
+        logger.info("run %s in %s (spec %s)", spec.name, store.root, info["spec_fingerprint"])
+        result = _run_cases(spec, store, info, emit, started)
+        logger.info("run finished: %s", result.info.get("cases"))
+        return result
 
+
+def _run_cases(spec: RunSpec, store: RunStore, info: dict[str, Any], emit: EventCallback,
+               started: float) -> RunResult:
     ctx, items, components = prepare_context(spec, store)
     loop_started = time.perf_counter()
     counts = {"done": 0, "failed": 0, "reused": 0}
@@ -135,6 +149,7 @@ def run(
     store.write_results_jsonl(records)
     leaderboard = build_leaderboard(records, list(ctx.t2i))
     write_leaderboard(leaderboard, store.root, records)
+    info.pop("reason", None)
     info.update(
         status="finished",
         finished_at=_now(),

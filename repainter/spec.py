@@ -304,3 +304,22 @@ def load_spec(path: str | Path | None = None, overrides: list[str] = ()) -> RunS
     """Load a spec file (YAML or TOML; none = the built-in world) and apply overrides."""
     data = read_spec_file(path) if path is not None else {}
     return build_spec(data, overrides)
+
+
+def resolve_spec(spec: RunSpec | str | Path | None = None, overrides: list[str] = (),
+                 settings: dict[str, Any] | None = None) -> RunSpec:
+    """A spec from a RunSpec, a file or None (the built-in world), with Python-value ``settings``
+    merged in (``{"loop": {"rounds": 5}}``) and then ``overrides`` strings applied.
+
+        >>> resolve_spec(None, ["loop.variants=2"], {"loop": {"rounds": 5}}).loop.rounds
+        5
+    """
+    if isinstance(spec, RunSpec):
+        if not overrides and not settings:
+            return spec
+        data = spec.model_dump(mode="json")
+    else:
+        data = read_spec_file(spec) if spec is not None else {}
+    if settings:
+        data = _deep_merge(data, settings)
+    return build_spec(data, overrides)

@@ -106,7 +106,7 @@ def test_offline_missing_weights(monkeypatch, tmp_path):
         with pytest.raises(WeightsNotFoundError) as info:
             DiffusersT2I(model="nobody/no-such-sd-model", device="cpu")
     msg = str(info.value)
-    assert "nobody/no-such-sd-model" in msg and "huggingface-cli download" in msg
+    assert "nobody/no-such-sd-model" in msg and "hf download" in msg
     assert "local path" in msg
     with pytest.raises(WeightsNotFoundError, match="no such local path"):
         DiffusersT2I(model=str(tmp_path / "no-folder"), device="cpu")
