@@ -27,6 +27,7 @@ import repainter
 from repainter.cache import ResponseCache
 from repainter.components import Components, build_components
 from repainter.datasets import load_dataset
+from repainter.environment import capture as capture_environment
 from repainter.graph import RunContext, build_graph
 from repainter.instrument import CURRENT_CASE, timed
 from repainter.logging_setup import logging_events, run_log
@@ -160,6 +161,8 @@ def _run_cases(spec: RunSpec, store: RunStore, info: dict[str, Any], emit: Event
         loop_seconds=round(loop_seconds, 4),
         backend=components.clock.summary(),
         framework_seconds=round(loop_seconds - components.clock.total_seconds, 4),
+        environment=capture_environment(),  # after the run: the device is known once loaded
+        spec=spec.model_dump(mode="json"),
     )
     store.write_run_info(info)
     try:

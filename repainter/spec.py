@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -106,6 +107,13 @@ class RuntimeSpec(_Spec):
     cache_dir: str | None = None
 
 
+DEFAULT_OUTPUT_DIR = "runs/{dataset}-{models}-{fingerprint}"
+
+
+def _folder_part(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.") or "_"
+
+
 class RunSpec(_Spec):
     """Everything that defines a run. ``RunSpec()`` is the built-in offline world."""
 
@@ -131,9 +139,24 @@ class RunSpec(_Spec):
     loop: LoopSpec = Field(default_factory=LoopSpec)
     judge: bool = True
     seed: int = 0
-    output_dir: str = "runs/{name}"
+    #: Placeholders: {name}, {dataset}, {models} (T2I labels joined by +), {fingerprint} (8 hex
+    #: digits of the spec's hash): by default every spec gets its own folder; the same spec
+    #: resumes its folder.
+    output_dir: str = DEFAULT_OUTPUT_DIR
     decision: DecisionSpec | None = None
     runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
+
+    @field_validator("output_dir")
+    @classmethod
+    def _known_placeholders(cls, value: str) -> str:
+        import string
+
+        used = {field for _, field, _, _ in string.Formatter().parse(value) if field is not None}
+        unknown = used - {"name", "dataset", "models", "fingerprint"}
+        if unknown:
+            raise ValueError(f"output_dir {value!r}: unknown placeholder(s) {sorted(unknown)}; "
+                             "use {name}, {dataset}, {models}, {fingerprint}")
+        return value
 
     @field_validator("selection")
     @classmethod
@@ -171,7 +194,16 @@ class RunSpec(_Spec):
 
     @property
     def run_dir(self) -> Path:
-        return Path(self.output_dir.format(name=self.name))
+        """``output_dir`` with its placeholders filled.
+
+            >>> str(RunSpec().run_dir).startswith("runs/world-procedural-")
+            True
+        """
+        labels = [_folder_part(t.display_name) for t in self.t2i]
+        models = "+".join(labels) if len(labels) <= 3 else f"{'+'.join(labels[:2])}+{len(labels) - 2}more"
+        return Path(self.output_dir.format(
+            name=self.name, dataset=_folder_part(self.dataset.name), models=models[:80],
+            fingerprint=self.fingerprint()[:8]))
 
     def fingerprint(self, *, without_models: bool = False) -> str:
         """Hash of everything that determines results (output folder and runtime excluded).

@@ -25,6 +25,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from PIL import Image
 
+from repainter.environment import summary_facts
 from repainter.images import atomic_write_bytes
 from repainter.report.leaderboard import (
     build_category_table,
@@ -512,8 +513,9 @@ def build_report_context(run_dir: str | Path, *, max_cases: int = MAX_CASES,
     ]
     if cases_info.get("reused"):
         facts.append(("reused from an earlier run", cases_info["reused"]))
+    facts += summary_facts(info.get("environment"))
     return {
-        "title": spec.name if spec else run_dir.name,
+        "title": f"{spec.name} · dataset {spec.dataset.name}" if spec else run_dir.name,
         "run_dir": str(run_dir),
         "facts": [(k, v) for k, v in facts if v not in (None, "")],
         "licences": sorted(licences.items()),
