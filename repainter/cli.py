@@ -483,6 +483,27 @@ def rescore(
               f" · report: {result.run_dir / 'report' / 'index.html'}")
 
 
+@app.command()
+def track(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run folder.")],
+    trackers: Annotated[list[str], typer.Option(
+        "--tracker", "-t", help="mlflow, wandb or tensorboard, or a YAML mapping such as "
+        "'{name: mlflow, params: {tracking_uri: http://localhost:5000}}'. Repeat.")],
+) -> None:
+    """Send a finished run to experiment trackers (params, metrics with CIs, per-round curves,
+    the leaderboard, image grids)."""
+    import yaml
+
+    from repainter.store import SPEC_FILE
+    from repainter.trackers import track_run
+
+    if not (run_dir / SPEC_FILE).exists():
+        _fail(f"{run_dir} is not a run folder (no {SPEC_FILE})")
+    rows = track_run(run_dir, [yaml.safe_load(t) for t in trackers])
+    _print_rows(rows, as_json=False, title="trackers", columns=["tracker", "status", "where", "error"],
+                failed=any(row["status"] == "failed" for row in rows))
+
+
 @app.command("export-preferences")
 def export_preferences_command(
     run_dir: Annotated[Path, typer.Argument(help="A run folder.")],

@@ -106,7 +106,26 @@ def spec_problems(spec: RunSpec) -> list[str]:
     problems = component_problems(T2I, list(spec.t2i))
     problems += component_problems(MLLM, [spec.mllm])
     problems += component_problems(METRICS, list(spec.metrics))
-    return problems + dataset_problems(spec)
+    return problems + dataset_problems(spec) + tracker_problems(spec)
+
+
+def tracker_problems(spec: RunSpec) -> list[str]:
+    """Registered tracker names, fitting params and an installed package for each."""
+    import importlib.util
+
+    if not spec.runtime.trackers:
+        return []
+    from repainter.trackers import TRACKERS
+
+    problems = component_problems(TRACKERS, list(spec.runtime.trackers))
+    for component in spec.runtime.trackers:
+        if component.name in TRACKERS:
+            tracker = TRACKERS.get(component.name)
+            package = getattr(tracker, "package", "")
+            if package and importlib.util.find_spec(package) is None:
+                problems.append(f"tracker {component.name!r} needs its package: pip install "
+                                f"'repainter[{tracker.extra}]'")
+    return problems
 
 
 def hub_reachable(timeout: float = HUB_PROBE_SECONDS) -> bool:

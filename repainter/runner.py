@@ -172,6 +172,11 @@ def _run_cases(spec: RunSpec, store: RunStore, info: dict[str, Any], emit: Event
         store.write_run_info(info)
         logger.warning("could not write the HTML report: %s (rebuild with `repainter report %s`)",
                        info["report_error"], store.root)
+    if spec.runtime.trackers:
+        from repainter.trackers import track_run
+
+        info["trackers"] = track_run(store.root, spec.runtime.trackers)
+        store.write_run_info(info)
     return RunResult(run_dir=store.root, spec=spec, records=records, leaderboard=leaderboard,
                      info=info)
 

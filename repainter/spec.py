@@ -105,6 +105,9 @@ class RuntimeSpec(_Spec):
     cache: bool = True
     #: A cache folder shared between runs; default: the run folder's own cache.sqlite.
     cache_dir: str | None = None
+    #: Experiment trackers the finished run is sent to: mlflow, wandb, tensorboard (see
+    #: repainter.trackers); e.g. [mlflow, {name: wandb, params: {mode: offline}}].
+    trackers: list[ComponentSpec] = Field(default_factory=list)
 
 
 DEFAULT_OUTPUT_DIR = "runs/{dataset}-{models}-{fingerprint}"
