@@ -518,6 +518,8 @@ def export_preferences_command(
         "--group", help="Pair within each round, or across all rounds of a case.")] = "round",
     caption: Annotated[str, typer.Option(
         "--caption", help="Caption column: chosen, round or initial prompt.")] = "chosen",
+    force: Annotated[bool, typer.Option(
+        "--force", help="Export a run of the offline world's models on other data anyway.")] = False,
 ) -> None:
     """Write (preferred, rejected) render pairs of a run as a dataset for preference training
     (Diffusion-DPO / Pick-a-Pic columns caption, jpg_0, jpg_1, label_0); prints data.jsonl."""
@@ -525,7 +527,7 @@ def export_preferences_command(
 
     try:
         data = export_preferences(run_dir, out_dir, min_margin=min_margin, pairs=pairs,
-                                  metric=metric, group=group, caption=caption)
+                                  metric=metric, group=group, caption=caption, force=force)
     except ExportError as exc:
         _fail(str(exc), exc)
     rows = sum(1 for line in data.read_text(encoding="utf-8").splitlines() if line.strip())

@@ -29,6 +29,7 @@ from repainter.components import Components, build_components
 from repainter.datasets import load_dataset
 from repainter.environment import capture as capture_environment
 from repainter.graph import RunContext, build_graph
+from repainter.honesty import offline_world_warnings
 from repainter.instrument import CURRENT_CASE, timed
 from repainter.logging_setup import logging_events, run_log
 from repainter.preflight import preflight
@@ -78,9 +79,12 @@ def run(
         "resumed": resumed,
         "status": "running",
     }
+    info["warnings"] = offline_world_warnings(spec)
     store.write_run_info({**store.read_run_info(), **info})
     with run_log(store.root), recorded_outcome(store, info):
         logger.info("run %s in %s (spec %s)", spec.name, store.root, info["spec_fingerprint"])
+        for warning in info["warnings"]:
+            logger.warning(warning)
         result = _run_cases(spec, store, info, emit, started)
         logger.info("run finished: %s", result.info.get("cases"))
         return result

@@ -516,6 +516,7 @@ def build_report_context(run_dir: str | Path, *, max_cases: int = MAX_CASES,
     facts += summary_facts(info.get("environment"))
     return {
         "title": f"{spec.name} · dataset {spec.dataset.name}" if spec else run_dir.name,
+        "warnings": info.get("warnings") or [],
         "run_dir": str(run_dir),
         "facts": [(k, v) for k, v in facts if v not in (None, "")],
         "licences": sorted(licences.items()),
