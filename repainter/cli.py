@@ -285,11 +285,13 @@ def _execute(checked, *, as_json: bool, quiet: bool, verbose: bool = False) -> N
 
 @app.command()
 def compare(
+    runs: Annotated[list[Path] | None, typer.Argument(
+        help="Finished run folders to compare without running again (same protocol).")] = None,
     models: Annotated[
-        list[str],
+        list[str] | None,
         typer.Option("--t2i", "-m", help="A T2I model: a registry name, or a YAML mapping such as "
                      "'{name: procedural, label: colourblind, params: {ignore: [color]}}'. Repeat."),
-    ],
+    ] = None,
     spec: SpecOption = None,
     sets: SetOption = None,
     output_dir: Annotated[str | None, typer.Option("--output-dir", "-o", help="Run folder.")] = None,
@@ -298,11 +300,17 @@ def compare(
     quiet: QuietOption = False,
     verbose: VerboseOption = False,
 ) -> None:
-    """Compare several T2I models on the same references, seeds, MLLM and loop budget."""
+    """Compare several T2I models on the same references, seeds, MLLM and loop budget; or, given
+    RUN folders, build one leaderboard and report from finished runs (nothing runs again)."""
     import yaml
 
+    if runs:
+        if models:
+            _fail("give either run folders or --t2i models, not both")
+        _compare_finished(runs, output_dir, as_json=as_json)
+        return
     parsed = []
-    for text in models:
+    for text in models or []:
         try:
             value = yaml.safe_load(text)
         except yaml.YAMLError as exc:
@@ -317,6 +325,18 @@ def compare(
         _fail("compare gives every model the same rounds; "
               "turn off loop.early_stop (patience 0, target null)")
     _execute(checked, as_json=as_json, quiet=quiet, verbose=verbose)
+
+
+def _compare_finished(runs: list[Path], output_dir: str | None, *, as_json: bool) -> None:
+    from repainter.merge_runs import merge_runs
+
+    result = merge_runs(runs, output_dir)
+    if as_json:
+        typer.echo(json.dumps(result.summary(), indent=2))
+        return
+    out = _console()
+    out.print(_summary_table(result))
+    out.print(f"comparison folder: {result.run_dir} · report: {result.run_dir / 'report' / 'index.html'}")
 
 
 @app.command()
