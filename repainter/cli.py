@@ -175,6 +175,13 @@ def _summary_table(result) -> Table:
     if has_f1:
         table.add_column("object F1 r1", justify="right")
         table.add_column("object F1 final", justify="right")
+    from repainter.report.labels import metric_header
+
+    labels = [m.display_name for m in result.spec.metrics] + ["judge_semantic", "judge_aesthetic"]
+    others = [label for label in labels if label != "object_f1"
+              and any(label in row for row in result.leaderboard)]
+    for label in others:
+        table.add_column(metric_header(label), justify="right")
 
     def fmt(value):
         return "-" if value is None else f"{value:.3f}"
@@ -184,6 +191,7 @@ def _summary_table(result) -> Table:
                  fmt(row["selection_round1"]), fmt(row["selection_final"]), fmt(row["steerability"])]
         if has_f1:
             cells += [fmt(row.get("object_f1_round1")), fmt(row.get("object_f1"))]
+        cells += [fmt(row.get(label)) for label in others]
         table.add_row(*cells)
     return table
 
@@ -426,15 +434,21 @@ def fetch(
     from repainter.datasets import DatasetError
     from repainter.fetch import DownloadError, fetch_dataset
 
+    failures: list[str] = []
+
     def show(item) -> None:
-        if not as_json and item.status == "failed":
-            text = item.error if item.error.startswith(f"{item.id}: ") else f"{item.id}: {item.error}"
-            console.print(f"[yellow]failed[/yellow] {escape(text)}", soft_wrap=True)
+        # one line for all failures (offline, every item fails the same way), not one per item
+        if item.status == "failed":
+            failures.append(item.error if item.error.startswith(f"{item.id}: ")
+                            else f"{item.id}: {item.error}")
 
     try:
         report = fetch_dataset(dataset, cache_dir, force=force, timeout=timeout, on_item=show)
     except (DatasetError, DownloadError) as exc:
         _fail(str(exc), exc)
+    if failures and not as_json:
+        more = f" (and {len(failures) - 1} more; every reason: --json)" if len(failures) > 1 else ""
+        console.print(f"[yellow]failed[/yellow] {escape(failures[0])}{more}", soft_wrap=True)
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:
@@ -559,7 +573,9 @@ def export_preferences_command(
 def dar_command(
     spec: Annotated[Path | None, typer.Option(
         "--spec", "-s", help="DAR spec (YAML or TOML). Default: the built-in world.")] = None,
-    sets: SetOption = None,
+    sets: Annotated[list[str] | None, typer.Option(
+        "--set", help="Override a DAR spec value, e.g. --set alpha=0.3 or --set "
+        "dialogues.limit=5 (repeatable).")] = None,
     manifest: Annotated[Path | None, typer.Option(
         "--manifest", help="JSONL dialogues {id, target, caption, dialog}; default: built-in "
         "world dialogues.")] = None,
@@ -610,6 +626,17 @@ def dar_command(
     out.print(f"run folder: {checked.run_dir}  (report: {checked.run_dir / 'report' / 'dar.html'})")
 
 
+def _preset_summary(name: str) -> str:
+    """A preset's line from repainter/presets.py's docstring (``* ``name`` - what it is``)."""
+    import re
+
+    import repainter.presets as presets
+
+    text = " ".join((presets.__doc__ or "").split())
+    found = re.search(rf"``{re.escape(name)}`` - (.+?)(?: \* ``|$)", text)
+    return found.group(1).rstrip(";. ") if found else ""
+
+
 @app.command("ls")
 def list_components(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
@@ -619,7 +646,7 @@ def list_components(
     from repainter.registry import DATASETS, METRICS, MLLM, T2I
 
     sections = {r.kind: r.describe() for r in (T2I, MLLM, METRICS, DATASETS)}
-    sections["presets"] = [(name, "") for name in sorted(PRESETS)]
+    sections["presets"] = [(name, _preset_summary(name)) for name in sorted(PRESETS)]
     if as_json:
         typer.echo(json.dumps({k: [n for n, _ in v] for k, v in sections.items()}, indent=2))
         return

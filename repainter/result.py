@@ -14,6 +14,18 @@ from repainter.spec import load_spec
 from repainter.store import SPEC_FILE, RunStore
 
 
+def _intervals(row: dict[str, Any]) -> dict[str, Any]:
+    """The 95% bootstrap intervals of a leaderboard row: the final selection score's, and each
+    metric's mean with its interval (``metrics``)."""
+    def ci(key: str) -> list[float] | None:
+        low, high = row.get(f"{key}_ci_low"), row.get(f"{key}_ci_high")
+        return None if low is None else [low, high]
+
+    metrics = {key: {"mean": row[key], "ci95": ci(key)} for key in row
+               if f"{key}_ci_low" in row and key != "selection_final"}
+    return {"selection_final_best_ci95": ci("selection_final"), "metrics": metrics}
+
+
 @dataclass
 class RunResult:
     run_dir: Path
@@ -50,6 +62,7 @@ class RunResult:
             if any("object_f1" in r.get("final_scores", {}) for r in done):
                 entry["object_f1_round1_best"] = row.get("object_f1_round1")
                 entry["object_f1_final_best"] = row.get("object_f1")
+            entry.update(_intervals(row))
             models[row["model"]] = entry
         return {
             "run_dir": str(self.run_dir),
@@ -145,6 +158,14 @@ class RunResult:
         return pd.DataFrame(rows)
 
     # -- notebooks -------------------------------------------------------------------------
+
+    def __repr__(self) -> str:
+        """Short in a plain REPL (the records stay in ``.records``)."""
+        done = sum(1 for r in self.records if r.get("status") == "done")
+        models = [row["model"] for row in self.leaderboard]
+        return (f"RunResult(run_dir={str(self.run_dir)!r}, models={models}, "
+                f"cases={done} done / {len(self.records) - done} failed, "
+                f"status={self.info.get('status')!r})")
 
     def _repr_html_(self, max_cases: int = 4, thumb: int = 96) -> str:
         """A leaderboard table and reference-vs-best thumbnails (for Jupyter)."""

@@ -27,6 +27,7 @@ from PIL import Image
 
 from repainter.environment import summary_facts
 from repainter.images import atomic_write_bytes
+from repainter.report.labels import metric_header
 from repainter.report.leaderboard import (
     build_category_table,
     build_comparisons,
@@ -547,6 +548,7 @@ def _environment() -> Environment:
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=True,
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["fmt"] = fmt
+    env.globals["metric_header"] = metric_header
     return env
 
 

@@ -17,6 +17,7 @@ from statistics import fmean
 from typing import Any
 
 from repainter.images import atomic_write_bytes
+from repainter.report.labels import metric_header
 from repainter.report.stats import bootstrap_ci, paired_comparison
 from repainter.store import write_json
 
@@ -163,7 +164,8 @@ def leaderboard_markdown(
         {"rank": row["rank"], "model": row["model"], "done": row["done"], "failed": row["failed"],
          "selection r1": row["selection_round1"], "selection final [95% CI]":
          _with_ci(row, "selection_final"), "steerability": row["steerability"],
-         **{m: _with_ci(row, m) for m in metrics}, "s/case": row.get("seconds_per_case"),
+         **{metric_header(m): _with_ci(row, m) for m in metrics},
+         "s/case": row.get("seconds_per_case"),
          "T2I s/case": row.get("t2i_seconds_per_case"),
          "MLLM s/case": row.get("mllm_seconds_per_case"),
          **({"MLLM tokens/case": row.get("mllm_tokens_per_case"),
