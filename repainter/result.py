@@ -208,7 +208,8 @@ def _cell_image(run_dir: Path, relative: str | None, size: int, caption: str) ->
                  f'font-size:11px;display:flex;align-items:center;justify-content:center">'
                  'no image</div>')
     return (f'<figure style="margin:0 4px;display:inline-block;vertical-align:top;'
-            f'max-width:{size}px">{body}<figcaption style="font-size:11px;overflow-wrap:anywhere">'
+            f'width:{size}px;white-space:normal">{body}<figcaption style="font-size:11px;'
+            'overflow-wrap:anywhere;white-space:normal;line-height:1.25">'
             f"{escape(caption)}</figcaption></figure>")
 
 
