@@ -60,3 +60,10 @@ def test_progress_lines_are_throttled():
     printed = stream.getvalue().splitlines()
     # start, the first case and the last case; the middle one falls inside the interval
     assert len(printed) == 3 and "1/3" in printed[1] and "3/3" in printed[2]
+
+
+def test_verbose_shows_info_lines(tmp_path):
+    result = runner.invoke(app, ["run", "--limit", "1", "--rounds", "1", "--variants", "1", "-v",
+                                 "-o", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    assert "INFO case procedural" in result.stderr and "INFO run finished" in result.stderr
