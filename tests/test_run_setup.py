@@ -75,3 +75,20 @@ def test_device_flag_reaches_components_that_take_a_device(tmp_path):
     plan = json.loads(result.stdout)
     assert plan["spec"]["metrics"][2]["params"] == {"device": "cpu", "batch_size": 2}
     assert plan["spec"]["t2i"][0]["params"] == {}  # procedural takes neither
+
+
+def test_device_info_reads_the_gpu_through_a_loaded_torch(monkeypatch):
+    """No GPU here: a stand-in torch module with the attributes torch.cuda exposes."""
+    import sys
+    from types import SimpleNamespace
+
+    from repainter.environment import device_info, summary_facts
+
+    props = SimpleNamespace(name="NVIDIA H200", total_memory=141 * 2**30)
+    cuda = SimpleNamespace(is_available=lambda: True, current_device=lambda: 0,
+                           get_device_properties=lambda index: props, device_count=lambda: 1)
+    monkeypatch.setitem(sys.modules, "torch", SimpleNamespace(
+        cuda=cuda, version=SimpleNamespace(cuda="12.8"), backends=SimpleNamespace()))
+    info = device_info()
+    assert info["gpu"] == "NVIDIA H200" and info["gpu_memory_gib"] == 141.0 and info["cuda"] == "12.8"
+    assert ("device", "NVIDIA H200, 141.0 GiB, CUDA 12.8") in summary_facts({"device": info})
