@@ -159,3 +159,14 @@ def test_run_json_records_why_a_run_stopped(small_spec, raised, status):
     info = json.loads((small_spec.run_dir / "run.json").read_text())
     assert info["status"] == status and info["reason"]
     assert "run.log" in {p.name for p in (small_spec.run_dir / "logs").iterdir()}
+
+
+@pytest.mark.parametrize("command", [
+    ["report", "{tmp}/nope"], ["rescore", "{tmp}/nope", "-m", "psnr"],
+    ["export-preferences", "{tmp}/nope", "{tmp}/out"], ["track", "{tmp}/nope", "-t", "mlflow"],
+    ["compare", "{tmp}/nope", "{tmp}/nope2"], ["dar", "--spec", "{tmp}/nope.yaml"],
+    ["fetch", "no-such-dataset"],
+])
+def test_every_command_reports_a_missing_input_in_one_line(tmp_path, command):
+    args = [part.format(tmp=tmp_path) for part in command]
+    _one_error_line(runner.invoke(app, args))
