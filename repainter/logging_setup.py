@@ -61,9 +61,8 @@ def configure_cli_logging(verbosity: int) -> None:
     handler.setLevel(level)
     handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
     logger.addHandler(handler)
-    logger.propagate = False  # the CLI owns the output; no duplicate lines via the root logger
-    if logger.level == logging.NOTSET or logger.level > level:
-        logger.setLevel(level)
+    if level < logging.WARNING and (logger.level == logging.NOTSET or logger.level > level):
+        logger.setLevel(level)  # --verbose: let INFO records be made at all
 
 
 @contextmanager
