@@ -1,5 +1,6 @@
 import json
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -70,6 +71,7 @@ def test_ls_lists_components_and_presets():
     assert table.exit_code == 0 and "scene-analyst" in table.stdout
 
 
+@pytest.mark.slow
 def test_compare_ranks_the_better_model_first_with_a_significant_test(tmp_path):
     result = runner.invoke(app, [
         "compare", "--t2i", "procedural",

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 import repainter
@@ -39,6 +40,7 @@ def test_piped_run_prints_progress_lines_full_tables_and_writes_a_log(tmp_path):
     assert "run finished" in log
 
 
+@pytest.mark.slow
 def test_quiet_prints_no_progress(tmp_path):
     proc = _cli("run", "--limit", "1", "--rounds", "1", "--variants", "1", "-q", "-o",
                 str(tmp_path / "run"), cwd=tmp_path)

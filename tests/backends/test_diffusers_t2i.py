@@ -76,6 +76,7 @@ def test_scheduler_override_and_call_params(tiny_sd_path):
         DiffusersT2I(model=str(tiny_sd_path), device="cpu", scheduler="NoSuchScheduler")
 
 
+@pytest.mark.slow
 def test_safety_checker_blanked_images_are_flagged(tiny_sd_path, monkeypatch):
     t2i = DiffusersT2I(model=str(tiny_sd_path), device="cpu", steps=2, dtype="float32",
                        scheduler="DDIMScheduler")
