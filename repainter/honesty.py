@@ -16,8 +16,9 @@ from __future__ import annotations
 
 from typing import Any
 
-#: Components that only understand scenes of the built-in world.
-OFFLINE_WORLD_COMPONENTS = {"procedural", "scene-analyst"}
+#: Components that only understand scenes of the built-in world (``sim`` / ``sim-describer``:
+#: the simulation bench's T2I zoo and describer).
+OFFLINE_WORLD_COMPONENTS = {"procedural", "scene-analyst", "sim", "sim-describer"}
 #: Datasets made of the world's scenes.
 WORLD_DATASETS = {"world"}
 
