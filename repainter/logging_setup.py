@@ -12,7 +12,7 @@
     >>> lines = ProgressLines(out, interval=0)
     >>> lines({"event": "start", "total": 2, "models": ["m"]})
     >>> lines({"event": "case", "model": "m", "case_id": "c1", "status": "done", "selection": 0.5})
-    >>> out.getvalue().split(" ", 1)[1].strip()
+    >>> out.getvalue().splitlines()[1].split(" ", 1)[1]
     'progress 1/2 cases (0 failed) · last: m c1 done selection 0.500 · mean selection 0.500'
 """
 
