@@ -223,6 +223,10 @@ class CachedMetric(MetricWrapper):
     def prepare(self, reference: Reference) -> _LazyReference:
         return _LazyReference(self.inner, reference)
 
+    def score_drawn(self, prepared: _LazyReference, drawn: Sequence[dict[str, Any]]) -> list[float]:
+        # scores of drawn scenes are cheap and keyed by no image: computed, never cached
+        return self.inner.score_drawn(prepared.features(), drawn)
+
     def score(self, prepared: _LazyReference, candidates: Sequence[Image.Image]) -> list[float]:
         version = {"metric": self.inner.identity(), "repainter": repainter.__version__}
         keys = [request_key("metric", {**version, "reference": prepared.key,

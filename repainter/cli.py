@@ -175,14 +175,16 @@ def _summary_table(result) -> Table:
             table.add_column(column, min_width=widest, no_wrap=True)
         else:
             table.add_column(column, justify="right")
-    has_f1 = any("object_f1" in row for row in result.leaderboard)
-    if has_f1:
-        table.add_column("object F1 r1", justify="right")
-        table.add_column("object F1 final", justify="right")
     from repainter.report.labels import metric_header
+    from repainter.result import TRUTH_METRICS
 
+    truths = [t for t in TRUTH_METRICS if any(t in row for row in result.leaderboard)]
+    for truth in truths:
+        table.add_column(f"{truth} r1", justify="right")
+        table.add_column(f"{truth} final", justify="right")
+    # every other metric's final mean (rescore -m psnr shows psnr), judge columns with their scale
     labels = [m.display_name for m in result.spec.metrics] + ["judge_semantic", "judge_aesthetic"]
-    others = [label for label in labels if label != "object_f1"
+    others = [label for label in labels if label not in truths
               and any(label in row for row in result.leaderboard)]
     for label in others:
         table.add_column(metric_header(label), justify="right")
@@ -193,8 +195,8 @@ def _summary_table(result) -> Table:
     for row in result.leaderboard:
         cells = [str(row["rank"]), row["model"], str(row["done"]), str(row["failed"]),
                  fmt(row["selection_round1"]), fmt(row["selection_final"]), fmt(row["steerability"])]
-        if has_f1:
-            cells += [fmt(row.get("object_f1_round1")), fmt(row.get("object_f1"))]
+        for truth in truths:
+            cells += [fmt(row.get(f"{truth}_round1")), fmt(row.get(truth))]
         cells += [fmt(row.get(label)) for label in others]
         table.add_row(*cells)
     return table

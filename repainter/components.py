@@ -57,6 +57,10 @@ class SerialMetric(MetricWrapper):
         with self._lock:
             return self.inner.score(prepared, candidates)
 
+    def score_drawn(self, prepared, drawn):
+        with self._lock:
+            return self.inner.score_drawn(prepared, drawn)
+
 
 @dataclass
 class Components:

@@ -128,3 +128,9 @@ T2I: Registry[Any] = Registry("t2i", ("repainter.backends.t2i",))
 MLLM: Registry[Any] = Registry("mllm", ("repainter.backends.mllm",))
 METRICS: Registry[Any] = Registry("metrics", ("repainter.backends.metrics",))
 DATASETS: Registry[Any] = Registry("datasets", ("repainter.datasets", "repainter.world.dataset"))
+
+# The simulation bench (repainter.sim): imported on first use.
+T2I.register_lazy("sim", "repainter.sim.t2i:SimT2I")
+MLLM.register_lazy("sim-describer", "repainter.sim.describer:SimDescriber")
+METRICS.register_lazy("scene_truth", "repainter.sim.truth:SceneTruth")
+METRICS.register_lazy("lab_layout", "repainter.backends.metrics.lab_layout:LabLayoutSimilarity")

@@ -33,7 +33,7 @@ from typing import Any
 import yaml
 
 from repainter.backends.base import Metric, Reference
-from repainter.graph.nodes import finite_or_none, selection_score
+from repainter.graph.nodes import finite_or_none, metric_scores, selection_score
 from repainter.images import atomic_write_bytes, load_image
 from repainter.report.leaderboard import build_leaderboard, write_leaderboard
 from repainter.result import RunResult
@@ -108,10 +108,13 @@ def _score_record(store: RunStore, record: dict[str, Any], metrics: list[Metric]
         (c["round"], c["variant"]): {} for c in candidates
     }
     for metric in metrics:
-        values = metric.score(metric.prepare(reference), images) if images else []
-        if len(values) != len(candidates):
-            raise RuntimeError(f"{metric.name} returned {len(values)} scores for {len(candidates)} images")
-        for candidate, value in zip(candidates, values, strict=True):
+        if not images:
+            continue
+        try:
+            pairs = metric_scores(metric, metric.prepare(reference), candidates, images)
+        except ValueError as exc:  # strict zip: a metric returned the wrong number of scores
+            raise RuntimeError(f"{metric.name}: {exc}") from exc
+        for candidate, value in pairs:
             scores[(candidate["round"], candidate["variant"])][metric.name] = finite_or_none(value)
     return scores
 

@@ -13,6 +13,9 @@ from repainter.report.leaderboard import build_leaderboard
 from repainter.spec import load_spec
 from repainter.store import SPEC_FILE, RunStore
 
+#: Ground-truth metrics the run summary reports next to the selection score.
+TRUTH_METRICS = ("scene_truth", "object_f1")
+
 
 def _intervals(row: dict[str, Any]) -> dict[str, Any]:
     """The 95% bootstrap intervals of a leaderboard row: the final selection score's, and each
@@ -59,9 +62,10 @@ class RunResult:
                 "selection_round1_best": row["selection_round1"],
                 "selection_final_best": row["selection_final"],
             }
-            if any("object_f1" in r.get("final_scores", {}) for r in done):
-                entry["object_f1_round1_best"] = row.get("object_f1_round1")
-                entry["object_f1_final_best"] = row.get("object_f1")
+            for truth in TRUTH_METRICS:  # ground-truth fidelity, where the run measured it
+                if any(truth in r.get("final_scores", {}) for r in done):
+                    entry[f"{truth}_round1_best"] = row.get(f"{truth}_round1")
+                    entry[f"{truth}_final_best"] = row.get(truth)
             entry.update(_intervals(row))
             models[row["model"]] = entry
         return {

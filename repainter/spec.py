@@ -118,26 +118,29 @@ def _folder_part(text: str) -> str:
 
 
 class RunSpec(_Spec):
-    """Everything that defines a run. ``RunSpec()`` is the built-in offline world."""
+    """Everything that defines a run. ``RunSpec()`` is the offline simulation bench: the world's
+    scenes as references, the simulated T2I model ``sim``, the ``sim-describer`` MLLM and the
+    ground-truth metric ``scene_truth`` (see datasets/sim/README.md)."""
 
     name: str = Field(default="world", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     preset: str | None = None
     dataset: DatasetSpec = Field(default_factory=DatasetSpec)
     t2i: list[ComponentSpec] = Field(
-        default_factory=lambda: [ComponentSpec(name="procedural")], min_length=1
+        default_factory=lambda: [ComponentSpec(name="sim")], min_length=1
     )
-    mllm: ComponentSpec = Field(default_factory=lambda: ComponentSpec(name="scene-analyst"))
+    mllm: ComponentSpec = Field(default_factory=lambda: ComponentSpec(name="sim-describer"))
     metrics: list[ComponentSpec] = Field(
         default_factory=lambda: [
+            ComponentSpec(name="lab_layout"),
             ComponentSpec(name="ssim"),
             ComponentSpec(name="color_histogram"),
-            ComponentSpec(name="object_f1"),
+            ComponentSpec(name="scene_truth"),
         ],
         min_length=1,
     )
     #: Metric label (its name unless given a label) -> weight of its similarity in the selection score (weights are normalised).
     selection: dict[str, float] = Field(
-        default_factory=lambda: {"ssim": 0.5, "color_histogram": 0.5}
+        default_factory=lambda: {"lab_layout": 1.0}
     )
     loop: LoopSpec = Field(default_factory=LoopSpec)
     judge: bool = True
@@ -318,7 +321,10 @@ def build_spec(data: dict[str, Any] | None = None, overrides: list[str] = ()) ->
     if preset is not None:
         if not isinstance(preset, str) or preset not in PRESETS:
             raise SpecError(f"unknown preset {preset!r}; known: {', '.join(sorted(PRESETS))}")
-        data = _deep_merge(PRESETS[preset], data)
+        merged = _deep_merge(PRESETS[preset], data)
+        if "selection" in data:  # weights are one choice: the spec's replace the preset's
+            merged["selection"] = copy.deepcopy(data["selection"])
+        data = merged
     spec = _validate(data)
     if overrides:
         full = spec.model_dump(mode="json")

@@ -21,8 +21,8 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture
 def small_spec(tmp_path) -> RunSpec:
-    """The built-in world, shrunk: 4 references x 2 rounds x 2 variants, in a temp folder."""
+    """The procedural world (preset ``world``), shrunk: 4 references x 2 rounds x 2 variants."""
     return build_spec(
-        {"output_dir": str(tmp_path / "run"), "dataset": {"limit": 4},
+        {"preset": "world", "output_dir": str(tmp_path / "run"), "dataset": {"limit": 4},
          "loop": {"rounds": 2, "variants": 2}}
     )

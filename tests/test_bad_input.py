@@ -75,7 +75,7 @@ def bad_run(tmp_path_factory):
     expected = _write_inputs(tmp / "images")
     rows = [{"id": name, "path": f"images/{name}"} for name in expected]
     (tmp / "manifest.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    spec = build_spec({
+    spec = build_spec({"preset": "world",
         "output_dir": str(tmp / "run"),
         "dataset": {"name": "manifest", "params": {"path": str(tmp / "manifest.jsonl")}},
         "metrics": ["ssim", "color_histogram"],
@@ -140,7 +140,7 @@ def test_nan_scores_are_recorded_as_none_and_never_selected(tmp_path, monkeypatc
     from repainter.registry import METRICS
 
     monkeypatch.setitem(METRICS._factories, "flaky", NaNMetric)
-    spec = build_spec({
+    spec = build_spec({"preset": "world",
         "output_dir": str(tmp_path / "run"), "dataset": {"limit": 2},
         "metrics": ["ssim", "flaky"], "selection": {"ssim": 0.5, "flaky": 0.5},
         "loop": {"rounds": 1, "variants": 2}, "runtime": {"cache": False},

@@ -34,7 +34,7 @@ def calls(monkeypatch):
 
 
 def _spec(tmp_path, folder="run", **extra):
-    data = {"output_dir": str(tmp_path / folder), "dataset": {"limit": 4},
+    data = {"preset": "world", "output_dir": str(tmp_path / folder), "dataset": {"limit": 4},
             "loop": {"rounds": 2, "variants": 2}, **extra}
     return build_spec(data)
 

@@ -21,10 +21,10 @@ def test_run_json_summary(tmp_path):
     result = runner.invoke(app, ["run", "--spec", str(_spec(tmp_path)), "--json"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
-    model = summary["models"]["procedural"]
+    model = summary["models"]["sim"]
     assert model["cases"] == 3 and model["done"] == 3
-    for key in ("selection_round1_best", "selection_final_best", "object_f1_round1_best",
-                "object_f1_final_best"):
+    for key in ("selection_round1_best", "selection_final_best", "scene_truth_round1_best",
+                "scene_truth_final_best"):
         assert 0.0 <= model[key] <= 1.0
     assert model["selection_final_best"] >= model["selection_round1_best"]
     assert (tmp_path / "run" / "leaderboard.md").exists()
@@ -35,7 +35,7 @@ def test_run_prints_a_summary_table_and_flags_override(tmp_path):
         app, ["run", "--spec", str(_spec(tmp_path)), "--rounds", "1", "--limit", "2", "-q"]
     )
     assert result.exit_code == 0, result.output
-    assert "procedural" in result.stdout and "run folder" in result.stdout
+    assert "sim" in result.stdout and "run folder" in result.stdout
     saved = yaml.safe_load((tmp_path / "run" / "spec.yaml").read_text())
     assert saved["loop"]["rounds"] == 1 and saved["dataset"]["limit"] == 2
 
@@ -76,7 +76,7 @@ def test_compare_ranks_the_better_model_first_with_a_significant_test(tmp_path):
     result = runner.invoke(app, [
         "compare", "--t2i", "procedural",
         "--t2i", "{name: procedural, label: colourblind, params: {ignore: [color]}}",
-        "--spec", str(_spec(tmp_path, dataset={"limit": 12})), "--json",
+        "--spec", str(_spec(tmp_path, preset="world", dataset={"limit": 12})), "--json",
     ])
     assert result.exit_code == 0, result.output
     models = json.loads(result.stdout)["models"]

@@ -240,7 +240,7 @@ def test_a_run_goes_on_past_a_broken_item_and_records_the_licence(images, tmp_pa
     ])
     import repainter
 
-    spec = build_spec({
+    spec = build_spec({"preset": "world",
         "output_dir": str(tmp_path / "run"),
         "dataset": {"name": "manifest", "params": {"path": str(manifest)}},
         "metrics": ["ssim", "color_histogram"], "judge": False,

@@ -68,4 +68,4 @@ def test_verbose_shows_info_lines(tmp_path):
     result = runner.invoke(app, ["run", "--limit", "1", "--rounds", "1", "--variants", "1", "-v",
                                  "-o", str(tmp_path / "run")])
     assert result.exit_code == 0, result.output
-    assert "INFO case procedural" in result.stderr and "INFO run finished" in result.stderr
+    assert "INFO case " in result.stderr and "INFO run finished" in result.stderr

@@ -26,7 +26,7 @@ from repainter.spec import build_spec, load_spec
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("rescore") / "run"
-    repainter.run(build_spec({"output_dir": str(root), "dataset": {"limit": 3},
+    repainter.run(build_spec({"preset": "world", "output_dir": str(root), "dataset": {"limit": 3},
                               "loop": {"rounds": 2, "variants": 2}}))
     return root
 

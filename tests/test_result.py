@@ -29,7 +29,7 @@ def test_to_pandas_one_row_per_case_model_round(result):
                    "round_best_variant", "round_best_prompt", "round_best_image",
                    "round_best_selection", "best_ever_selection", "best_ever_round",
                    "best_ever_image", "is_final_best", "score_ssim", "score_color_histogram",
-                   "score_object_f1", "mean_candidate_selection", "reference_image"):
+                   "score_scene_truth", "mean_candidate_selection", "reference_image"):
         assert column in frame.columns, column
     assert len(frame) == 3 * 2
     assert sorted(frame["round"].unique()) == [1, 2]
@@ -49,7 +49,7 @@ def test_cases_frame_one_row_per_case_model(result):
     frame = result.cases_frame()
     assert len(frame) == 3
     for column in ("model", "case_id", "category", "status", "selection_round1",
-                   "selection_final", "gain", "final_ssim", "final_object_f1", "best_prompt",
+                   "selection_final", "gain", "final_ssim", "final_scene_truth", "best_prompt",
                    "best_image", "reference_image", "license"):
         assert column in frame.columns, column
     assert (frame["selection_final"] >= frame["selection_round1"] - 1e-12).all()
@@ -58,7 +58,7 @@ def test_cases_frame_one_row_per_case_model(result):
 
 def test_repr_html_has_leaderboard_and_embedded_thumbnails(result):
     html = result._repr_html_()
-    assert "<table" in html and "procedural" in html and "selection final" in html
+    assert "<table" in html and "sim" in html and "selection final" in html
     thumbs = re.findall(r'src="data:image/png;base64,[A-Za-z0-9+/=]+"', html)
     assert len(thumbs) == 3 * 2  # reference + best per case
     assert str(result.run_dir) in html

@@ -27,10 +27,10 @@ def test_compare_and_a_plain_run_get_their_own_default_folders(tmp_path, monkeyp
     folders = sorted(p.name for p in (tmp_path / "runs").iterdir())
     assert len(folders) == 2
     assert folders[0].startswith("world-procedural+colourblind-")
-    assert folders[1].startswith("world-procedural-")
+    assert folders[1].startswith("world-sim-")  # the default model of the built-in bench
     # the plain run is a one-model run, the comparison kept both models
     plain_spec = yaml.safe_load((tmp_path / "runs" / folders[1] / "spec.yaml").read_text())
-    assert [t["name"] for t in plain_spec["t2i"]] == ["procedural"]
+    assert [t["name"] for t in plain_spec["t2i"]] == ["sim"]
     html = (tmp_path / "runs" / folders[1] / "report" / "index.html").read_text()
     assert "dataset world" in html
 
@@ -50,16 +50,16 @@ def test_run_json_records_the_environment_and_the_resolved_spec(small_spec):
 def test_dry_run_prints_the_resolved_spec_and_writes_nothing(tmp_path):
     out = tmp_path / "run"
     result = runner.invoke(app, ["run", "--dry-run", "--json", "-o", str(out), "--seed", "4",
-                                 "--model-args", "size=48,jitter=0"])
+                                 "--model-args", "size=48,jitter=0", "--limit", "1"])
     assert result.exit_code == 0, result.output
     plan = json.loads(result.stdout)
     assert plan["spec"]["seed"] == 4
     assert plan["spec"]["t2i"][0]["params"] == {"size": 48, "jitter": 0}
     assert plan["run_dir"] == str(out) and plan["problems"] == []
-    assert [row["component"] for row in plan["needs"]][0] == "procedural"
+    assert [row["component"] for row in plan["needs"]][0] == "sim"
     assert not out.exists()
     text = runner.invoke(app, ["run", "--show-config", "-o", str(out)])
-    assert text.exit_code == 0 and "scene-analyst" in text.stdout and not out.exists()
+    assert text.exit_code == 0 and "sim-describer" in text.stdout and not out.exists()
 
 
 def test_model_args_with_a_key_the_model_does_not_take_is_one_error(tmp_path):
@@ -69,7 +69,8 @@ def test_model_args_with_a_key_the_model_does_not_take_is_one_error(tmp_path):
 
 def test_device_flag_reaches_components_that_take_a_device(tmp_path):
     spec = tmp_path / "spec.yaml"
-    spec.write_text(yaml.safe_dump({"metrics": ["ssim", "color_histogram", {"name": "lpips"}]}))
+    spec.write_text(yaml.safe_dump({"preset": "world",
+                                    "metrics": ["ssim", "color_histogram", {"name": "lpips"}]}))
     result = runner.invoke(app, ["run", "-s", str(spec), "--dry-run", "--json", "--device", "cpu",
                                  "--batch-size", "2"])
     plan = json.loads(result.stdout)

@@ -7,11 +7,11 @@ import yaml
 from repainter.spec import RunSpec, SpecError, apply_override, build_spec, load_spec
 
 
-def test_default_spec_is_the_builtin_world():
+def test_default_spec_is_the_simulation_bench():
     spec = RunSpec()
     assert spec.dataset.name == "world"
-    assert [t.name for t in spec.t2i] == ["procedural"]
-    assert spec.mllm.name == "scene-analyst"
+    assert [t.name for t in spec.t2i] == ["sim"]
+    assert spec.mllm.name == "sim-describer"
     assert spec.loop.rounds == 3 and spec.loop.variants == 3
 
 

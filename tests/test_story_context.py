@@ -49,7 +49,7 @@ def test_the_describer_sees_the_story_and_the_last_image_is_scored(tmp_path, mon
     monkeypatch.setenv("STORY_KEY", "sk-story")
     manifest = _story(tmp_path)
     with OpenAICompatServer(record_bodies=True) as server:
-        result = run(build_spec({
+        result = run(build_spec({"preset": "world",
             "output_dir": str(tmp_path / "run"),
             "dataset": {"name": "manifest", "params": {"path": str(manifest)}},
             "mllm": {"name": "openai", "params": {"model": "m", "base_url": server.url,

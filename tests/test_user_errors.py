@@ -20,7 +20,7 @@ runner = CliRunner()
 
 
 def _spec_file(tmp_path, **extra):
-    data = {"output_dir": str(tmp_path / "run"), "dataset": {"limit": 1},
+    data = {"preset": "world", "output_dir": str(tmp_path / "run"), "dataset": {"limit": 1},
             "loop": {"rounds": 1, "variants": 1}, **extra}
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(data))

@@ -133,6 +133,10 @@ class Metric(ABC):
     higher_is_better: ClassVar[bool] = True
     #: True where the metric compares against the dataset's ground truth, not the image.
     needs_ground_truth: ClassVar[bool] = False
+    #: True where the metric scores what the T2I model reports it drew (the candidate's
+    #: ``drawn`` scene, from ``GeneratedImage.metadata["drawn_scene"]``) instead of its pixels:
+    #: the loop calls :meth:`score_drawn`; candidates without a drawn scene are left unscored.
+    needs_drawn_scene: ClassVar[bool] = False
 
     @abstractmethod
     def prepare(self, reference: Reference) -> Any: ...
@@ -142,6 +146,10 @@ class Metric(ABC):
 
     def __call__(self, reference: Reference, candidates: Sequence[Image.Image]) -> list[float]:
         return self.score(self.prepare(reference), candidates)
+
+    def score_drawn(self, prepared: Any, drawn: Sequence[dict[str, Any]]) -> list[float]:
+        """Scores of the scenes the T2I model reports it drew (``needs_drawn_scene`` metrics)."""
+        raise NotImplementedError(f"metric {self.name!r} does not score drawn scenes")
 
     def similarity(self, value: float) -> float:
         """Map a raw score onto "higher is closer" (distances in [0, 1] become 1 - d)."""
@@ -179,6 +187,7 @@ class MetricWrapper(Metric):
         self.name = inner.name
         self.higher_is_better = inner.higher_is_better
         self.needs_ground_truth = inner.needs_ground_truth
+        self.needs_drawn_scene = getattr(inner, "needs_drawn_scene", False)
 
     def identity(self) -> dict[str, Any]:
         return self.inner.identity()
@@ -191,3 +200,6 @@ class MetricWrapper(Metric):
 
     def score(self, prepared: Any, candidates: Sequence[Image.Image]) -> list[float]:
         return self.inner.score(prepared, candidates)
+
+    def score_drawn(self, prepared: Any, drawn: Sequence[dict[str, Any]]) -> list[float]:
+        return self.inner.score_drawn(prepared, drawn)

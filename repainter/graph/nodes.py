@@ -116,8 +116,15 @@ def generate(state: CaseState, ctx: RunContext) -> dict[str, Any]:
         path = ctx.store.candidate_path(
             state["model"], state["case_id"], candidate["round"], candidate["variant"]
         )
-        rendered.append({**candidate, "image": path, "flagged": _store_render(ctx, path, generated)})
+        rendered.append({**candidate, "image": path, "flagged": _store_render(ctx, path, generated),
+                         **drawn_scene_of(generated)})
     return {"pending": rendered}
+
+
+def drawn_scene_of(generated: GeneratedImage) -> dict[str, Any]:
+    """``{"drawn": scene}`` where the T2I model reports the scene it drew (simulated models)."""
+    scene = (generated.metadata or {}).get("drawn_scene")
+    return {"drawn": scene} if scene is not None else {}
 
 
 def _store_render(ctx: RunContext, path: str, generated: GeneratedImage) -> str | None:
@@ -151,8 +158,8 @@ def score_candidates(case_id: str, candidates: list[Candidate], ctx: RunContext)
         raise CaseFailure(f"selection metric(s) {unusable} need ground truth this reference lacks")
     if images:
         for metric in applicable:
-            values = metric.score(ctx.prepared(case_id, metric), images)
-            for candidate, value in zip(scorable, values, strict=True):
+            for candidate, value in metric_scores(metric, ctx.prepared(case_id, metric),
+                                                  scorable, images):
                 # NaN / inf are recorded as None (JSON has no NaN) and explained.
                 candidate["scores"][metric.name] = finite_or_none(value)
     by_name = {m.name: m for m in ctx.metrics}
@@ -162,6 +169,16 @@ def score_candidates(case_id: str, candidates: list[Candidate], ctx: RunContext)
             candidate["invalid_reason"] = f"non-finite score from {', '.join(bad)}"
         candidate["selection"] = selection_score(candidate["scores"], ctx.spec.selection, by_name)
     return pending
+
+
+def metric_scores(metric, prepared: Any, candidates: list[Candidate], images: list) -> list:
+    """(candidate, value) pairs of one metric: on the images, or on the drawn scenes for a
+    ``needs_drawn_scene`` metric (candidates without a drawn scene are left out)."""
+    if not getattr(metric, "needs_drawn_scene", False):  # duck-typed metrics may lack the flag
+        return list(zip(candidates, metric.score(prepared, images), strict=True))
+    drawn = [c for c in candidates if c.get("drawn") is not None]
+    values = metric.score_drawn(prepared, [c["drawn"] for c in drawn]) if drawn else []
+    return list(zip(drawn, values, strict=True))
 
 
 def finite_or_none(value: float) -> float | None:

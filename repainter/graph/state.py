@@ -31,6 +31,8 @@ class Candidate(TypedDict, total=False):
     scores: dict[str, float]
     selection: float | None  # None: not selectable (flagged, or a metric gave NaN / inf)
     invalid_reason: str | None
+    #: The scene the T2I model reports it drew (simulated models only; see scene_truth).
+    drawn: dict[str, Any] | None
 
 
 class RoundRecord(TypedDict, total=False):

@@ -13,7 +13,7 @@ from repainter.spec import build_spec
 def world_run(tmp_path_factory):
     """The default spec (every bundled scene, 3 rounds x 3 variants) in a temp folder."""
     out = tmp_path_factory.mktemp("world") / "run"
-    return run(build_spec({"output_dir": str(out)}))
+    return run(build_spec({"preset": "world", "output_dir": str(out)}))
 
 
 @pytest.mark.slow
@@ -73,7 +73,7 @@ def test_a_rerun_of_a_finished_run_redoes_nothing(world_run):
 
 
 def test_early_stop_on_target_ends_cases_sooner(tmp_path):
-    spec = build_spec({"output_dir": str(tmp_path / "run"), "dataset": {"limit": 3},
+    spec = build_spec({"preset": "world", "output_dir": str(tmp_path / "run"), "dataset": {"limit": 3},
                        "loop": {"rounds": 4, "early_stop": {"target": 0.0}}})
     result = run(spec)
     assert all(len(r["rounds"]) == 1 and r["stop_reason"] == "target_reached" for r in result.records)
@@ -81,7 +81,7 @@ def test_early_stop_on_target_ends_cases_sooner(tmp_path):
 
 @pytest.mark.slow
 def test_retrieve_or_generate_decision_is_recorded_and_checked_against_ground_truth(tmp_path):
-    spec = build_spec({
+    spec = build_spec({"preset": "world",
         "output_dir": str(tmp_path / "run"), "dataset": {"limit": 6},
         "loop": {"rounds": 2, "variants": 2},
         "t2i": ["procedural",
@@ -108,7 +108,7 @@ def test_retrieve_or_generate_decision_is_recorded_and_checked_against_ground_tr
 
 
 def test_decision_by_the_mllm_judge_with_a_margin(tmp_path):
-    spec = build_spec({
+    spec = build_spec({"preset": "world",
         "output_dir": str(tmp_path / "run"), "dataset": {"limit": 3},
         "loop": {"rounds": 1, "variants": 2},
         "t2i": ["procedural", {"name": "retrieval", "params": {"gallery": {"name": "world"},
@@ -129,4 +129,4 @@ def test_decision_spec_is_validated():
     from repainter.spec import SpecError
 
     with pytest.raises(SpecError, match="not a T2I label"):
-        build_spec({"decision": {"retriever": "nope"}})
+        build_spec({"preset": "world", "decision": {"retriever": "nope"}})

@@ -11,7 +11,7 @@ from repainter.store import RunStore
 
 @pytest.fixture
 def ctx(tmp_path):
-    spec = build_spec({"output_dir": str(tmp_path / "run"), "dataset": {"limit": 2},
+    spec = build_spec({"preset": "world", "output_dir": str(tmp_path / "run"), "dataset": {"limit": 2},
                        "loop": {"rounds": 2, "variants": 3}})
     store = RunStore(spec.run_dir)
     store.init(spec)

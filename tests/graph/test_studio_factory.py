@@ -61,7 +61,8 @@ def test_the_lazy_graph_runs_a_case_from_the_spec_variable(tmp_path, monkeypatch
     from langgraph.checkpoint.memory import InMemorySaver
 
     spec = tmp_path / "spec.yaml"
-    spec.write_text(yaml.safe_dump({"output_dir": str(tmp_path / "run"), "dataset": {"limit": 1},
+    spec.write_text(yaml.safe_dump({"preset": "world", "output_dir": str(tmp_path / "run"),
+                                    "dataset": {"limit": 1},
                                     "loop": {"rounds": 1, "variants": 1}, "judge": False}))
     monkeypatch.setenv("REPAINTER_SPEC", str(spec))
     graph = _factory_module().make_graph({})

@@ -1,0 +1,85 @@
+"""The default run is the simulation bench; drawn scenes reach the records, scene_truth and rescore."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+import repainter
+from repainter.rescore import rescore
+from repainter.sim.zoo import ladders, oracle_prompt, true_quality
+from repainter.spec import RunSpec, build_spec
+
+
+def test_the_default_spec_is_the_bench():
+    spec = RunSpec()
+    assert [t.name for t in spec.t2i] == ["sim"] and spec.mllm.name == "sim-describer"
+    assert {"scene_truth", "lab_layout"} <= {m.name for m in spec.metrics}
+    assert spec.selection == {"lab_layout": 1.0}
+
+
+@pytest.fixture(scope="module")
+def bench_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bench") / "run"
+    spec = build_spec({"output_dir": str(root), "dataset": {"limit": 2},
+                       "loop": {"rounds": 2, "variants": 2},
+                       "t2i": ["sim", "procedural"]})
+    return repainter.run(spec)
+
+
+def test_small_run_scores_drawn_scenes(bench_run):
+    records = {r["model"]: r for r in bench_run.records}
+    sim, procedural = records["sim"], records["procedural"]
+    assert sim["status"] == "done" and procedural["status"] == "done"
+    candidate = sim["rounds"][0]["candidates"][0]
+    assert candidate["drawn"]["objects"] is not None
+    assert 0.0 <= candidate["scores"]["scene_truth"] <= 1.0
+    assert "scene_truth" in sim["final_scores"]
+    # a model that reports no drawn scene is left unscored by scene_truth, not failed
+    assert "drawn" not in procedural["rounds"][0]["candidates"][0]
+    assert "scene_truth" not in procedural["final_scores"]
+    assert procedural["final_scores"]["selection"] is not None
+
+
+def test_rescore_reads_the_drawn_scene_from_the_record(bench_run, tmp_path):
+    target = tmp_path / "copy"
+    shutil.copytree(bench_run.run_dir, target)
+    (target / "spec.yaml").write_text(
+        (target / "spec.yaml").read_text().replace(str(bench_run.run_dir), str(target)))
+    result = rescore(target, [{"name": "scene_truth", "label": "truth_again"}], report=False)
+    sim = next(r for r in result.records if r["model"] == "sim")
+    for rnd in sim["rounds"]:
+        for c in rnd["candidates"]:
+            assert c["scores"]["truth_again"] == pytest.approx(c["scores"]["scene_truth"])
+
+
+def test_ladders_contract():
+    found = ladders()
+    nested = [lad for lad in found.values() if lad.nested]
+    assert len(nested) >= 2 and any(not lad.nested for lad in found.values())
+    scenes = [{"background": {"color": "white", "rgb": [250, 250, 250]}, "objects": [
+        {"shape": "circle", "color": "blue", "rgb": [40, 90, 218], "size": 0.1, "x": 0.3,
+         "y": 0.7}, {"shape": "star", "color": "red", "rgb": [218, 40, 40], "size": 0.07,
+                     "x": 0.7, "y": 0.3}]}]
+    for lad in nested:
+        assert [m["name"] for m in lad.models] == ["sim"] * len(lad.models)
+        quality = [true_quality(m["params"], scenes, seeds=range(8)) for m in lad.models]
+        # one rate raised per rung: never better than the rung above (on these scenes)
+        assert all(a >= b - 1e-9 for a, b in zip(quality, quality[1:])), quality
+        assert quality[0] > quality[-1]
+    assert oracle_prompt(scenes[0]).startswith("A medium-sized azure disc at the lower left")
+
+
+def test_a_render_answered_from_the_cache_keeps_its_drawn_scene(tmp_path):
+    def spec(folder):
+        return build_spec({"output_dir": str(tmp_path / folder), "dataset": {"limit": 1},
+                           "loop": {"rounds": 1, "variants": 2}, "judge": False,
+                           "runtime": {"cache_dir": str(tmp_path / "cache")}})
+
+    first, second = repainter.run(spec("a")), repainter.run(spec("b"))
+    (a,), (b,) = first.records, second.records
+    assert a["final_scores"]["scene_truth"] == b["final_scores"]["scene_truth"]
+    assert second.info["cache"]["t2i"] == {"hits": 2, "misses": 0}  # both renders from the cache
+    cached = b["rounds"][0]["candidates"][0]
+    assert cached["drawn"] == a["rounds"][0]["candidates"][0]["drawn"]

@@ -1,0 +1,16 @@
+"""The examples in the bench's docstrings run."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import pytest
+
+
+@pytest.mark.parametrize("name", [
+    "repainter.sim.phrasing", "repainter.sim.lexicon", "repainter.sim.t2i", "repainter.sim.truth",
+    "repainter.sim.zoo", "repainter.backends.metrics.lab_layout"])
+def test_docstring_examples(name):
+    result = doctest.testmod(importlib.import_module(name))
+    assert result.attempted > 0 and result.failed == 0

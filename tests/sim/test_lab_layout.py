@@ -1,0 +1,48 @@
+"""lab_layout: a weight-free, pixels-only selection score that sees objects, not just background."""
+
+from __future__ import annotations
+
+import pytest
+
+from repainter.backends.base import Reference
+from repainter.backends.metrics.lab_layout import LabLayoutSimilarity
+from repainter.world.scene import Background, ObjectSpec, SceneSpec, render_scene
+
+BG = Background(color="white", rgb=(250, 250, 250))
+STAR = ObjectSpec(shape="star", color="red", rgb=(218, 40, 40), size=0.06, x=0.3, y=0.3)
+SQUARE = ObjectSpec(shape="square", color="blue", rgb=(40, 90, 218), size=0.12, x=0.7, y=0.6)
+
+
+def image(*objects, background=BG):
+    return render_scene(SceneSpec(background=background, objects=list(objects)), 64)
+
+
+@pytest.fixture
+def scores():
+    metric = LabLayoutSimilarity()
+    prepared = metric.prepare(Reference("r", image(STAR, SQUARE)))
+    return lambda *imgs: metric.score(prepared, list(imgs))
+
+
+def test_identical_is_one_and_every_error_costs(scores):
+    same, no_star, moved, recoloured, grey = scores(
+        image(STAR, SQUARE), image(SQUARE), image(STAR.model_copy(update={"x": 0.45}), SQUARE),
+        image(STAR.model_copy(update={"rgb": (40, 170, 58)}), SQUARE),
+        image(STAR, SQUARE, background=Background(color="gray", rgb=(134, 134, 134))))
+    assert same == pytest.approx(1.0)
+    assert all(v < same for v in (no_star, moved, recoloured, grey))
+
+
+def test_a_small_object_counts_like_a_large_one(scores):
+    no_star, no_square = scores(image(SQUARE), image(STAR))
+    assert abs(no_star - no_square) < 0.15  # per-region weights: the star is 1/4 of the square
+
+
+def test_an_object_a_little_off_beats_a_missing_one(scores):
+    near, missing = scores(image(STAR.model_copy(update={"x": 0.4}), SQUARE), image(SQUARE))
+    assert near > missing
+
+
+def test_bad_parameters():
+    with pytest.raises(ValueError):
+        LabLayoutSimilarity(size=64, scales=(5,))
