@@ -225,8 +225,10 @@ def render_html(result: RunResult, max_cases: int = 4, thumb: int = 96) -> str:
         k for row in result.leaderboard for k in row
         if k not in _LEADERBOARD_FIXED and not k.endswith(("_ci_low", "_ci_high", "_round1"))
     })
+    from repainter.report.labels import metric_header
+
     header = ["rank", "model", "done", "failed", "selection r1", "selection final", "steer",
-              *metrics]
+              *(metric_header(m) for m in metrics)]
     parts = [
         '<div class="repainter-result">',
         (f"<div><b>repainter run</b> <code>{escape(str(result.run_dir))}</code> · "
