@@ -632,27 +632,16 @@ def dar_command(
     out.print(f"run folder: {checked.run_dir}  (report: {checked.run_dir / 'report' / 'dar.html'})")
 
 
-def _preset_summary(name: str) -> str:
-    """A preset's line from repainter/presets.py's docstring (``* ``name`` - what it is``)."""
-    import re
-
-    import repainter.presets as presets
-
-    text = " ".join((presets.__doc__ or "").split())
-    found = re.search(rf"``{re.escape(name)}`` - (.+?)(?: \* ``|$)", text)
-    return found.group(1).rstrip(";. ") if found else ""
-
-
 @app.command("ls")
 def list_components(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """List the registered T2I backends, MLLM backends, metrics, datasets and presets."""
-    from repainter.presets import PRESETS
+    from repainter.presets import DESCRIPTIONS, PRESETS
     from repainter.registry import DATASETS, METRICS, MLLM, T2I
 
     sections = {r.kind: r.describe() for r in (T2I, MLLM, METRICS, DATASETS)}
-    sections["presets"] = [(name, _preset_summary(name)) for name in sorted(PRESETS)]
+    sections["presets"] = [(name, DESCRIPTIONS.get(name, "")) for name in sorted(PRESETS)]
     if as_json:
         typer.echo(json.dumps({k: [n for n, _ in v] for k, v in sections.items()}, indent=2))
         return

@@ -40,7 +40,14 @@ from repainter.fetch import (
     ensure_cached,
     normalize_sha256,
 )
-from repainter.images import decode_image, load_image, to_rgb
+from repainter.images import (
+    MAX_IMAGE_BYTES,
+    MAX_MANIFEST_BYTES,
+    decode_image,
+    load_image,
+    read_bytes_limited,
+    to_rgb,
+)
 from repainter.registry import DATASETS
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
@@ -86,7 +93,9 @@ class Dataset(ABC):
 
         ``ids`` keeps only those ids (in the dataset's order); an unknown id is an error.
         """
-        chosen = [i for i in self.items() if categories is None or i.category in categories]
+        every = self.items()
+        refuse_duplicate_ids([(i.id, i.source) for i in every])
+        chosen = [i for i in every if categories is None or i.category in categories]
         if ids is not None:
             wanted = [str(i) for i in ids]
             known = {i.id for i in chosen}
@@ -105,6 +114,22 @@ class Dataset(ABC):
                 + (f" after offset {offset}" if offset else "")
             )
         return chosen[:limit] if limit else chosen
+
+
+def refuse_duplicate_ids(ids_and_sources: list[tuple[str, str]]) -> None:
+    """A dataset whose items share an id would silently drop records: refuse it, naming both.
+
+    >>> refuse_duplicate_ids([("x__y", "x__y.png"), ("x__y", "x/y.png")])
+    Traceback (most recent call last):
+    ...
+    repainter.datasets.DatasetError: duplicate item id 'x__y' (x__y.png and x/y.png); rename one
+    """
+    seen: dict[str, str] = {}
+    for item_id, source in ids_and_sources:
+        if item_id in seen:
+            raise DatasetError(f"duplicate item id {item_id!r} ({seen[item_id]} and {source}); "
+                               "rename one")
+        seen[item_id] = source
 
 
 # Kept under its old name for callers of repainter.datasets.
@@ -150,6 +175,8 @@ class FolderDataset(Dataset):
             # "a.png" and "a.jpg" side by side keep their suffix so that ids stay unique
             item_id = stem if stems.count(stem) == 1 else rel.as_posix().replace("/", "__")
             items.append(_file_item(item_id, path, category, self.license))
+        # "x__y.png" and "x/y.png" both map to "x__y": a true duplicate, refused by name
+        refuse_duplicate_ids([(i.id, str(rel)) for i, rel in zip(items, rels, strict=True)])
         if not items:
             raise DatasetError(f"dataset folder {self.root} holds no images "
                                f"({', '.join(sorted(IMAGE_SUFFIXES))})")
@@ -196,6 +223,14 @@ def _dimension(value: Any, name: str, where: str) -> int | None:
     return int(number)
 
 
+def _read_item(item_id: str, path: Path) -> bytes:
+    """An item's file, its size checked before it is read (the failure is the item's)."""
+    try:
+        return read_bytes_limited(path, MAX_IMAGE_BYTES)
+    except OSError as exc:
+        raise ItemError(f"{item_id}: {exc}") from exc
+
+
 @DATASETS.register("manifest")
 class ManifestDataset(Dataset):
     """A JSONL or CSV manifest of images by local ``path`` or by ``url``.
@@ -235,7 +270,7 @@ class ManifestDataset(Dataset):
 
     def _rows(self) -> list[tuple[int, dict[str, Any]]]:
         try:
-            text = self.path.read_text(encoding="utf-8-sig")
+            text = read_bytes_limited(self.path, MAX_MANIFEST_BYTES).decode("utf-8-sig")
         except (OSError, UnicodeDecodeError) as exc:
             raise DatasetError(f"cannot read manifest {self.path}: {exc}") from exc
         if self.path.suffix.lower() == ".csv":
@@ -352,7 +387,7 @@ class ManifestDataset(Dataset):
                 allow_download=self.allow_download, timeout=self.timeout,
                 fetch_hint=self.fetch_hint,
             )
-            data = cached.path.read_bytes()
+            data = _read_item(entry.id, cached.path)
             if hashlib.sha256(data).hexdigest() != cached.sha256:
                 raise ItemError(f"{entry.id}: {cached.path} changed while it was read")
             return cached.path, data
@@ -364,7 +399,7 @@ class ManifestDataset(Dataset):
         if not real.is_file():
             problem = "is not a regular file" if real.exists() else "not found"
             raise ItemError(f"{entry.id}: {entry.path} {problem} (row {entry.row} of {self.path})")
-        data = real.read_bytes()
+        data = _read_item(entry.id, real)
         if entry.sha256:
             actual = hashlib.sha256(data).hexdigest()
             if actual != entry.sha256:

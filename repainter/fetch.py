@@ -22,10 +22,13 @@ run; fetching again is a no-op that re-verifies the cached files against the loc
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import os
 import re
+import socket
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -183,31 +186,97 @@ def _is_image_bytes(body: bytes) -> bool:
         return False
 
 
+class _Deadline:
+    """A total time limit for one download: when it passes, every socket the download opened is
+    shut down, which ends any blocking read at once (a server that sends one byte a second
+    never lets a per-read timeout fire)."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.expired = False
+        self._sockets: list[socket.socket] = []
+        self._guard = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Deadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+
+    def watch(self, sock: socket.socket) -> None:
+        with self._guard:
+            self._sockets.append(sock)
+            expired = self.expired
+        if expired:
+            self._shutdown(sock)
+
+    def _expire(self) -> None:
+        with self._guard:
+            self.expired = True
+            sockets = list(self._sockets)
+        for sock in sockets:
+            self._shutdown(sock)
+
+    @staticmethod
+    def _shutdown(sock: socket.socket) -> None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # already closed
+
+
+def _opener(deadline: _Deadline) -> urllib.request.OpenerDirector:
+    """A urllib opener whose connections register their sockets with ``deadline``."""
+
+    def watched(base: type[http.client.HTTPConnection]) -> type[http.client.HTTPConnection]:
+        class Watched(base):  # type: ignore[misc, valid-type]
+            def connect(self) -> None:
+                super().connect()
+                deadline.watch(self.sock)
+
+        return Watched
+
+    class HTTP(urllib.request.HTTPHandler):
+        def http_open(self, req):
+            return self.do_open(watched(http.client.HTTPConnection), req)
+
+    class HTTPS(urllib.request.HTTPSHandler):
+        def https_open(self, req):
+            return self.do_open(watched(http.client.HTTPSConnection), req,
+                                context=self._context)
+
+    return urllib.request.build_opener(HTTP, HTTPS)
+
+
 def download(url: str, *, timeout: float = DEFAULT_TIMEOUT,
              max_bytes: int = MAX_DOWNLOAD_BYTES) -> tuple[bytes, str]:
-    """GET ``url``; return (body, content type) or raise DownloadError saying why not."""
+    """GET ``url``; return (body, content type) or raise DownloadError saying why not.
+
+    ``timeout`` bounds the whole download (connection, headers and body together), not only
+    each read: a server that trickles bytes cannot stretch it.
+    """
     scheme = urllib.request.urlparse(url).scheme.lower()
     if scheme not in ("http", "https"):
         raise DownloadError(f"{url}: only http(s) URLs can be downloaded (got {scheme or 'none'!r})")
     request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT,
                                                    "Accept": "image/*,*/*;q=0.5"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            status = getattr(response, "status", 200)
-            if status != 200:
-                raise DownloadError(f"{url}: HTTP {status}")
-            content_type = (response.headers.get("Content-Type") or "").split(";")[0].strip().lower()
-            length = response.headers.get("Content-Length")
-            if length and length.isdigit() and int(length) > max_bytes:
-                raise DownloadError(f"{url}: {int(length)} bytes exceeds the {max_bytes}-byte limit")
-            body = response.read(max_bytes + 1)
-    except DownloadError:
-        raise
-    except urllib.error.HTTPError as exc:
-        raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}") from exc
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise DownloadError(f"{url}: download failed ({reason})") from exc
+    started = time.monotonic()
+    with _Deadline(timeout) as deadline:
+        try:
+            body, content_type = _fetch(request, url, timeout, max_bytes, deadline)
+        except DownloadError:
+            raise
+        except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
+            if deadline.expired or time.monotonic() - started >= timeout:
+                raise DownloadError(f"{url}: download took longer than the {timeout:g} s "
+                                    "limit") from exc
+            if isinstance(exc, urllib.error.HTTPError):
+                raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}") from exc
+            reason = getattr(exc, "reason", exc)
+            raise DownloadError(f"{url}: download failed ({reason})") from exc
     if len(body) > max_bytes:
         raise DownloadError(f"{url}: larger than the {max_bytes}-byte limit")
     if not body:
@@ -223,6 +292,29 @@ def download(url: str, *, timeout: float = DEFAULT_TIMEOUT,
         raise DownloadError(f"{url}: served {content_type or 'no content type'!r} and the bytes "
                             "are not a recognised image format")
     return body, content_type
+
+
+def _fetch(request: urllib.request.Request, url: str, timeout: float, max_bytes: int,
+           deadline: _Deadline) -> tuple[bytes, str]:
+    """The response body, read in chunks until done, over ``max_bytes``, or the deadline."""
+    with _opener(deadline).open(request, timeout=timeout) as response:
+        status = getattr(response, "status", 200)
+        if status != 200:
+            raise DownloadError(f"{url}: HTTP {status}")
+        content_type = (response.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        length = response.headers.get("Content-Length")
+        if length and length.isdigit() and int(length) > max_bytes:
+            raise DownloadError(f"{url}: {int(length)} bytes exceeds the {max_bytes}-byte limit")
+        chunks, size = [], 0
+        while size <= max_bytes:
+            chunk = response.read(min(1 << 16, max_bytes + 1 - size))
+            if deadline.expired:
+                raise DownloadError(f"{url}: download took longer than the {timeout:g} s limit")
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    return b"".join(chunks), content_type
 
 
 @dataclass

@@ -15,12 +15,45 @@ from PIL import Image, ImageOps
 # only the header, before any pixel is decoded.
 MAX_PIXELS = 64_000_000
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+#: Image files larger than this are refused before they are read (a 1.5 GB file named .png must
+#: not be read into memory to find out it is too large).
+MAX_IMAGE_BYTES = 512 * 1024 * 1024
+#: Manifests and other text inputs larger than this are refused before they are read.
+MAX_MANIFEST_BYTES = 256 * 1024 * 1024
 # Smaller images carry too little to describe or compare (SSIM's window alone is 7x7).
 MIN_SIDE = 8
 
 
 class ImageLoadError(ValueError):
     """An input image could not be used; the message says why."""
+
+
+class FileTooLargeError(OSError):
+    """A file is over the size limit for what it should hold (checked before reading it)."""
+
+
+def read_bytes_limited(path: str | os.PathLike, limit: int) -> bytes:
+    """The bytes of ``path``, refusing a file over ``limit`` bytes before reading it.
+
+    The size is checked with ``stat`` first and the read is bounded too, so a file that grows
+    while it is read cannot exceed the limit either.
+
+    >>> import tempfile; folder = Path(tempfile.mkdtemp()); (folder / "x").write_bytes(b"12345")
+    5
+    >>> read_bytes_limited(folder / "x", 3)
+    Traceback (most recent call last):
+    ...
+    repainter.images.FileTooLargeError: ... 5 bytes is over the 3-byte limit
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    if size > limit:
+        raise FileTooLargeError(f"{path}: {size} bytes is over the {limit}-byte limit")
+    with path.open("rb") as handle:
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise FileTooLargeError(f"{path}: more than {limit} bytes (the {limit}-byte limit)")
+    return data
 
 
 def load_image(path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
@@ -33,7 +66,9 @@ def load_image(path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS) -> Imag
     if path.suffix.lower() in {".svg", ".svgz"}:
         raise ImageLoadError(f"{path}: SVG is a vector format; render it to PNG first")
     try:
-        data = path.read_bytes()
+        data = read_bytes_limited(path, MAX_IMAGE_BYTES)
+    except FileTooLargeError as exc:
+        raise ImageLoadError(str(exc)) from exc
     except PermissionError as exc:
         raise ImageLoadError(f"{path}: not readable ({exc.strerror})") from exc
     except OSError as exc:
@@ -75,20 +110,69 @@ def decode_image(data: bytes, label: str, *, max_pixels: int = MAX_PIXELS) -> Im
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
-    """Convert any PIL mode to 8-bit RGB; transparency is composited on white."""
-    if img.mode == "RGB":
+    """Convert any PIL mode to 8-bit RGB: the project's one image-mode policy.
+
+    The loader applies it to every reference and render, and every metric applies it to what it
+    is given, so a metric called directly sees the same pixels as one fed by the loader:
+
+    * ``RGBA``, ``LA``, ``PA``, premultiplied ``RGBa`` / ``La``, and ``P`` / ``L`` / ``RGB`` images
+      with a transparency entry: composited onto white;
+    * ``I;16*`` (16-bit): the full 16-bit range onto 8 bits (``x * 255 / 65535``);
+    * ``I`` (32-bit integers, how PIL opens many 16-bit files): values up to 255 kept, up to 65535
+      read as 16-bit, larger ones scaled by 255 / max;
+    * ``F`` (32-bit float): values in [0, 1] scaled by 255 (the usual float convention), values
+      up to 255 kept, larger ones scaled by 255 / max; NaN becomes 0;
+    * everything else (``1``, ``L``, ``P``, ``CMYK``, ``YCbCr`` ...): PIL's conversion to RGB.
+
+    >>> to_rgb(Image.new("RGBA", (2, 2), (0, 0, 0, 0))).getpixel((0, 0))
+    (255, 255, 255)
+    >>> to_rgb(Image.new("F", (2, 2), 0.5)).getpixel((0, 0))
+    (128, 128, 128)
+    >>> to_rgb(Image.new("I;16", (2, 2), 65535)).getpixel((0, 0))
+    (255, 255, 255)
+    """
+    if img.mode == "RGB" and "transparency" not in img.info:
         return img
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-        arr = np.asarray(img, dtype=np.float64)
-        peak = arr.max() if arr.max() > 255 else 255.0
-        img = Image.fromarray((arr / peak * 255.0).clip(0, 255).astype(np.uint8))
-    if img.mode == "P":
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        img = Image.fromarray(_scaled_to_uint8(np.asarray(img, dtype=np.float64), img.mode))
+    if img.mode in ("P", "RGBa", "La") or "transparency" in img.info:
         img = img.convert("RGBA")
     if img.mode in ("RGBA", "LA", "PA"):
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
     return img.convert("RGB")
+
+
+def _scaled_to_uint8(arr: np.ndarray, mode: str) -> np.ndarray:
+    arr = np.nan_to_num(arr, nan=0.0, posinf=0.0, neginf=0.0)
+    peak = float(arr.max()) if arr.size else 0.0
+    if mode.startswith("I;16"):
+        scale = 255.0 / 65535.0
+    elif mode == "F" and float(arr.min(initial=0.0)) >= 0.0 and peak <= 1.0:
+        scale = 255.0
+    elif peak <= 255:
+        scale = 1.0
+    elif mode == "I" and peak <= 65535:
+        scale = 255.0 / 65535.0
+    else:
+        scale = 255.0 / peak
+    return np.rint(arr * scale).clip(0, 255).astype(np.uint8)
+
+
+def check_not_constant(img: Image.Image, label: str) -> None:
+    """Refuse an image whose pixels all have one value: nothing to describe or compare.
+
+    >>> check_not_constant(Image.new("RGB", (8, 8), (3, 3, 3)), "ref.png")
+    Traceback (most recent call last):
+    ...
+    repainter.images.ImageLoadError: ref.png: every pixel is (3, 3, 3); a constant image cannot be a reference (a float or 16-bit image may have lost its range)
+    """
+    extrema = to_rgb(img).getextrema()
+    if all(low == high for low, high in extrema):
+        value = tuple(low for low, _ in extrema)
+        raise ImageLoadError(f"{label}: every pixel is {value}; a constant image cannot be a "
+                             "reference (a float or 16-bit image may have lost its range)")
 
 
 def image_sha256(img: Image.Image) -> str:

@@ -38,7 +38,7 @@ from repainter.images import atomic_write_bytes, load_image
 from repainter.report.leaderboard import build_leaderboard, write_leaderboard
 from repainter.result import RunResult
 from repainter.spec import ComponentSpec, RunSpec, SpecError, build_spec, load_spec
-from repainter.store import SPEC_FILE, RunStore
+from repainter.store import SPEC_FILE, RunFolderBusyError, RunStore, run_folder_lock
 
 
 class RescoreError(RuntimeError):
@@ -188,7 +188,24 @@ def rescore(
     recomputes every selection score and which candidate is best. Builds metrics only: no T2I
     model or MLLM is constructed or called. All scores are computed before any file changes; a
     metric that fails on a case fails the rescore (RescoreError) and leaves the folder as it was.
+    Holds the run folder's lock: a rescore while a run is still writing is refused.
     """
+    try:
+        with run_folder_lock(run_dir, "rescore", create=False):
+            return _rescore(run_dir, metrics, selection=selection, reselect=reselect,
+                            report=report)
+    except RunFolderBusyError as exc:
+        raise RescoreError(str(exc)) from exc
+
+
+def _rescore(
+    run_dir: str | Path,
+    metrics: Iterable[ComponentSpec | str | dict[str, Any]],
+    *,
+    selection: dict[str, float] | None,
+    reselect: bool,
+    report: bool,
+) -> RunResult:
     store = RunStore(run_dir)
     spec_path = store.root / SPEC_FILE
     if not spec_path.exists():

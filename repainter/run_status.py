@@ -9,7 +9,7 @@
     ...         raise ValueError("the MLLM server went away")
     ... except ValueError:
     ...     pass
-    >>> store.read_run_info()["status"], store.read_run_info()["reason"]
+    >>> store.read_run_info()["status"], store.read_run_info()["error"]
     ('failed', 'ValueError: the MLLM server went away')
 """
 
@@ -49,13 +49,14 @@ def _reason(exc: BaseException) -> tuple[str, str]:
 
 @contextmanager
 def recorded_outcome(store, info: dict[str, Any]) -> Iterator[None]:
-    """Write ``failed`` / ``interrupted`` with the reason to run.json when the body raises."""
+    """Write ``failed`` / ``interrupted`` with the reason (``error``) to run.json when the body
+    raises."""
     with _sigterm_as_interrupt():
         try:
             yield
         except BaseException as exc:
             status, reason = _reason(exc)
-            info.update(status=status, reason=reason, finished_at=_now())
+            info.update(status=status, error=reason, finished_at=_now())
             try:
                 store.write_run_info(info)
             except OSError:  # the folder itself is the problem (full, removed): keep the cause

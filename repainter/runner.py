@@ -30,6 +30,7 @@ from repainter.datasets import load_dataset
 from repainter.environment import capture as capture_environment
 from repainter.graph import RunContext, build_graph
 from repainter.honesty import offline_world_warnings
+from repainter.images import ImageLoadError, image_sha256, load_image, to_rgb
 from repainter.instrument import CURRENT_CASE, timed
 from repainter.logging_setup import logging_events, run_log
 from repainter.preflight import preflight
@@ -38,7 +39,13 @@ from repainter.report.leaderboard import build_leaderboard, write_leaderboard
 from repainter.result import RunResult
 from repainter.run_status import recorded_outcome
 from repainter.spec import RunSpec, resolve_spec
-from repainter.store import RunStore
+from repainter.store import (
+    SPEC_FILE,
+    RunStore,
+    check_distinct_names,
+    refuse_foreign_folder,
+    run_folder_lock,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -63,11 +70,20 @@ def run(
     ``settings`` override spec keys as Python values, e.g. ``run(loop={"rounds": 5}, seed=1)``
     (merged into the spec; ``overrides`` strings such as ``"loop.rounds=5"`` apply after them).
     Before anything is written, :func:`repainter.preflight.preflight` names every problem
-    (unknown names, bad params, missing folders, weights or keys) at once.
+    (unknown names, bad params, missing folders, weights or keys) at once. The run folder is
+    locked for the whole run (a second writer is refused with this process's pid); a run that
+    stops on an error leaves ``run.json`` saying so (``failed`` / ``interrupted`` and the
+    ``error``), never "running".
     """
     spec = resolve_spec(spec, overrides, settings)
     preflight(spec)
-    emit = logging_events(on_event)
+    if not (spec.run_dir / SPEC_FILE).exists():  # before the lock file is made in it
+        refuse_foreign_folder(spec.run_dir)
+    with run_folder_lock(spec.run_dir, "run"):
+        return _run(spec, logging_events(on_event))
+
+
+def _run(spec: RunSpec, emit: EventCallback) -> RunResult:
     store = RunStore(spec.run_dir)
     resumed = store.init(spec)
     started = time.perf_counter()
@@ -120,12 +136,15 @@ def _run_cases(spec: RunSpec, store: RunStore, info: dict[str, Any], emit: Event
                 if not pending:
                     return
                 try:
-                    ctx.reference(item.id)
+                    previous = _stored_reference_sha256(store, item.id)
+                    digest = reference_digest(ctx.reference(item.id).image)
                 except Exception as exc:  # a broken input fails its cases, not the run
                     for model in pending:
                         _record_failure(store, model, item, exc, stage="load reference")
                         tally("failed", _case_event(store.read_case_record(model, item.id)))
                     return
+                if previous is not None and previous != digest:
+                    _restart_changed_reference(graph, ctx, item.id, pending)
                 for model in pending:
                     try:
                         _run_case(graph, ctx, model, item.id, emit)
@@ -154,7 +173,7 @@ def _run_cases(spec: RunSpec, store: RunStore, info: dict[str, Any], emit: Event
     store.write_results_jsonl(records)
     leaderboard = build_leaderboard(records, list(ctx.t2i))
     write_leaderboard(leaderboard, store.root, records)
-    info.pop("reason", None)
+    info.pop("error", None)  # an earlier attempt's failure: this one finished
     info.update(
         status="finished",
         finished_at=_now(),
@@ -168,6 +187,8 @@ def _run_cases(spec: RunSpec, store: RunStore, info: dict[str, Any], emit: Event
         environment=capture_environment(),  # after the run: the device is known once loaded
         spec=spec.model_dump(mode="json"),
     )
+    if store.unreadable:  # corrupt records met on the way (their cases were redone)
+        info["unreadable_records"] = list(store.unreadable)
     store.write_run_info(info)
     try:
         write_report(store.root)
@@ -190,6 +211,8 @@ def prepare_context(spec: RunSpec, store: RunStore) -> tuple[RunContext, list, C
     items = load_dataset(spec.dataset.name, spec.dataset.params).select(
         spec.dataset.categories, spec.dataset.limit
     )
+    check_distinct_names("case id", [i.id for i in items])  # one file per case, model
+    check_distinct_names("T2I label", [t.display_name for t in spec.t2i])
     cache = None
     if spec.runtime.cache:
         folder = Path(spec.runtime.cache_dir) if spec.runtime.cache_dir else store.root
@@ -201,17 +224,53 @@ def prepare_context(spec: RunSpec, store: RunStore) -> tuple[RunContext, list, C
     return ctx, items, components
 
 
+def reference_digest(image) -> str:
+    """The pixel hash a case records of its reference (after the image-mode policy)."""
+    return image_sha256(to_rgb(image))
+
+
+def _stored_reference_sha256(store: RunStore, case_id: str) -> str | None:
+    """Pixel hash of the reference an earlier attempt saved (None: none saved yet)."""
+    path = store.root / store.reference_relpath(case_id)
+    if not path.exists():
+        return None
+    try:
+        return reference_digest(load_image(path))
+    except ImageLoadError:
+        return ""  # unreadable: differs from any real reference, so the case starts over
+
+
+def _restart_changed_reference(graph, ctx: RunContext, case_id: str, models: list[str]) -> None:
+    """The reference changed since an interrupted attempt: its description, saved copy and the
+    pending models' checkpoints describe the old image, so those cases start from scratch."""
+    logger.warning("the reference of case %r changed since the last attempt: starting it over",
+                   case_id)
+    ctx.store.forget_reference(case_id)
+    ctx.store.save_reference(case_id, ctx.reference(case_id).image)
+    for model in models:
+        graph.checkpointer.delete_thread(_thread_id(model, case_id))
+
+
+def _thread_id(model: str, case_id: str) -> str:
+    return f"{model}::{case_id}"
+
+
 def _run_case(graph, ctx: RunContext, model: str, case_id: str, emit: EventCallback) -> None:
     rounds = ctx.spec.loop.rounds
     config = {
-        "configurable": {"thread_id": f"{model}::{case_id}"},
+        "configurable": {"thread_id": _thread_id(model, case_id)},
         # each round passes 6 nodes; the rest is describe/compose/judge/finalize and margin
         "recursion_limit": 8 * rounds + 16,
     }
     token = CURRENT_CASE.set((model, case_id))
     try:
         snapshot = graph.get_state(config)
-        payload = None if snapshot.next else {"case_id": case_id, "model": model}
+        digest = reference_digest(ctx.reference(case_id).image)
+        if snapshot.next and snapshot.values.get("reference_sha256", digest) != digest:
+            graph.checkpointer.delete_thread(config["configurable"]["thread_id"])
+            snapshot = graph.get_state(config)
+        payload = (None if snapshot.next else
+                   {"case_id": case_id, "model": model, "reference_sha256": digest})
         for update in graph.stream(payload, config, stream_mode="updates"):
             selected = update.get("select")
             if selected:

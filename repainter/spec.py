@@ -17,9 +17,58 @@ from typing import Any, Literal
 
 import tomllib
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from repainter.presets import PRESETS
+
+#: Leaderboard / record fields a metric label must not take (it would overwrite or break them).
+RESERVED_METRIC_LABELS = frozenset({
+    "rank", "model", "cases", "done", "failed", "selection", "selection_round1",
+    "selection_final", "steerability", "mean_rounds", "seconds_per_case", "t2i_seconds_per_case",
+    "mllm_seconds_per_case", "mllm_tokens_per_case", "mllm_cost_usd", "case_id", "category",
+    "status", "error", "rounds", "round", "variant", "prompt", "image", "seed", "scores",
+})
+#: Prefixes and suffixes the leaderboard derives from metric labels (judge scores, decisions,
+#: round-1 means and confidence intervals).
+RESERVED_METRIC_PREFIXES = ("judge_", "decision_", "selection_")
+RESERVED_METRIC_SUFFIXES = ("_round1", "_ci_low", "_ci_high")
+
+
+def reserved_label_problem(label: str) -> str | None:
+    """Why ``label`` cannot name a metric, or None when it can.
+
+    >>> reserved_label_problem("clip_i") is None
+    True
+    >>> reserved_label_problem("done")
+    "'done' is a built-in record / leaderboard field"
+    """
+    if label in RESERVED_METRIC_LABELS:
+        return f"{label!r} is a built-in record / leaderboard field"
+    for prefix in RESERVED_METRIC_PREFIXES:
+        if label.startswith(prefix):
+            return f"{label!r} starts with the reserved prefix {prefix!r}"
+    for suffix in RESERVED_METRIC_SUFFIXES:
+        if label.endswith(suffix):
+            return f"{label!r} ends with the reserved suffix {suffix!r}"
+    return None
+
+
+def preset_values(name: Any) -> dict[str, Any]:
+    """The values preset ``name`` fills in; ValueError for an unknown preset."""
+    if not isinstance(name, str) or name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; known: {', '.join(sorted(PRESETS))}")
+    return copy.deepcopy(PRESETS[name])
+
+
+def _plain(value: Any) -> Any:
+    """Spec input as plain data: pydantic models become the values their user set."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json", exclude_unset=True)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
 
 
 class _Spec(BaseModel):
@@ -151,6 +200,38 @@ class RunSpec(_Spec):
     output_dir: str = DEFAULT_OUTPUT_DIR
     decision: DecisionSpec | None = None
     runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
+    #: The values given at construction, before the preset filled in the rest.
+    _own_values: dict[str, Any] | None = PrivateAttr(default=None)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _apply_preset(cls, data: Any, handler: Any) -> RunSpec:
+        """A named preset fills in what the given values leave out, however the spec is built
+        (file, ``build_spec``, ``RunSpec(preset=...)``); an unknown preset is an error."""
+        if not isinstance(data, dict):  # an instance (assignment, re-validation): as it is
+            return handler(data)
+        own = _plain(data)
+        merged = own
+        if own.get("preset") is not None:
+            merged = _deep_merge(preset_values(own["preset"]), own)
+            if "selection" in own:  # weights are one choice: the spec's replace the preset's
+                merged["selection"] = copy.deepcopy(own["selection"])
+        spec = handler(merged)
+        spec._own_values = own
+        return spec
+
+    def __eq__(self, other: object) -> bool:  # the values, not how they were given
+        if not isinstance(other, RunSpec):
+            return NotImplemented
+        return self.model_dump() == other.model_dump()
+
+    __hash__ = None  # mutable, like every pydantic model
+
+    def own_values(self) -> dict[str, Any]:
+        """The values given when this spec was built, without what its preset filled in."""
+        if self._own_values is not None:
+            return copy.deepcopy(self._own_values)
+        return self.model_dump(mode="json", exclude_unset=True)
 
     @field_validator("output_dir")
     @classmethod
@@ -179,6 +260,10 @@ class RunSpec(_Spec):
     @model_validator(mode="after")
     def _consistent(self) -> RunSpec:
         metric_names = [m.display_name for m in self.metrics]
+        reserved = [p for p in map(reserved_label_problem, metric_names) if p]
+        if reserved:
+            raise ValueError("metric labels must not be reserved names: " + "; ".join(reserved)
+                             + " (give the metric another `label`)")
         repeated = sorted({n for n in metric_names if metric_names.count(n) > 1})
         if repeated:
             raise ValueError(f"metrics need distinct labels; repeated: {repeated}")
@@ -241,8 +326,65 @@ class SpecError(ValueError):
     """A spec file or override could not be read or validated."""
 
 
+#: A spec file larger than this is not a spec (checked before reading it).
+MAX_SPEC_BYTES = 1_000_000
+#: YAML aliases a spec may use, and nodes it may expand to ("billion laughs" defence).
+MAX_YAML_ALIASES = 100
+MAX_YAML_NODES = 100_000
+
+
+def safe_load_bounded(text: str) -> Any:
+    """``yaml.safe_load`` that refuses documents whose aliases expand beyond a small bound.
+
+    Aliases are resolved by reference while parsing, but everything after (validation, dumps,
+    deep copies) walks the expanded tree: 400 bytes of nested aliases make billions of nodes.
+
+    >>> safe_load_bounded("a: &x [1, 2]\\nb: *x")
+    {'a': [1, 2], 'b': [1, 2]}
+    """
+    loader = yaml.SafeLoader(text)
+    try:
+        if text.count("*") > MAX_YAML_ALIASES and _alias_count(text) > MAX_YAML_ALIASES:
+            raise SpecError(f"the YAML uses more than {MAX_YAML_ALIASES} aliases")
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _expanded_size(node, {}) > MAX_YAML_NODES:
+            raise SpecError(f"the YAML expands to more than {MAX_YAML_NODES} nodes through its "
+                            "aliases")
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _alias_count(text: str) -> int:
+    return sum(isinstance(event, yaml.AliasEvent) for event in yaml.parse(text, yaml.SafeLoader))
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
+    """Nodes of ``node`` with every alias expanded; memoised, so shared nodes cost one visit."""
+    key = id(node)
+    if key not in sizes:
+        sizes[key] = 0  # a recursive alias counts once (its construction fails on its own)
+        if isinstance(node, yaml.SequenceNode):
+            children = node.value
+        elif isinstance(node, yaml.MappingNode):
+            children = [part for pair in node.value for part in pair]
+        else:
+            children = []
+        sizes[key] = min(1 + sum(_expanded_size(c, sizes) for c in children), 10 * MAX_YAML_NODES)
+    return sizes[key]
+
+
 def read_spec_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise SpecError(f"cannot read spec {path}: {exc}") from exc
+    if size > MAX_SPEC_BYTES:
+        raise SpecError(f"cannot read spec {path}: {size} bytes is over the "
+                        f"{MAX_SPEC_BYTES}-byte limit for a spec file")
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -251,8 +393,8 @@ def read_spec_file(path: str | Path) -> dict[str, Any]:
         if path.suffix.lower() == ".toml":
             data = tomllib.loads(text)
         else:
-            data = yaml.safe_load(text)
-    except (yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
+            data = safe_load_bounded(text)
+    except (yaml.YAMLError, tomllib.TOMLDecodeError, SpecError) as exc:
         raise SpecError(f"cannot parse spec {path}: {exc}") from exc
     if data is None:
         return {}
@@ -314,24 +456,40 @@ def build_spec(data: dict[str, Any] | None = None, overrides: list[str] = ()) ->
     """Validate ``data`` (a parsed spec file) over its named preset, then apply ``overrides``.
 
     Overrides address the complete spec (defaults filled in), so ``t2i.0.params.steps=4`` works
-    even where the file does not list ``t2i``.
+    even where the file does not list ``t2i``. ``preset=NAME`` among the overrides replaces the
+    file's preset: NAME fills in what the file leaves out, then the other overrides apply.
+
+    >>> build_spec({}, ["preset=paper"]).selection
+    {'clip_i': 0.5, 'dinov2': 0.5}
     """
     data = copy.deepcopy(data or {})
-    preset = data.get("preset")
-    if preset is not None:
-        if not isinstance(preset, str) or preset not in PRESETS:
-            raise SpecError(f"unknown preset {preset!r}; known: {', '.join(sorted(PRESETS))}")
-        merged = _deep_merge(PRESETS[preset], data)
-        if "selection" in data:  # weights are one choice: the spec's replace the preset's
-            merged["selection"] = copy.deepcopy(data["selection"])
-        data = merged
+    rest = []
+    for assignment in overrides:
+        if assignment.partition("=")[0].strip() == "preset":
+            apply_override(data, assignment)
+        else:
+            rest.append(assignment)
     spec = _validate(data)
-    if overrides:
+    if rest:
         full = spec.model_dump(mode="json")
-        for assignment in overrides:
+        for assignment in rest:
             apply_override(full, assignment)
         spec = _validate(full)
     return spec
+
+
+def override_spec(spec: RunSpec, overrides: list[str]) -> RunSpec:
+    """``spec`` with ``overrides`` applied (the Python API's ``run(spec, overrides=...)``).
+
+    A ``preset=`` override starts again from the values ``spec`` was built from, so the new
+    preset fills in what they leave out; otherwise the overrides apply to ``spec`` as it is now.
+
+    >>> override_spec(RunSpec(), ["preset=gill"]).selection
+    {'clip_i': 1.0}
+    """
+    switches_preset = any(a.partition("=")[0].strip() == "preset" for a in overrides)
+    base = spec.own_values() if switches_preset else spec.model_dump(mode="json")
+    return build_spec(base, overrides)
 
 
 def _validate(data: dict[str, Any]) -> RunSpec:
@@ -356,9 +514,10 @@ def resolve_spec(spec: RunSpec | str | Path | None = None, overrides: list[str] 
         5
     """
     if isinstance(spec, RunSpec):
-        if not overrides and not settings:
-            return spec
-        data = spec.model_dump(mode="json")
+        if not settings:
+            return override_spec(spec, overrides) if overrides else spec
+        # a new preset starts again from the values the spec was built from (as override_spec)
+        data = spec.own_values() if "preset" in settings else spec.model_dump(mode="json")
     else:
         data = read_spec_file(spec) if spec is not None else {}
     if settings:

@@ -14,8 +14,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
+import math
+import os
 import re
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,17 +32,153 @@ from PIL import Image
 from repainter.images import atomic_write_bytes, save_png
 from repainter.spec import RunSpec, load_spec
 
+logger = logging.getLogger(__name__)
+
 SPEC_FILE = "spec.yaml"
+LOCK_FILE = ".repainter.lock"
 
 
 class RunFolderError(RuntimeError):
     """The run folder cannot be used for this spec."""
 
 
+class RunFolderBusyError(RunFolderError):
+    """Another process is writing to the run folder."""
+
+
+# Run folders this process holds, with how many nested writers hold each: a run writes its report
+# under the same lock, so the lock is re-entrant within one process.
+_HELD: dict[str, list[Any]] = {}
+_HELD_GUARD = threading.Lock()
+
+
+@contextmanager
+def run_folder_lock(root: str | Path, command: str, *, create: bool = True) -> Iterator[None]:
+    """Hold the run folder for one writing command (run, compare, rescore, report ...).
+
+    An exclusive ``flock`` on ``RUN/.repainter.lock``, taken without waiting: a second writer is
+    refused with the holder's pid and command. The operating system drops the lock when its
+    process dies, so a crashed or killed run never leaves a stale lock behind. Without ``fcntl``
+    (Windows) no lock is taken. With ``create=False`` a missing folder is not created (the
+    command then reports it is no run folder).
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    root = Path(root)
+    key = str(root.resolve())
+    with _HELD_GUARD:
+        held = _HELD.get(key)
+        if held is not None:
+            held[1] += 1
+    if held is not None:
+        try:
+            yield
+        finally:
+            with _HELD_GUARD:
+                held[1] -= 1
+        return
+    if not root.is_dir() and not create:
+        yield
+        return
+    root.mkdir(parents=True, exist_ok=True)
+    handle = open(root / LOCK_FILE, "a+", encoding="utf-8")  # noqa: SIM115 - held until release
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise RunFolderBusyError(
+            f"{root} is in use by {holder}; wait until it finishes (two writers would corrupt "
+            "run.json and the results), or use another output folder") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()} ({command}: {' '.join(sys.argv[:3])})\n")
+    handle.flush()
+    entry = [handle, 1]
+    with _HELD_GUARD:
+        _HELD[key] = entry
+    try:
+        yield
+    finally:
+        with _HELD_GUARD:
+            entry[1] -= 1
+            if entry[1] == 0:
+                del _HELD[key]
+                handle.truncate(0)
+                handle.close()  # closing drops the flock
+
+
+#: Longest file-name stem a slug may take (file systems allow 255 bytes per name; suffixes such
+#: as ``.json`` and ``.tmp`` temp names must still fit).
+MAX_SLUG_CHARS = 120
+_SAFE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
+
+
 def slug(text: str) -> str:
-    """A file-name-safe form of a model label or case id (stable, readable)."""
-    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.")
-    return cleaned or "_"
+    """An injective, file-name-safe form of a model label or case id (stable, readable).
+
+    A name that is already safe (ASCII letters, digits, ``._-``, not starting with ``.`` or
+    ``-``, at most :data:`MAX_SLUG_CHARS` characters) is kept as it is, so existing run folders
+    stay readable. Any other becomes a readable part plus ``~`` and a short hash of the whole
+    name: ``~`` never occurs in a kept name, so two different names never share a file.
+
+    >>> slug("case_01.png")
+    'case_01.png'
+    >>> slug("a b"), slug("a/b"), slug("a-b")
+    ('a-b~c8687a08aa', 'a-b~c14cddc033', 'a-b')
+    >>> slug("猫") != slug("犬")
+    True
+    >>> len(slug("x" * 240)) <= MAX_SLUG_CHARS
+    True
+    """
+    if len(text) <= MAX_SLUG_CHARS and _SAFE.fullmatch(text) and not text.endswith("."):
+        return text
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.")[: MAX_SLUG_CHARS - 11]
+    return f"{readable.rstrip('-.') or '_'}~{digest}"
+
+
+def check_distinct_names(kind: str, names: list[str]) -> None:
+    """Refuse names that would share a file: true duplicates, or names whose file names differ
+    only in letter case (one file on case-insensitive file systems).
+
+    >>> check_distinct_names("case id", ["a", "b"])
+    >>> check_distinct_names("case id", ["Cat", "cat"])
+    Traceback (most recent call last):
+    ...
+    repainter.store.RunFolderError: case ids 'Cat' and 'cat' would share a file name ('cat'); rename one
+    """
+    seen: dict[str, str] = {}
+    for name in names:
+        key = slug(name).casefold()
+        if key in seen:
+            other = seen[key]
+            problem = f"{kind}s {other!r} and {name!r} would share a file name ({key!r})"
+            if other == name:
+                problem = f"{kind} {name!r} is given twice"
+            raise RunFolderError(f"{problem}; rename one")
+        seen[key] = name
+
+
+def json_safe(data: Any) -> Any:
+    """``data`` with every non-finite float (NaN, inf) as None, for statistics: a statistic over
+    an empty set (two models sharing no finished case) is "no value", not a crash. Records keep
+    refusing non-finite numbers (:func:`write_json`): there one means a bug upstream.
+
+    >>> json_safe({"p": float("nan"), "xs": [1.0, float("inf")], "n": 3})
+    {'p': None, 'xs': [1.0, None], 'n': 3}
+    """
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: json_safe(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [json_safe(v) for v in data]
+    return data
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -46,9 +190,29 @@ def read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def refuse_foreign_folder(root: Path) -> None:
+    """Refuse to start a run in an existing folder that holds something other than a run.
+
+    A run writes many files into its folder; pointed (``-o``) at a folder of the user's own
+    files it would overwrite them. An empty folder, or one holding only the lock, is fine.
+    """
+    if not root.exists():
+        return
+    if not root.is_dir():
+        raise RunFolderError(f"{root} exists and is not a folder; choose another output folder")
+    others = sorted(p.name for p in root.iterdir() if p.name != LOCK_FILE)
+    if others:
+        shown = ", ".join(others[:5]) + (" ..." if len(others) > 5 else "")
+        raise RunFolderError(
+            f"{root} is not empty and is not a repainter run folder (no {SPEC_FILE}; it holds "
+            f"{shown}); refusing to write into it: choose a new or empty output folder")
+
+
 class RunStore:
     def __init__(self, root: str | Path):
         self.root = Path(root)
+        #: Case record files found unreadable (corrupt JSON, not a record), relative paths.
+        self.unreadable: list[str] = []
 
     # -- spec ------------------------------------------------------------------------------
 
@@ -73,6 +237,7 @@ class RunStore:
                 f"({previous.fingerprint()} vs {spec.fingerprint()}); choose another "
                 "output_dir, or delete the folder to start over"
             )
+        refuse_foreign_folder(self.root)
         self.root.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(existing, spec.to_yaml().encode("utf-8"))
         return False
@@ -94,6 +259,11 @@ class RunStore:
         path = self.root / self.reference_relpath(case_id)
         if not path.exists():
             save_png(image, path)
+
+    def forget_reference(self, case_id: str) -> None:
+        """Drop a case's saved reference and shared description (its reference changed)."""
+        (self.root / self.reference_relpath(case_id)).unlink(missing_ok=True)
+        self._description_path(case_id).unlink(missing_ok=True)
 
     def _description_path(self, case_id: str) -> Path:
         return self.root / "descriptions" / f"{slug(case_id)}.json"
@@ -123,15 +293,34 @@ class RunStore:
         write_json(self._record_path(record["model"], record["case_id"]), record)
 
     def read_case_record(self, model: str, case_id: str) -> dict[str, Any] | None:
+        """The case's record; None when there is none, or it is unreadable (then the case is
+        redone, and the file named in a warning)."""
         path = self._record_path(model, case_id)
-        return read_json(path) if path.exists() else None
+        return self._read_record(path) if path.exists() else None
+
+    def _read_record(self, path: Path) -> dict[str, Any] | None:
+        try:
+            record = read_json(path)
+            if not isinstance(record, dict) or "case_id" not in record or "model" not in record:
+                raise ValueError("not a case record (no case_id / model)")
+            return record
+        except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError included
+            relative = path.relative_to(self.root).as_posix()
+            if relative not in self.unreadable:
+                self.unreadable.append(relative)
+                logger.warning("skipping unreadable case record %s: %s (the case is redone on "
+                               "the next run)", path, exc)
+            return None
 
     def is_done(self, model: str, case_id: str) -> bool:
         record = self.read_case_record(model, case_id)
         return record is not None and record.get("status") == "done"
 
     def records(self) -> list[dict[str, Any]]:
-        return [read_json(p) for p in sorted((self.root / "cases").glob("*/*.json"))]
+        """Every readable case record; unreadable files are skipped and listed in
+        :attr:`unreadable` (relative paths), each named once in a warning."""
+        records = (self._read_record(p) for p in sorted((self.root / "cases").glob("*/*.json")))
+        return [r for r in records if r is not None]
 
     # -- run-level files -------------------------------------------------------------------
 

@@ -27,6 +27,12 @@ def _png_bytes(img: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
+def _tiff_bytes(img: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    img.save(buffer, format="TIFF")
+    return buffer.getvalue()
+
+
 def _write_inputs(root):
     """name -> expected outcome: None (loads) or a phrase the error must contain."""
     root.mkdir()
@@ -63,6 +69,18 @@ def _write_inputs(root):
     put("exif_rotated.jpg", rotated.getvalue(), None)
     put("vector.svg", b"<svg xmlns='http://www.w3.org/2000/svg'/>", "vector format")
     put("text.png", b"this is not an image\n", "cannot decode")
+    # issue 12 item 4: a float TIFF in [0, 1] is scaled (it used to become all black and be
+    # scored as normal); an all-constant reference is refused
+    floats = io.BytesIO()
+    Image.fromarray(np.asarray(_photo().convert("L"), dtype=np.float32) / 255.0).save(
+        floats, format="TIFF")
+    put("float.tif", floats.getvalue(), None)
+    put("constant.png", _png_bytes(Image.new("RGB", (64, 48), (0, 0, 0))), "constant image")
+    put("constant_float.tif", _tiff_bytes(Image.new("F", (64, 48), 7.0)), "constant image")
+    # issue 12 item 18: the size is checked before the file is read (sparse: no disk used)
+    with (root / "huge.png").open("wb") as handle:
+        handle.truncate(1_500_000_000)
+    expected["huge.png"] = "byte limit"
     (root / "folder.png").mkdir()
     expected["folder.png"] = "is not a regular file"
     expected["missing.png"] = "not found"
@@ -105,8 +123,11 @@ def test_odd_but_valid_images_are_converted_to_rgb(bad_run):
     rotated = Image.open(root / "references" / "exif_rotated.jpg.png")
     assert rotated.size == (32, 64)  # EXIF orientation applied
     for name in ("cmyk.jpg", "sixteen_bit.png", "palette.png", "grey_alpha.png", "rgba.png",
-                 "animated.gif"):
+                 "animated.gif", "float.tif"):
         assert Image.open(root / "references" / f"{name}.png").mode == "RGB"
+    floats = np.asarray(Image.open(root / "references" / "float.tif.png"), dtype=np.float64)
+    grey = np.asarray(_photo().convert("L"), dtype=np.float64)
+    assert np.abs(floats[..., 0] - grey).max() <= 1.0  # [0, 1] floats scaled back to 0-255
 
 
 def test_bomb_is_refused_before_decoding(tmp_path):
@@ -181,3 +202,16 @@ def test_ground_truth_metrics_are_skipped_where_there_is_no_ground_truth(bad_run
     again = run(spec)
     done = [r for r in again.records if r["status"] == "done"]
     assert done and all("object_f1" not in r["final_scores"] for r in done)
+
+
+def test_sixteen_bit_and_float_images_keep_their_brightness():
+    """Issue 12 item 4: 16-bit images are mapped from their full range, not stretched by their
+    own maximum; float images in [0, 1] are scaled by 255 (they used to become all black)."""
+    from repainter.images import to_rgb
+
+    dark16 = Image.fromarray(np.full((8, 8), 32768, dtype=np.uint16))  # mid-grey in 16 bits
+    assert to_rgb(dark16).getpixel((0, 0)) == (128, 128, 128)
+    assert to_rgb(Image.new("F", (8, 8), 0.25)).getpixel((0, 0)) == (64, 64, 64)
+    assert to_rgb(Image.new("F", (8, 8), 200.0)).getpixel((0, 0)) == (200, 200, 200)
+    rgba = Image.new("RGBA", (8, 8), (0, 0, 0, 0))
+    assert to_rgb(rgba).getpixel((0, 0)) == (255, 255, 255)  # transparent: white, not black

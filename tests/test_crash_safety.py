@@ -89,3 +89,93 @@ def test_random_sigkills_lose_nothing_and_redo_nothing(tmp_path, uninterrupted, 
     assert _comparable(result) == uninterrupted
     info = json.loads((run_dir / "run.json").read_text())
     assert info["cases"]["reused"] == len(finished_before_last)
+
+
+def test_a_corrupt_case_record_is_named_skipped_and_redone(tmp_path, caplog):
+    """Issue 12 item 13: one corrupt cases/*.json crashed resume and `report` without a name."""
+    import logging
+
+    from repainter.report.html import write_report
+    from repainter.result import RunResult
+    from repainter.runner import run
+    from repainter.spec import build_spec
+
+    spec = build_spec({"preset": "world", "output_dir": str(tmp_path / "run"), "dataset": {"limit": 2},
+                       "loop": {"rounds": 1, "variants": 1}, "judge": False})
+    first = run(spec)
+    victim = sorted((spec.run_dir / "cases").glob("*/*.json"))[0]
+    victim.write_text('{"case_id": "trunc')  # a torn write from another tool
+    with caplog.at_level(logging.WARNING, logger="repainter.store"):
+        report = write_report(spec.run_dir)
+    assert report.is_file()
+    assert victim.name in caplog.text
+    assert victim.name in report.read_text(encoding="utf-8")
+    assert len(RunResult.load(spec.run_dir).records) == len(first.records) - 1
+    again = run(spec)  # resume: the corrupt case is redone, the others reused
+    assert len(again.records) == len(first.records)
+    assert again.info["cases"] == {"done": 1, "failed": 0, "reused": 1, "total": 2}
+    assert again.info["unreadable_records"] == [victim.relative_to(spec.run_dir).as_posix()]
+    assert json.loads(victim.read_text())["status"] == "done"
+
+
+def test_compare_of_models_sharing_no_finished_case_writes_everything(tmp_path, monkeypatch):
+    """Issue 12 item 14: NaN statistics crashed `compare` (no leaderboard, no report, run.json
+    left "running")."""
+    import repainter.runner as runner_module
+    from repainter.backends.base import T2IWrapper
+    from repainter.instrument import CURRENT_CASE
+    from repainter.runner import run
+    from repainter.spec import build_spec
+
+    spec = build_spec({"preset": "world", "output_dir": str(tmp_path / "run"), "dataset": {"limit": 2},
+                       "t2i": [{"name": "procedural", "label": "a"},
+                               {"name": "procedural", "label": "b"}],
+                       "loop": {"rounds": 1, "variants": 1}, "judge": False})
+    original = runner_module.prepare_context
+    from repainter.datasets import load_dataset
+
+    cases = [item.id for item in load_dataset("world", {}).select(None, 2)]
+    failing = {"a": cases[0], "b": cases[1]}
+
+    class FailsOn(T2IWrapper):
+        def __init__(self, inner, label):
+            super().__init__(inner)
+            self.label = label
+
+        def generate(self, prompts, seeds):
+            if CURRENT_CASE.get()[1] == failing[self.label]:
+                raise RuntimeError("this model cannot draw that")
+            return self.inner.generate(prompts, seeds)
+
+    def prepare(spec, store):
+        ctx, items, components = original(spec, store)
+        ctx.t2i = {label: FailsOn(b, label) for label, b in ctx.t2i.items()}
+        return ctx, items, components
+
+    monkeypatch.setattr(runner_module, "prepare_context", prepare)
+    result = run(spec)
+    assert sorted(r["status"] for r in result.records) == ["done", "done", "failed", "failed"]
+    board = json.loads((spec.run_dir / "leaderboard.json").read_text())
+    assert board["comparisons"][0]["n"] == 0
+    assert all(v is None or v == v for v in board["comparisons"][0].values())  # no NaN
+    assert (spec.run_dir / "leaderboard.md").is_file()
+    assert (spec.run_dir / "report" / "index.html").is_file()
+    assert json.loads((spec.run_dir / "run.json").read_text())["status"] == "finished"
+
+
+def test_a_run_stopped_by_an_error_is_not_left_running(tmp_path, monkeypatch):
+    import repainter.runner as runner_module
+    from repainter.runner import run
+    from repainter.spec import build_spec
+
+    spec = build_spec({"preset": "world", "output_dir": str(tmp_path / "run"), "dataset": {"limit": 1},
+                       "loop": {"rounds": 1, "variants": 1}, "judge": False})
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("leaderboard exploded")
+
+    monkeypatch.setattr(runner_module, "build_leaderboard", broken)
+    with pytest.raises(RuntimeError, match="exploded"):
+        run(spec)
+    info = json.loads((spec.run_dir / "run.json").read_text())
+    assert info["status"] == "failed" and "leaderboard exploded" in info["error"]

@@ -27,8 +27,12 @@ from repainter.spec import build_spec
 
 
 def _png(path: Path, color="red", size=(32, 24)) -> Path:
+    """A ``color`` image with a black square in the lower right (a constant image is refused
+    as a reference)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", size, color).save(path)
+    img = Image.new("RGB", size, color)
+    img.paste((0, 0, 0), (size[0] // 2, size[1] // 2, size[0], size[1]))
+    img.save(path)
     return path
 
 

@@ -7,6 +7,7 @@ import io
 import json
 import re
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -309,3 +310,56 @@ def test_evalref100_reads_a_prepared_cache(tmp_path, server, monkeypatch):
     monkeypatch.setenv("REPAINTER_OFFLINE", "1")
     ref = dataset.items()[0].load()
     assert ref.license == "CC-BY-NC-4.0" and ref.category == "portrait"
+
+
+class _TrickleServer:
+    """Loopback server that sends one byte every ``gap`` seconds: headers too (``/headers``),
+    or a normal header then the body (``/body``). Each byte beats any per-read timeout."""
+
+    def __init__(self, gap: float = 0.05, size: int = 2000):
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                body = _png_bytes("red")[:size]
+                head = (f"HTTP/1.0 200 OK\r\nContent-Type: image/png\r\n"
+                        f"Content-Length: {size}\r\n\r\n").encode()
+                try:
+                    if self.path == "/headers":
+                        for i in range(len(head)):
+                            self.wfile.write(head[i:i + 1])
+                            self.wfile.flush()
+                            time.sleep(gap)
+                    else:
+                        self.wfile.write(head)
+                    for i in range(size):
+                        self.wfile.write(body[i % len(body):i % len(body) + 1])
+                        self.wfile.flush()
+                        time.sleep(gap)
+                except OSError:  # the client gave up: what the test wants
+                    pass
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                         daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.mark.parametrize("where", ["body", "headers"])
+def test_a_trickling_server_cannot_outlast_the_download_deadline(server, where):
+    """Issue 12 item 17 (fetch): 1 byte per gap never trips a per-read timeout; the total
+    deadline ends the download with a reason (the old code read on for 2000 x gap seconds)."""
+    from repainter.fetch import DownloadError, download
+
+    slow = _TrickleServer()
+    try:
+        with pytest.raises(DownloadError, match="longer than the 0.5 s limit"):
+            download(f"{slow.url}/{where}", timeout=0.5)
+    finally:
+        slow.close()

@@ -109,3 +109,52 @@ def test_interrupted_case_resumes_at_the_node_that_failed(small_spec, monkeypatc
     assert len(describe_calls) == len(first.records), "a reference was described twice"
     assert second.info["cases"]["reused"] == len(first.records) - 1
     assert second.info["cases"]["done"] == 1
+
+
+def test_a_reference_changed_before_the_resume_restarts_its_case(tmp_path, monkeypatch):
+    """Issue 12 item 12: the resumed case mixed the old description with the new scoring."""
+    import numpy as np
+    from PIL import Image
+
+    import repainter.runner as runner_module
+    from repainter.images import image_sha256, load_image
+    from repainter.spec import build_spec
+
+    images = tmp_path / "images"
+    images.mkdir()
+
+    def noise(seed):
+        rng = np.random.default_rng(seed)
+        return Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8))
+
+    noise(0).save(images / "a.png")
+    spec = build_spec({"preset": "world", "output_dir": str(tmp_path / "run"),
+                       "dataset": {"name": "folder", "params": {"path": str(images)}},
+                       "metrics": ["ssim", "color_histogram"], "judge": False,
+                       "loop": {"rounds": 2, "variants": 1}})
+    original = runner_module.prepare_context
+    described = []
+
+    def instrumented(crash: bool):
+        def prepare(spec, store):
+            ctx, items, components = original(spec, store)
+            if crash:
+                ctx.t2i = {k: _CrashOnce(b, crash_on_call=2) for k, b in ctx.t2i.items()}
+            describe = ctx.mllm.describe
+            ctx.mllm.describe = lambda image, *a, **k: (described.append(image_sha256(image))
+                                                        or describe(image, *a, **k))
+            return ctx, items, components
+
+        return prepare
+
+    monkeypatch.setattr(runner_module, "prepare_context", instrumented(crash=True))
+    assert run(spec).records[0]["status"] == "failed"
+    noise(1).save(images / "a.png")  # the user replaces the reference before resuming
+    new_digest = image_sha256(load_image(images / "a.png"))
+    monkeypatch.setattr(runner_module, "prepare_context", instrumented(crash=False))
+    record = run(spec).records[0]
+    assert record["status"] == "done"
+    assert record["reference_sha256"] == new_digest
+    assert described[-1] == new_digest, "the new reference was not described again"
+    assert image_sha256(load_image(tmp_path / "run" / record["reference"])) == new_digest
+    assert len(record["rounds"]) == 2 and record["rounds"][0]["candidates"]

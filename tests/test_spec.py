@@ -95,3 +95,79 @@ def test_spec_file_errors_are_readable(tmp_path):
 def test_spec_json_is_canonical():
     dumped = RunSpec().model_dump(mode="json")
     assert json.loads(json.dumps(dumped)) == dumped
+
+
+# -- issue 12: presets apply wherever given; reserved labels; bounded YAML ----------------------
+
+
+def test_preset_given_as_override_applies(tmp_path):
+    """Item 1: ``--set preset=paper`` used to be recorded but not applied."""
+    path = tmp_path / "spec.yaml"
+    path.write_text("loop: {rounds: 5}\n")
+    spec = load_spec(path, ["preset=paper"])
+    assert spec.preset == "paper"
+    assert spec.selection == {"clip_i": 0.5, "dinov2": 0.5}
+    assert [m.name for m in spec.metrics] == ["clip_i", "dinov2", "lpips", "ssim"]
+    assert spec.loop.rounds == 5  # the file's own value still wins over the preset
+
+
+def test_preset_applies_in_python_construction_and_overrides():
+    from repainter.spec import override_spec
+
+    assert RunSpec(preset="gill").selection == {"clip_i": 1.0}
+    switched = override_spec(RunSpec(seed=3), ["preset=paper", "loop.rounds=2"])
+    assert switched.selection == {"clip_i": 0.5, "dinov2": 0.5}
+    assert (switched.seed, switched.loop.rounds) == (3, 2)
+    # re-loading a saved expanded spec gives the same spec
+    assert build_spec(yaml.safe_load(switched.to_yaml())) == switched
+
+
+def test_unknown_preset_is_an_error_everywhere(tmp_path):
+    with pytest.raises(SpecError, match="unknown preset"):
+        build_spec({}, ["preset=nonexistent"])
+    with pytest.raises(ValueError, match="unknown preset"):
+        RunSpec(preset="nonexistent")
+    from typer.testing import CliRunner
+
+    from repainter.cli import app
+
+    path = tmp_path / "spec.yaml"
+    path.write_text("seed: 1\n")
+    result = CliRunner().invoke(app, ["validate", str(path), "--set", "preset=nonexistent"])
+    assert result.exit_code != 0 and "unknown preset" in result.output
+
+
+@pytest.mark.parametrize("label", ["done", "steerability", "selection", "model", "rank",
+                                   "judge_aesthetic", "ssim_round1", "ssim_ci_low"])
+def test_metric_labels_must_not_be_reserved(label):
+    """Item 11: a metric labelled like a built-in field overwrote it or crashed the leaderboard."""
+    with pytest.raises(SpecError, match="reserved"):
+        build_spec({"metrics": [{"name": "ssim", "label": label}, "color_histogram"],
+                    "selection": {"color_histogram": 1.0}})
+
+
+def test_billion_laughs_yaml_is_refused_quickly(tmp_path):
+    """Item 16: nested aliases (a few hundred bytes) expanded to billions of nodes."""
+    lines = ["a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    for i in range(1, 9):
+        prev, cur = chr(96 + i), chr(97 + i)
+        lines.append(f"{cur}: &{cur} [{', '.join(['*' + prev] * 9)}]")
+    path = tmp_path / "laughs.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    assert path.stat().st_size < 600
+    with pytest.raises(SpecError, match="aliases"):
+        load_spec(path)
+
+
+def test_few_aliases_still_load(tmp_path):
+    path = tmp_path / "spec.yaml"
+    path.write_text("seed: &s 4\ndataset: {name: world, limit: *s}\n")
+    assert load_spec(path).dataset.limit == 4
+
+
+def test_oversized_spec_file_is_refused_before_reading(tmp_path):
+    path = tmp_path / "big.yaml"
+    with path.open("wb") as handle:
+        handle.truncate(5_000_000)  # sparse: costs no disk
+    with pytest.raises(SpecError, match="limit"):
+        load_spec(path)

@@ -157,7 +157,7 @@ def test_run_json_records_why_a_run_stopped(small_spec, raised, status):
     with pytest.raises(raised):
         repainter.run(small_spec, on_event=stop, dataset={"limit": 1}, loop={"rounds": 1})
     info = json.loads((small_spec.run_dir / "run.json").read_text())
-    assert info["status"] == status and info["reason"]
+    assert info["status"] == status and info["error"]
     assert "run.log" in {p.name for p in (small_spec.run_dir / "logs").iterdir()}
 
 

@@ -153,6 +153,15 @@ def parse_dialogue(row: Any, where: str = "row") -> Dialogue:
     return Dialogue(id=row["id"], target=row["target"], caption=row["caption"], dialog=turns)
 
 
+def _read_manifest(path: Path) -> str:
+    from repainter.images import MAX_MANIFEST_BYTES, read_bytes_limited
+
+    try:
+        return read_bytes_limited(path, MAX_MANIFEST_BYTES).decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DialogueError(f"cannot read manifest {path}: {exc}") from exc
+
+
 def load_dialogues(path: str | Path, gallery_ids: Sequence[str] | None = None) -> list[Dialogue]:
     """Read a JSONL manifest of dialogues; ``gallery_ids`` checks that every target exists."""
     path = Path(path)
@@ -161,7 +170,7 @@ def load_dialogues(path: str | Path, gallery_ids: Sequence[str] | None = None) -
     known = set(gallery_ids) if gallery_ids is not None else None
     out: list[Dialogue] = []
     seen: set[str] = set()
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for lineno, line in enumerate(_read_manifest(path).splitlines(), 1):
         if not line.strip():
             continue
         where = f"{path.name}:{lineno}"

@@ -10,7 +10,7 @@ from PIL import Image
 
 from repainter.backends.base import Metric, MLLMBackend, Reference, T2IBackend
 from repainter.datasets import DatasetItem
-from repainter.images import load_image
+from repainter.images import check_not_constant, load_image
 from repainter.spec import RunSpec
 from repainter.store import RunStore, slug
 
@@ -35,6 +35,7 @@ class RunContext:
             if case_id not in self.items:
                 raise KeyError(f"case {case_id!r} is not in the dataset")
             reference = self.items[case_id].load()
+            check_not_constant(reference.image, f"reference of case {case_id!r}")
             self.store.save_reference(case_id, reference.image)
             self.references[case_id] = reference
         return self.references[case_id]

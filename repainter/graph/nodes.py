@@ -371,6 +371,7 @@ def case_record(state: CaseState, ctx: RunContext) -> dict[str, Any]:
         "status": state.get("status", "done"),
         "error": None,
         "reference": ctx.store.reference_relpath(state["case_id"]),
+        "reference_sha256": state.get("reference_sha256"),
         "source": reference.source,
         "license": reference.license,
         "ground_truth": reference.ground_truth,

@@ -56,6 +56,9 @@ class CaseInput(TypedDict):
 class CaseState(TypedDict, total=False):
     case_id: str
     model: str  # the T2I model's display label
+    #: Pixel hash of the reference this case started from: a resume whose reference changed
+    #: starts the case over (see repainter.runner).
+    reference_sha256: str
     iut: dict[str, Any]
     draft_prompt: str
     initial_prompt: str

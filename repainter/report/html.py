@@ -59,6 +59,11 @@ _TOKEN = re.compile(r"\s+|[\w'’-]+|[^\w\s]", re.UNICODE)
 # -- diffs -------------------------------------------------------------------------------------
 
 
+#: Longest changed stretch (in tokens, words and spaces) a word diff matches token by token;
+#: beyond it the stretch is one deletion plus one insertion, so a diff stays linear in time.
+MAX_DIFF_TOKENS = 600
+
+
 def word_diff(old: str | None, new: str | None) -> list[tuple[str, str]]:
     """Word-level diff of two prompts as ``(op, text)`` segments, op in {"eq", "ins", "del"}.
 
@@ -70,6 +75,16 @@ def word_diff(old: str | None, new: str | None) -> list[tuple[str, str]]:
         [('eq', 'a '), ('del', 'red'), ('ins', 'blue'), ('eq', ' square')]
     """
     a, b = _TOKEN.findall(old or ""), _TOKEN.findall(new or "")
+    # The common head and tail are found in linear time; only the changed middle is matched,
+    # and a middle too large for SequenceMatcher (quadratic or worse on long, repetitive
+    # prompts) is shown as one deletion and one insertion.
+    head = 0
+    while head < min(len(a), len(b)) and a[head] == b[head]:
+        head += 1
+    tail = 0
+    while tail < min(len(a), len(b)) - head and a[-1 - tail] == b[-1 - tail]:
+        tail += 1
+    a_mid, b_mid = a[head:len(a) - tail], b[head:len(b) - tail]
     out: list[tuple[str, str]] = []
 
     def push(op: str, text: str) -> None:
@@ -80,15 +95,21 @@ def word_diff(old: str | None, new: str | None) -> list[tuple[str, str]]:
         else:
             out.append((op, text))
 
-    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
-    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
-        if tag == "equal":
-            push("eq", "".join(a[i1:i2]))
-        else:
-            if i2 > i1:
-                push("del", "".join(a[i1:i2]))
-            if j2 > j1:
-                push("ins", "".join(b[j1:j2]))
+    push("eq", "".join(a[:head]))
+    if max(len(a_mid), len(b_mid)) > MAX_DIFF_TOKENS:
+        push("del", "".join(a_mid))
+        push("ins", "".join(b_mid))
+    else:
+        matcher = difflib.SequenceMatcher(None, a_mid, b_mid, autojunk=False)
+        for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+            if tag == "equal":
+                push("eq", "".join(a_mid[i1:i2]))
+            else:
+                if i2 > i1:
+                    push("del", "".join(a_mid[i1:i2]))
+                if j2 > j1:
+                    push("ins", "".join(b_mid[j1:j2]))
+    push("eq", "".join(a[len(a) - tail:]))
     return out
 
 
@@ -489,6 +510,9 @@ def build_report_context(run_dir: str | Path, *, max_cases: int = MAX_CASES,
                  "traceback": "".join(r.get("traceback") or []) or None,
                  "colour": colours.get(r["model"], "#888")}
                 for r in records if r.get("status") != "done"]
+    failures += [{"model": "-", "case_id": path, "anchor": "failures", "category": None,
+                  "error": f"unreadable case record {path}: skipped (the case is redone by the "
+                  "next run)", "traceback": None, "colour": "#888"} for path in store.unreadable]
 
     licences: dict[str, int] = {}
     for mine in groups.values():
@@ -559,11 +583,17 @@ def render_report(context: dict[str, Any]) -> str:
 
 def write_report(run_dir: str | Path, *, max_cases: int = MAX_CASES,
                  max_detailed: int = MAX_DETAILED_CASES) -> Path:
-    """Write ``RUN/report/index.html`` (with plots and thumbnails); return its path."""
+    """Write ``RUN/report/index.html`` (with plots and thumbnails); return its path.
+
+    Holds the run folder's lock (:func:`repainter.store.run_folder_lock`) while it writes.
+    """
+    from repainter.store import run_folder_lock
+
     run_dir = Path(run_dir)
-    context = build_report_context(run_dir, max_cases=max_cases, max_detailed=max_detailed)
-    path = run_dir / REPORT_DIR / "index.html"
-    atomic_write_bytes(path, render_report(context).encode("utf-8"))
+    with run_folder_lock(run_dir, "report", create=False):
+        context = build_report_context(run_dir, max_cases=max_cases, max_detailed=max_detailed)
+        path = run_dir / REPORT_DIR / "index.html"
+        atomic_write_bytes(path, render_report(context).encode("utf-8"))
     return path
 
 

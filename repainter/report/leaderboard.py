@@ -19,7 +19,7 @@ from typing import Any
 from repainter.images import atomic_write_bytes
 from repainter.report.labels import metric_header
 from repainter.report.stats import bootstrap_ci, paired_comparison
-from repainter.store import write_json
+from repainter.store import json_safe, write_json
 
 #: Nodes whose time is the MLLM's (the shared description excluded: it serves every model).
 MLLM_NODES = ("compose_prompt", "write_variants", "critique", "revise", "judge")
@@ -195,8 +195,8 @@ def write_leaderboard(
     run_dir = Path(run_dir)
     comparisons = build_comparisons(list(records), rows) if records else []
     categories = build_category_table(list(records)) if records else []
-    write_json(run_dir / "leaderboard.json",
-               {"models": rows, "comparisons": comparisons, "categories": categories})
+    write_json(run_dir / "leaderboard.json",  # a statistic of no data (NaN) is written as null
+               json_safe({"models": rows, "comparisons": comparisons, "categories": categories}))
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=_columns(rows), extrasaction="ignore")
     writer.writeheader()

@@ -40,6 +40,7 @@ from PIL import Image
 from scipy import ndimage
 from skimage.measure import label, regionprops
 
+from repainter.images import to_rgb
 from repainter.world.vocabulary import COLORS, basic_color, nearest_color_name
 
 ANALYSIS_SIZE = 256
@@ -106,8 +107,7 @@ class Analysis:
 
 
 def _as_array(image: Image.Image) -> np.ndarray:
-    if image.mode != "RGB":
-        image = image.convert("RGB")
+    image = to_rgb(image)
     if image.size != (ANALYSIS_SIZE, ANALYSIS_SIZE):
         image = image.resize((ANALYSIS_SIZE, ANALYSIS_SIZE), Image.Resampling.BILINEAR)
     return np.asarray(image, dtype=np.float32)
@@ -330,7 +330,7 @@ ANALYSIS_CACHE_SIZE = 4096
 
 def analyse_cached(image: Image.Image) -> Analysis:
     """:func:`analyse`, remembered by pixel content (treat the result as read-only)."""
-    rgb = image if image.mode == "RGB" else image.convert("RGB")
+    rgb = to_rgb(image)
     key = hashlib.sha1(rgb.tobytes() + repr(rgb.size).encode()).hexdigest()
     with _ANALYSED_LOCK:
         if key in _ANALYSED:

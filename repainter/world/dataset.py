@@ -38,6 +38,7 @@ from typing import Any
 
 from repainter.backends.base import Reference
 from repainter.datasets import Dataset, DatasetError, DatasetItem
+from repainter.images import MAX_MANIFEST_BYTES, read_bytes_limited
 from repainter.registry import DATASETS
 from repainter.world.generator import (
     CATEGORIES,
@@ -82,7 +83,11 @@ class WorldDataset(Dataset):
 
     def _file_rows(self) -> list[dict]:
         rows, seen = [], set()
-        for number, line in enumerate(self.path.read_text(encoding="utf-8").splitlines(), 1):
+        try:
+            text = read_bytes_limited(self.path, MAX_MANIFEST_BYTES).decode("utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DatasetError(f"cannot read world manifest {self.path}: {exc}") from exc
+        for number, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
             try:

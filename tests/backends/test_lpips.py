@@ -104,3 +104,59 @@ def test_offline_missing_backbone_fails_fast(tmp_path, monkeypatch):
     assert "backbone_weights" in message
     with pytest.raises(WeightsNotFoundError, match="no such file"):
         LPIPSDistance(backbone_weights=str(tmp_path / "missing.pth"), device="cpu")
+
+
+# -- issue 12 items 2-4: GILL's LPIPS steps, native resolution, one image-mode policy -------------
+
+
+def _gill_lpips(model, img0, img1):
+    """GILL's evals/lpips_2dirs.py (kohjingyu/gill), reimplemented: lpips.im2tensor of the RGB
+    uint8 array, torchvision resize to (256, 256) with antialias, then loss_fn.forward."""
+    import lpips
+    import torchvision
+
+    t0 = lpips.im2tensor(np.asarray(img0))
+    t1 = lpips.im2tensor(np.asarray(img1))
+    t0 = torchvision.transforms.functional.resize(t0, (256, 256), antialias=True)
+    t1 = torchvision.transforms.functional.resize(t1, (256, 256), antialias=True)
+    with torch.no_grad():
+        return model.forward(t0, t1).item()
+
+
+def test_gill_lpips_matches_gills_script():
+    gill = LPIPSDistance(net="alex", resize=256, device="cpu", random_backbone_for_tests=True)
+    ref, cands = _noise_image(0, (300, 200)), [_noise_image(s, (90, 120)) for s in (1, 2)]
+    expected = [_gill_lpips(gill._model, ref, c) for c in cands]
+    assert gill(Reference("r", ref), cands) == pytest.approx(expected, abs=1e-6)
+    assert "torchvision bilinear" in gill.identity()["resize_policy"]
+
+
+def test_gill_preset_lpips_resizes_to_256():
+    from repainter.spec import build_spec
+
+    lpips_spec = build_spec({"preset": "gill"}).metrics[1]
+    assert lpips_spec.name == "lpips" and lpips_spec.params["resize"] == 256
+
+
+def test_native_resolution_by_default_when_sizes_match():
+    """Item 3: LPIPS used to squash every pair to 256x256."""
+    import lpips
+
+    default = LPIPSDistance(device="cpu", random_backbone_for_tests=True)
+    assert default.resize is None and "native" in default.identity()["resize_policy"]
+    ref, cand = _noise_image(0, (48, 40)), _noise_image(1, (48, 40))
+    with torch.no_grad():
+        expected = default._model.forward(lpips.im2tensor(np.asarray(ref)),
+                                          lpips.im2tensor(np.asarray(cand))).item()
+    assert default(Reference("r", ref), [cand])[0] == pytest.approx(expected, abs=1e-6)
+
+
+def test_rgba_called_directly_equals_loader_conversion():
+    """Item 4: a metric called directly applies the loader's image-mode policy."""
+    from repainter.images import to_rgb
+
+    metric = LPIPSDistance(device="cpu", random_backbone_for_tests=True)
+    rgba = Image.new("RGBA", (32, 32), (10, 200, 10, 0))
+    ref = Reference("r", _noise_image(0, (32, 32)))
+    assert metric(ref, [rgba]) == pytest.approx(metric(ref, [to_rgb(rgba)]), abs=1e-7)
+    assert metric(ref, [rgba]) != pytest.approx(metric(ref, [rgba.convert("RGB")]), abs=1e-3)

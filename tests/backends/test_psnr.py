@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from repainter.backends.base import Reference
@@ -57,8 +58,8 @@ def test_resize_policy_and_batching():
 def test_similarity_and_identity():
     metric = PSNR()
     assert metric.similarity(100.0) == 1.0 and metric.similarity(50.0) == 0.5
-    assert metric.identity() == {"metric": "psnr", "size": 256, "data_range": 255.0,
-                                 "max_db": 100.0}
+    assert metric.identity() == {"metric": "psnr", "size": None, "data_range": 255.0,
+                                 "max_db": 100.0, "resize": metric.identity()["resize"]}
 
 
 def test_doctest_example():
@@ -67,3 +68,25 @@ def test_doctest_example():
     import repainter.backends.metrics.psnr as module
 
     assert doctest.testmod(module).failed == 0
+
+
+def test_native_resolution_by_default_matches_the_standard_computation():
+    """Issue 12 item 3: PSNR / SSIM used to resize every pair to 256x256 (PSNR off by ~4 dB)."""
+    import math
+
+    from skimage.metrics import structural_similarity
+
+    from repainter.backends.metrics.ssim import SSIM
+
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (60, 90, 3), dtype=np.uint8)
+    b = np.clip(a + rng.normal(0, 20, a.shape), 0, 255).astype(np.uint8)
+    ref = Reference("r", Image.fromarray(a))
+    mse = np.mean((a.astype(np.float64) - b) ** 2)
+    assert PSNR()(ref, [Image.fromarray(b)])[0] == pytest.approx(10 * math.log10(255**2 / mse))
+    expected = structural_similarity(a, b, channel_axis=2, data_range=255)
+    assert SSIM()(ref, [Image.fromarray(b)])[0] == pytest.approx(expected)
+    assert "native" in PSNR().identity()["resize"] and "native" in SSIM().identity()["resize"]
+    assert "64x64" in SSIM(size=64).identity()["resize"]
+    # sizes that differ: the candidate is resized to the reference's size
+    assert len(SSIM()(ref, [Image.fromarray(b).resize((45, 30))])) == 1

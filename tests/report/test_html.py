@@ -127,7 +127,9 @@ def _inject(run_dir: Path) -> tuple[str, str]:
     record["best"]["prompt"] = "BEST " + hostile
     record["judgement"]["rationale"] = "RATIONALE " + hostile
     done.write_text(json.dumps(record), encoding="utf-8")
-    failed = max((run_dir / "cases").glob("colour_blind-co/*.json"))
+    from repainter.store import slug
+
+    failed = max((run_dir / "cases" / slug("colour_blind & co")).glob("*.json"))
     other = json.loads(failed.read_text(encoding="utf-8"))
     failed.write_text(json.dumps({
         "case_id": other["case_id"], "model": other["model"], "category": other["category"],
@@ -179,3 +181,31 @@ def test_cli_report(run_copy):
     assert (run_copy / "report" / "index.html").exists()
     bad = CliRunner().invoke(app, ["report", str(run_copy / "nope")])
     assert bad.exit_code == 2
+
+
+def test_word_diff_of_huge_prompts_stays_linear(monkeypatch):
+    """Issue 12 item 15: 1000-word prompts took 68 s per diff; a 199k-character reply made the
+    report run past 10 minutes. The token matcher now only ever sees a bounded stretch."""
+    import difflib
+
+    from repainter.report import html
+
+    seen = []
+    real = difflib.SequenceMatcher
+
+    def bounded(isjunk, a, b, autojunk=True):
+        seen.append(max(len(a), len(b)))
+        assert max(len(a), len(b)) <= html.MAX_DIFF_TOKENS, "the matcher got the whole prompt"
+        return real(isjunk, a, b, autojunk=autojunk)
+
+    monkeypatch.setattr(html.difflib, "SequenceMatcher", bounded)
+    words = [f"w{i % 7}" for i in range(40_000)]  # long and repetitive: the worst case
+    old = " ".join(words)
+    new = " ".join(words[:100] + ["changed"] + words[100:30_000] + ["tail"])
+    segments = word_diff(old, new)
+    assert "".join(t for op, t in segments if op != "ins") == old
+    assert "".join(t for op, t in segments if op != "del") == new
+    # small prompts still get the token-level diff
+    assert word_diff("a red square", "a blue square") == [
+        ("eq", "a "), ("del", "red"), ("ins", "blue"), ("eq", " square")]
+    assert seen and max(seen) <= html.MAX_DIFF_TOKENS

@@ -1,15 +1,52 @@
-"""Shared preprocessing for the weight-free metrics."""
+"""Shared preprocessing for the weight-free metrics.
+
+Every metric converts its inputs with :func:`repainter.images.to_rgb` (the project's one image-mode
+policy), so a metric called directly sees the same pixels as one fed by the loader.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 from PIL import Image
 
+from repainter.images import to_rgb
+
+#: How pixel metrics (SSIM, PSNR) handle sizes without a fixed ``size``: native resolution when
+#: the sizes match, else the candidate is resized (bicubic) to the reference's size.
+NATIVE_RESIZE_POLICY = "native; candidate resized (bicubic) to the reference's size if they differ"
+
+
+def resize_policy(size: int | None) -> str:
+    """The resize step a pixel metric records in its identity."""
+    if size is None:
+        return NATIVE_RESIZE_POLICY
+    return f"both resized (bicubic, aspect not kept) to {size}x{size}"
+
 
 def resize_square(img: Image.Image, size: int) -> np.ndarray:
     """RGB uint8 array of ``img`` resized (bicubic, aspect not kept) to ``size`` x ``size``."""
-    if img.mode != "RGB":
-        img = img.convert("RGB")
-    if img.size != (size, size):
-        img = img.resize((size, size), Image.Resampling.BICUBIC)
+    return rgb_array(img, (size, size))
+
+
+def rgb_array(img: Image.Image, size: tuple[int, int] | None = None) -> np.ndarray:
+    """RGB uint8 array of ``img``, resized (bicubic) to ``size`` = (W, H) only where it differs.
+
+    >>> rgb_array(Image.new("RGBA", (9, 8), (0, 0, 0, 0))).shape  # alpha composited on white
+    (8, 9, 3)
+    >>> int(rgb_array(Image.new("RGBA", (9, 8), (0, 0, 0, 0)))[0, 0, 0])
+    255
+    """
+    img = to_rgb(img)
+    if size is not None and img.size != tuple(size):
+        img = img.resize(tuple(size), Image.Resampling.BICUBIC)
     return np.asarray(img, dtype=np.uint8)
+
+
+def prepare_pixels(reference: Image.Image, size: int | None) -> np.ndarray:
+    """The reference's pixels for SSIM / PSNR: at ``size`` x ``size``, or native when None."""
+    return rgb_array(reference, (size, size) if size is not None else None)
+
+
+def candidate_pixels(candidate: Image.Image, prepared: np.ndarray) -> np.ndarray:
+    """A candidate's pixels at the prepared reference's size (resized only if it differs)."""
+    return rgb_array(candidate, (prepared.shape[1], prepared.shape[0]))

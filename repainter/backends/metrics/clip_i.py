@@ -1,10 +1,23 @@
 """CLIP-I: cosine similarity of open_clip image embeddings of each candidate and the reference.
 
-Preprocessing: images converted to RGB; if ``resize`` is set (GILL's protocol: 256) both images
-are first resized to ``resize`` x ``resize`` (bicubic, aspect ratio not kept); then the model's own
-evaluation transform (resize shortest side + centre crop to the model's input size, CLIP mean /
-std normalisation). Embeddings are L2-normalised; the score is their cosine (1.0 = same
-embedding), computed in float64.
+Preprocessing: images converted with :func:`repainter.images.to_rgb`; if ``resize`` is set both
+images are first resized to ``resize`` x ``resize`` (bicubic, aspect ratio not kept; no published
+protocol does this, it is off by default); then CLIP's own evaluation transform, chosen by
+``preprocess``:
+
+* ``open_clip`` (default): the model's open_clip transform (resize shortest side + centre crop to
+  the model's input size, CLIP mean / std normalisation);
+* ``gill``: the Hugging Face ``CLIPProcessor`` image steps that GILL's evaluation script
+  ``evals/compute_clip_similarity_vist.py`` of https://github.com/kohjingyu/gill runs
+  (``CLIPProcessor.from_pretrained("openai/clip-vit-large-patch14")``, the transformers 4.x
+  PIL / numpy path): shortest side to the input size with PIL bicubic, centre crop with floor
+  offsets, ``x * (1/255)``, then ``(x - mean) / std`` in float32 (:func:`gill_clip_preprocess`).
+  GILL's script applies no other resize. Inputs first pass the project's image-mode policy; for
+  RGB images (GILL's data) that is the identity, while the processor's ``convert("RGB")`` would
+  drop an alpha channel rather than composite it on white.
+
+Embeddings are L2-normalised; the score is their cosine (1.0 = same embedding), computed in
+float64.
 
 Weights: ``model`` is an open_clip architecture name (``ViT-B-32``, ``ViT-L-14`` ...) with
 ``pretrained`` a tag (``openai``, ``laion2b_s34b_b79k`` ...) resolved to its Hugging Face Hub file
@@ -34,6 +47,7 @@ import torch
 from PIL import Image
 
 from repainter.backends._torch import EmbeddingCosine, cached_model, select_device
+from repainter.images import to_rgb
 from repainter.weights import (
     DEFAULT_CLIP_MODEL,
     DEFAULT_CLIP_PRETRAINED,
@@ -43,13 +57,49 @@ from repainter.weights import (
     resolve_open_clip_checkpoint,
 )
 
+PREPROCESSING = ("open_clip", "gill")
+
 
 def pre_resize(image: Image.Image, resize: int | None) -> Image.Image:
     """RGB copy of ``image``, resized to ``resize`` x ``resize`` (bicubic) when ``resize`` is set."""
-    image = image.convert("RGB") if image.mode != "RGB" else image
+    image = to_rgb(image)
     if resize and image.size != (resize, resize):
         image = image.resize((resize, resize), Image.Resampling.BICUBIC)
     return image
+
+
+def gill_clip_preprocess(image: Image.Image, size: int, mean: Sequence[float],
+                         std: Sequence[float]) -> torch.Tensor:
+    """(3, size, size) float32 tensor: the image steps of transformers 4.x ``CLIPImageProcessor``
+    as GILL's ``evals/compute_clip_similarity_vist.py`` (kohjingyu/gill) runs them.
+
+    ``get_resize_output_image_size(default_to_square=False)``: the short side becomes ``size``,
+    the long side ``int(size * long / short)``; PIL bicubic resize; ``center_crop`` with
+    ``(h - size) // 2`` offsets; ``rescale`` (uint8 * (1/255) cast to float32); ``normalize``.
+
+    >>> gill_clip_preprocess(Image.new("RGB", (40, 30)), 16, [0.5] * 3, [0.5] * 3).shape
+    torch.Size([3, 16, 16])
+    """
+    image = to_rgb(image)
+    width, height = image.size
+    short, long = (width, height) if width <= height else (height, width)
+    new_short, new_long = size, int(size * long / short)
+    new_h, new_w = (new_long, new_short) if width <= height else (new_short, new_long)
+    image = image.resize((new_w, new_h), resample=Image.Resampling.BICUBIC, reducing_gap=None)
+    arr = np.asarray(image)
+    top, left = (new_h - size) // 2, (new_w - size) // 2
+    arr = arr[top:top + size, left:left + size]
+    arr = (arr * (1 / 255)).astype(np.float32)
+    arr = (arr - np.array(mean, dtype=np.float32)) / np.array(std, dtype=np.float32)
+    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+
+
+def _normalisation(preprocess: Any) -> tuple[list[float], list[float]]:
+    """Mean and std of an open_clip transform's Normalize step (the weights' own values)."""
+    for step in getattr(preprocess, "transforms", []):
+        if hasattr(step, "mean") and hasattr(step, "std"):
+            return list(map(float, step.mean)), list(map(float, step.std))
+    raise ValueError("clip_i: the model's transform has no normalisation step")
 
 
 def _register_config(model: str, model_config: dict[str, Any] | str) -> None:
@@ -88,9 +138,13 @@ class ClipImageSimilarity(EmbeddingCosine):
         batch_size: int = 32,
         model_config: dict[str, Any] | str | None = None,
         quick_gelu: bool | None = None,
+        preprocess: str = "open_clip",
     ):
         if resize is not None and int(resize) < 1:
             raise ValueError("clip_i: resize must be a positive size or null")
+        if preprocess not in PREPROCESSING:
+            raise ValueError(f"clip_i: preprocess must be one of {PREPROCESSING}, not {preprocess!r}")
+        self.preprocess = preprocess
         self.model_name = str(model)
         self.pretrained = pretrained
         self.checkpoint = checkpoint
@@ -172,11 +226,19 @@ class ClipImageSimilarity(EmbeddingCosine):
 
     # -- features ------------------------------------------------------------------------------
 
+    def _transform(self, image: Image.Image) -> torch.Tensor:
+        if self.preprocess == "gill":
+            size = self._model.visual.image_size
+            size = size[0] if isinstance(size, tuple | list) else int(size)
+            mean, std = _normalisation(self._preprocess)
+            return gill_clip_preprocess(image, size, mean, std)
+        return self._preprocess(image)
+
     def _embed(self, images: Sequence[Image.Image]) -> torch.Tensor:
         feats = []
         for start in range(0, len(images), self.batch_size):
             chunk = images[start:start + self.batch_size]
-            batch = torch.stack([self._preprocess(pre_resize(im, self.resize)) for im in chunk])
+            batch = torch.stack([self._transform(pre_resize(im, self.resize)) for im in chunk])
             with torch.inference_mode():
                 out = self._model.encode_image(batch.to(self.device))
             feats.append(out.float().cpu())
@@ -190,6 +252,7 @@ class ClipImageSimilarity(EmbeddingCosine):
             "pretrained": self.pretrained,
             "checkpoint": self.checkpoint,
             "resize": self.resize,
+            "preprocess": self.preprocess,
             "quick_gelu": self.quick_gelu,
         }
 

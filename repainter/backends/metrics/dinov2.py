@@ -25,6 +25,7 @@ import torch
 from PIL import Image
 
 from repainter.backends._torch import EmbeddingCosine, cached_model, select_device
+from repainter.images import to_rgb
 from repainter.weights import DEFAULT_DINOV2_MODEL, hub_load
 
 POOLINGS = ("mean", "cls")
@@ -69,7 +70,7 @@ class DinoV2Similarity(EmbeddingCosine):
     def _embed(self, images: Sequence[Image.Image]) -> torch.Tensor:
         feats = []
         for start in range(0, len(images), self.batch_size):
-            chunk = [im.convert("RGB") for im in images[start:start + self.batch_size]]
+            chunk = [to_rgb(im) for im in images[start:start + self.batch_size]]
             inputs = self._processor(images=chunk, return_tensors="pt")
             pixels = inputs["pixel_values"].to(self.device, dtype=self._model.dtype)
             with torch.inference_mode():

@@ -51,6 +51,7 @@ from PIL import Image
 
 from repainter.backends.base import Metric, Reference
 from repainter.backends.t2i.retrieval import Gallery, gallery_features, resolve_cache_dir
+from repainter.images import to_rgb
 from repainter.registry import METRICS
 
 _REPORT = re.compile(r"^(rr|hits@(\d+))$")
@@ -75,7 +76,7 @@ class ColourLayoutEmbedding:
 
         rows = []
         for image in images:
-            image = image.convert("RGB") if image.mode != "RGB" else image
+            image = to_rgb(image)
             thumb = np.asarray(image.resize((self.grid, self.grid), Image.Resampling.BOX),
                                dtype=np.float64) / 255.0
             layout = rgb2lab(thumb) / np.array([100.0, 128.0, 128.0])

@@ -1,9 +1,19 @@
 """LPIPS: learned perceptual distance of each candidate to the reference (0 = identical).
 
-Preprocessing: images converted to RGB; resize policy (explicit): with ``resize`` set (default
-256, GILL's protocol) both images are resized (bicubic, aspect ratio not kept) to ``resize`` x
-``resize``; with ``resize=None`` the candidate is resized to the reference's size. Pixels are
-scaled from [0, 255] to [-1, 1] (:func:`to_lpips_tensor`), the input range LPIPS was trained on.
+Preprocessing (:func:`to_lpips_tensor`): images converted with :func:`repainter.images.to_rgb`,
+pixels scaled from [0, 255] to float [-1, 1] (``x / 127.5 - 1`` in float64, as ``lpips.im2tensor``
+does), the input range LPIPS was trained on; any resize then happens on that float tensor with
+torchvision's bilinear interpolation with antialiasing. Resize policy (recorded in
+:meth:`LPIPSDistance.identity`): with ``resize=None`` (default) native resolution when the sizes
+match, the candidate resized to the reference's size when they differ; with ``resize`` set
+(the ``gill`` preset: 256) both are resized to ``resize`` x ``resize``.
+
+The ``gill`` preset reproduces GILL's evaluation script ``evals/lpips_2dirs.py`` of
+https://github.com/kohjingyu/gill: ``lpips.im2tensor(lpips.load_image(path))``, then
+``torchvision.transforms.functional.resize(img, (256, 256), antialias=True)`` on both images, then
+``lpips.LPIPS(net='alex', version='0.1').forward(img0, img1)``. Inputs first pass the project's
+image-mode policy; for RGB images (GILL's data) that is the identity, while GILL's ``cv2.imread``
+would drop an alpha channel rather than composite it on white.
 
 Weights: the LPIPS linear layers (v0.1) ship inside the ``lpips`` package; the AlexNet / VGG16
 backbone is torchvision's ImageNet checkpoint, resolved through :mod:`repainter.weights` (the
@@ -29,6 +39,7 @@ from PIL import Image
 
 from repainter.backends._torch import cached_model, select_device
 from repainter.backends.base import Metric, Reference
+from repainter.images import to_rgb
 from repainter.weights import (
     DEFAULT_LPIPS_NET,
     LPIPS_BACKBONES,
@@ -39,13 +50,24 @@ from repainter.weights import (
 
 
 def to_lpips_tensor(image: Image.Image, size: tuple[int, int] | None = None) -> torch.Tensor:
-    """(1, 3, H, W) float32 tensor in [-1, 1] of ``image`` (resized to ``size`` = (W, H) if given)."""
-    if image.mode != "RGB":
-        image = image.convert("RGB")
-    if size is not None and image.size != tuple(size):
-        image = image.resize(tuple(size), Image.Resampling.BICUBIC)
-    arr = np.asarray(image, dtype=np.float32) / 127.5 - 1.0
-    return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).contiguous()
+    """(1, 3, H, W) float32 tensor in [-1, 1] of ``image``, resized to ``size`` = (W, H) if given.
+
+    The steps of GILL's ``evals/lpips_2dirs.py``: ``lpips.im2tensor`` (``x / (255 / 2) - 1``
+    computed in float64, stored as float32), then torchvision bilinear resize with antialias on
+    the float tensor.
+
+    >>> to_lpips_tensor(Image.new("RGB", (8, 8), (0, 255, 0)), (16, 12)).shape
+    torch.Size([1, 3, 12, 16])
+    """
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms.functional import resize
+
+    arr = np.asarray(to_rgb(image), dtype=np.uint8) / (255.0 / 2.0) - 1.0
+    tensor = torch.Tensor(arr[:, :, :, np.newaxis].transpose((3, 2, 0, 1)))
+    if size is not None and (tensor.shape[3], tensor.shape[2]) != tuple(size):
+        tensor = resize(tensor, [size[1], size[0]], interpolation=InterpolationMode.BILINEAR,
+                        antialias=True)
+    return tensor.contiguous()
 
 
 def load_backbone(lpips_model: Any, path: str, net: str) -> None:
@@ -83,7 +105,7 @@ class LPIPSDistance(Metric):
         self,
         net: str = DEFAULT_LPIPS_NET,
         version: str = "0.1",
-        resize: int | None = 256,
+        resize: int | None = None,
         device: str = "auto",
         batch_size: int = 16,
         backbone_weights: str | None = None,
@@ -119,6 +141,11 @@ class LPIPSDistance(Metric):
             load_backbone(model, path, self.net)
         return model.to(self.device).eval()
 
+    def resize_policy(self) -> str:
+        where = (f"both to {self.resize}x{self.resize}" if self.resize else
+                 "native; candidate to the reference's size if they differ")
+        return f"{where} (torchvision bilinear, antialias, on float [-1, 1] tensors)"
+
     def _size_for(self, reference: Image.Image) -> tuple[int, int]:
         return (self.resize, self.resize) if self.resize else reference.size
 
@@ -145,7 +172,8 @@ class LPIPSDistance(Metric):
 
     def identity(self) -> dict[str, Any]:
         ident: dict[str, Any] = {"metric": self.name, "net": self.net, "version": self.version,
-                                 "resize": self.resize, "backbone_weights": self.backbone_weights}
+                                 "resize": self.resize, "resize_policy": self.resize_policy(),
+                                 "backbone_weights": self.backbone_weights}
         if self.random_backbone_for_tests:
             ident["random_backbone_for_tests"] = True
             ident["warning"] = "random backbone: scores are NOT LPIPS"

@@ -1,8 +1,10 @@
 """PSNR: peak signal-to-noise ratio of each candidate against the reference, in dB.
 
-Preprocessing: both images converted to 8-bit RGB. Resize policy (explicit): with ``size`` set,
-both are resized (bicubic, aspect ratio not kept) to ``size`` x ``size``; with ``size=None`` the
-candidate is resized to the reference's size. The data range is stated explicitly
+Preprocessing: both images converted with :func:`repainter.images.to_rgb`. Resize policy
+(recorded in :meth:`PSNR.identity`): with ``size=None`` (default) PSNR is the standard computation
+at native resolution when the sizes match, and the candidate is resized (bicubic) to the
+reference's size when they differ; with ``size`` set both are resized (bicubic, aspect ratio not
+kept) to ``size`` x ``size``. The data range is stated explicitly
 (``data_range=255``), so the result never depends on the image content:
 
     PSNR = 10 * log10(255^2 / MSE), MSE over all pixels and channels.
@@ -15,7 +17,7 @@ Example:
     >>> from PIL import Image
     >>> from repainter.backends.base import Reference
     >>> ref = Reference("r", Image.new("RGB", (8, 8), (100, 100, 100)))
-    >>> scores = PSNR(size=None)(ref, [ref.image, Image.new("RGB", (8, 8), (110, 100, 100))])
+    >>> scores = PSNR()(ref, [ref.image, Image.new("RGB", (8, 8), (110, 100, 100))])
     >>> [round(v, 2) for v in scores]
     [100.0, 32.9]
 """
@@ -29,15 +31,7 @@ import numpy as np
 from PIL import Image
 
 from repainter.backends.base import Metric, Reference
-from repainter.backends.metrics._preprocess import resize_square
-
-
-def _rgb_array(img: Image.Image, size: tuple[int, int] | None) -> np.ndarray:
-    if img.mode != "RGB":
-        img = img.convert("RGB")
-    if size is not None and img.size != size:
-        img = img.resize(size, Image.Resampling.BICUBIC)
-    return np.asarray(img, dtype=np.float64)
+from repainter.backends.metrics._preprocess import candidate_pixels, prepare_pixels, resize_policy
 
 
 def psnr(a: np.ndarray, b: np.ndarray, data_range: float = 255.0, max_db: float = 100.0) -> float:
@@ -56,7 +50,7 @@ class PSNR(Metric):
     name = "psnr"
     higher_is_better = True
 
-    def __init__(self, size: int | None = 256, max_db: float = 100.0, data_range: float = 255.0):
+    def __init__(self, size: int | None = None, max_db: float = 100.0, data_range: float = 255.0):
         if size is not None and int(size) < 1:
             raise ValueError("psnr: size must be a positive size or null")
         if max_db <= 0:
@@ -66,22 +60,16 @@ class PSNR(Metric):
         self.data_range = float(data_range)
 
     def prepare(self, reference: Reference) -> np.ndarray:
-        if self.size is not None:
-            return resize_square(reference.image, self.size).astype(np.float64)
-        return _rgb_array(reference.image, None)
+        return prepare_pixels(reference.image, self.size)
 
     def score(self, prepared: np.ndarray, candidates: Sequence[Image.Image]) -> list[float]:
-        target = (prepared.shape[1], prepared.shape[0])
-        out = []
-        for c in candidates:
-            arr = (resize_square(c, self.size).astype(np.float64) if self.size is not None
-                   else _rgb_array(c, target))
-            out.append(psnr(prepared, arr, self.data_range, self.max_db))
-        return out
+        return [psnr(prepared, candidate_pixels(c, prepared), self.data_range, self.max_db)
+                for c in candidates]
 
     def similarity(self, value: float) -> float:
         return max(0.0, min(1.0, value / self.max_db))
 
     def identity(self) -> dict:
-        return {"metric": self.name, "size": self.size, "data_range": self.data_range,
+        return {"metric": self.name, "size": self.size, "resize": resize_policy(self.size),
+                "data_range": self.data_range,
                 "max_db": self.max_db}
