@@ -215,3 +215,8 @@ def save_png(img: Image.Image, path: str | os.PathLike) -> None:
     # Lossless either way; level 1 is several times faster than the default 6 for renders.
     img.save(buffer, format="PNG", compress_level=1)
     atomic_write_bytes(path, buffer.getvalue())
+
+
+def reference_digest(image: Image.Image) -> str:
+    """The pixel hash a case records of its reference (after the image-mode policy)."""
+    return image_sha256(to_rgb(image))

@@ -30,7 +30,7 @@ from repainter.datasets import load_dataset
 from repainter.environment import capture as capture_environment
 from repainter.graph import RunContext, build_graph
 from repainter.honesty import offline_world_warnings
-from repainter.images import ImageLoadError, image_sha256, load_image, to_rgb
+from repainter.images import ImageLoadError, load_image, reference_digest
 from repainter.instrument import CURRENT_CASE, timed
 from repainter.logging_setup import logging_events, run_log
 from repainter.preflight import preflight
@@ -224,11 +224,6 @@ def prepare_context(spec: RunSpec, store: RunStore) -> tuple[RunContext, list, C
     return ctx, items, components
 
 
-def reference_digest(image) -> str:
-    """The pixel hash a case records of its reference (after the image-mode policy)."""
-    return image_sha256(to_rgb(image))
-
-
 def _stored_reference_sha256(store: RunStore, case_id: str) -> str | None:
     """Pixel hash of the reference an earlier attempt saved (None: none saved yet)."""
     path = store.root / store.reference_relpath(case_id)
@@ -269,8 +264,7 @@ def _run_case(graph, ctx: RunContext, model: str, case_id: str, emit: EventCallb
         if snapshot.next and snapshot.values.get("reference_sha256", digest) != digest:
             graph.checkpointer.delete_thread(config["configurable"]["thread_id"])
             snapshot = graph.get_state(config)
-        payload = (None if snapshot.next else
-                   {"case_id": case_id, "model": model, "reference_sha256": digest})
+        payload = None if snapshot.next else {"case_id": case_id, "model": model}
         for update in graph.stream(payload, config, stream_mode="updates"):
             selected = update.get("select")
             if selected:

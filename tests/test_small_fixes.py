@@ -26,7 +26,7 @@ def test_ls_describes_lazy_components_and_presets_without_importing_them():
     assert result.exit_code == 0
     assert "(lazy)" not in result.stdout
     assert "diffusers text-to-image pipeline" in result.stdout
-    assert "GILL's image-generation protocol" in result.stdout
+    assert "GILL evaluation" in result.stdout and "the procedural world" in result.stdout
 
 
 def test_atomic_files_follow_the_umask(tmp_path):

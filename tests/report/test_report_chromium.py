@@ -51,7 +51,8 @@ def _chromium(tmp_path: Path, page: Path, *extra: str) -> str:
 def run_dir(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("chromium") / "run"
     repainter.run(build_spec({
-        "output_dir": str(root), "dataset": {"limit": 3}, "loop": {"rounds": 2, "variants": 2},
+        "preset": "world", "output_dir": str(root), "dataset": {"limit": 3},
+        "loop": {"rounds": 2, "variants": 2},
     }))
     hostile = f"{TITLE_SCRIPT} {ONERROR_IMG}"
     path = min((root / "cases" / "procedural").glob("*.json"))
@@ -91,7 +92,7 @@ def test_rendered_page_shows_the_leaderboard(run_dir, tmp_path):
     assert "Leaderboard" in dom and "procedural" in dom
     assert f"{leaderboard[0]['selection_final']:.3f}" in dom
     assert len(re.findall(r"<img\b", dom)) >= 3 * 2 * 2
-    assert re.search(r"<title>repainter · world</title>", dom)
+    assert re.search(r"<title>repainter · world · dataset world</title>", dom)  # names the dataset
 
 
 def test_every_image_loads(run_dir, tmp_path):
