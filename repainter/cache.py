@@ -48,11 +48,17 @@ def request_key(namespace: str, request: dict[str, Any]) -> str:
 
 
 class ResponseCache:
-    """A SQLite key-value store of JSON values (and optional blobs), with hit / miss counts."""
+    """A SQLite key-value store of JSON values (and optional blobs), with hit / miss counts.
 
-    def __init__(self, path: str | Path):
+    Writes are batched: entries wait in memory (where ``get`` finds them) and are committed
+    ``batch_size`` at a time, and at the end of every case (``flush``). A killed process loses
+    at most the last uncommitted entries, which are recomputed; results never depend on them.
+    """
+
+    def __init__(self, path: str | Path, batch_size: int = 64):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.batch_size = max(1, int(batch_size))
         self._lock = threading.Lock()
         self._conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
         with self._lock, self._conn:
@@ -61,22 +67,48 @@ class ResponseCache:
                 "CREATE TABLE IF NOT EXISTS entries (key TEXT PRIMARY KEY, namespace TEXT, "
                 "value TEXT NOT NULL, blob BLOB)"
             )
+        self._pending: dict[str, tuple[str, str, bytes | None]] = {}
+        self.commits = 0
         self.hits: Counter[str] = Counter()
         self.misses: Counter[str] = Counter()
 
     def get(self, namespace: str, key: str) -> tuple[Any, bytes | None] | None:
         with self._lock:
-            row = self._conn.execute("SELECT value, blob FROM entries WHERE key = ?", (key,)).fetchone()
+            waiting = self._pending.get(key)
+            row = (waiting[1], waiting[2]) if waiting else self._conn.execute(
+                "SELECT value, blob FROM entries WHERE key = ?", (key,)).fetchone()
             (self.hits if row else self.misses)[namespace] += 1
         return (json.loads(row[0]), row[1]) if row else None
 
     def put(self, namespace: str, key: str, value: Any, blob: bytes | None = None) -> None:
         text = json.dumps(value, allow_nan=False, ensure_ascii=False)
-        with self._lock, self._conn:
-            self._conn.execute(
+        with self._lock:
+            self._pending[key] = (namespace, text, blob)
+            if len(self._pending) >= self.batch_size:
+                self._commit()
+
+    def unusable(self, namespace: str) -> None:
+        """Count the last hit in ``namespace`` as a miss (its entry pointed at a lost file)."""
+        with self._lock:
+            self.hits[namespace] -= 1
+            self.misses[namespace] += 1
+
+    def flush(self) -> None:
+        """Commit the waiting entries (one transaction)."""
+        with self._lock:
+            self._commit()
+
+    def _commit(self) -> None:
+        if not self._pending:
+            return
+        rows = [(key, ns, text, blob) for key, (ns, text, blob) in self._pending.items()]
+        with self._conn:
+            self._conn.executemany(
                 "INSERT OR REPLACE INTO entries (key, namespace, value, blob) VALUES (?, ?, ?, ?)",
-                (key, namespace, text, blob),
+                rows,
             )
+        self._pending.clear()
+        self.commits += 1
 
     def stats(self) -> dict[str, dict[str, int]]:
         names = sorted(set(self.hits) | set(self.misses))
@@ -84,6 +116,7 @@ class ResponseCache:
 
     def close(self) -> None:
         with self._lock:
+            self._commit()
             self._conn.close()
 
 
@@ -161,11 +194,19 @@ class CachedMLLM(MLLMBackend):
 
 
 class CachedT2I(T2IWrapper):
-    """Any T2I backend; a batch renders only the (prompt, seed) pairs not seen before."""
+    """Any T2I backend; a batch renders only the (prompt, seed) pairs not seen before.
 
-    def __init__(self, inner: T2IBackend, cache: ResponseCache):
+    With ``saved_by_caller`` (the regeneration loop, which saves every render into the run
+    folder and reports the file through ``GeneratedImage.on_saved``) a render is stored once:
+    its cache entry points at that PNG, and no second copy is encoded into the cache; an entry
+    whose file is gone is a miss and renders again. Otherwise the entry holds the PNG itself
+    (read either way).
+    """
+
+    def __init__(self, inner: T2IBackend, cache: ResponseCache, saved_by_caller: bool = False):
         super().__init__(inner)
         self.cache = cache
+        self.saved_by_caller = saved_by_caller
 
     def generate(self, prompts: Sequence[str], seeds: Sequence[int]) -> list[GeneratedImage]:
         identity = self.inner.identity()
@@ -174,25 +215,53 @@ class CachedT2I(T2IWrapper):
         results: list[GeneratedImage | None] = []
         for prompt, seed, key in zip(prompts, seeds, keys, strict=True):
             found = self.cache.get("t2i", key)
-            if found is None:
+            image = _stored_render(found)
+            if image is None:
+                if found is not None:
+                    self.cache.unusable("t2i")
                 results.append(None)
                 continue
-            meta, blob = found
-            image = Image.open(io.BytesIO(blob))
-            image.load()
-            results.append(GeneratedImage(image.convert("RGB"), prompt, seed, meta["flagged"],
+            meta = found[0]
+            results.append(GeneratedImage(image, prompt, seed, meta["flagged"],
                                           {**meta["metadata"], "cache": "hit"}))
         missing = [i for i, r in enumerate(results) if r is None]
         if missing:
             rendered = self.inner.generate([prompts[i] for i in missing], [seeds[i] for i in missing])
             for i, generated in zip(missing, rendered, strict=True):
-                buffer = io.BytesIO()
-                generated.image.save(buffer, format="PNG")
                 meta = {"flagged": generated.flagged,
                         "metadata": json.loads(json.dumps(generated.metadata, default=str))}
-                self.cache.put("t2i", keys[i], meta, buffer.getvalue())
+                if self.saved_by_caller:
+                    generated.on_saved = self._remember(keys[i], meta)
+                else:
+                    buffer = io.BytesIO()
+                    generated.image.save(buffer, format="PNG")
+                    self.cache.put("t2i", keys[i], meta, buffer.getvalue())
                 results[i] = generated
         return results  # type: ignore[return-value]
+
+    def _remember(self, key: str, meta: dict[str, Any]) -> Callable[[Path], None]:
+        def saved(path: Path) -> None:
+            self.cache.put("t2i", key, {**meta, "file": str(Path(path).resolve())})
+
+        return saved
+
+
+def _stored_render(found: tuple[Any, bytes | None] | None) -> Image.Image | None:
+    """The image a cache entry points at (or holds), or None where there is none any more."""
+    if found is None:
+        return None
+    meta, blob = found
+    try:
+        if meta.get("file"):
+            image = Image.open(meta["file"])
+        elif blob is not None:
+            image = Image.open(io.BytesIO(blob))
+        else:
+            return None
+        image.load()
+    except OSError:  # the file was deleted or damaged: render again
+        return None
+    return image.convert("RGB")
 
 
 class _LazyReference:

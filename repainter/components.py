@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import gc
+import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from repainter.backends.base import (
     GeneratedImage,
@@ -62,6 +66,91 @@ class SerialMetric(MetricWrapper):
             return self.inner.score_drawn(prepared, drawn)
 
 
+class LazyT2I(T2IWrapper):
+    """A T2I backend built on first use and released on demand (model-at-a-time scheduling).
+
+    Nothing is loaded until a case renders (or asks the model's identity), so listing,
+    validating, reporting and re-running finished cases never construct a pipeline. ``release``
+    closes the backend, drops it and returns its memory (and the device's cache) to the system.
+
+        >>> from repainter.backends.t2i.procedural import ProceduralT2I
+        >>> lazy = LazyT2I(ProceduralT2I)
+        >>> lazy.loaded
+        False
+        >>> len(lazy.generate(["a red circle"], [1]))
+        1
+        >>> lazy.release()["released"]
+        True
+    """
+
+    def __init__(self, factory: Callable[[], T2IBackend]):
+        self._factory = factory
+        self._inner: T2IBackend | None = None
+        self._lock = threading.Lock()
+        self.peak_device_bytes: int | None = None
+        self.kind = ""
+
+    @property
+    def loaded(self) -> bool:
+        return self._inner is not None
+
+    @property
+    def inner(self) -> T2IBackend:  # type: ignore[override]
+        with self._lock:
+            if self._inner is None:
+                _reset_device_peak()
+                self._inner = self._factory()
+                self.kind = getattr(self._inner, "kind", "")
+            return self._inner
+
+    @inner.setter
+    def inner(self, value: T2IBackend) -> None:  # T2IWrapper.__init__ is not called
+        self._inner = value
+
+    def release(self) -> dict[str, Any]:
+        """Close and drop the backend; return whether it was loaded and its peak device bytes."""
+        with self._lock:
+            backend, self._inner = self._inner, None
+        if backend is None:
+            return {"released": False, "peak_device_bytes": self.peak_device_bytes}
+        self.peak_device_bytes = _device_peak()
+        backend.close()
+        del backend
+        gc.collect()
+        _empty_device_cache()
+        return {"released": True, "peak_device_bytes": self.peak_device_bytes}
+
+    def close(self) -> None:
+        self.release()
+
+
+def _torch_cuda():
+    """torch.cuda where torch is already imported and a GPU is there (never imports torch)."""
+    torch = sys.modules.get("torch")
+    cuda = getattr(torch, "cuda", None)
+    try:
+        return cuda if cuda is not None and cuda.is_available() else None
+    except Exception:  # a broken driver: no device numbers to report
+        return None
+
+
+def _reset_device_peak() -> None:
+    cuda = _torch_cuda()
+    if cuda is not None:
+        cuda.reset_peak_memory_stats()
+
+
+def _device_peak() -> int | None:
+    cuda = _torch_cuda()
+    return int(cuda.max_memory_allocated()) if cuda is not None else None
+
+
+def _empty_device_cache() -> None:
+    cuda = _torch_cuda()
+    if cuda is not None:
+        cuda.empty_cache()
+
+
 @dataclass
 class Components:
     mllm: MLLMBackend
@@ -69,6 +158,13 @@ class Components:
     metrics: list[Metric]
     cache: ResponseCache | None = field(default=None)
     clock: BackendClock = field(default_factory=BackendClock)
+    #: The lazily built T2I backends by label (each under the cache / throttle wrappers).
+    lazy: dict[str, LazyT2I] = field(default_factory=dict)
+
+    def release(self, label: str) -> dict[str, Any]:
+        """Release one T2I model (model-at-a-time); it is built again if used again."""
+        lazy = self.lazy.get(label)
+        return lazy.release() if lazy is not None else {"released": False}
 
     def close(self) -> None:
         for backend in [self.mllm, *self.t2i.values()]:
@@ -90,13 +186,24 @@ def build_components(spec: RunSpec, cache: ResponseCache | None = None) -> Compo
         metric.name = component.display_name
         metrics.append(timed(metric, f"metric:{metric.name}", clock))
     mllm = timed(_create(MLLM, spec.mllm), f"mllm:{spec.mllm.display_name}", clock)
-    t2i = {c.display_name: timed(_create(T2I, c), f"t2i:{c.display_name}", clock)
-           for c in spec.t2i}
+    for component in spec.t2i:  # an unknown name fails the run now, not at its first render
+        T2I.get(component.name)
+    lazy = {c.display_name: LazyT2I(_t2i_factory(c, clock)) for c in spec.t2i}
+    t2i: dict[str, T2IBackend] = dict(lazy)
     if cache is not None:
         mllm = CachedMLLM(mllm, cache)
-        t2i = {label: CachedT2I(backend, cache) for label, backend in t2i.items()}
+        # the graph saves every render into the run folder: the cache points at that file
+        t2i = {label: CachedT2I(backend, cache, saved_by_caller=True)
+               for label, backend in t2i.items()}
         metrics = [CachedMetric(metric, cache) for metric in metrics]
     if spec.runtime.concurrency > 1:
         t2i = {label: ThrottledT2I(b, spec.runtime.t2i_concurrency) for label, b in t2i.items()}
         metrics = [SerialMetric(metric) for metric in metrics]
-    return Components(mllm=mllm, t2i=t2i, metrics=metrics, cache=cache, clock=clock)
+    return Components(mllm=mllm, t2i=t2i, metrics=metrics, cache=cache, clock=clock, lazy=lazy)
+
+
+def _t2i_factory(component: ComponentSpec, clock: BackendClock) -> Callable[[], T2IBackend]:
+    def build() -> T2IBackend:
+        return timed(_create(T2I, component), f"t2i:{component.display_name}", clock)
+
+    return build

@@ -19,12 +19,38 @@ CURRENT_CASE: ContextVar[tuple[str, str] | None] = ContextVar("repainter_current
 
 
 class BackendClock:
-    """Thread-safe totals of seconds and calls per ``component.method``."""
+    """Thread-safe totals of seconds and calls per ``component.method``.
+
+    Calls of concurrent cases overlap, so the sum of their seconds can exceed the wall time;
+    ``busy_seconds`` is the wall time during which at least one call was in flight, which is
+    what the framework's own time is measured against.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.seconds: dict[str, float] = defaultdict(float)
         self.calls: dict[str, int] = defaultdict(int)
+        self._active = 0
+        self._busy_since = 0.0
+        self._busy = 0.0
+
+    def enter(self) -> None:
+        with self._lock:
+            if self._active == 0:
+                self._busy_since = time.perf_counter()
+            self._active += 1
+
+    def leave(self) -> None:
+        with self._lock:
+            self._active -= 1
+            if self._active == 0:
+                self._busy += time.perf_counter() - self._busy_since
+
+    @property
+    def busy_seconds(self) -> float:
+        with self._lock:
+            open_interval = time.perf_counter() - self._busy_since if self._active else 0.0
+            return self._busy + open_interval
 
     def add(self, key: str, seconds: float) -> None:
         with self._lock:
@@ -67,11 +93,13 @@ class _Timed:
         key, clock = f"{self._label}.{name}", self._clock
 
         def call(*args: Any, **kwargs: Any) -> Any:
+            clock.enter()
             started = time.perf_counter()
             try:
                 return value(*args, **kwargs)
             finally:
                 clock.add(key, time.perf_counter() - started)
+                clock.leave()
 
         return call
 

@@ -1,40 +1,41 @@
 """Run a spec: the one code path behind the CLI, the Python API and notebooks.
 
-Cases run one after another through the compiled graph; after every node the case's state is
-checkpointed to SQLite in the run folder, so a run started again with the same spec skips finished
-cases and resumes an interrupted one at the node where it stopped. A case that fails (broken image,
-bad model reply, crashed backend) is recorded with its reason and the run goes on.
+A run has three steps: ``prepare`` (open the run folder, plan the pending cases: finished ones
+are reused from their records), ``execute`` (an executor runs the pending cases: in this process
+or on a Ray cluster, see :mod:`repainter.executors`) and ``finalize`` (results, leaderboard,
+run.json, report). With the local executor, after every node the case's state is checkpointed
+to SQLite in the run folder, so a run started again with the same spec skips finished cases and
+resumes an interrupted one at the node where it stopped. A case that fails (broken image, bad
+model reply, crashed backend) is recorded with its reason and the run goes on.
+
+Models run one at a time by default (``runtime.schedule: model_major``): a T2I model is built on
+its first render, runs all its pending cases, and is released before the next one loads.
 """
 
 from __future__ import annotations
 
 import logging
 import platform
-import sqlite3
 import threading
 import time
-import traceback
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import closing
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
-
-from langgraph.checkpoint.sqlite import SqliteSaver
 
 import repainter
 from repainter.cache import ResponseCache
 from repainter.components import Components, build_components
-from repainter.datasets import load_dataset
+from repainter.datasets import DatasetItem, load_dataset
 from repainter.environment import capture as capture_environment
-from repainter.graph import RunContext, build_graph
+from repainter.executors import Execution, Executor, Stage, make_executor
+from repainter.executors.worker import CaseTask, EventCallback, case_event
+from repainter.graph import RunContext
 from repainter.honesty import offline_world_warnings
-from repainter.images import ImageLoadError, load_image, reference_digest
-from repainter.instrument import CURRENT_CASE, timed
+from repainter.instrument import timed
 from repainter.logging_setup import logging_events, run_log
 from repainter.preflight import preflight
-from repainter.report.html import write_report
+from repainter.report.html import REPORT_DIR, write_report
 from repainter.report.leaderboard import build_leaderboard, write_leaderboard
 from repainter.result import RunResult
 from repainter.run_status import recorded_outcome
@@ -43,19 +44,37 @@ from repainter.store import (
     SPEC_FILE,
     RunStore,
     check_distinct_names,
+    read_json,
     refuse_foreign_folder,
     run_folder_lock,
 )
 
 logger = logging.getLogger(__name__)
 
-#: Receives progress events: {"event": "start", "total": n} / {"event": "round", ...} /
-#: {"event": "case", "model", "case_id", "status", "selection", "reused"}.
-EventCallback = Callable[[dict[str, Any]], None]
-
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass
+class RunPlan:
+    """A run before it executes: the spec, its folder, the selected items and what is pending."""
+
+    spec: RunSpec
+    store: RunStore
+    items: list[DatasetItem]
+    models: list[str]
+    stages: list[Stage]
+    #: Finished records of cases the run reuses (they are not run again).
+    reused: dict[CaseTask, dict[str, Any]]
+    info: dict[str, Any]
+    #: Records of the cases this run executed, as the executor delivered them.
+    finished: dict[CaseTask, dict[str, Any]] = field(default_factory=dict)
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def pending(self) -> list[CaseTask]:
+        return [task for stage in self.stages for task in stage.tasks]
 
 
 def run(
@@ -71,22 +90,33 @@ def run(
     (merged into the spec; ``overrides`` strings such as ``"loop.rounds=5"`` apply after them).
     Before anything is written, :func:`repainter.preflight.preflight` names every problem
     (unknown names, bad params, missing folders, weights or keys) at once. The run folder is
-    locked for the whole run (a second writer is refused with this process's pid); a run that
-    stops on an error leaves ``run.json`` saying so (``failed`` / ``interrupted`` and the
-    ``error``), never "running".
+    locked for the whole run (a second writer is refused with this process's pid); the run
+    appends to ``logs/run.log``, and a run that stops on an error leaves ``run.json`` saying so
+    (``failed`` / ``interrupted`` and the ``error``), never "running".
     """
     spec = resolve_spec(spec, overrides, settings)
     preflight(spec)
     if not (spec.run_dir / SPEC_FILE).exists():  # before the lock file is made in it
         refuse_foreign_folder(spec.run_dir)
     with run_folder_lock(spec.run_dir, "run"):
-        return _run(spec, logging_events(on_event))
+        plan = prepare(spec)
+        with run_log(plan.store.root), recorded_outcome(plan.store, plan.info):
+            logger.info("run %s in %s (spec %s)", spec.name, plan.store.root,
+                        plan.info["spec_fingerprint"])
+            for warning in plan.info["warnings"]:
+                logger.warning(warning)
+            counts, execution, loop_seconds = execute(plan, logging_events(on_event))
+            result = finalize(plan, counts, execution, loop_seconds)
+            logger.info("run finished: %s", result.info.get("cases"))
+            return result
 
 
-def _run(spec: RunSpec, emit: EventCallback) -> RunResult:
+def prepare(spec: RunSpec | str | Path | None = None, overrides: list[str] = ()) -> RunPlan:
+    """Validate the spec, open its run folder and plan the pending cases (nothing is built).
+    The caller holds the run folder's lock (``run`` does)."""
+    spec = resolve_spec(spec, overrides)
     store = RunStore(spec.run_dir)
     resumed = store.init(spec)
-    started = time.perf_counter()
     info: dict[str, Any] = {
         "repainter_version": repainter.__version__,
         "python": platform.python_version(),
@@ -94,116 +124,145 @@ def _run(spec: RunSpec, emit: EventCallback) -> RunResult:
         "started_at": _now(),
         "resumed": resumed,
         "status": "running",
+        "warnings": offline_world_warnings(spec),
     }
-    info["warnings"] = offline_world_warnings(spec)
     store.write_run_info({**store.read_run_info(), **info})
-    with run_log(store.root), recorded_outcome(store, info):
-        logger.info("run %s in %s (spec %s)", spec.name, store.root, info["spec_fingerprint"])
-        for warning in info["warnings"]:
-            logger.warning(warning)
-        result = _run_cases(spec, store, info, emit, started)
-        logger.info("run finished: %s", result.info.get("cases"))
-        return result
+    items = load_dataset(spec.dataset.name, spec.dataset.params).select(
+        spec.dataset.categories, spec.dataset.limit
+    )
+    check_distinct_names("case id", [i.id for i in items])  # one file per case, model
+    check_distinct_names("T2I label", [t.display_name for t in spec.t2i])
+    models = [c.display_name for c in spec.t2i]
+    existing = store.finished_records()  # one read of every record
+    reused = {CaseTask(m, i.id): existing[(m, i.id)] for i in items for m in models
+              if (m, i.id) in existing}
+    stages = plan_stages(spec.runtime.schedule, models, items, set(reused))
+    return RunPlan(spec=spec, store=store, items=items, models=models, stages=stages,
+                   reused=reused, info=info)
 
 
-def _run_cases(spec: RunSpec, store: RunStore, info: dict[str, Any], emit: EventCallback,
-               started: float) -> RunResult:
-    ctx, items, components = prepare_context(spec, store)
-    loop_started = time.perf_counter()
+def plan_stages(schedule: str, models: list[str], items, finished: set[CaseTask]) -> list[Stage]:
+    """Pending cases in execution order: per model (model_major) or per reference (case_major).
+
+        >>> from types import SimpleNamespace as Item
+        >>> stages = plan_stages("model_major", ["a", "b"], [Item(id="1"), Item(id="2")], set())
+        >>> [(s.model, [t.case_id for t in s.tasks]) for s in stages]
+        [('a', ['1', '2']), ('b', ['1', '2'])]
+    """
+    if schedule == "case_major":
+        units = [[CaseTask(m, i.id) for m in models if CaseTask(m, i.id) not in finished]
+                 for i in items]
+        return [Stage(model=None, units=[u for u in units if u])]
+    stages = []
+    for model in models:
+        units = [[CaseTask(model, i.id)] for i in items if CaseTask(model, i.id) not in finished]
+        if units:
+            stages.append(Stage(model=model, units=units))
+    return stages
+
+
+def execute(plan: RunPlan, emit: EventCallback,
+            executor: Executor | None = None) -> tuple[dict[str, int], Execution, float]:
+    """Run the plan's pending cases with ``executor`` (default: the one the spec names)."""
+    executor = executor or make_executor(plan.spec)
     counts = {"done": 0, "failed": 0, "reused": 0}
+    seen: set[CaseTask] = set()
     lock = threading.Lock()
 
-    def tally(key: str, event: dict[str, Any]) -> None:
+    def on_record(task: CaseTask, record: dict[str, Any]) -> None:
         with lock:
-            counts[key] += 1
-            emit(event)
+            if task in seen:  # a case delivered twice (e.g. a retried worker) counts once
+                return
+            seen.add(task)
+            plan.finished[task] = record
+            counts["done" if record.get("status") == "done" else "failed"] += 1
+            emit(case_event(record))
 
-    emit({"event": "start", "total": len(items) * len(ctx.t2i), "models": list(ctx.t2i)})
-    try:
-        with closing(sqlite3.connect(store.checkpoint_path, check_same_thread=False)) as conn:
-            # WAL with synchronous=NORMAL: a killed process loses nothing committed (only a
-            # power cut can drop the last checkpoints), and commits need no fsync each.
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            graph = build_graph(ctx, SqliteSaver(conn))
+    emit({"event": "start", "total": len(plan.items) * len(plan.models), "models": plan.models})
+    for record in plan.reused.values():
+        counts["reused"] += 1
+        emit(case_event(record, reused=True))
+    loop_started = time.perf_counter()
+    execution = (executor.execute(plan, on_record, emit)
+                 if plan.pending else Execution(executor={"name": "none: nothing pending"}))
+    return counts, execution, time.perf_counter() - loop_started
 
-            def run_item(item) -> None:
-                """All pending models of one reference; items run concurrently."""
-                pending = [m for m in ctx.t2i if not store.is_done(m, item.id)]
-                for model in ctx.t2i:
-                    if model not in pending:
-                        tally("reused", _case_event(store.read_case_record(model, item.id), True))
-                if not pending:
-                    return
-                try:
-                    previous = _stored_reference_sha256(store, item.id)
-                    digest = reference_digest(ctx.reference(item.id).image)
-                except Exception as exc:  # a broken input fails its cases, not the run
-                    for model in pending:
-                        _record_failure(store, model, item, exc, stage="load reference")
-                        tally("failed", _case_event(store.read_case_record(model, item.id)))
-                    return
-                if previous is not None and previous != digest:
-                    _restart_changed_reference(graph, ctx, item.id, pending)
-                for model in pending:
-                    try:
-                        _run_case(graph, ctx, model, item.id, emit)
-                        outcome = "done"
-                    except Exception as exc:
-                        _record_failure(store, model, item, exc, stage="loop")
-                        outcome = "failed"
-                    tally(outcome, _case_event(store.read_case_record(model, item.id)))
-                ctx.forget(item.id)
 
-            workers = spec.runtime.concurrency
-            if workers == 1:
-                for item in items:
-                    run_item(item)
-            else:
-                with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="case") as pool:
-                    for future in [pool.submit(run_item, item) for item in items]:
-                        future.result()  # run_item records its own failures; this re-raises bugs
-    finally:
-        components.close()
-    loop_seconds = time.perf_counter() - loop_started
-
-    records = store.records()
-    selected = {(m, i.id) for m in ctx.t2i for i in items}
-    records = [r for r in records if (r["model"], r["case_id"]) in selected]
-    store.write_results_jsonl(records)
-    leaderboard = build_leaderboard(records, list(ctx.t2i))
-    write_leaderboard(leaderboard, store.root, records)
+def finalize(plan: RunPlan, counts: dict[str, int], execution: Execution,
+             loop_seconds: float) -> RunResult:
+    """Results, leaderboard, run.json and the report, from one read of the run's records."""
+    store, info = plan.store, plan.info
+    records = plan_records(plan)
+    digest = store.records_digest(plan.models, [(r["model"], r["case_id"]) for r in records])
+    previous = store.read_run_info()
+    # nothing ran and no record changed since the last run wrote them: results.jsonl, the
+    # leaderboard and the report are current (re-running a finished run recomputes nothing)
+    current = (not plan.finished and previous.get("records_digest") == digest
+               and (store.root / "leaderboard.json").exists()
+               and (store.root / REPORT_DIR / "index.html").exists())
+    if current:
+        leaderboard = read_json(store.root / "leaderboard.json")["models"]
+    else:
+        store.write_results_jsonl(records)
+        leaderboard = build_leaderboard(records, plan.models)
+        write_leaderboard(leaderboard, store.root, records)
     info.pop("error", None)  # an earlier attempt's failure: this one finished
     info.update(
+        records_digest=digest,
         status="finished",
         finished_at=_now(),
-        wall_seconds=round(time.perf_counter() - started, 3),
-        cases={**counts, "total": len(selected)},
-        mllm_usage=components.mllm.usage(),
-        cache=components.cache.stats() if components.cache else None,
+        wall_seconds=round(time.perf_counter() - plan.started, 3),
+        cases={**counts, "total": len(plan.items) * len(plan.models)},
+        executor=execution.executor,
+        schedule=plan.spec.runtime.schedule,
+        models=execution.models,
+        mllm_usage=execution.mllm_usage,
+        cache=execution.cache,
         loop_seconds=round(loop_seconds, 4),
-        backend=components.clock.summary(),
-        framework_seconds=round(loop_seconds - components.clock.total_seconds, 4),
+        backend=execution.backend,
+        backend_busy_seconds=round(execution.backend_busy_seconds, 4),
+        # wall time of the loop no backend call was running in: never negative under concurrency
+        framework_seconds=round(max(0.0, loop_seconds - execution.backend_busy_seconds), 4),
         environment=capture_environment(),  # after the run: the device is known once loaded
-        spec=spec.model_dump(mode="json"),
+        spec=plan.spec.model_dump(mode="json"),
     )
     if store.unreadable:  # corrupt records met on the way (their cases were redone)
         info["unreadable_records"] = list(store.unreadable)
     store.write_run_info(info)
+    if current:
+        info["report"] = "current (no record changed)"
+        store.write_run_info(info)
+        return RunResult(run_dir=store.root, spec=plan.spec, records=records,
+                         leaderboard=leaderboard, info=info)
     try:
-        write_report(store.root)
+        write_report(store.root, records=records, leaderboard=leaderboard)
     except Exception as exc:  # results are already safe on disk; say why there is no report
         info["report_error"] = f"{type(exc).__name__}: {exc}"
         store.write_run_info(info)
         logger.warning("could not write the HTML report: %s (rebuild with `repainter report %s`)",
                        info["report_error"], store.root)
-    if spec.runtime.trackers:
+    if plan.spec.runtime.trackers:  # new results only; `repainter track RUN` sends them again
         from repainter.trackers import track_run
 
-        info["trackers"] = track_run(store.root, spec.runtime.trackers)
+        info["trackers"] = track_run(store.root, plan.spec.runtime.trackers)
         store.write_run_info(info)
-    return RunResult(run_dir=store.root, spec=spec, records=records, leaderboard=leaderboard,
+    return RunResult(run_dir=store.root, spec=plan.spec, records=records, leaderboard=leaderboard,
                      info=info)
+
+
+def plan_records(plan: RunPlan) -> list[dict[str, Any]]:
+    """The run's records (reused and executed), in run-folder order, without reading them again;
+    a case that neither delivered (a bug) is read from its file."""
+    store = plan.store
+    records = []
+    for task in sorted({CaseTask(m, i.id) for i in plan.items for m in plan.models},
+                       key=lambda t: PurePosixPath(store.record_relpath(t.model, t.case_id)).parts):
+        record = plan.finished.get(task) or plan.reused.get(task)
+        if record is None:
+            record = store.read_case_record(task.model, task.case_id)
+        if record is not None:
+            records.append(record)
+    return records
 
 
 def prepare_context(spec: RunSpec, store: RunStore) -> tuple[RunContext, list, Components]:
@@ -222,82 +281,3 @@ def prepare_context(spec: RunSpec, store: RunStore) -> tuple[RunContext, list, C
                      metrics=components.metrics,
                      items={i.id: timed(i, "dataset", components.clock) for i in items})
     return ctx, items, components
-
-
-def _stored_reference_sha256(store: RunStore, case_id: str) -> str | None:
-    """Pixel hash of the reference an earlier attempt saved (None: none saved yet)."""
-    path = store.root / store.reference_relpath(case_id)
-    if not path.exists():
-        return None
-    try:
-        return reference_digest(load_image(path))
-    except ImageLoadError:
-        return ""  # unreadable: differs from any real reference, so the case starts over
-
-
-def _restart_changed_reference(graph, ctx: RunContext, case_id: str, models: list[str]) -> None:
-    """The reference changed since an interrupted attempt: its description, saved copy and the
-    pending models' checkpoints describe the old image, so those cases start from scratch."""
-    logger.warning("the reference of case %r changed since the last attempt: starting it over",
-                   case_id)
-    ctx.store.forget_reference(case_id)
-    ctx.store.save_reference(case_id, ctx.reference(case_id).image)
-    for model in models:
-        graph.checkpointer.delete_thread(_thread_id(model, case_id))
-
-
-def _thread_id(model: str, case_id: str) -> str:
-    return f"{model}::{case_id}"
-
-
-def _run_case(graph, ctx: RunContext, model: str, case_id: str, emit: EventCallback) -> None:
-    rounds = ctx.spec.loop.rounds
-    config = {
-        "configurable": {"thread_id": _thread_id(model, case_id)},
-        # each round passes 6 nodes; the rest is describe/compose/judge/finalize and margin
-        "recursion_limit": 8 * rounds + 16,
-    }
-    token = CURRENT_CASE.set((model, case_id))
-    try:
-        snapshot = graph.get_state(config)
-        digest = reference_digest(ctx.reference(case_id).image)
-        if snapshot.next and snapshot.values.get("reference_sha256", digest) != digest:
-            graph.checkpointer.delete_thread(config["configurable"]["thread_id"])
-            snapshot = graph.get_state(config)
-        payload = None if snapshot.next else {"case_id": case_id, "model": model}
-        for update in graph.stream(payload, config, stream_mode="updates"):
-            selected = update.get("select")
-            if selected:
-                emit({"event": "round", "model": model, "case_id": case_id,
-                      "round": selected["round"], "of": rounds,
-                      "best": (selected.get("best") or {}).get("selection")})
-    finally:
-        CURRENT_CASE.reset(token)
-
-
-def _record_failure(store: RunStore, model: str, item, exc: BaseException, stage: str) -> None:
-    reason = f"{stage}: {type(exc).__name__}: {exc}"
-    store.write_case_record({
-        "case_id": item.id,
-        "model": model,
-        "category": item.category,
-        "status": "failed",
-        "error": reason,
-        "traceback": traceback.format_exception(exc)[-3:],
-        "source": item.source,
-        "rounds": [],
-        "final_scores": {},
-    })
-
-
-def _case_event(record: dict[str, Any] | None, reused: bool = False) -> dict[str, Any]:
-    record = record or {}
-    return {
-        "event": "case",
-        "model": record.get("model"),
-        "case_id": record.get("case_id"),
-        "status": record.get("status"),
-        "error": record.get("error"),
-        "selection": (record.get("final_scores") or {}).get("selection"),
-        "reused": reused,
-    }

@@ -143,6 +143,23 @@ class DecisionSpec(_Spec):
     margin: float = 0.0
 
 
+class RaySpec(_Spec):
+    """The Ray executor's pool: one actor per worker, each with its own pipelines."""
+
+    #: Cluster to join ("auto", "ray://host:10001", ...); None: ``RAY_ADDRESS``, else a local
+    #: Ray started for this run (or the one this process already initialised).
+    address: str | None = None
+    num_workers: int = Field(default=2, ge=1, le=1024)
+    #: GPUs reserved per actor (fractional allowed: 0.5 puts two actors on one GPU).
+    num_gpus_per_worker: float = Field(default=0.0, ge=0.0)
+    num_cpus_per_worker: float = Field(default=1.0, ge=0.0)
+    #: References in flight per worker (threads in the actor): their MLLM calls overlap, their
+    #: renders queue for the worker's model. num_workers x cases_per_worker cases run at once.
+    cases_per_worker: int = Field(default=1, ge=1, le=64)
+    #: Times a case whose actor died is tried again elsewhere before it is recorded failed.
+    max_retries: int = Field(default=2, ge=0, le=100)
+
+
 class RuntimeSpec(_Spec):
     """How a run executes. None of it changes results, so it is left out of the fingerprint."""
 
@@ -154,6 +171,13 @@ class RuntimeSpec(_Spec):
     cache: bool = True
     #: A cache folder shared between runs; default: the run folder's own cache.sqlite.
     cache_dir: str | None = None
+    #: Where cases run: ``local`` (this process) or ``ray`` (a pool of Ray actors; see ``ray``).
+    executor: Literal["local", "ray"] = "local"
+    #: ``model_major``: load one T2I model, run all of its pending cases, release it, then the
+    #: next (one model resident at a time); ``case_major``: all models of a reference, then the
+    #: next reference (every model resident). Records are identical either way.
+    schedule: Literal["model_major", "case_major"] = "model_major"
+    ray: RaySpec = Field(default_factory=lambda: RaySpec())
     #: Experiment trackers the finished run is sent to: mlflow, wandb, tensorboard (see
     #: repainter.trackers); e.g. [mlflow, {name: wandb, params: {mode: offline}}].
     trackers: list[ComponentSpec] = Field(default_factory=list)

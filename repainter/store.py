@@ -187,7 +187,13 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def read_json(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8"))
+    return _loads(path.read_bytes())
+
+
+try:  # orjson (already installed with langgraph) parses records about 2.5x faster
+    from orjson import loads as _loads
+except ImportError:  # pragma: no cover
+    _loads = json.loads
 
 
 def refuse_foreign_folder(root: Path) -> None:
@@ -260,13 +266,16 @@ class RunStore:
         if not path.exists():
             save_png(image, path)
 
+    def description_relpath(self, case_id: str) -> str:
+        return f"descriptions/{slug(case_id)}.json"
+
     def forget_reference(self, case_id: str) -> None:
         """Drop a case's saved reference and shared description (its reference changed)."""
         (self.root / self.reference_relpath(case_id)).unlink(missing_ok=True)
         self._description_path(case_id).unlink(missing_ok=True)
 
     def _description_path(self, case_id: str) -> Path:
-        return self.root / "descriptions" / f"{slug(case_id)}.json"
+        return self.root / self.description_relpath(case_id)
 
     def load_description(self, case_id: str) -> dict[str, Any] | None:
         path = self._description_path(case_id)
@@ -284,10 +293,27 @@ class RunStore:
         """The retriever's answer to a case's best prompt (retrieve-or-generate decision)."""
         return f"images/{slug(model)}/{slug(case_id)}/retrieved.png"
 
+    def case_files(self, model: str, case_id: str) -> list[str]:
+        """Run-folder paths of the files a case wrote: reference, description and renders."""
+        shared = [self.reference_relpath(case_id), self.description_relpath(case_id)]
+        renders = (self.root / self.candidate_path(model, case_id, 1, 0)).parent
+        own = sorted(p.relative_to(self.root).as_posix() for p in renders.glob("*")) \
+            if renders.is_dir() else []
+        return [p for p in shared if (self.root / p).exists()] + own
+
+    def remove_case_files(self, model: str, case_id: str) -> None:
+        """Delete a case's files and record (a worker's scratch folder, once shipped)."""
+        for relative in self.case_files(model, case_id):
+            (self.root / relative).unlink(missing_ok=True)
+        self._record_path(model, case_id).unlink(missing_ok=True)
+
     # -- case records ----------------------------------------------------------------------
 
+    def record_relpath(self, model: str, case_id: str) -> str:
+        return f"cases/{slug(model)}/{slug(case_id)}.json"
+
     def _record_path(self, model: str, case_id: str) -> Path:
-        return self.root / "cases" / slug(model) / f"{slug(case_id)}.json"
+        return self.root / self.record_relpath(model, case_id)
 
     def write_case_record(self, record: dict[str, Any]) -> None:
         write_json(self._record_path(record["model"], record["case_id"]), record)
@@ -321,6 +347,24 @@ class RunStore:
         :attr:`unreadable` (relative paths), each named once in a warning."""
         records = (self._read_record(p) for p in sorted((self.root / "cases").glob("*/*.json")))
         return [r for r in records if r is not None]
+
+    def records_digest(self, models: list[str], cases: list[tuple[str, str]]) -> str:
+        """A fingerprint of the records of ``cases`` ((model, case id) pairs) as files (size,
+        modification time) and of the model order: a leaderboard or report built at the same
+        digest is current. One stat per record, no read."""
+        digest = hashlib.sha256("\n".join(models).encode())
+        for model, case_id in sorted(cases):
+            path = self._record_path(model, case_id)
+            try:
+                info = path.stat()
+            except FileNotFoundError:
+                continue
+            digest.update(f"{model}\0{case_id}:{info.st_size}:{info.st_mtime_ns}\n".encode())
+        return digest.hexdigest()[:16]
+
+    def finished_records(self) -> dict[tuple[str, str], dict[str, Any]]:
+        """The records with status "done", by (model, case id): the cases a run reuses."""
+        return {(r["model"], r["case_id"]): r for r in self.records() if r.get("status") == "done"}
 
     # -- run-level files -------------------------------------------------------------------
 

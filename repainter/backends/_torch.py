@@ -79,6 +79,14 @@ def cached_model(kind: str, params: dict[str, Any], loader: Callable[[], T]) -> 
         return _CACHE[key]
 
 
+def release_model(kind: str, params: dict[str, Any]) -> None:
+    """Forget the object loaded for (kind, params), so it is freed once nothing else holds it."""
+    key = cache_key(kind, params)
+    with _GUARD:
+        _CACHE.pop(key, None)
+        _LOCKS.pop(key, None)
+
+
 def clear_cache() -> None:
     """Drop every cached model (tests, or to free memory)."""
     with _GUARD:

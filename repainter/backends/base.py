@@ -13,7 +13,7 @@ Backends are found by name in the registries of :mod:`repainter.registry`.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -44,6 +44,8 @@ class GeneratedImage:
     # Why this image must not be scored as a real render (e.g. "safety_checker_blanked").
     flagged: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: Called with the file the run saved this image as (the cache points at it).
+    on_saved: Callable[[Any], None] | None = field(default=None, repr=False, compare=False)
 
 
 class Backend(ABC):  # noqa: B024 - shared base, no abstract method of its own

@@ -132,6 +132,8 @@ def drawn_scene_of(generated: GeneratedImage) -> dict[str, Any]:
 def _store_render(ctx: RunContext, path: str, generated: GeneratedImage) -> str | None:
     """Save a render into the run folder, keep it in memory for this case; return its flag."""
     save_png(generated.image, ctx.store.root / path)
+    if generated.on_saved is not None:  # the cache records where the render is kept
+        generated.on_saved(ctx.store.root / path)
     ctx.remember_render(path, generated.image.convert("RGB"))
     return _blank_flag(generated)
 

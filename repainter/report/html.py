@@ -372,22 +372,38 @@ def _model_case_view(record: dict[str, Any], images: _Images, colour: str,
 
 
 def build_report_context(run_dir: str | Path, *, max_cases: int = MAX_CASES,
-                         max_detailed: int = MAX_DETAILED_CASES) -> dict[str, Any]:
-    """Everything the template shows, from the files of a run folder."""
+                         max_detailed: int = MAX_DETAILED_CASES,
+                         records: list[dict[str, Any]] | None = None,
+                         leaderboard: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Everything the template shows, from the files of a run folder.
+
+    ``records`` / ``leaderboard``: already read / computed by the caller (the end of a run), so
+    they are not read or computed again. Cases beyond ``max_cases`` go to further pages
+    (``context["pages"]``; :func:`write_report` writes them).
+    """
     run_dir = Path(run_dir)
     report_dir = run_dir / REPORT_DIR
     store = RunStore(run_dir)
     spec = _load_spec(run_dir)
-    records = store.records()
+    light = False
+    if records is None:  # the card index holds what the overview cards need, if it is current
+        records = read_card_index(run_dir, spec)
+        light = records is not None
+        records = records if light else store.records()
     models = [t.display_name for t in spec.t2i] if spec is not None else []
     models += sorted({r["model"] for r in records} - set(models))
     records = [r for r in records if r.get("model") in models]
     colours = {m: model_colour(i) for i, m in enumerate(models)}
     metric_order = [m.display_name for m in spec.metrics] if spec is not None else []
 
-    rows = build_leaderboard(records, models) if records else []
-    comparisons = build_comparisons(records, rows) if records else []
-    categories = build_category_table(records) if records else []
+    saved = _current_tables(store, models, records)
+    if saved is not None:  # leaderboard.json was written from exactly these records
+        rows, comparisons, categories = saved
+    else:
+        rows = leaderboard if leaderboard is not None else (
+            build_leaderboard(records, models) if records else [])
+        comparisons = build_comparisons(records, rows) if records else []
+        categories = build_category_table(records) if records else []
     metric_names = _metric_columns(rows)
 
     # leaderboard view
@@ -453,10 +469,21 @@ def build_report_context(run_dir: str | Path, *, max_cases: int = MAX_CASES,
 
     # plots
     plots = []
+
+    def plotted(name: str, draw) -> bool:
+        """Draw a plot, unless it was drawn after leaderboard.json was written from these very
+        records (then it shows them already)."""
+        path = report_dir / "plots" / name
+        tables = run_dir / "leaderboard.json"
+        current = (saved is not None and path.exists()
+                   and path.stat().st_mtime_ns >= tables.stat().st_mtime_ns)
+        return current or draw(path)
+
     if records:
-        if plot_progress(records, models, report_dir / "plots" / "progress.png"):
+        if plotted("progress.png", lambda path: plot_progress(records, models, path)):
             plots.append({"src": "plots/progress.png", "alt": "best-ever selection score per round"})
-        if len(category_names) > 1 and plot_categories(categories, models, report_dir / "plots" / "categories.png"):
+        if len(category_names) > 1 and plotted(
+                "categories.png", lambda path: plot_categories(categories, models, path)):
             plots.append({"src": "plots/categories.png", "alt": "final selection score by category"})
     progress_table = []
     from repainter.report.plots import progress_series
@@ -469,41 +496,30 @@ def build_report_context(run_dir: str | Path, *, max_cases: int = MAX_CASES,
                                    "values": [fmt(v) for v in series[m]["mean"]]
                                    + [""] * (max_rounds - len(series[m]["mean"]))})
 
-    # cases, grouped by reference
+    # cases, grouped by reference, max_cases per page
     images = _Images(run_dir, report_dir)
     groups: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
     for record in sorted(records, key=lambda r: (str(r.get("category") or ""), str(r["case_id"]))):
         groups.setdefault(record["case_id"], []).append(record)
-    descriptions_dir = run_dir / "descriptions"
-    cases = []
-    for index, (case_id, mine) in enumerate(list(groups.items())[:max_cases]):
-        detailed = index < max_detailed
-        order = {m: i for i, m in enumerate(models)}
-        mine.sort(key=lambda r: order.get(r["model"], len(order)))
-        first = next((r for r in mine if r.get("status") == "done"), mine[0])
-        iut = first.get("iut")
-        if iut is None:
-            path = descriptions_dir / f"{slug(case_id)}.json"
-            if path.exists():
-                try:
-                    iut = json.loads(path.read_text(encoding="utf-8"))
-                except (OSError, ValueError):
-                    iut = None
-        reference = first.get("reference") or store.reference_relpath(case_id)
-        cases.append({
-            "id": case_id,
-            "anchor": "case-" + slug(case_id),
-            "category": first.get("category"),
-            "license": next((r.get("license") for r in mine if r.get("license")), None),
-            "source": next((r.get("source") for r in mine if r.get("source")), None),
-            "reference": images(reference),
-            "iut": _iut_view(iut),
-            "models": [_model_case_view(r, images, colours.get(r["model"], "#888"), metric_order,
-                                        detailed) for r in mine],
-            "detailed": detailed,
-            "failed": any(r.get("status") != "done" for r in mine),
-        })
-    hidden_cases = list(groups)[max_cases:]
+    ordered = list(groups.items())
+    per_page = max(1, max_cases)
+    page_count = max(1, math.ceil(len(ordered) / per_page))
+    pages = [{"number": n + 1, "href": page_file(n + 1), "first": n * per_page + 1,
+              "last": min(len(ordered), (n + 1) * per_page)} for n in range(page_count)]
+
+    def page_cases(number: int) -> list[dict[str, Any]]:
+        """The case cards of one page (only page 1 details its first ``max_detailed``)."""
+        start = (number - 1) * per_page
+        views = []
+        for index, (case_id, mine) in enumerate(ordered[start:start + per_page]):
+            detailed = index < max_detailed and number == 1
+            if detailed and light:  # full histories from the records themselves
+                mine = [store.read_case_record(r["model"], r["case_id"]) or r for r in mine]
+            views.append(_case_view(case_id, mine, detailed, models, colours, metric_order,
+                                    images, run_dir, store))
+        return views
+
+    cases = page_cases(1)
 
     failures = [{"model": r["model"], "case_id": r["case_id"], "anchor": "case-" + slug(r["case_id"]),
                  "category": r.get("category"), "error": r.get("error") or "(no reason recorded)",
@@ -555,14 +571,114 @@ def build_report_context(run_dir: str | Path, *, max_cases: int = MAX_CASES,
         "progress_rounds": list(range(1, max_rounds + 1)),
         "progress_table": progress_table,
         "cases": cases,
-        "hidden_cases": hidden_cases,
+        "case_total": len(ordered),
+        "pages": pages if page_count > 1 else [],
+        "page": 1,
+        "page_only": False,
+        "page_cases": page_cases,
         "max_cases": max_cases,
+        "records": records,
+        "light": light,
         "max_detailed": max_detailed,
         "failures": failures,
         "rescored": info.get("rescored") or [],
         "spec_yaml": _read_text(run_dir / SPEC_FILE),
         "run_json": json.dumps(info, indent=2, ensure_ascii=False) if info else None,
     }
+
+
+def _current_tables(store: RunStore, models: list[str], records: list[dict[str, Any]]):
+    """The leaderboard, comparisons and categories of leaderboard.json where run.json says it
+    was written from these very records (same digest), else None (compute them)."""
+    digest = store.read_run_info().get("records_digest")
+    path = store.root / "leaderboard.json"
+    if not digest or not path.exists():
+        return None
+    if digest != store.records_digest(models, [(r["model"], r["case_id"]) for r in records]):
+        return None
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        return saved["models"], saved["comparisons"], saved["categories"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+#: An index of the fields the overview cards, failures and progress table need, one line per
+#: record, with a digest of the record files it was made from: `repainter report` on an
+#: unchanged run reads this one file instead of every record (full records only for the cards
+#: that show whole histories).
+CARD_INDEX = "cards.jsonl"
+_NOT_IN_CARDS = ("rounds", "iut", "ground_truth", "draft_prompt", "initial_prompt", "t2i",
+                 "mllm_usage")
+
+
+def _folder_digest(run_dir: Path, spec) -> str:
+    """Size and modification time of every record file, and the spec's models (one stat each)."""
+    import hashlib
+
+    digest = hashlib.sha256(
+        "\n".join(t.display_name for t in spec.t2i).encode() if spec is not None else b"")
+    for path in sorted((run_dir / "cases").glob("*/*.json")):
+        info = path.stat()
+        digest.update(f"{path.parent.name}/{path.name}:{info.st_size}:{info.st_mtime_ns}\n"
+                      .encode())
+    return digest.hexdigest()
+
+
+def read_card_index(run_dir: Path, spec) -> list[dict[str, Any]] | None:
+    """The light records of the card index, or None where it is missing or out of date."""
+    path = run_dir / REPORT_DIR / CARD_INDEX
+    try:
+        with path.open("rb") as handle:
+            header = json.loads(handle.readline() or b"{}")
+            if header.get("digest") != _folder_digest(run_dir, spec):
+                return None
+            return [json.loads(line) for line in handle if line.strip()]
+    except (OSError, ValueError):
+        return None
+
+
+def write_card_index(run_dir: Path, spec, records: list[dict[str, Any]]) -> None:
+    lines = [json.dumps({"digest": _folder_digest(run_dir, spec)})]
+    lines += [json.dumps({k: v for k, v in r.items() if k not in _NOT_IN_CARDS},
+                         ensure_ascii=False, allow_nan=False, default=str) for r in records]
+    atomic_write_bytes(run_dir / REPORT_DIR / CARD_INDEX, ("\n".join(lines) + "\n").encode("utf-8"))
+
+
+def _case_view(case_id: str, mine: list[dict[str, Any]], detailed: bool, models: list[str],
+               colours: dict[str, str], metric_order: list[str], images: _Images, run_dir: Path,
+               store: RunStore) -> dict[str, Any]:
+    """One reference's card: its reference, description and each model's outcome."""
+    order = {m: i for i, m in enumerate(models)}
+    mine.sort(key=lambda r: order.get(r["model"], len(order)))
+    first = next((r for r in mine if r.get("status") == "done"), mine[0])
+    iut = first.get("iut")
+    if iut is None:
+        path = run_dir / "descriptions" / f"{slug(case_id)}.json"
+        if path.exists():
+            try:
+                iut = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                iut = None
+    reference = first.get("reference") or store.reference_relpath(case_id)
+    return {
+        "id": case_id,
+        "anchor": "case-" + slug(case_id),
+        "category": first.get("category"),
+        "license": next((r.get("license") for r in mine if r.get("license")), None),
+        "source": next((r.get("source") for r in mine if r.get("source")), None),
+        "reference": images(reference),
+        "iut": _iut_view(iut),
+        "models": [_model_case_view(r, images, colours.get(r["model"], "#888"), metric_order,
+                                    detailed) for r in mine],
+        "detailed": detailed,
+        "failed": any(r.get("status") != "done" for r in mine),
+    }
+
+
+def page_file(number: int) -> str:
+    """The file of the report's page ``number`` (1 is index.html)."""
+    return "index.html" if number == 1 else f"cases-{number}.html"
 
 
 # -- rendering ---------------------------------------------------------------------------------
@@ -582,8 +698,11 @@ def render_report(context: dict[str, Any]) -> str:
 
 
 def write_report(run_dir: str | Path, *, max_cases: int = MAX_CASES,
-                 max_detailed: int = MAX_DETAILED_CASES) -> Path:
-    """Write ``RUN/report/index.html`` (with plots and thumbnails); return its path.
+                 max_detailed: int = MAX_DETAILED_CASES,
+                 records: list[dict[str, Any]] | None = None,
+                 leaderboard: list[dict[str, Any]] | None = None) -> Path:
+    """Write ``RUN/report/index.html`` (with plots and thumbnails) and, beyond ``max_cases``
+    references, the further pages ``cases-2.html``, ...; return the index's path.
 
     Holds the run folder's lock (:func:`repainter.store.run_folder_lock`) while it writes.
     """
@@ -591,9 +710,20 @@ def write_report(run_dir: str | Path, *, max_cases: int = MAX_CASES,
 
     run_dir = Path(run_dir)
     with run_folder_lock(run_dir, "report", create=False):
-        context = build_report_context(run_dir, max_cases=max_cases, max_detailed=max_detailed)
+        context = build_report_context(run_dir, max_cases=max_cases, max_detailed=max_detailed,
+                                       records=records, leaderboard=leaderboard)
         path = run_dir / REPORT_DIR / "index.html"
         atomic_write_bytes(path, render_report(context).encode("utf-8"))
+        for page in context["pages"][1:]:  # one page at a time: memory stays one page's worth
+            view = {**context, "cases": context["page_cases"](page["number"]),
+                    "page": page["number"], "page_only": True}
+            atomic_write_bytes(run_dir / REPORT_DIR / page["href"],
+                               render_report(view).encode("utf-8"))
+        for stale in (run_dir / REPORT_DIR).glob("cases-*.html"):  # an earlier, longer run's
+            if stale.name not in {p["href"] for p in context["pages"]}:
+                stale.unlink(missing_ok=True)
+        if not context["light"]:  # made from the records themselves: index them for next time
+            write_card_index(run_dir, _load_spec(run_dir), context["records"])
     return path
 
 

@@ -171,7 +171,11 @@ def test_page_caps_details_for_many_cases(run_copy):
     assert html.count('<details class="case"') == 2
     assert html.count('class="cands"') == 2 * 2  # one detailed reference: 2 models x 2 rounds
     assert "the page details the first 1 references" in html
-    assert "1 more references are not shown in detail" in html
+    assert "1 more references are on the other pages" in html
+    # the rest are paged, not dropped: page 2 holds the third reference's card
+    page2 = (run_copy / "report" / "cases-2.html").read_text(encoding="utf-8")
+    assert page2.count('<details class="case"') == 1 and 'id="leaderboard"' not in page2
+    assert 'href="cases-2.html#cases"' in html and 'href="index.html#cases"' in page2
 
 
 def test_cli_report(run_copy):

@@ -51,8 +51,8 @@ def _chromium(tmp_path: Path, page: Path, *extra: str) -> str:
 def run_dir(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("chromium") / "run"
     repainter.run(build_spec({
-        "preset": "world", "output_dir": str(root), "dataset": {"limit": 3},
-        "loop": {"rounds": 2, "variants": 2},
+        "preset": "world",  # the procedural world: its records have the fields changed below
+        "output_dir": str(root), "dataset": {"limit": 3}, "loop": {"rounds": 2, "variants": 2},
     }))
     hostile = f"{TITLE_SCRIPT} {ONERROR_IMG}"
     path = min((root / "cases" / "procedural").glob("*.json"))

@@ -20,7 +20,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from repainter.backends._torch import cached_model, dtype_name, select_device, select_dtype
+from repainter.backends._torch import (
+    cached_model,
+    dtype_name,
+    release_model,
+    select_device,
+    select_dtype,
+)
 from repainter.backends.base import GeneratedImage, T2IBackend
 from repainter.weights import hub_load
 
@@ -87,7 +93,13 @@ class DiffusersT2I(T2IBackend):
             "dtype": dtype_name(self.dtype), "device": str(self.device),
             "cpu_offload": self.cpu_offload, "scheduler": scheduler,
         }
+        self._load_params = load_params
         self.pipe = cached_model("diffusers", load_params, self._load)
+
+    def close(self) -> None:
+        """Drop the pipeline (model-at-a-time scheduling releases one model before the next)."""
+        release_model("diffusers", self._load_params)
+        self.pipe = None
 
     # -- loading --------------------------------------------------------------------------------
 

@@ -7,6 +7,10 @@ drawn from the seed, and every seed adds a little jitter (position, size, colour
 of one prompt differ slightly, like two samples of a real model. The same prompt and seed always
 give the same image.
 
+``latency_s`` simulates a device: every ``generate`` call waits that long while it holds the
+process's one simulated GPU slot (calls from concurrent cases queue for it, as on one GPU),
+for scaling benchmarks of executors and schedules; images do not depend on it.
+
 ``ignore`` makes a deliberately weaker model that disregards some attributes (``shape``,
 ``color``, ``size``, ``position``, ``style``, ``background``, ``count``) - useful to check that a
 leaderboard ranks models of different fidelity correctly.
@@ -19,6 +23,8 @@ leaderboard ranks models of different fidelity correctly.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,6 +35,8 @@ from repainter.registry import T2I
 from repainter.world.grammar import ATTRIBUTES, parse_prompt, realise
 from repainter.world.scene import render_scene
 
+_SIMULATED_DEVICE = threading.Lock()
+
 
 @T2I.register("procedural")
 class ProceduralT2I(T2IBackend):
@@ -36,7 +44,11 @@ class ProceduralT2I(T2IBackend):
 
     kind = "procedural"
 
-    def __init__(self, size: int = 256, jitter: float = 1.0, ignore: Sequence[str] = ()):
+    def __init__(self, size: int = 256, jitter: float = 1.0, ignore: Sequence[str] = (),
+                 latency_s: float = 0.0):
+        if not 0 <= float(latency_s) <= 600:
+            raise ValueError("procedural latency_s must be between 0 and 600 seconds")
+        self.latency_s = float(latency_s)
         if not 16 <= int(size) <= 2048:
             raise ValueError("procedural size must be between 16 and 2048 pixels")
         if jitter < 0:
@@ -58,6 +70,9 @@ class ProceduralT2I(T2IBackend):
     def generate(self, prompts: Sequence[str], seeds: Sequence[int]) -> list[GeneratedImage]:
         if len(prompts) != len(seeds):
             raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds")
+        if self.latency_s:
+            with _SIMULATED_DEVICE:  # one simulated GPU per process
+                time.sleep(self.latency_s)
         out = []
         for prompt, seed in zip(prompts, seeds):
             scene = self.render(prompt, seed)

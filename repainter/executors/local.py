@@ -1,0 +1,73 @@
+"""The local executor: cases run in this process, straight into the run folder.
+
+After every node a case's state is checkpointed to the run folder's ``checkpoints.sqlite``, so a
+run started again resumes an interrupted case at the node where it stopped; a finished case's
+checkpoints are deleted (its record is the result). ``runtime.concurrency`` references are in
+flight at once (threads; MLLM calls overlap, T2I batches are throttled).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
+
+from langgraph.checkpoint.sqlite import SqliteSaver
+
+from repainter.executors import (
+    EventCallback,
+    Execution,
+    RecordCallback,
+    Stage,
+    merge_model_memory,
+    releases_after,
+)
+from repainter.executors.worker import CaseTask, CaseWorker
+
+
+class LocalExecutor:
+    """Runs every stage in this process with one set of components."""
+
+    def execute(self, plan, on_record: RecordCallback, emit: EventCallback) -> Execution:
+        from repainter import runner  # looked up at call time: tests instrument prepare_context
+
+        spec, store = plan.spec, plan.store
+
+        ctx, _items, components = runner.prepare_context(spec, store)
+        execution = Execution(executor={"name": "local", "concurrency": spec.runtime.concurrency})
+        try:
+            with closing(sqlite3.connect(store.checkpoint_path, check_same_thread=False)) as conn:
+                # WAL with synchronous=NORMAL: a killed process loses nothing committed (only a
+                # power cut can drop the last checkpoints), and commits need no fsync each.
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                worker = CaseWorker(ctx, components, SqliteSaver(conn))
+                for stage in plan.stages:
+                    self._run_stage(worker, stage, spec.runtime.concurrency, on_record, emit)
+                    if releases_after(spec, stage):
+                        merge_model_memory(execution.models, stage.model, worker.release(stage.model))
+                for label in components.lazy:  # whatever is still loaded
+                    merge_model_memory(execution.models, label, worker.release(label))
+        finally:
+            components.close()
+        execution.mllm_usage = components.mllm.usage()
+        execution.cache = components.cache.stats() if components.cache else None
+        execution.backend = components.clock.summary()
+        execution.backend_busy_seconds = components.clock.busy_seconds
+        return execution
+
+    @staticmethod
+    def _run_stage(worker: CaseWorker, stage: Stage, concurrency: int,
+                   on_record: RecordCallback, emit: EventCallback) -> None:
+        def run_unit(unit: list[CaseTask]) -> None:
+            for task in unit:
+                on_record(task, worker.run_case(task, emit))
+            worker.forget(unit[0].case_id)
+
+        if concurrency == 1:
+            for unit in stage.units:
+                run_unit(unit)
+            return
+        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="case") as pool:
+            for future in [pool.submit(run_unit, unit) for unit in stage.units]:
+                future.result()  # run_case records its own failures; this re-raises bugs

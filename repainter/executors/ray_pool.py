@@ -1,0 +1,266 @@
+"""The Ray executor: a pool of Ray Core actors, each running whole cases.
+
+Each actor builds the spec's components once (its T2I pipelines load lazily on first render,
+the metric models on first score) and runs cases with the same :class:`CaseWorker` code as the
+local executor, over a scratch folder of its own. It returns each case's record together with
+the files the case wrote (reference, description, renders) as bytes; the driver writes them into
+the run folder through one writer, the record last, so the run folder stays the single source of
+truth and no SQLite file is written by two hosts (workers keep no response cache and no
+checkpoints on disk: a re-run reuses finished cases from their records).
+
+Why actors and not Ray Data: a case is not a row-wise map but a loop of 10-20 dependent calls
+(MLLM, T2I, metrics) with state, and its unit of retry is the whole case. An actor pool gives
+exactly that: models loaded once per actor and kept across cases, one case (or one reference's
+cases) per call, and the driver decides what happens when an actor dies (retry the cases it held
+elsewhere, a bounded number of times, then record them failed) and when a model is released
+(model-at-a-time stages). Ray Data's actor pools would add a dataset/batch layer, its own
+retry and ordering semantics and a streaming executor for what is a simple work queue.
+
+Faults: an actor that dies (killed process, lost node, CUDA error that kills the process) loses
+only the cases it was running; they go back to the queue and run on a fresh actor, at most
+``runtime.ray.max_retries`` more times, then are recorded failed with the reason. A record is
+written and counted once per case.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections import Counter, deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from repainter.executors import (
+    EventCallback,
+    Execution,
+    RecordCallback,
+    Stage,
+    merge_model_memory,
+    releases_after,
+)
+from repainter.executors.worker import CaseTask, CaseWorker, record_failure
+from repainter.images import atomic_write_bytes
+from repainter.spec import RaySpec, RunSpec
+from repainter.store import RunStore
+
+
+class CaseActor:
+    """One worker of the pool (a Ray actor): components built once, cases run one unit a call."""
+
+    def __init__(self, spec_data: dict[str, Any]):
+        from langgraph.checkpoint.memory import InMemorySaver
+
+        from repainter.runner import prepare_context
+
+        spec = RunSpec.model_validate(spec_data)
+        # The driver owns the run folder and its SQLite files: a worker caches nothing on disk.
+        # Its components are guarded for the references it runs at once (renders queue, metric
+        # models score one batch at a time), as the local executor's are for its concurrency.
+        runtime = spec.runtime.model_copy(
+            update={"cache": False, "concurrency": spec.runtime.ray.cases_per_worker})
+        spec = spec.model_copy(update={"runtime": runtime})
+        self.scratch = Path(tempfile.mkdtemp(prefix="repainter-worker-"))
+        ctx, _items, components = prepare_context(spec, RunStore(self.scratch))
+        self.worker = CaseWorker(ctx, components, InMemorySaver())
+
+    def run_unit(self, tasks: list[tuple[str, str]],
+                 descriptions: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+        """Run the cases of one reference; return per case its record, events and files."""
+        store = self.worker.store
+        for case_id, iut in descriptions.items():  # described already: share, don't re-ask
+            store.save_description(case_id, iut)
+        outcomes = []
+        for model, case_id in tasks:
+            events: list[dict[str, Any]] = []
+            record = self.worker.run_case(CaseTask(model, case_id), events.append)
+            files = {rel: (store.root / rel).read_bytes() for rel in store.case_files(model, case_id)}
+            outcomes.append({"record": record, "events": events, "files": files})
+        for model, case_id in tasks:
+            store.remove_case_files(model, case_id)
+        self.worker.forget(tasks[0][1])
+        return outcomes
+
+    def release(self, model: str) -> dict[str, Any]:
+        return self.worker.release(model)
+
+    def finish(self) -> dict[str, Any]:
+        """Release every model; return this worker's usage and timings."""
+        components = self.worker.components
+        models = {label: components.release(label) for label in components.lazy}
+        components.close()
+        shutil.rmtree(self.scratch, ignore_errors=True)
+        return {"models": models, "mllm_usage": components.mllm.usage(),
+                "backend": components.clock.summary(),
+                "busy_seconds": components.clock.busy_seconds}
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+class RayExecutor:
+    """Runs the stages on a pool of ``num_workers`` CaseActors (see the module docstring)."""
+
+    def __init__(self, config: RaySpec):
+        self.config = config
+        self.actors: list[Any] = []  # the live pool, one actor per slot
+        self._busy: Counter[int] = Counter()
+        self.lost_workers = 0
+        #: Called with the actor each unit is sent to (monitoring; tests inject faults here).
+        self.on_dispatch: Callable[[Any], None] | None = None
+
+    def busy_actors(self) -> list[Any]:
+        """The actors running a unit right now."""
+        return [self.actors[slot] for slot in sorted(self._busy) if self._busy[slot] > 0]
+
+    def execute(self, plan, on_record: RecordCallback, emit: EventCallback) -> Execution:
+        import ray
+
+        spec, store = plan.spec, plan.store
+        self.items = {item.id: item for item in plan.items}
+
+        started_here = self._connect(ray)
+        cfg = self.config
+        actor_class = ray.remote(CaseActor).options(
+            num_cpus=cfg.num_cpus_per_worker, num_gpus=cfg.num_gpus_per_worker,
+            max_restarts=0, max_task_retries=0, max_concurrency=cfg.cases_per_worker,
+        )
+        spec_data = spec.model_dump(mode="json")
+        self.actors = [actor_class.remote(spec_data) for _ in range(cfg.num_workers)]
+        self.lost_workers = 0
+        execution = Execution(executor={"name": "ray", **cfg.model_dump(mode="json")})
+        try:
+            # the pool is up (components built in every actor) before the first case goes out
+            ray.get([actor.pid.remote() for actor in self.actors])
+            emit({"event": "workers_ready", "workers": len(self.actors)})
+            for stage in plan.stages:
+                self._run_stage(ray, stage, store, spec_data, actor_class, on_record, emit,
+                                execution)
+                if releases_after(spec, stage):
+                    for released in self._on_every_actor(ray, "release", stage.model,
+                                                         replace=(actor_class, spec_data)):
+                        merge_model_memory(execution.models, stage.model, released)
+            self._collect(ray, execution)
+            execution.executor["lost_workers"] = self.lost_workers
+        finally:
+            for actor in self.actors:
+                ray.kill(actor)
+            self.actors = []
+            if started_here:
+                ray.shutdown()
+        return execution
+
+    def _connect(self, ray) -> bool:
+        """Join the configured cluster, or start a local one; True if started here."""
+        if ray.is_initialized():
+            return False
+        address = self.config.address or os.environ.get("RAY_ADDRESS") or None
+        ray.init(address=address, log_to_driver=False)
+        return True
+
+    def _run_stage(self, ray, stage: Stage, store: RunStore, spec_data, actor_class,
+                   on_record: RecordCallback, emit: EventCallback, execution: Execution) -> None:
+        queue: deque[list[CaseTask]] = deque(stage.units)
+        # one entry per free place: each actor runs cases_per_worker units at once
+        idle: deque[int] = deque(slot for _ in range(self.config.cases_per_worker)
+                                 for slot in range(len(self.actors)))
+        in_flight: dict[Any, tuple[int, list[CaseTask], Any]] = {}
+        attempts: Counter[CaseTask] = Counter()
+        while queue or in_flight:
+            while queue and idle:
+                slot, unit = idle.popleft(), queue.popleft()
+                descriptions = {t.case_id: d for t in unit[:1]
+                                if (d := store.load_description(t.case_id)) is not None}
+                ref = self.actors[slot].run_unit.remote(
+                    [(t.model, t.case_id) for t in unit], descriptions)
+                in_flight[ref] = (slot, unit, self.actors[slot])
+                self._busy[slot] += 1
+                if self.on_dispatch is not None:
+                    self.on_dispatch(self.actors[slot])
+            ready, _ = ray.wait(list(in_flight), num_returns=1)
+            for ref in ready:
+                slot, unit, actor = in_flight.pop(ref)
+                self._busy[slot] -= 1
+                try:
+                    outcomes = ray.get(ref)
+                except ray.exceptions.RayTaskError as exc:  # a bug inside the worker's code
+                    idle.append(slot)
+                    for task in unit:
+                        on_record(task, _failure(store, self.items[task.case_id], task, f"worker error: {exc}"))
+                    continue
+                except ray.exceptions.RayError as exc:  # the actor died: its cases go back
+                    if self.actors[slot] is actor:  # its other units fail too: replace once
+                        self.lost_workers += 1
+                        self.actors[slot] = actor_class.remote(spec_data)
+                    idle.append(slot)
+                    retry = []
+                    for task in unit:
+                        attempts[task] += 1
+                        if attempts[task] > self.config.max_retries:
+                            reason = (f"worker lost {attempts[task]} times "
+                                      f"({type(exc).__name__}: {_first_line(exc)})")
+                            on_record(task, _failure(store, self.items[task.case_id], task, reason))
+                        else:
+                            retry.append(task)
+                    if retry:
+                        queue.appendleft(retry)
+                    continue
+                idle.append(slot)
+                for task, outcome in zip(unit, outcomes, strict=True):
+                    write_outcome(store, outcome)
+                    for event in outcome["events"]:
+                        emit(event)
+                    on_record(task, outcome["record"])
+
+    def _on_every_actor(self, ray, method: str, *args, replace=None) -> list[Any]:
+        """Call ``method`` on every actor; one that has died since its last case is skipped
+        (and replaced by a fresh actor when ``replace`` gives the class and spec)."""
+        refs = [getattr(actor, method).remote(*args) for actor in self.actors]
+        results = []
+        for slot, ref in enumerate(refs):
+            try:
+                results.append(ray.get(ref))
+            except ray.exceptions.RayActorError:
+                self.lost_workers += 1
+                if replace is not None:
+                    actor_class, spec_data = replace
+                    self.actors[slot] = actor_class.remote(spec_data)
+        return results
+
+    def _collect(self, ray, execution: Execution) -> None:
+        reports = self._on_every_actor(ray, "finish")
+        usage: Counter[str] = Counter()
+        seconds: Counter[str] = Counter()
+        calls: Counter[str] = Counter()
+        for report in reports:
+            usage.update(report["mllm_usage"])
+            seconds.update(report["backend"]["seconds"])
+            calls.update(report["backend"]["calls"])
+            for label, released in report["models"].items():
+                merge_model_memory(execution.models, label, released)
+        execution.mllm_usage = dict(usage)
+        execution.backend = {"total_seconds": round(sum(seconds.values()), 4),
+                             "calls": dict(sorted(calls.items())),
+                             "seconds": {k: round(v, 4) for k, v in sorted(seconds.items())}}
+        # workers run in parallel: the busiest one bounds the backend's share of the wall time
+        execution.backend_busy_seconds = max((r["busy_seconds"] for r in reports), default=0.0)
+
+
+def write_outcome(store: RunStore, outcome: dict[str, Any]) -> None:
+    """Write a worker's case files into the run folder, the record last (it marks the case)."""
+    for relative, data in outcome["files"].items():
+        path = store.root / relative
+        shared = relative.startswith(("references/", "descriptions/"))
+        if not (shared and path.exists()):
+            atomic_write_bytes(path, data)
+    store.write_case_record(outcome["record"])
+
+
+def _failure(store: RunStore, item, task: CaseTask, reason: str) -> dict[str, Any]:
+    return record_failure(store, task.model, item, reason, stage="worker")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else ""

@@ -1,0 +1,175 @@
+"""One case through the graph: the code every executor runs, wherever a case runs.
+
+A ``CaseWorker`` holds a run context (the spec's components, built once) and the compiled graph
+with its checkpointer; ``run_case`` runs one (model, reference) case to its record, recording a
+failure with its reason instead of raising. The local executor drives one worker over the run
+folder; each Ray actor drives its own over a scratch folder and ships the case's files back.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from repainter.components import Components
+from repainter.graph import RunContext, build_graph
+from repainter.images import ImageLoadError, load_image, reference_digest
+from repainter.instrument import CURRENT_CASE
+from repainter.store import RunStore
+
+#: Receives progress events: {"event": "start", "total": n, "models": [...]} /
+#: {"event": "workers_ready", "workers": n} (Ray) / {"event": "round", ...} /
+#: {"event": "case", "model", "case_id", "status", "selection", "reused"}.
+EventCallback = Callable[[dict[str, Any]], None]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, order=True)
+class CaseTask:
+    """One unit of work: a T2I model (its label) on one reference of the dataset."""
+
+    model: str
+    case_id: str
+
+    @property
+    def thread_id(self) -> str:
+        return f"{self.model}::{self.case_id}"
+
+
+class CaseWorker:
+    """Runs whole cases through the graph with one set of components."""
+
+    def __init__(self, ctx: RunContext, components: Components, checkpointer=None):
+        self.ctx, self.components, self.checkpointer = ctx, components, checkpointer
+        self.graph = build_graph(ctx, checkpointer)
+
+    @property
+    def store(self) -> RunStore:
+        return self.ctx.store
+
+    def run_case(self, task: CaseTask, emit: EventCallback) -> dict[str, Any]:
+        """Run ``task`` (resuming from its checkpoint if any); return its record, done or failed."""
+        try:
+            return self._run(task, emit)
+        finally:
+            if self.components.cache is not None:  # one cache commit per case
+                self.components.cache.flush()
+
+    def _run(self, task: CaseTask, emit: EventCallback) -> dict[str, Any]:
+        item = self.ctx.items[task.case_id]
+        try:
+            previous = _stored_reference_sha256(self.store, task.case_id)
+            digest = reference_digest(self.ctx.reference(task.case_id).image)
+        except Exception as exc:  # a broken input fails its cases, not the run
+            return record_failure(self.store, task.model, item, exc, stage="load reference")
+        if previous is not None and previous != digest:
+            self._restart_changed_reference(task)
+        try:
+            self._stream(task, emit, digest)
+        except Exception as exc:
+            return record_failure(self.store, task.model, item, exc, stage="loop")
+        record = self.store.read_case_record(task.model, task.case_id)
+        if record is None:  # the graph ended without finalize: a bug, say so in the record
+            return record_failure(self.store, task.model, item,
+                                  RuntimeError("the case ended without a record"), stage="loop")
+        self.prune(task)
+        return record
+
+    def _restart_changed_reference(self, task: CaseTask) -> None:
+        """The reference changed since an interrupted attempt: its description, saved copy and
+        this case's checkpoints describe the old image, so the case starts from scratch (other
+        models' checkpoints are dropped when they run: their state names the old hash)."""
+        logger.warning("the reference of case %r changed since the last attempt: starting it over",
+                       task.case_id)
+        self.store.forget_reference(task.case_id)
+        self.store.save_reference(task.case_id, self.ctx.reference(task.case_id).image)
+        self.prune(task)
+
+    def _stream(self, task: CaseTask, emit: EventCallback, digest: str) -> None:
+        rounds = self.ctx.spec.loop.rounds
+        config = {
+            "configurable": {"thread_id": task.thread_id},
+            # each round passes 6 nodes; the rest is describe/compose/judge/finalize and margin
+            "recursion_limit": 8 * rounds + 16,
+        }
+        token = CURRENT_CASE.set((task.model, task.case_id))
+        try:
+            snapshot = self.graph.get_state(config) if self.checkpointer is not None else None
+            if (snapshot is not None and snapshot.next
+                    and snapshot.values.get("reference_sha256", digest) != digest):
+                self.prune(task)  # checkpoints of an older reference: start over
+                snapshot = self.graph.get_state(config)
+            resume = snapshot is not None and snapshot.next
+            # the graph's input is (case_id, model); its describe node records the digest
+            payload = None if resume else {"case_id": task.case_id, "model": task.model}
+            for update in self.graph.stream(payload, config, stream_mode="updates"):
+                selected = update.get("select")
+                if selected:
+                    emit({"event": "round", "model": task.model, "case_id": task.case_id,
+                          "round": selected["round"], "of": rounds,
+                          "best": (selected.get("best") or {}).get("selection")})
+        finally:
+            CURRENT_CASE.reset(token)
+
+    def prune(self, task: CaseTask) -> None:
+        """Drop a finished case's intermediate checkpoints: its record is the result now."""
+        if self.checkpointer is not None and hasattr(self.checkpointer, "delete_thread"):
+            self.checkpointer.delete_thread(task.thread_id)
+
+    def forget(self, case_id: str) -> None:
+        self.ctx.forget(case_id)
+
+    def release(self, model: str) -> dict[str, Any]:
+        return self.components.release(model)
+
+
+def _stored_reference_sha256(store: RunStore, case_id: str) -> str | None:
+    """Pixel hash of the reference an earlier attempt saved (None: none saved yet)."""
+    path = store.root / store.reference_relpath(case_id)
+    if not path.exists():
+        return None
+    try:
+        return reference_digest(load_image(path))
+    except ImageLoadError:
+        return ""  # unreadable: differs from any real reference, so the case starts over
+
+
+def record_failure(store: RunStore, model: str, item, exc: BaseException | str,
+                   stage: str) -> dict[str, Any]:
+    """Write (and return) the record of a case that failed, with the reason."""
+    if isinstance(exc, BaseException):
+        reason = f"{stage}: {type(exc).__name__}: {exc}"
+        trace = traceback.format_exception(exc)[-3:]
+    else:
+        reason, trace = f"{stage}: {exc}", []
+    record = {
+        "case_id": item.id,
+        "model": model,
+        "category": item.category,
+        "status": "failed",
+        "error": reason,
+        "traceback": trace,
+        "source": item.source,
+        "rounds": [],
+        "final_scores": {},
+    }
+    store.write_case_record(record)
+    return record
+
+
+def case_event(record: dict[str, Any] | None, reused: bool = False) -> dict[str, Any]:
+    """The progress event of a finished (or reused) case."""
+    record = record or {}
+    return {
+        "event": "case",
+        "model": record.get("model"),
+        "case_id": record.get("case_id"),
+        "status": record.get("status"),
+        "error": record.get("error"),
+        "selection": (record.get("final_scores") or {}).get("selection"),
+        "reused": reused,
+    }

@@ -1,0 +1,124 @@
+"""Costs that stay linear: renders stored once, finished checkpoints pruned, cache commits
+batched, framework time never negative, a light ``import repainter``."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+from repainter import runner
+from repainter.cache import ResponseCache
+from repainter.spec import build_spec
+
+
+def _spec(folder: Path, **runtime):
+    return build_spec({"output_dir": str(folder), "dataset": {"limit": 3},
+                       "loop": {"rounds": 2, "variants": 2}, "runtime": runtime})
+
+
+def _rows(path: Path, sql: str) -> list[tuple]:
+    with sqlite3.connect(path) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def test_renders_are_stored_once_and_checkpoints_of_finished_cases_pruned(tmp_path):
+    run_dir = tmp_path / "run"
+    first = runner.run(_spec(run_dir))
+    entries = _rows(run_dir / "cache.sqlite",
+                    "SELECT value, blob FROM entries WHERE namespace = 't2i'")
+    assert len(entries) == 3 * 2 * 2
+    assert all(blob is None for _, blob in entries), "a render was copied into the cache"
+    assert all(f'{run_dir.resolve()}/images/' in value for value, _ in entries)
+    assert _rows(run_dir / "checkpoints.sqlite", "SELECT COUNT(*) FROM checkpoints") == [(0,)]
+
+    # the records gone, the renders still there: every render is answered from its file
+    shutil.rmtree(run_dir / "cases")
+    again = runner.run(_spec(run_dir))
+    assert again.info["cache"]["t2i"] == {"hits": 12, "misses": 0}
+    assert [r["final_scores"] for r in again.records] == [r["final_scores"] for r in first.records]
+
+    # a render whose file was deleted is a miss and renders again
+    shutil.rmtree(run_dir / "cases")
+    next(run_dir.glob("images/*/*/r1_v0.png")).unlink()
+    third = runner.run(_spec(run_dir))
+    assert third.info["cache"]["t2i"]["misses"] == 1
+
+
+def test_cache_writes_wait_for_a_flush_or_a_full_batch(tmp_path):
+    cache = ResponseCache(tmp_path / "cache.sqlite", batch_size=3)
+    count = "SELECT COUNT(*) FROM entries"
+    cache.put("mllm", "a", 1)
+    cache.put("mllm", "b", 2)
+    assert cache.get("mllm", "a") == (1, None)  # found while waiting
+    assert _rows(tmp_path / "cache.sqlite", count) == [(0,)]
+    cache.put("mllm", "c", 3)  # the batch is full: one commit
+    assert _rows(tmp_path / "cache.sqlite", count) == [(3,)] and cache.commits == 1
+    cache.put("mllm", "d", 4)
+    cache.flush()
+    assert _rows(tmp_path / "cache.sqlite", count) == [(4,)] and cache.commits == 2
+    cache.close()
+
+
+def test_framework_time_is_not_negative_under_concurrency(tmp_path):
+    result = runner.run(_spec(tmp_path / "run", concurrency=3))
+    info = result.info
+    assert info["backend"]["total_seconds"] > 0
+    assert 0 <= info["backend_busy_seconds"] <= info["loop_seconds"]
+    # each figure is rounded to 0.1 ms on its own
+    assert abs(info["framework_seconds"] - (info["loop_seconds"] - info["backend_busy_seconds"])) < 3e-4
+
+
+def test_import_repainter_loads_no_graph_library():
+    code = ("import sys, repainter; "
+            "print(any(m.split('.')[0] in ('langgraph', 'langchain_core', 'torch') "
+            "for m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_a_finished_rerun_recomputes_nothing_until_a_record_changes(tmp_path, monkeypatch):
+    import repainter.report.html as html
+
+    spec = _spec(tmp_path / "run")
+    first = runner.run(spec)
+    again = runner.run(spec)
+    assert again.info["report"] == "current (no record changed)"
+    assert again.leaderboard == first.leaderboard
+
+    # `repainter report` reuses leaderboard.json's tables while the records are those it was
+    # written from, and computes them again once one has changed
+    calls = []
+    monkeypatch.setattr(html, "build_comparisons", lambda *a: calls.append(1) or [])
+    html.write_report(spec.run_dir)
+    assert calls == []
+    record = next((spec.run_dir / "cases").glob("*/*.json"))
+    record.write_text(record.read_text())  # rewritten: a new modification time
+    html.write_report(spec.run_dir)
+    assert calls == [1]
+    assert "report" not in runner.run(spec).info
+
+
+def test_report_of_an_unchanged_run_reads_its_card_index_not_every_record(tmp_path, monkeypatch):
+    import repainter.report.html as html
+    from repainter.store import RunStore
+
+    spec = _spec(tmp_path / "run")
+    runner.run(spec)
+    before = (spec.run_dir / "report" / "index.html").read_text()
+    full_reads, detailed = [], []
+    records, read_one = RunStore.records, RunStore.read_case_record
+    monkeypatch.setattr(RunStore, "records", lambda self: full_reads.append(1) or records(self))
+    monkeypatch.setattr(RunStore, "read_case_record",
+                        lambda self, *key: detailed.append(key) or read_one(self, *key))
+    html.write_report(spec.run_dir, max_detailed=1)
+    assert full_reads == [] and len(detailed) == 1  # only the one detailed card's record
+    html.write_report(spec.run_dir)
+    assert full_reads == [] and (spec.run_dir / "report" / "index.html").read_text() == before
+
+    record = next((spec.run_dir / "cases").glob("*/*.json"))
+    record.write_text(record.read_text())
+    html.write_report(spec.run_dir)
+    assert full_reads == [1]
