@@ -8,10 +8,14 @@ by default, or a shared folder named in the spec), safe across threads and proce
 
 Three wrappers put any backend behind the cache:
 
-* ``CachedMLLM`` - every MLLM role's reply;
+* ``CachedMLLM`` - every MLLM role's reply, keyed on the whole request: the backend's identity
+  (for the OpenAI backend: max_tokens, extra_body, the response format in use, hashes of its
+  schemas), the hash of the prompt templates, the T2I prompt budget the templates are rendered
+  with and the project version, besides the role's inputs;
 * ``CachedT2I`` - rendered images (a batch renders only its misses, still as one batch);
-* ``CachedMetric`` - scores per (metric identity and version, reference, candidate); the
-  reference's features are only computed when some candidate is not cached.
+* ``CachedMetric`` - scores per (metric's full identity: its ``identity()``, class and public
+  settings, and the project version; reference, candidate); the reference's features are only
+  computed when some candidate is not cached.
 """
 
 from __future__ import annotations
@@ -37,14 +41,35 @@ from repainter.backends.base import (
     Reference,
     T2IBackend,
     T2IWrapper,
+    current_prompt_budget,
 )
 from repainter.images import image_sha256
+from repainter.prompts import templates_digest
 from repainter.schemas import Critique, ImageUnderstandingTree, Judgement
 from repainter.spec import canonical_json
 
 
 def request_key(namespace: str, request: dict[str, Any]) -> str:
     return hashlib.sha256(f"{namespace}\n{canonical_json(request)}".encode()).hexdigest()
+
+
+def request_context() -> dict[str, Any]:
+    """What every MLLM request also depends on: templates, T2I prompt budget, project version."""
+    return {"templates": templates_digest(), "prompt_budget": current_prompt_budget().as_dict(),
+            "repainter": repainter.__version__}
+
+
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def metric_identity(metric: Metric) -> dict[str, Any]:
+    """A metric's full identity for score keys: ``identity()``, its class, its public scalar
+    settings (so a setting its ``identity()`` forgets still changes the key) and the version."""
+    settings = {k: v for k, v in sorted(vars(metric).items())
+                if not k.startswith("_") and isinstance(v, _SCALARS)}
+    return {"metric": metric.identity(),
+            "class": f"{type(metric).__module__}.{type(metric).__qualname__}",
+            "settings": settings, "repainter": repainter.__version__}
 
 
 class ResponseCache:
@@ -132,7 +157,8 @@ class CachedMLLM(MLLMBackend):
 
     def _call(self, role: str, request: dict[str, Any], compute: Callable[[], Any],
               encode: Callable[[Any], Any], decode: Callable[[Any], Any]) -> Any:
-        key = request_key("mllm", {"backend": self.inner.identity(), "role": role, **request})
+        key = request_key("mllm", {"backend": self.inner.identity(), "role": role, **request,
+                                   **request_context()})
         found = self.cache.get("mllm", key)
         if found is not None:
             return decode(found[0])
@@ -297,8 +323,8 @@ class CachedMetric(MetricWrapper):
         return self.inner.score_drawn(prepared.features(), drawn)
 
     def score(self, prepared: _LazyReference, candidates: Sequence[Image.Image]) -> list[float]:
-        version = {"metric": self.inner.identity(), "repainter": repainter.__version__}
-        keys = [request_key("metric", {**version, "reference": prepared.key,
+        identity = metric_identity(self.inner)
+        keys = [request_key("metric", {**identity, "reference": prepared.key,
                                        "candidate": image_sha256(c)}) for c in candidates]
         scores: list[float | None] = []
         for key in keys:

@@ -226,14 +226,26 @@ def run(
                                                    "every T2I model (like lm-eval).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", "--show-config", help="Print the resolved "
                                           "spec and what would be loaded, then exit.")] = False,
+    strategy: Annotated[str | None, typer.Option(
+        help="Loop strategy: refine (default), best_of_n or one_shot.")] = None,
+    seeds: Annotated[str | None, typer.Option(
+        help="Run once per seed, e.g. 0,1,2: sub-runs RUN/seed-<s> and a seed-aggregated "
+        "leaderboard in RUN.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a machine-readable summary.")] = False,
     quiet: QuietOption = False,
     verbose: VerboseOption = False,
 ) -> None:
     """Run the regeneration loop (no --spec: the built-in offline world)."""
+    seed_list = None
+    if seeds is not None:
+        try:
+            seed_list = json.dumps([int(s) for s in seeds.split(",") if s.strip()])
+        except ValueError as exc:
+            _fail(f"--seeds {seeds!r} must be integers separated by commas", exc)
     checked = _spec_from_options(
         spec, sets, output_dir=output_dir, **{"dataset.limit": limit, "loop.rounds": rounds,
-                                              "loop.variants": variants},
+                                              "loop.variants": variants, "loop.strategy": strategy,
+                                              "seeds": seed_list},
     )
     checked = _with_common_flags(checked, device=device, dtype=dtype, batch_size=batch_size,
                                  seed=seed, model_args=model_args)
@@ -630,6 +642,65 @@ def dar_command(
     for failure in result.failures:
         out.print(f"[yellow]failed[/yellow] {failure.case} (turn {failure.turn}): {failure.error}")
     out.print(f"run folder: {checked.run_dir}  (report: {checked.run_dir / 'report' / 'dar.html'})")
+
+
+@app.command("meta-eval")
+def meta_eval_command(
+    output_dir: Annotated[str, typer.Option("--output-dir", "-o", help="Folder for the ladder and "
+                                            "baseline runs.")] = "runs/meta-eval",
+    validity: Annotated[str | None, typer.Option(
+        "--validity", help="Where to write VALIDITY.md (validity.json next to it); default: in "
+        "the output folder.")] = None,
+    run_dir: Annotated[Path | None, typer.Option(
+        "--run", help="A run folder: add validity.json to it and rebuild its HTML report.")] = None,
+    scenes: Annotated[int | None, typer.Option(help="References per ladder run.")] = None,
+    seeds: Annotated[str | None, typer.Option(help="Seeds, e.g. 0,1,2.")] = None,
+    rounds: Annotated[int | None, typer.Option(help="Rounds per case.")] = None,
+    variants: Annotated[int | None, typer.Option(help="Variants per round.")] = None,
+    parts: Annotated[str | None, typer.Option(
+        help="Comma-separated subset of ladders,degradations,baselines.")] = None,
+    config: Annotated[Path | None, typer.Option(
+        "--config", "-c", help="YAML with MetaEvalConfig fields (ladders as data, metrics, "
+        "degradation metrics with their weights, ...).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print validity.json.")] = False,
+) -> None:
+    """Measure how far the metrics and the loop can be trusted: ranking validity on ladders,
+    controlled degradations, the loop vs best-of-N / one-shot / oracle, seed sensitivity.
+    Writes VALIDITY.md and validity.json."""
+    import shlex
+
+    import yaml
+    from pydantic import ValidationError
+
+    from repainter.meta_eval import MetaEvalConfig, meta_eval
+
+    options: dict[str, Any] = {}
+    if config is not None:
+        try:
+            options.update(yaml.safe_load(config.read_text(encoding="utf-8")) or {})
+        except (OSError, yaml.YAMLError) as exc:
+            _fail(f"cannot read {config}: {exc}", exc)
+    flags = {"output_dir": output_dir, "validity_path": validity,
+             "run_dir": str(run_dir) if run_dir else None, "scenes": scenes, "rounds": rounds,
+             "variants": variants}
+    options.update({k: v for k, v in flags.items() if v is not None})
+    try:
+        if seeds is not None:
+            options["seeds"] = [int(s) for s in seeds.split(",") if s.strip()]
+        if parts is not None:
+            options["parts"] = [p.strip() for p in parts.split(",") if p.strip()]
+        options["command"] = "repainter " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        checked = MetaEvalConfig.model_validate(options)
+    except (ValueError, ValidationError) as exc:
+        _fail(str(exc), exc)
+    if run_dir is not None and not (run_dir / "spec.yaml").exists():
+        _fail(f"{run_dir} is not a run folder")
+    data = meta_eval(checked)
+    if as_json:
+        typer.echo(json.dumps(data, indent=2, default=str))
+        return
+    path = Path(checked.validity_path or Path(checked.output_dir) / "VALIDITY.md")
+    typer.echo(f"{path} ({data['bench']} bench, {data['seconds']} s)")
 
 
 @app.command("ls")

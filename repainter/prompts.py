@@ -31,3 +31,16 @@ def prompt_names() -> list[str]:
 def render_prompt(name: str, **variables: object) -> str:
     """Render ``prompts/<name>.j2`` with ``variables``."""
     return _environment().get_template(f"{name}.j2").render(**variables).strip()
+
+
+@cache
+def templates_digest() -> str:
+    """SHA-256 (16 hex digits) of every template's name and text: part of MLLM cache keys, so an
+    edited ``prompts/*.j2`` never answers from replies to the old wording."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    folder = resource_dir("prompts")
+    for name in sorted(_environment().list_templates()):
+        digest.update(name.encode() + b"\0" + (folder / name).read_bytes() + b"\0")
+    return digest.hexdigest()[:16]

@@ -31,6 +31,7 @@ from repainter.environment import capture as capture_environment
 from repainter.executors import Execution, Executor, Stage, make_executor
 from repainter.executors.worker import CaseTask, EventCallback, case_event
 from repainter.graph import RunContext
+from repainter.graph.nodes import render_flags_by_model
 from repainter.honesty import offline_world_warnings
 from repainter.instrument import timed
 from repainter.logging_setup import logging_events, run_log
@@ -96,6 +97,10 @@ def run(
     """
     spec = resolve_spec(spec, overrides, settings)
     preflight(spec)
+    if spec.seeds:  # one sub-run per seed (each with its own folder lock), then aggregated
+        from repainter.seeds import run_seeds
+
+        return run_seeds(spec, on_event)
     if not (spec.run_dir / SPEC_FILE).exists():  # before the lock file is made in it
         refuse_foreign_folder(spec.run_dir)
     with run_folder_lock(spec.run_dir, "run"):
@@ -217,6 +222,8 @@ def finalize(plan: RunPlan, counts: dict[str, int], execution: Execution,
         schedule=plan.spec.runtime.schedule,
         models=execution.models,
         mllm_usage=execution.mllm_usage,
+        # blanked / NaN / black renders per model: scores leave them out (issue 16 item 11)
+        render_flags=render_flags_by_model(records),
         cache=execution.cache,
         loop_seconds=round(loop_seconds, 4),
         backend=execution.backend,

@@ -17,7 +17,16 @@ from typing import Any, Literal
 
 import tomllib
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from repainter.presets import PRESETS
 
@@ -93,6 +102,31 @@ class ComponentSpec(_Spec):
         return self.label or self.name
 
 
+#: How a case spends its render budget. ``refine``: the MLLM writes variants, critiques the best
+#: render and revises its prompt every round (the method). ``best_of_n``: the initial prompt only,
+#: rendered rounds x variants times with distinct seeds; no critique, no revision (the baseline at
+#: equal render budget). ``one_shot``: the initial description's prompt rendered once.
+Strategy = Literal["refine", "best_of_n", "one_shot"]
+DEFAULT_STRATEGY: Strategy = "refine"
+
+
+def _omit_defaults(data: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """Leave keys at their default out of a dump, so specs written before a key existed keep
+    their spec.yaml and fingerprint byte for byte (the default is what they ran)."""
+    return {k: v for k, v in data.items() if not (k in defaults and v == defaults[k])}
+
+
+class T2ISpec(ComponentSpec):
+    """A T2I model entry; ``strategy`` overrides ``loop.strategy`` for this entry only, so one
+    comparison can hold the same model twice (e.g. labelled ``refine`` and ``best-of-n``)."""
+
+    strategy: Strategy | None = None
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return _omit_defaults(handler(self), {"strategy": None})
+
+
 class DatasetSpec(_Spec):
     name: str = "world"
     params: dict[str, Any] = Field(default_factory=dict)
@@ -125,6 +159,13 @@ class LoopSpec(_Spec):
     #: or the best seen so far (hill climbing; never revises from a worse prompt).
     revise_from: Literal["best_ever", "round_best"] = "best_ever"
     early_stop: EarlyStopSpec = Field(default_factory=EarlyStopSpec)
+    #: How each case spends its rounds x variants renders (see ``Strategy``); a T2I entry's own
+    #: ``strategy`` wins over this one.
+    strategy: Strategy = DEFAULT_STRATEGY
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return _omit_defaults(handler(self), {"strategy": DEFAULT_STRATEGY})
 
 
 class DecisionSpec(_Spec):
@@ -198,8 +239,8 @@ class RunSpec(_Spec):
     name: str = Field(default="world", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     preset: str | None = None
     dataset: DatasetSpec = Field(default_factory=DatasetSpec)
-    t2i: list[ComponentSpec] = Field(
-        default_factory=lambda: [ComponentSpec(name="sim")], min_length=1
+    t2i: list[T2ISpec] = Field(
+        default_factory=lambda: [T2ISpec(name="sim")], min_length=1
     )
     mllm: ComponentSpec = Field(default_factory=lambda: ComponentSpec(name="sim-describer"))
     metrics: list[ComponentSpec] = Field(
@@ -218,11 +259,17 @@ class RunSpec(_Spec):
     loop: LoopSpec = Field(default_factory=LoopSpec)
     judge: bool = True
     seed: int = 0
+    #: Run the whole spec once per seed (sub-run folders seed-<s>/) and aggregate over seeds;
+    #: None: one run with ``seed``. See repainter.seeds.
+    seeds: list[int] | None = Field(default=None, min_length=1)
     #: Placeholders: {name}, {dataset}, {models} (T2I labels joined by +), {fingerprint} (8 hex
     #: digits of the spec's hash): by default every spec gets its own folder; the same spec
     #: resumes its folder.
     output_dir: str = DEFAULT_OUTPUT_DIR
     decision: DecisionSpec | None = None
+    #: Multiple-comparison correction of the leaderboard's paired tests with more than two
+    #: models: holm (family-wise error), bh (Benjamini-Hochberg, false discovery rate) or none.
+    correction: Literal["holm", "bh", "none"] = "holm"
     runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
     #: The values given at construction, before the preset filled in the rest.
     _own_values: dict[str, Any] | None = PrivateAttr(default=None)
@@ -269,6 +316,30 @@ class RunSpec(_Spec):
                              "use {name}, {dataset}, {models}, {fingerprint}")
         return value
 
+    @field_validator("t2i", mode="before")
+    @classmethod
+    def _t2i_entries(cls, value: Any) -> Any:
+        # a plain ComponentSpec (from older code) becomes a T2I entry
+        if isinstance(value, list):
+            return [v.model_dump() if type(v) is ComponentSpec else v for v in value]
+        return value
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError(f"seeds must be distinct; got {value}")
+        return value
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return _omit_defaults(handler(self), {"seeds": None, "correction": "holm"})
+
+    def strategy_of(self, label: str) -> Strategy:
+        """The loop strategy of the T2I entry labelled ``label``."""
+        entry = next((t for t in self.t2i if t.display_name == label), None)
+        return (entry.strategy if entry is not None and entry.strategy else None) or self.loop.strategy
+
     @field_validator("selection")
     @classmethod
     def _weights_positive(cls, value: dict[str, float]) -> dict[str, float]:
@@ -311,7 +382,7 @@ class RunSpec(_Spec):
     def run_dir(self) -> Path:
         """``output_dir`` with its placeholders filled.
 
-            >>> str(RunSpec().run_dir).startswith("runs/world-procedural-")
+            >>> str(RunSpec().run_dir).startswith("runs/world-sim-")
             True
         """
         labels = [_folder_part(t.display_name) for t in self.t2i]

@@ -192,6 +192,21 @@ def _is_connection_error(exc: BaseException) -> bool:
     return False
 
 
+_MISSING_ERRORS = {"EntryNotFoundError", "RepositoryNotFoundError", "RevisionNotFoundError",
+                   "LocalEntryNotFoundError", "GatedRepoError", "FileNotFoundError"}
+_MISSING_WORDS = ("does not appear to have", "no such file", "no file named", "can't load",
+                  "cannot find", "couldn't find", "is not a local folder", "local_files_only",
+                  "offline", "not cached", "repository not found", "entry not found")
+
+
+def _is_missing_files(exc: BaseException) -> bool:
+    """Whether a loader's error means "the files are not there" (not a broken model or setting)."""
+    if {c.__name__ for c in type(exc).__mro__} & _MISSING_ERRORS:
+        return True
+    text = str(exc).lower()
+    return any(word in text for word in _MISSING_WORDS)
+
+
 def hub_load(loader: Callable[..., T], model: str, kind: str, **kwargs: Any) -> T:
     """Call ``loader(model, **kwargs)`` (a ``from_pretrained``) with fail-fast offline handling.
 
@@ -215,6 +230,8 @@ def hub_load(loader: Callable[..., T], model: str, kind: str, **kwargs: Any) -> 
     except WeightsNotFoundError:
         raise
     except (OSError, ValueError) as exc:  # hub errors are OSError subclasses
+        if not _is_missing_files(exc) and not _is_connection_error(exc):
+            raise  # a real error (a bad config, dtype, component): not "download it"
         if kwargs.get("local_files_only") or not _is_connection_error(exc):
             raise _missing(kind, model, _short(exc)) from exc
         first = exc
@@ -363,6 +380,15 @@ def resolve_lpips_backbone(
 # -- requirements of a spec ---------------------------------------------------------------------
 
 
+#: ``extra`` of a diffusers requirement that is one checkpoint file (``from_single_file``).
+SINGLE_FILE = "single_file"
+
+
+def is_single_file(model: str) -> bool:
+    """A ``.safetensors`` / ``.ckpt`` checkpoint rather than a pipeline folder or hub id."""
+    return model.lower().endswith((".safetensors", ".ckpt"))
+
+
 def requirements_for(component: str, params: dict[str, Any] | None = None) -> list[WeightRequirement]:
     """What the registered component ``component`` built with ``params`` needs to run."""
     p = dict(params or {})
@@ -370,6 +396,11 @@ def requirements_for(component: str, params: dict[str, Any] | None = None) -> li
         model = p.get("model")
         if not model:
             return []
+        if is_single_file(str(model)):  # the checkpoint file, and the folder of its configs
+            needs = [WeightRequirement(component, "diffusers", str(model), extra=SINGLE_FILE)]
+            if p.get("config"):
+                needs.append(WeightRequirement(component, "diffusers", str(p["config"])))
+            return needs
         return [WeightRequirement(component, "diffusers", str(model), p.get("revision"),
                                   p.get("variant"))]
     if component == "clip_i":
@@ -434,6 +465,8 @@ def check_present(req: WeightRequirement) -> bool:
         if req.kind == "api_key":
             return bool(os.environ.get(req.model))
         if req.kind == "diffusers":
+            if req.extra == SINGLE_FILE:
+                return Path(os.path.expanduser(req.model)).is_file()
             if looks_like_path(req.model):
                 return _diffusers_complete(Path(os.path.expanduser(req.model)))
             index = _snapshot_file(req.model, "model_index.json", req.revision)
@@ -474,6 +507,10 @@ def prefetch(req: WeightRequirement) -> str:
             return "already present"
         raise _missing(req.kind, req.model, "offline mode is on (HF_HUB_OFFLINE=1)", req.extra)
     if req.kind == "diffusers":
+        if req.extra == SINGLE_FILE:
+            if not check_present(req):
+                raise _missing("diffusers", req.model, "no such checkpoint file")
+            return req.model
         if looks_like_path(req.model):
             if not _diffusers_complete(Path(req.model)):
                 raise _missing("diffusers", req.model, "no model_index.json in the folder")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -62,11 +63,57 @@ class Backend(ABC):  # noqa: B024 - shared base, no abstract method of its own
         """Release models / connections. Default: nothing to release."""
 
 
+@dataclass(frozen=True)
+class PromptBudget:
+    """How much prompt a T2I model reads: ``max_tokens`` of ``tokenizer`` (the rest is cut off).
+
+    ``words`` is what the MLLM is asked for: a word count that fits the token budget (comma-
+    separated prompt phrases average about 1.4 CLIP tokens a word). Models with no known limit
+    keep the default of 70 words.
+
+    >>> PromptBudget(max_tokens=75, tokenizer="CLIPTokenizer").words
+    53
+    >>> PromptBudget().words
+    70
+    """
+
+    max_tokens: int | None = None
+    tokenizer: str = ""
+    tokens_per_word: float = 1.4
+
+    @property
+    def words(self) -> int:
+        if not self.max_tokens:
+            return DEFAULT_PROMPT_WORDS
+        return max(8, int(self.max_tokens / self.tokens_per_word))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"max_tokens": self.max_tokens, "tokenizer": self.tokenizer, "words": self.words}
+
+
+#: The prompt length asked of the MLLM when the T2I model states no budget.
+DEFAULT_PROMPT_WORDS = 70
+
+#: The prompt budget of the T2I model the current thread writes prompts for (set by the runner
+#: per model and case; MLLM backends put it into the prompt templates).
+CURRENT_PROMPT_BUDGET: ContextVar[PromptBudget | None] = ContextVar(
+    "repainter_prompt_budget", default=None)
+
+
+def current_prompt_budget() -> PromptBudget:
+    """The budget of the model being worked on, or the default one outside a run."""
+    return CURRENT_PROMPT_BUDGET.get() or PromptBudget()
+
+
 class T2IBackend(Backend):
     """Text-to-image: a batch of prompts with one seed each in, images out (same order)."""
 
     @abstractmethod
     def generate(self, prompts: Sequence[str], seeds: Sequence[int]) -> list[GeneratedImage]: ...
+
+    def prompt_budget(self) -> PromptBudget:
+        """How many tokens of a prompt the model reads (default: no known limit)."""
+        return PromptBudget()
 
 
 class MLLMBackend(Backend):
@@ -176,6 +223,9 @@ class T2IWrapper(T2IBackend):
 
     def generate(self, prompts: Sequence[str], seeds: Sequence[int]) -> list[GeneratedImage]:
         return self.inner.generate(prompts, seeds)
+
+    def prompt_budget(self) -> PromptBudget:
+        return self.inner.prompt_budget()
 
     def close(self) -> None:
         self.inner.close()

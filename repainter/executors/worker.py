@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from repainter.backends.base import CURRENT_PROMPT_BUDGET
 from repainter.components import Components
 from repainter.graph import RunContext, build_graph
 from repainter.images import ImageLoadError, load_image, reference_digest
@@ -97,6 +98,9 @@ class CaseWorker:
             "recursion_limit": 8 * rounds + 16,
         }
         token = CURRENT_CASE.set((task.model, task.case_id))
+        # the MLLM writes prompts for this model's prompt budget (tokens its text encoder reads)
+        budget = getattr(self.ctx.t2i[task.model], "prompt_budget", None)
+        budget_token = CURRENT_PROMPT_BUDGET.set(budget() if callable(budget) else None)
         try:
             snapshot = self.graph.get_state(config) if self.checkpointer is not None else None
             if (snapshot is not None and snapshot.next
@@ -113,6 +117,7 @@ class CaseWorker:
                           "round": selected["round"], "of": rounds,
                           "best": (selected.get("best") or {}).get("selection")})
         finally:
+            CURRENT_PROMPT_BUDGET.reset(budget_token)
             CURRENT_CASE.reset(token)
 
     def prune(self, task: CaseTask) -> None:

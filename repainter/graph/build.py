@@ -5,6 +5,9 @@
                                       |-- revise <- critique <- (go on) --+
                                                                           |
                                     finalize <- decide <- judge <- (stop)+
+
+The baselines (``loop.strategy`` best_of_n / one_shot) skip critique and revise: select goes
+straight back to write_variants, which renders the initial prompt again without the MLLM.
 """
 
 from __future__ import annotations
@@ -81,7 +84,8 @@ def build_graph(ctx: RunContext | LazyContext, checkpointer=None):
     graph.add_edge("write_variants", "generate")
     graph.add_edge("generate", "score")
     graph.add_edge("score", "select")
-    graph.add_conditional_edges("select", nodes.after_select, ["critique", "judge"])
+    graph.add_conditional_edges("select", lambda state: nodes.after_select(state, ctx),
+                                ["critique", "judge", "write_variants"])
     graph.add_edge("critique", "revise")
     graph.add_edge("revise", "write_variants")
     graph.add_edge("judge", "decide")

@@ -15,6 +15,12 @@ from repainter.spec import RunSpec
 from repainter.store import RunStore, slug
 
 
+def case_seed(run_seed: int, case_id: str, round_number: int, variant: int) -> int:
+    """The render seed of (case, round, variant) in a run with ``run_seed``."""
+    text = f"{run_seed}:{case_id}:{round_number}:{variant}"
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big") & 0x7FFFFFFF
+
+
 @dataclass
 class RunContext:
     spec: RunSpec
@@ -56,8 +62,7 @@ class RunContext:
 
     def seed(self, case_id: str, round_number: int, variant: int) -> int:
         """The same seed for every model at the same (case, round, variant): fair comparisons."""
-        text = f"{self.spec.seed}:{case_id}:{round_number}:{variant}"
-        return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big") & 0x7FFFFFFF
+        return case_seed(self.spec.seed, case_id, round_number, variant)
 
     def forget(self, case_id: str) -> None:
         """Drop a finished case's reference and features to keep memory flat over long runs."""

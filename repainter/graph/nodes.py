@@ -57,13 +57,20 @@ def compose_prompt(state: CaseState, ctx: RunContext) -> dict[str, Any]:
 
 
 def write_variants(state: CaseState, ctx: RunContext) -> dict[str, Any]:
-    """The MLLM writes this round's prompt variants; each gets a fixed seed."""
+    """The MLLM writes this round's prompt variants; each gets a fixed seed.
+
+    The baselines ask the MLLM nothing: ``best_of_n`` renders the initial prompt ``variants``
+    times per round, ``one_shot`` renders it once (seeds differ by round and variant).
+    """
     round_number = state["round"] + 1
-    critique = _last_critique(state)
-    prompts = ctx.mllm.write_variants(
-        state["prompt"], ctx.spec.loop.variants, _iut(state), critique,
-        seed=ctx.seed(state["case_id"], round_number, -1),
-    )
+    strategy = ctx.spec.strategy_of(state["model"])
+    if strategy == "refine":
+        prompts = ctx.mllm.write_variants(
+            state["prompt"], ctx.spec.loop.variants, _iut(state), _last_critique(state),
+            seed=ctx.seed(state["case_id"], round_number, -1),
+        )
+    else:
+        prompts = [state["initial_prompt"]] * (ctx.spec.loop.variants if strategy == "best_of_n" else 1)
     prompts = [p.strip() for p in prompts if p and p.strip()][: ctx.spec.loop.variants]
     if not prompts:
         raise CaseFailure(f"round {round_number}: the MLLM wrote no prompt variant")
@@ -81,11 +88,30 @@ def is_out_of_memory(exc: BaseException) -> bool:
             or "out of memory" in str(exc).lower())
 
 
+def free_memory() -> None:
+    """Collect garbage and return cached accelerator memory (after an out-of-memory error)."""
+    import gc
+
+    gc.collect()
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - the procedural backends need no torch
+        return
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    mps = getattr(torch, "mps", None)
+    if mps is not None and torch.backends.mps.is_available():
+        mps.empty_cache()
+
+
 def render_batch(backend, prompts: list[str], seeds: list[int]) -> list[GeneratedImage]:
     """Render as one batch; on out-of-memory, split the batch in halves and retry each.
 
-    A single prompt that still runs out of memory fails the case with that reason.
+    The retry runs outside the ``except`` block, after the failed call's exception (and with it
+    the tensors its traceback holds) is dropped and memory is freed. A single prompt that still
+    runs out of memory fails the case with that reason.
     """
+    failure = None
     try:
         images = backend.generate(prompts, seeds)
     except Exception as exc:
@@ -93,6 +119,9 @@ def render_batch(backend, prompts: list[str], seeds: list[int]) -> list[Generate
             raise
         if len(prompts) == 1:
             raise CaseFailure(f"T2I out of memory even for a batch of 1: {exc}") from exc
+        failure = f"{type(exc).__name__}: {exc}"
+    if failure is not None:  # the exception and its frames are gone here
+        free_memory()
         half = len(prompts) // 2
         return (render_batch(backend, prompts[:half], seeds[:half])
                 + render_batch(backend, prompts[half:], seeds[half:]))
@@ -119,8 +148,51 @@ def generate(state: CaseState, ctx: RunContext) -> dict[str, Any]:
             state["model"], state["case_id"], candidate["round"], candidate["variant"]
         )
         rendered.append({**candidate, "image": path, "flagged": _store_render(ctx, path, generated),
-                         **drawn_scene_of(generated)})
+                         **_prompt_truncation(generated), **drawn_scene_of(generated)})
     return {"pending": rendered}
+
+
+def _prompt_truncation(generated: GeneratedImage) -> dict[str, Any]:
+    """How many prompt tokens the T2I model dropped (recorded only where it dropped some)."""
+    dropped = (generated.metadata or {}).get("prompt_tokens_dropped")
+    return {"prompt_tokens_dropped": int(dropped)} if dropped else {}
+
+
+def flag_summary(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Candidates rendered, how many were flagged (per flag) and the flagged share."""
+    flags = [c.get("flagged") for r in rounds for c in r.get("candidates") or []]
+    counts: dict[str, int] = {}
+    for flag in flags:
+        if flag:
+            counts[flag] = counts.get(flag, 0) + 1
+    flagged = sum(counts.values())
+    return {"candidates": len(flags), "flagged": flagged, "by_flag": counts,
+            "flagged_share": flagged / len(flags) if flags else None}
+
+
+def render_flags_by_model(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per model: candidates rendered and flagged (per flag), the flagged share, and the cases
+    whose every candidate was flagged (they have no score, so the model's means leave them out).
+
+    >>> render_flags_by_model([{"model": "sd15", "rounds": [{"candidates": [
+    ...     {"flagged": "safety_checker_blanked"}, {"flagged": None}]}]}])["sd15"]["flagged_share"]
+    0.5
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for model in sorted({r["model"] for r in records}):
+        mine = [r for r in records if r["model"] == model]
+        summaries = [flag_summary(r.get("rounds") or []) for r in mine]
+        counts: dict[str, int] = {}
+        for summary in summaries:
+            for flag, n in summary["by_flag"].items():
+                counts[flag] = counts.get(flag, 0) + n
+        total = sum(s["candidates"] for s in summaries)
+        flagged = sum(counts.values())
+        out[model] = {"candidates": total, "flagged": flagged, "by_flag": counts,
+                      "flagged_share": flagged / total if total else None,
+                      "cases_all_flagged": sum(1 for s in summaries
+                                               if s["candidates"] and s["flagged"] == s["candidates"])}
+    return out
 
 
 def drawn_scene_of(generated: GeneratedImage) -> dict[str, Any]:
@@ -226,7 +298,7 @@ def select(state: CaseState, ctx: RunContext) -> dict[str, Any]:
         "round": round_number, "rounds": [*state.get("rounds", []), record],
         "best": best, "stale_rounds": stale, "pending": [],
     }
-    if round_number >= ctx.spec.loop.rounds:
+    if round_number >= round_limit(ctx, state["model"]):
         update["stop_reason"] = "round_limit"
     elif early.target is not None and best and best["selection"] >= early.target:
         update["stop_reason"] = "target_reached"
@@ -343,8 +415,18 @@ def finalize(state: CaseState, ctx: RunContext) -> dict[str, Any]:
 # -- routing ---------------------------------------------------------------------------------
 
 
-def after_select(state: CaseState) -> str:
-    return "judge" if state.get("stop_reason") else "critique"
+def after_select(state: CaseState, ctx: RunContext | None = None) -> str:
+    """Stop -> judge; else the method critiques and revises, a baseline just renders again."""
+    if state.get("stop_reason"):
+        return "judge"
+    if ctx is not None and ctx.spec.strategy_of(state["model"]) != "refine":
+        return "write_variants"
+    return "critique"
+
+
+def round_limit(ctx: RunContext, model: str) -> int:
+    """Rounds a case of ``model`` runs: one for ``one_shot``, ``loop.rounds`` otherwise."""
+    return 1 if ctx.spec.strategy_of(model) == "one_shot" else ctx.spec.loop.rounds
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -392,5 +474,9 @@ def case_record(state: CaseState, ctx: RunContext) -> dict[str, Any]:
         "t2i": ctx.t2i[state["model"]].identity(),
         "timings": {k: round(v, 4) for k, v in (state.get("timings") or {}).items()},
         "mllm_usage": ctx.mllm.case_usage(state["model"], state["case_id"]),
+        "render_flags": flag_summary(rounds),
         "decision": state.get("decision"),
+        # only the baselines say so: records of the default method stay as they were
+        **({"strategy": strategy} if (strategy := ctx.spec.strategy_of(state["model"])) != "refine"
+           else {}),
     }

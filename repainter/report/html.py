@@ -30,8 +30,9 @@ from repainter.images import atomic_write_bytes
 from repainter.report.labels import metric_header
 from repainter.report.leaderboard import (
     build_category_table,
-    build_comparisons,
     build_leaderboard,
+    build_metric_comparisons,
+    correction_note,
 )
 from repainter.report.plots import (
     model_colour,
@@ -398,12 +399,14 @@ def build_report_context(run_dir: str | Path, *, max_cases: int = MAX_CASES,
 
     saved = _current_tables(store, models, records)
     if saved is not None:  # leaderboard.json was written from exactly these records
-        rows, comparisons, categories = saved
+        rows, _, categories = saved
     else:
         rows = leaderboard if leaderboard is not None else (
             build_leaderboard(records, models) if records else [])
-        comparisons = build_comparisons(records, rows) if records else []
         categories = build_category_table(records) if records else []
+    correction = spec.correction if spec is not None else "holm"
+    by_metric = build_metric_comparisons(records, rows, correction) if records else {}
+    comparisons = by_metric.get("selection", [])
     metric_names = _metric_columns(rows)
 
     # leaderboard view
@@ -441,13 +444,20 @@ def build_report_context(run_dir: str | Path, *, max_cases: int = MAX_CASES,
                 for m in metric_names
             ],
         })
-    comparison_view = [{
-        "a": c["model_a"], "b": c["model_b"], "n": c["n"],
-        "diff": fmt_signed(c["mean_difference"]) if c["n"] else "–",
-        "ci": (fmt_signed(c["ci_low"]), fmt_signed(c["ci_high"])) if c.get("ci_low") is not None else None,
-        "p": fmt_p(c["p_value"]), "significant": c["significant"],
-        "colour_a": colours.get(c["model_a"], "#888"), "colour_b": colours.get(c["model_b"], "#888"),
-    } for c in comparisons]
+    def comparison_view(family: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [{
+            "a": c["model_a"], "b": c["model_b"], "n": c["n"],
+            "diff": fmt_signed(c["mean_difference"]) if c["n"] else "–",
+            "ci": (fmt_signed(c["ci_low"]), fmt_signed(c["ci_high"]))
+            if c.get("ci_low") is not None else None,
+            "p": fmt_p(c["p_value"]), "p_adjusted": fmt_p(c.get("p_adjusted")),
+            "significant": c["significant"],
+            "colour_a": colours.get(c["model_a"], "#888"), "colour_b": colours.get(c["model_b"], "#888"),
+        } for c in family]
+
+    metric_families = [{"metric": metric, "note": correction_note(family),
+                        "rows": comparison_view(family)}
+                       for metric, family in by_metric.items() if family and metric != "selection"]
 
     category_names = sorted({c["category"] for c in categories})
     by_cat = {(c["model"], c["category"]): c for c in categories}
@@ -564,7 +574,10 @@ def build_report_context(run_dir: str | Path, *, max_cases: int = MAX_CASES,
         "models": [{"name": m, "colour": colours[m]} for m in models],
         "board": board,
         "metric_names": metric_names,
-        "comparisons": comparison_view,
+        "comparisons": comparison_view(comparisons),
+        "comparison_note": correction_note(comparisons) if comparisons else "",
+        "metric_families": metric_families,
+        "validity": _validity_view(run_dir),
         "category_models": [{"name": m, "colour": colours[m]} for m in models],
         "categories": category_view,
         "plots": plots,
@@ -585,6 +598,25 @@ def build_report_context(run_dir: str | Path, *, max_cases: int = MAX_CASES,
         "spec_yaml": _read_text(run_dir / SPEC_FILE),
         "run_json": json.dumps(info, indent=2, ensure_ascii=False) if info else None,
     }
+
+
+def _validity_view(run_dir: Path) -> dict[str, Any] | None:
+    """What ``repainter meta-eval`` found about the metrics (RUN/validity.json), if it ran."""
+    path = run_dir / "validity.json"
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    from repainter.report.validity import trust_table
+
+    rows = trust_table(data)
+    errors = list(dict.fromkeys(r["error"] for r in rows))
+    metrics = list(dict.fromkeys(r["metric"] for r in rows))
+    cells = {(r["metric"], r["error"]): r for r in rows}
+    return {"errors": errors, "command": data.get("command"), "bench": data.get("bench"),
+            "rows": [{"metric": m, "cells": [cells.get((m, e)) for e in errors]} for m in metrics]}
 
 
 def _current_tables(store: RunStore, models: list[str], records: list[dict[str, Any]]):

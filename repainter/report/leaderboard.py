@@ -5,6 +5,10 @@ the final best-ever candidate, and their difference (steerability); every metric
 bootstrap confidence interval; time per case. Paired comparisons (sign-flip permutation test on
 the cases both models finished) say whether each ranking step is significant. Per-category means
 show where a model wins. Written as JSON, CSV and Markdown.
+
+Every metric column gets its own paired tests (``metric_comparisons``); with more than two models
+the p-values of each metric's family of pairs are corrected for multiple comparisons (Holm by
+default, Benjamini-Hochberg selectable), and the correction is named in every output.
 """
 
 from __future__ import annotations
@@ -18,8 +22,11 @@ from typing import Any
 
 from repainter.images import atomic_write_bytes
 from repainter.report.labels import metric_header
-from repainter.report.stats import bootstrap_ci, paired_comparison
+from repainter.report.stats import bootstrap_ci, corrected, paired_comparison
 from repainter.store import json_safe, write_json
+
+#: The multiple-comparison correction applied when more than two models are compared.
+DEFAULT_CORRECTION = "holm"
 
 #: Nodes whose time is the MLLM's (the shared description excluded: it serves every model).
 MLLM_NODES = ("compose_prompt", "write_variants", "critique", "revise", "judge")
@@ -35,8 +42,13 @@ def build_leaderboard(records: list[dict[str, Any]], models: list[str] | None = 
 
     ``<metric>`` is the mean over cases of the best-ever candidate's score, ``<metric>_round1``
     that of round 1's best; ``steerability`` is the mean per-case gain of the selection score.
+    Where renders were flagged (safety-blanked, NaN decodes: never scored), ``flagged_share`` and
+    ``cases_all_flagged`` stand beside the means, since those means cover only scored renders.
     """
+    from repainter.graph.nodes import render_flags_by_model  # lazy: the graph imports langgraph
+
     models = models or sorted({r["model"] for r in records})
+    flag_shares = render_flags_by_model(records)
     rows = []
     for model in models:
         mine = [r for r in records if r["model"] == model]
@@ -44,6 +56,7 @@ def build_leaderboard(records: list[dict[str, Any]], models: list[str] | None = 
         metric_names = sorted({k for r in done for k in r.get("final_scores", {})} - {"selection"})
         row: dict[str, Any] = {
             "model": model,
+            **({"strategy": done[0]["strategy"]} if done and done[0].get("strategy") else {}),
             "cases": len(mine),
             "done": len(done),
             "failed": len(mine) - len(done),
@@ -64,6 +77,10 @@ def build_leaderboard(records: list[dict[str, Any]], models: list[str] | None = 
         if any("total_tokens" in u for u in usages):
             row["mllm_tokens_per_case"] = _mean([u.get("total_tokens", 0) for u in usages])
             row["mllm_cost_usd"] = sum(u.get("cost_usd", 0.0) for u in usages)
+        flags = flag_shares.get(model) or {}
+        if flags.get("flagged"):  # blanked / NaN renders are never scored: say how many were
+            row["flagged_share"] = flags["flagged_share"]
+            row["cases_all_flagged"] = flags["cases_all_flagged"]
         decisions = [r["decision"] for r in done if r.get("decision")]
         if decisions:  # retrieve-or-generate: how often each side won, and was right
             judged = [d["correct"] for d in decisions if d.get("correct") is not None]
@@ -97,15 +114,47 @@ def _final_scores(records: list[dict[str, Any]], model: str, metric: str) -> dic
 
 
 def build_comparisons(
-    records: list[dict[str, Any]], leaderboard: list[dict[str, Any]], metric: str = "selection"
+    records: list[dict[str, Any]], leaderboard: list[dict[str, Any]], metric: str = "selection",
+    correction: str = DEFAULT_CORRECTION,
 ) -> list[dict[str, Any]]:
-    """Paired tests between every two models, in leaderboard order (a ranked above b)."""
+    """Paired tests between every two models on one metric, in leaderboard order (a ranked above
+    b), with ``correction`` applied across the pairs (named "none" for a single pair)."""
     models = [row["model"] for row in leaderboard]
-    return [
+    family = [
         paired_comparison(a, _final_scores(records, a, metric), b,
-                          _final_scores(records, b, metric), metric).as_dict()
+                          _final_scores(records, b, metric), metric)
         for i, a in enumerate(models) for b in models[i + 1:]
     ]
+    return [c.as_dict() for c in corrected(family, correction)]
+
+
+def spec_correction(run_dir: str | Path) -> str:
+    """The ``correction`` of the spec saved in ``run_dir`` (Holm where there is none)."""
+    path = Path(run_dir) / "spec.yaml"
+    if path.exists():
+        from repainter.spec import SpecError, load_spec
+
+        try:
+            return load_spec(path).correction
+        except SpecError:
+            pass
+    return DEFAULT_CORRECTION
+
+
+def compared_metrics(leaderboard: list[dict[str, Any]]) -> list[str]:
+    """``selection`` and every metric column with a bootstrap interval, in column order."""
+    names = sorted({k[: -len("_ci_low")] for row in leaderboard for k in row if k.endswith("_ci_low")}
+                   - {"selection_final"})
+    return ["selection", *names]
+
+
+def build_metric_comparisons(
+    records: list[dict[str, Any]], leaderboard: list[dict[str, Any]],
+    correction: str = DEFAULT_CORRECTION,
+) -> dict[str, list[dict[str, Any]]]:
+    """Paired tests for every metric column: metric -> its corrected family of pairs."""
+    return {metric: build_comparisons(records, leaderboard, metric, correction)
+            for metric in compared_metrics(leaderboard)}
 
 
 def build_category_table(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -149,19 +198,38 @@ def _with_ci(row: dict[str, Any], key: str) -> str:
     low, high = row.get(f"{key}_ci_low"), row.get(f"{key}_ci_high")
     if row.get(key) is None:
         return "-"
-    return f"{row[key]:.4f}" + (f" [{low:.4f}, {high:.4f}]" if low is not None else "")
+    spread = row.get(f"{key}_seed_sd")  # seed-aggregated runs: the spread over seeds too
+    return (f"{row[key]:.4f}" + (f" [{low:.4f}, {high:.4f}]" if low is not None else "")
+            + (f" seed sd {spread:.4f}" if spread is not None else ""))
+
+
+COMPARISON_COLUMNS = ["model_a", "model_b", "n", "mean_difference", "ci_low", "ci_high",
+                      "p_value", "p_adjusted", "significant"]
+
+
+def correction_note(family: list[dict[str, Any]]) -> str:
+    """One sentence naming the multiple-comparison correction a family of tests used."""
+    name = family[0].get("correction", "none") if family else "none"
+    spelled = {"holm": "Holm (family-wise error rate)", "bh": "Benjamini-Hochberg (false "
+               "discovery rate)", "none": "none (a single pair)"}.get(name, name)
+    return (f"Multiple-comparison correction across the {len(family)} pair(s): {spelled}; "
+            "significant = adjusted p < 0.05.")
 
 
 def leaderboard_markdown(
     rows: list[dict[str, Any]],
     comparisons: list[dict[str, Any]] = (),
     categories: list[dict[str, Any]] = (),
+    metric_comparisons: dict[str, list[dict[str, Any]]] | None = None,
 ) -> str:
-    """The leaderboard for people: means with 95% intervals, then the paired tests."""
+    """The leaderboard for people: means with 95% intervals, then the paired tests per metric."""
     metrics = sorted({k for row in rows for k in row if k + "_ci_low" in row
                       and not k.startswith("selection")})
     view = [
-        {"rank": row["rank"], "model": row["model"], "done": row["done"], "failed": row["failed"],
+        {"rank": row["rank"], "model": row["model"],
+         **({"strategy": row.get("strategy") or "refine"} if any("strategy" in r for r in rows)
+            else {}),
+         "done": row["done"], "failed": row["failed"],
          "selection r1": row["selection_round1"], "selection final [95% CI]":
          _with_ci(row, "selection_final"), "steerability": row["steerability"],
          **{metric_header(m): _with_ci(row, m) for m in metrics},
@@ -170,6 +238,9 @@ def leaderboard_markdown(
          "MLLM s/case": row.get("mllm_seconds_per_case"),
          **({"MLLM tokens/case": row.get("mllm_tokens_per_case"),
              "MLLM cost USD": row.get("mllm_cost_usd")} if "mllm_tokens_per_case" in row else {}),
+         **({"flagged renders": row.get("flagged_share"),
+             "cases all flagged": row.get("cases_all_flagged")}
+            if any("flagged_share" in r for r in rows) else {}),
          **({"retrieved chosen": row.get("decision_retrieved_share"),
              "decision accuracy (GT)": row.get("decision_accuracy")}
             if "decision_cases" in row else {})}
@@ -179,8 +250,13 @@ def leaderboard_markdown(
     if comparisons:
         lines += ["", "## Paired comparisons (sign-flip permutation test, final selection score)",
                   ""]
-        lines += _table(comparisons, ["model_a", "model_b", "n", "mean_difference", "ci_low",
-                                      "ci_high", "p_value", "significant"])
+        lines += [correction_note(comparisons), ""]
+        lines += _table(comparisons, COMPARISON_COLUMNS)
+    for metric, family in (metric_comparisons or {}).items():
+        if metric == "selection" or not family:
+            continue
+        lines += ["", f"### Paired comparisons on {metric}", "", correction_note(family), ""]
+        lines += _table(family, COMPARISON_COLUMNS)
     if categories:
         lines += ["", "## By category (final selection score)", ""]
         lines += _table(categories, ["model", "category", "done", "selection_final", "ci_low",
@@ -189,20 +265,28 @@ def leaderboard_markdown(
 
 
 def write_leaderboard(
-    rows: list[dict[str, Any]], run_dir: str | Path, records: list[dict[str, Any]] = ()
+    rows: list[dict[str, Any]], run_dir: str | Path, records: list[dict[str, Any]] = (),
+    correction: str | None = None,
 ) -> None:
-    """Write leaderboard.{json,csv,md,tex}; with ``records``, also comparisons and categories."""
+    """Write leaderboard.{json,csv,md,tex}; with ``records``, also paired tests for every metric
+    (``comparisons`` keeps the selection score's, as before) and categories. ``correction``
+    defaults to the run folder's spec (``correction:``), else Holm."""
     run_dir = Path(run_dir)
-    comparisons = build_comparisons(list(records), rows) if records else []
+    correction = correction or spec_correction(run_dir)
+    by_metric = build_metric_comparisons(list(records), rows, correction) if records else {}
+    comparisons = by_metric.get("selection", [])
     categories = build_category_table(list(records)) if records else []
     write_json(run_dir / "leaderboard.json",  # a statistic of no data (NaN) is written as null
-               json_safe({"models": rows, "comparisons": comparisons, "categories": categories}))
+               json_safe({"models": rows, "comparisons": comparisons,
+                          "metric_comparisons": by_metric,
+                          "correction": correction if len(rows) > 2 else "none",
+                          "categories": categories}))
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=_columns(rows), extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_bytes(run_dir / "leaderboard.csv", buffer.getvalue().encode("utf-8"))
-    markdown = leaderboard_markdown(rows, comparisons, categories)
+    markdown = leaderboard_markdown(rows, comparisons, categories, by_metric)
     atomic_write_bytes(run_dir / "leaderboard.md", markdown.encode("utf-8"))
     from repainter.report.latex import write_latex
 

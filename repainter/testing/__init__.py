@@ -8,9 +8,12 @@ from repainter.testing.openai_server import (
     ALL_KINDS,
     EXTRA_KINDS,
     KINDS,
+    PROFILES,
     FaultPlan,
     OpenAICompatServer,
+    ServerProfile,
     canned_reply,
 )
 
-__all__ = ["ALL_KINDS", "EXTRA_KINDS", "KINDS", "FaultPlan", "OpenAICompatServer", "canned_reply"]
+__all__ = ["ALL_KINDS", "EXTRA_KINDS", "KINDS", "FaultPlan", "OpenAICompatServer", "PROFILES",
+           "ServerProfile", "canned_reply"]

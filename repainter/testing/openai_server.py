@@ -24,6 +24,15 @@ check that a client never writes its key where a server echoes it).
 
 Which request gets which fault is drawn from a seeded RNG under a lock, one draw per request in
 arrival order, so a sequential client sees the same faults on every run.
+
+A :class:`ServerProfile` (``profile=``, or a name of :data:`PROFILES`) makes it answer the way a
+real server does, with that server's status code and error body: vLLM's image limit
+(``--limit-mm-per-prompt``, 1 image by default on the V0 engine), OpenAI reasoning models'
+``temperature`` / ``max_tokens`` rejections, a model without structured output, llama-server
+without ``--mmproj``, Ollama's silent truncation past its context (``OLLAMA_CONTEXT_LENGTH``),
+Azure's content filter, a context-length 400, ``x-should-retry``, ``cached_tokens``, replies
+without ``usage`` and ``finish_reason`` ``length`` / ``content_filter``; ``drip_s`` sends the
+reply one byte per ``drip_s`` seconds.
 """
 
 from __future__ import annotations
@@ -188,18 +197,158 @@ def canned_reply(title: str, body: dict[str, Any] | None = None) -> Any:
 
 
 def completion(content: str | None, *, refusal: str | None = None, choices: bool = True,
-               prompt_tokens: int = 100, completion_tokens: int = 20) -> dict[str, Any]:
+               prompt_tokens: int = 100, completion_tokens: int = 20,
+               finish_reason: str = "stop", cached_tokens: int = 0, usage: bool = True,
+               system_fingerprint: str | None = None) -> dict[str, Any]:
     """A ``chat.completion`` object around ``content``."""
     message: dict[str, Any] = {"role": "assistant", "content": content}
     if refusal is not None:
         message["refusal"] = refusal
-    return {
+    reply: dict[str, Any] = {
         "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()),
         "model": "fake",
-        "choices": [{"index": 0, "finish_reason": "stop", "message": message}] if choices else [],
-        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                  "total_tokens": prompt_tokens + completion_tokens},
+        "choices": ([{"index": 0, "finish_reason": finish_reason, "message": message}]
+                    if choices else []),
     }
+    if usage:
+        reply["usage"] = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                          "total_tokens": prompt_tokens + completion_tokens}
+        if cached_tokens:
+            reply["usage"]["prompt_tokens_details"] = {
+                "cached_tokens": min(cached_tokens, prompt_tokens)}
+    if system_fingerprint:
+        reply["system_fingerprint"] = system_fingerprint
+    return reply
+
+
+# -- real servers' behaviours ------------------------------------------------------------------
+
+
+@dataclass
+class ServerProfile:
+    """How a real OpenAI-compatible server treats a request (None / default: no such rule).
+
+    ``max_images``: vLLM, ``--limit-mm-per-prompt`` (V0 engine default 1): more images are a 400
+    ``At most {n} image(s) may be provided in one request.``. ``reasoning``: OpenAI o-series /
+    gpt-5: ``temperature`` other than 1 and ``max_tokens`` are 400s naming the ``param``.
+    ``response_formats``: the ``response_format`` types accepted (others: 400, param
+    ``response_format``). ``images``: False is llama-server without ``--mmproj`` (500 ``image
+    input is not supported``). ``context_tokens``: Ollama's ``/v1``: content past the context
+    (``image_tokens`` per image, 4 characters per text token) is dropped from the oldest part on,
+    silently, and ``usage.prompt_tokens`` is the context size. ``content_filter``: Azure's 400
+    ``content_filter``. ``context_limit``: a 400 ``context_length_exceeded`` above this many
+    estimated tokens. ``should_retry``: the ``x-should-retry`` header on error replies, and
+    ``error_status`` the status of an error every request gets. ``cached_tokens``: reported in
+    ``usage.prompt_tokens_details``; ``usage=False`` sends no usage; ``finish_reason``: the
+    choice's finish reason. ``drip_s``: seconds between the bytes of a reply.
+    """
+
+    max_images: int | None = None
+    reasoning: bool = False
+    response_formats: tuple[str, ...] = ("json_schema", "json_object")
+    images: bool = True
+    context_tokens: int | None = None
+    image_tokens: int = 768
+    content_filter: bool = False
+    context_limit: int | None = None
+    should_retry: str | None = None
+    error_status: int | None = None
+    cached_tokens: int = 0
+    usage: bool = True
+    finish_reason: str = "stop"
+    drip_s: float = 0.0
+    system_fingerprint: str | None = None
+
+
+#: Profiles named after the servers they reproduce.
+PROFILES: dict[str, ServerProfile] = {
+    "vllm-v0": ServerProfile(max_images=1),
+    "openai-reasoning": ServerProfile(reasoning=True, cached_tokens=1024,
+                                      system_fingerprint="fp_reasoning"),
+    "no-structured-output": ServerProfile(response_formats=()),
+    "llama-server-no-mmproj": ServerProfile(images=False),
+    "ollama": ServerProfile(context_tokens=2048, response_formats=("json_object",)),
+    "azure-content-filter": ServerProfile(content_filter=True),
+}
+
+
+def _openai_error(message: str, param: str | None, code: str | None,
+                  type_: str | None = "invalid_request_error") -> dict[str, Any]:
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+def _parts(body: dict[str, Any]) -> list[tuple[int, int, dict[str, Any]]]:
+    """(message index, part index, part) of every content part, oldest first."""
+    return [(i, j, part) for i, m in enumerate(body.get("messages") or [])
+            if isinstance(m, dict) and isinstance(m.get("content"), list)
+            for j, part in enumerate(m["content"]) if isinstance(part, dict)]
+
+
+def _estimate_tokens(body: dict[str, Any], image_tokens: int) -> int:
+    images = sum(1 for _, _, p in _parts(body) if p.get("type") == "image_url")
+    return images * image_tokens + max(1, len(_request_text(body)) // 4)
+
+
+def profile_rejection(profile: ServerProfile, body: dict[str, Any]
+                      ) -> tuple[int, dict[str, str], dict[str, Any]] | None:
+    """(status, headers, body) of the error a real server sends for ``body``, or None."""
+    headers = {"x-should-retry": profile.should_retry} if profile.should_retry else {}
+    images = sum(1 for _, _, p in _parts(body) if p.get("type") == "image_url")
+    if profile.error_status:
+        return profile.error_status, headers, _openai_error(
+            "The server had an error while processing your request.", None, None, "server_error")
+    if images and not profile.images:  # llama-server (tools/server/server.cpp) without --mmproj
+        return 500, headers, {"error": {
+            "code": 500, "type": "server_error",
+            "message": "image input is not supported - hint: if this is unexpected, you may "
+                       "need to provide the mmproj"}}
+    if profile.max_images is not None and images > profile.max_images:  # vLLM chat_utils
+        return 400, headers, {"object": "error", "type": "BadRequestError", "param": None,
+                              "code": 400, "message": f"At most {profile.max_images} image(s) "
+                                                      "may be provided in one request."}
+    if profile.content_filter:
+        return 400, headers, {"error": {
+            "message": "The response was filtered due to the prompt triggering Azure OpenAI's "
+                       "content management policy. Please modify your prompt and retry.",
+            "type": None, "param": "prompt", "code": "content_filter", "status": 400}}
+    if profile.reasoning and "temperature" in body and body["temperature"] != 1:
+        return 400, headers, _openai_error(
+            f"Unsupported value: 'temperature' does not support {body['temperature']} with this "
+            "model. Only the default (1) value is supported.", "temperature", "unsupported_value")
+    if profile.reasoning and "max_tokens" in body:
+        return 400, headers, _openai_error(
+            "Unsupported parameter: 'max_tokens' is not supported with this model. Use "
+            "'max_completion_tokens' instead.", "max_tokens", "unsupported_parameter")
+    fmt = (body.get("response_format") or {}).get("type")
+    if fmt and fmt not in profile.response_formats:
+        return 400, headers, _openai_error(
+            f"Invalid parameter: 'response_format' of type '{fmt}' is not supported with this "
+            "model.", "response_format", None)
+    if profile.context_limit is not None:
+        needed = _estimate_tokens(body, profile.image_tokens)
+        if needed > profile.context_limit:
+            return 400, headers, _openai_error(
+                f"This model's maximum context length is {profile.context_limit} tokens. "
+                f"However, your messages resulted in {needed} tokens. Please reduce the length "
+                "of the messages.", "messages", "context_length_exceeded")
+    return None
+
+
+def ollama_truncate(body: dict[str, Any], context_tokens: int, image_tokens: int) -> int:
+    """Drop the oldest content parts until the request fits (in place); the tokens it reads.
+
+    Ollama cuts the token sequence to exactly the context ("truncating input prompt ...
+    new=<limit>" in its log), so a truncated request reads the whole context.
+    """
+    truncated = False
+    while _estimate_tokens(body, image_tokens) > context_tokens:
+        parts = _parts(body)
+        if len(parts) <= 1:
+            break
+        i, j, _ = parts[0]
+        del body["messages"][i]["content"][j]
+        truncated = True
+    return context_tokens if truncated else _estimate_tokens(body, image_tokens)
 
 
 # -- fault plan --------------------------------------------------------------------------------
@@ -256,7 +405,9 @@ class OpenAICompatServer:
 
     def __init__(self, *, latency: float = 0.0, faults: FaultPlan | None = None,
                  replies: dict[str, Any | Callable[[dict], Any]] | None = None,
-                 record_bodies: bool = False, host: str = "127.0.0.1", port: int = 0):
+                 record_bodies: bool = False, host: str = "127.0.0.1", port: int = 0,
+                 profile: ServerProfile | str | None = None):
+        self.profile = PROFILES[profile] if isinstance(profile, str) else (profile or ServerProfile())
         self.latency = float(latency)
         self.faults = faults or FaultPlan()
         self.replies = dict(replies or {})
@@ -308,6 +459,7 @@ class OpenAICompatServer:
             self.in_flight = 0
             self.peak_in_flight = 0
             self.bodies.clear()
+            self.request_lines: list[dict[str, Any]] = []  # path and headers (record_bodies)
 
     def stats(self) -> dict[str, Any]:
         """A snapshot: requests, calls per schema, faults per kind, their total, peak in flight."""
@@ -391,7 +543,14 @@ class OpenAICompatServer:
                         self.send_header(key, value)
                     self.send_header("content-length", str(len(data)))
                     self.end_headers()
-                    self.wfile.write(data)
+                    if server.profile.drip_s:  # one byte at a time, until the client gives up
+                        for i in range(len(data)):
+                            if server._stop.wait(server.profile.drip_s):
+                                return
+                            self.wfile.write(data[i:i + 1])
+                            self.wfile.flush()
+                    else:
+                        self.wfile.write(data)
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 
@@ -413,7 +572,7 @@ class OpenAICompatServer:
                         server.in_flight -= 1
 
             def _post(self):
-                if self.path.rstrip("/") != CHAT_PATH:
+                if self.path.split("?")[0].rstrip("/") != CHAT_PATH:
                     self._error(404, f"no route POST {self.path}")
                     return
                 try:
@@ -433,6 +592,9 @@ class OpenAICompatServer:
                         server.injected[kind] += 1
                     if server.record_bodies:
                         server.bodies.append(body)
+                        server.request_lines.append(
+                            {"path": self.path, "headers": {k.lower(): v for k, v in
+                                                            self.headers.items()}})
                 if server.latency:
                     server._stop.wait(server.latency)
                 if kind in ("hang", "drop"):
@@ -448,9 +610,21 @@ class OpenAICompatServer:
                         kind, title, body, self.headers.get("authorization", ""))
                     self._send(status, headers, data)
                     return
+                profile = server.profile
+                rejection = profile_rejection(profile, body)
+                if rejection is not None:
+                    status, headers, error_body = rejection
+                    self._send(status, headers, json.dumps(error_body).encode())
+                    return
+                prompt_tokens = max(1, length // 4)
+                if profile.context_tokens:  # what the model reads: a truncated copy
+                    body = copy.deepcopy(body)
+                    prompt_tokens = ollama_truncate(body, profile.context_tokens,
+                                                    profile.image_tokens)
                 text = json.dumps(server._reply(title, body))
                 self._send(200, {}, json.dumps(completion(
-                    text, prompt_tokens=max(1, length // 4),
-                    completion_tokens=max(1, len(text) // 4))).encode())
+                    text, prompt_tokens=prompt_tokens, completion_tokens=max(1, len(text) // 4),
+                    finish_reason=profile.finish_reason, cached_tokens=profile.cached_tokens,
+                    usage=profile.usage, system_fingerprint=profile.system_fingerprint)).encode())
 
         return Handler

@@ -8,7 +8,12 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
-from repainter.backends.t2i.diffusers import BLANKED, DiffusersT2I, is_blank  # noqa: E402
+from repainter.backends.t2i.diffusers import (  # noqa: E402
+    ALL_BLACK,
+    BLANKED,
+    DiffusersT2I,
+    is_blank,
+)
 from repainter.weights import WeightsNotFoundError  # noqa: E402
 
 from .tiny_models import (  # noqa: E402
@@ -97,7 +102,8 @@ def test_safety_checker_blanked_images_are_flagged(tiny_sd_path, monkeypatch):
         return torch.full_like(image, -1.0), None
 
     monkeypatch.setattr(t2i.pipe, "run_safety_checker", black_without_flag)
-    assert [g.flagged for g in t2i.generate(["x"], [0])] == [BLANKED]
+    # black without the checker's flag is not called safety blanking (issue 16 item 11)
+    assert [g.flagged for g in t2i.generate(["x"], [0])] == [ALL_BLACK]
 
 
 def test_offline_missing_weights(monkeypatch, tmp_path):

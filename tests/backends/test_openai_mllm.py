@@ -310,7 +310,7 @@ def test_json_schema_unsupported_falls_back(make, server):
     assert "response_format" not in server.requests[-1]
     # a fixed mode does not fall back
     server.script = [(400, {}, reject_schema, 0)]
-    with pytest.raises(MLLMCallError, match="rejected \\(400\\)"):
+    with pytest.raises(MLLMCallError, match="rejected \\(400, response_format\\)"):
         make(json_mode="json_schema").judge(_image(), _image())
 
 

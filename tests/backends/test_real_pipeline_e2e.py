@@ -20,7 +20,7 @@ from typer.testing import CliRunner  # noqa: E402
 
 from repainter.cli import app  # noqa: E402
 
-from .test_openai_mllm import SECRET, FakeServer  # noqa: E402
+from .test_openai_mllm import DEFAULT_REPLIES, SECRET, FakeServer  # noqa: E402
 from .tiny_models import (  # noqa: E402, F401
     TINY_OPEN_CLIP,
     TINY_OPEN_CLIP_NAME,
@@ -40,6 +40,9 @@ def test_real_backends_run_the_same_graph_through_the_cli(
     tmp_path, server, monkeypatch, tiny_sd_path, tiny_open_clip_checkpoint, tiny_dinov2_path
 ):
     monkeypatch.setenv("TEST_MLLM_KEY", SECRET)
+    # variants longer than the tiny CLIP tokenizer reads (16 ids): the drop is recorded
+    long_variants = ["red cat on a blue sofa in a sunny room, photo", "red cat"]
+    monkeypatch.setitem(DEFAULT_REPLIES, "PromptVariants", {"prompts": long_variants})
     spec = {
         "name": "real-tiny",
         "output_dir": str(tmp_path / "run"),
@@ -88,6 +91,19 @@ def test_real_backends_run_the_same_graph_through_the_cli(
         assert record["rounds"][0]["revised_prompt"] == "red cat, blue sofa, photo"
         usage = record["mllm_usage"]  # tokens of this case's own calls (the description is shared)
         assert usage["calls"] >= 4 and usage["total_tokens"] > 0
+        assert usage["served_by"] == ["fake-model"]  # response.model of the replies
+        # what ran (issue 16 item 10), the flagged share (item 11), prompt truncation (issue 12.5)
+        assert record["t2i"]["effective"]["steps"] == 2
+        assert record["render_flags"]["candidates"] == 4
+        dropped = [c.get("prompt_tokens_dropped", 0) for r in record["rounds"]
+                   for c in r["candidates"]]
+        assert dropped.count(0) == 2 and all(d > 0 for d in dropped if d)
+    flags = json.loads((root / "run.json").read_text())["render_flags"]["tiny-sd"]
+    assert flags["candidates"] == 8 and flags["flagged_share"] == flags["flagged"] / 8
+    # the MLLM was asked for the tiny model's budget: 16 ids less BOS and EOS
+    texts = [p.get("text", "") for r in server.requests for m in r["messages"]
+             if isinstance(m["content"], list) for p in m["content"]]
+    assert any("14 tokens of the text-to-image model's CLIPTokenizer" in t for t in texts)
     # the MLLM saw every role: describe, rewrite, variants, critique, revise, judge
     titles = {(r.get("response_format") or {}).get("json_schema", {}).get("name") for r in server.requests}
     assert {"ImageUnderstandingTree", "PromptVariants", "Critique", "RevisedPrompt",

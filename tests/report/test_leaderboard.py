@@ -74,3 +74,70 @@ def test_written_files_agree(tmp_path):
 def test_model_with_only_failures_still_listed():
     rows = build_leaderboard([RECORDS[-1]], ["strong"])
     assert rows[0]["done"] == 0 and rows[0]["selection_final"] is None
+
+
+def _three_models():
+    records = []
+    for i in range(8):
+        case = f"k{i}"
+        records += [
+            {"model": "top", "case_id": case, "status": "done",
+             "final_scores": {"selection": 0.9 + 0.001 * i, "ssim": 0.8, "lpips": 0.1}},
+            {"model": "mid", "case_id": case, "status": "done",
+             "final_scores": {"selection": 0.7 + 0.002 * i, "ssim": 0.8, "lpips": 0.2}},
+            {"model": "low", "case_id": case, "status": "done",
+             "final_scores": {"selection": 0.5 + 0.001 * (i % 2), "ssim": 0.6, "lpips": 0.3}},
+        ]
+    return records
+
+
+def test_every_metric_gets_corrected_paired_tests_named_everywhere(tmp_path):
+    from repainter.report.leaderboard import build_metric_comparisons
+    from repainter.report.stats import benjamini_hochberg, holm
+
+    records = _three_models()
+    rows = build_leaderboard(records)
+    by_metric = build_metric_comparisons(records, rows)
+    assert set(by_metric) == {"selection", "ssim", "lpips"}
+    for family in by_metric.values():
+        assert len(family) == 3 and {c["correction"] for c in family} == {"holm"}
+        assert [c["p_adjusted"] for c in family] == holm([c["p_value"] for c in family])
+    ssim = {(c["model_a"], c["model_b"]): c for c in by_metric["ssim"]}
+    assert ssim[("top", "mid")]["mean_difference"] == 0.0 and not ssim[("top", "mid")]["significant"]
+    assert ssim[("top", "low")]["significant"]  # 8 positive differences: p = 2/256, x3 < 0.05
+    bh = build_metric_comparisons(records, rows, "bh")["selection"]
+    assert [c["p_adjusted"] for c in bh] == benjamini_hochberg([c["p_value"] for c in bh])
+
+    write_leaderboard(rows, tmp_path, records)
+    board = json.loads((tmp_path / "leaderboard.json").read_text())
+    assert board["correction"] == "holm" and set(board["metric_comparisons"]) == set(by_metric)
+    assert board["comparisons"] == board["metric_comparisons"]["selection"]
+    markdown = (tmp_path / "leaderboard.md").read_text()
+    assert "Holm" in markdown and "### Paired comparisons on lpips" in markdown
+    assert "p_adjusted" in markdown
+
+
+def test_a_metric_only_one_model_has_gives_an_empty_comparison(tmp_path):
+    records = [{"model": "a", "case_id": "k", "status": "done",
+                "final_scores": {"selection": 0.5, "scene_truth": 0.7}},
+               {"model": "b", "case_id": "k", "status": "done", "final_scores": {"selection": 0.4}}]
+    rows = build_leaderboard(records)
+    write_leaderboard(rows, tmp_path, records)  # no NaN reaches the JSON
+    (pair,) = json.loads((tmp_path / "leaderboard.json").read_text())["metric_comparisons"]["scene_truth"]
+    assert pair["n"] == 0 and pair["mean_difference"] is None and not pair["significant"]
+
+
+def test_flagged_renders_stand_beside_the_means(tmp_path):
+    """A model whose safety checker blanked renders is scored on fewer images: the leaderboard
+    says how many, and says nothing for a model with no flagged render."""
+    flagged = _record("sd15", "a", 0.5, 0.6)
+    flagged["rounds"] = [{"candidates": [{"flagged": "safety_checker_blanked"}, {"flagged": None},
+                                         {"flagged": None}, {"flagged": "nan_decode"}]}]
+    blanked = {"model": "sd15", "case_id": "b", "status": "failed", "final_scores": {},
+               "rounds": [{"candidates": [{"flagged": "safety_checker_blanked"}]}]}
+    rows = {r["model"]: r for r in build_leaderboard(RECORDS + [flagged, blanked])}
+    assert rows["sd15"]["flagged_share"] == 3 / 5
+    assert rows["sd15"]["cases_all_flagged"] == 1
+    assert "flagged_share" not in rows["strong"]
+    write_leaderboard(list(rows.values()), tmp_path)
+    assert "flagged renders" in (tmp_path / "leaderboard.md").read_text()

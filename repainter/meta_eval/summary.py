@@ -1,0 +1,205 @@
+"""validity.json -> VALIDITY.md, and the "which metric to trust for which error" table."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from repainter.images import atomic_write_bytes
+from repainter.report.validity import TRUSTED, WEAK, trust_table
+from repainter.report.validity import fmt_value as _f
+from repainter.store import write_json
+
+
+def _signed(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.4f}"
+
+
+def _p(value: float | None) -> str:
+    return "-" if value is None else ("<0.001" if value < 0.001 else f"{value:.3g}")
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return (["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+            + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def _ladder_sections(ladders: dict[str, Any], truth: str | None) -> list[str]:
+    names = list(ladders)
+    metrics = list(dict.fromkeys(m for ladder in ladders.values() for m in ladder["metrics"]))
+    lines = ["## (a) Ranking validity on ladders", ""]
+    for name, ladder in ladders.items():
+        lines.append(f"- **{name}** ({'nested' if ladder['nested'] else 'non-nested'}, "
+                     f"{len(ladder['models'])} models, best first): {ladder['description']}")
+    lines += ["", "Kendall tau between each metric's ranking of the models and the true order "
+              "(1 = perfect): tau on the cases' seed-averaged scores [95% bootstrap CI over "
+              "cases]; in brackets after it, the mean of the per-seed taus.", ""]
+    rows = []
+    for metric in metrics:
+        cells = [metric + (" (truth)" if metric == truth else "")]
+        for name in names:
+            r = ladders[name]["metrics"].get(metric)
+            cells.append("-" if r is None else f"{r['tau']:.2f} [{_f(r['tau_ci_low'], 2)}, "
+                         f"{_f(r['tau_ci_high'], 2)}] (seeds {r['tau_seed_mean']:.2f})")
+        rows.append(cells)
+    lines += _table(["metric", *names], rows)
+    lines += ["", "Adjacent rungs separated: the better rung scores higher with a paired "
+              "sign-flip p < 0.05 (uncorrected), on seed-averaged cases / within one seed's run "
+              "(mean over seeds).", ""]
+    rows = []
+    for metric in metrics:
+        cells = [metric]
+        for name in names:
+            r = ladders[name]["metrics"].get(metric)
+            pairs = len(r["adjacent"]) if r else 0
+            cells.append("-" if r is None else f"{round(r['adjacent_separated'] * pairs)}/{pairs}"
+                         f" / {r['adjacent_separated_per_seed']:.2f}")
+        rows.append(cells)
+    lines += _table(["metric", *names], rows)
+    return lines
+
+
+def _degradation_section(deg: dict[str, Any]) -> list[str]:
+    kinds = deg["kinds"]
+    lines = ["", "## (b) Controlled degradations of real references", "",
+             f"{deg['images']} reference(s) ({deg['references']}) at {deg['size']} px, damaged at "
+             f"strengths {', '.join(f'{s:g}' for s in deg['strengths'])}; per metric and kind, "
+             "Kendall tau between strength and dissimilarity, mean over images (1 = every "
+             "stronger damage scored less similar; 0 = blind to it).", ""]
+    rows = [[metric, *[_f(r["kinds"][k]["tau"], 2) for k in kinds], _f(r["all"], 2)]
+            for metric, r in deg["metrics"].items()]
+    return lines + _table(["metric", *kinds, "mean"], rows)
+
+
+def _baseline_section(base: dict[str, Any], truth: str | None) -> list[str]:
+    labels = list(base["means"])
+    metrics = list(next(iter(base["means"].values())).keys()) if labels else []
+    lines = ["", "## (c) The loop against baselines at equal render budget", "",
+             f"T2I model `{json.dumps(base['model'])}`; {base['cases']} cases x seeds "
+             f"{base['seeds']}; {base['budget_renders']} renders per case for refine, best_of_n "
+             "and the oracle (one_shot: 1). refine = the critique-and-revise loop; best_of_n = the "
+             "initial prompt with distinct seeds, no feedback; one_shot = the initial description's "
+             "prompt once" + ("; oracle = the ground-truth scene's prompt" if base["oracle"] else "")
+             + ". Means of the seed-averaged cases:", ""]
+    rows = [[m + (" (truth)" if m == truth else ""), *[_f(base["means"][lab].get(m)) for lab in labels]]
+            for m in metrics]
+    lines += _table(["metric", *labels], rows)
+    lines += ["", f"Paired tests (sign-flip on seed-averaged cases; per metric, Holm across all "
+              f"{len(labels) * (len(labels) - 1) // 2} pairs of the {len(labels)} entries; the "
+              "pairs with refine shown), reported whatever their sign:", ""]
+    rows = []
+    for metric, family in base["tests"].items():
+        for c in family:
+            rows.append([metric, f"{c['model_a']} - {c['model_b']}", str(c["n"]),
+                         _signed(c["mean_difference"]),
+                         f"[{_f(c['ci_low'], 4)}, {_f(c['ci_high'], 4)}]", _p(c["p_value"]),
+                         _p(c["p_adjusted"]), "yes" if c["significant"] else "no"])
+    return lines + _table(["metric", "difference", "n", "mean", "95% CI", "p", "p (Holm)",
+                           "significant"], rows)
+
+
+def _seed_section(ladders: dict[str, Any]) -> list[str]:
+    lines = ["", "## (d) Seed sensitivity", "",
+             "Spread of each model's mean over seeds (SD) next to its single-seed bootstrap "
+             "standard error (SE = 95% CI width / 3.92); a ratio above 1 means a single-seed "
+             "interval understates the uncertainty. Median and max over the ladders' models.", ""]
+    merged: dict[str, list[dict[str, Any]]] = {}
+    for ladder in ladders.values():
+        for metric, r in ladder["seed_sensitivity"].items():
+            merged.setdefault(metric, []).append(r)
+    rows = [[metric, _f(max(r["median_seed_sd"] for r in rs), 4), _f(max(r["max_seed_sd"] for r in rs), 4),
+             _f(max(r["median_ratio"] for r in rs), 2), _f(max(r["max_ratio"] for r in rs), 2)]
+            for metric, rs in merged.items()]
+    return lines + _table(["metric", "seed SD (median)", "seed SD (max)", "SD/SE (median)",
+                           "SD/SE (max)"], rows)
+
+
+def _headline(data: dict[str, Any], truth: str | None) -> list[str]:
+    lines = ["## Headline", ""]
+    ladders = data.get("ladders") or {}
+    if ladders:
+        sel = [ladder["metrics"].get("selection", {}).get("tau_seed_mean") for ladder in ladders.values()]
+        ok = all(t is not None and t >= TRUSTED for t in sel)
+        lines.append(f"- Default selection score, tau per ladder (mean over seeds): "
+                     f"{', '.join(_f(t, 2) for t in sel)}: "
+                     + ("meets" if ok else "does NOT meet") + f" tau >= {TRUSTED} on every ladder.")
+        if truth:
+            seps = [ladder["metrics"].get(truth) for ladder in ladders.values()]
+            all_sep = all(s is not None and s["adjacent_separated"] == 1.0 for s in seps)
+            lines.append(f"- Truth metric `{truth}` " + ("separates" if all_sep else "does NOT separate")
+                         + " every adjacent rung (seed-averaged cases): "
+                         + ", ".join(f"{round(s['adjacent_separated'] * len(s['adjacent']))}/"
+                                     f"{len(s['adjacent'])}" for s in seps if s) + ".")
+        best = {}
+        for ladder in ladders.values():
+            for metric, r in ladder["metrics"].items():
+                best.setdefault(metric, []).append(r["tau_seed_mean"])
+        ranked = sorted(((min(v), m) for m, v in best.items() if m != truth), reverse=True)
+        if ranked:
+            lines.append("- Worst-ladder tau by metric: " + ", ".join(f"{m} {t:.2f}" for t, m in ranked) + ".")
+    base = data.get("baselines")
+    if base and truth:
+        family = base["tests"].get(truth, [])
+        for c in family:
+            lines.append(f"- {truth}: {c['model_a']} - {c['model_b']} = {_signed(c['mean_difference'])} "
+                         f"(Holm p {_p(c['p_adjusted'])}).")
+    deg = data.get("degradations")
+    if deg:
+        lines.append("- Degradations, mean tau over kinds: " + ", ".join(
+            f"{m} {_f(r['all'], 2)}" for m, r in deg["metrics"].items()) + ".")
+    return lines
+
+
+def validity_markdown(data: dict[str, Any]) -> str:
+    config = data.get("config") or {}
+    truth = config.get("truth")
+    bench = data.get("bench")
+    lines = ["# VALIDITY: how far repainter's scores and loop can be trusted", "",
+             "Generated by `repainter meta-eval` (repainter/meta_eval/); regenerate with the "
+             "command below. Do not edit by hand.", "",
+             f"- Command: `{data.get('command') or 'repainter.meta_eval(...)'}`",
+             f"- Bench: {bench}" + (" (the simulation bench `repainter.sim` was NOT installed: "
+                                    "procedural ladders of the built-in world; its truth metric "
+                                    "`object_f1` shares the describer's detector, so this is weaker "
+                                    "evidence)" if bench == "procedural" else ""),
+             f"- Sizes: {config.get('scenes')} scenes, seeds {config.get('seeds')}, "
+             f"{config.get('rounds')} rounds x {config.get('variants')} variants; MLLM "
+             f"`{(config.get('mllm') or {}).get('name')}`; truth metric `{truth}`; "
+             f"wall time {data.get('seconds')} s.", ""]
+    lines += _headline(data, truth)
+    lines.append("")
+    if data.get("ladders"):
+        lines += _ladder_sections(data["ladders"], truth)
+    if data.get("degradations"):
+        lines += _degradation_section(data["degradations"])
+    if data.get("baselines"):
+        lines += _baseline_section(data["baselines"], truth)
+    if data.get("ladders"):
+        lines += _seed_section(data["ladders"])
+    rows = trust_table(data)
+    if rows:
+        lines += ["", "## Which metric to trust for which kind of error", "",
+                  f"Ladders: mean tau over seeds (see (a) for what each ladder varies); "
+                  f"degradations: mean tau over images. trustworthy: tau >= {TRUSTED}; weak: >= "
+                  f"{WEAK}; else not trustworthy.", ""]
+        lines += _table(["metric", "kind of error", "tau", "verdict"],
+                        [[r["metric"], r["error"], r["tau"], r["verdict"]] for r in rows])
+    return "\n".join(lines) + "\n"
+
+
+def write_validity(data: dict[str, Any], config) -> Path:
+    """Write validity.json and VALIDITY.md; with ``config.run_dir``, add validity.json to that
+    run folder and rebuild its HTML report. Returns VALIDITY.md's path."""
+    path = Path(config.validity_path) if config.validity_path else Path(config.output_dir) / "VALIDITY.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path.with_name("validity.json"), data)
+    atomic_write_bytes(path, validity_markdown(data).encode("utf-8"))
+    if config.run_dir:
+        run_dir = Path(config.run_dir)
+        shutil.copyfile(path.with_name("validity.json"), run_dir / "validity.json")
+        from repainter.report.html import write_report
+
+        write_report(run_dir)
+    return path

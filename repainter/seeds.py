@@ -1,0 +1,130 @@
+"""Several seeds of one spec: one sub-run per seed, then seed-aggregated means and intervals.
+
+``seeds: [0, 1, 2]`` in a spec (or ``repainter run --seeds 0,1,2``) runs the spec once per seed
+into ``RUN/seed-<s>/`` (each a complete run folder that resumes on its own), then writes into
+``RUN/``:
+
+- ``leaderboard.{json,md,csv,tex}`` over the cases' scores averaged across seeds: each metric's
+  mean with a 95% bootstrap interval over cases, paired tests for every metric (with the
+  multiple-comparison correction named), and next to each interval the **seed spread**: the
+  standard deviation of the per-seed means (``<metric>_seed_sd``) and its ratio to the mean
+  single-seed bootstrap standard error (``<metric>_seed_sd_over_se``). A ratio above 1 says a
+  single-seed interval would not cover seed-to-seed variation;
+- ``seeds.json``: every seed's own leaderboard rows.
+
+Example:
+    >>> from repainter.spec import build_spec
+    >>> spec = build_spec({"seeds": [0, 1], "output_dir": "runs/x"})
+    >>> [s.seed for s in seed_specs(spec)], str(seed_specs(spec)[1].run_dir)
+    ([0, 1], 'runs/x/seed-1')
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from statistics import fmean, stdev
+from typing import Any
+
+from repainter.images import atomic_write_bytes
+from repainter.report.leaderboard import build_leaderboard, compared_metrics, write_leaderboard
+from repainter.result import RunResult
+from repainter.spec import RunSpec, build_spec
+from repainter.store import SPEC_FILE, write_json
+
+#: Per-case cost columns: for a seed-aggregated row, the mean of the seeds' own values.
+COST_COLUMNS = ("mean_rounds", "seconds_per_case", "t2i_seconds_per_case", "mllm_seconds_per_case",
+                "mllm_tokens_per_case")
+
+#: z for a 95% normal interval: converts a bootstrap interval's width into a standard error.
+Z95 = 1.959964
+
+
+def seed_specs(spec: RunSpec) -> list[RunSpec]:
+    """One single-seed spec per seed, each writing into ``RUN/seed-<s>``."""
+    data = spec.model_dump(mode="json")
+    data.pop("seeds", None)
+    return [build_spec({**data, "seed": seed, "output_dir": str(spec.run_dir / f"seed-{seed}")})
+            for seed in spec.seeds or [spec.seed]]
+
+
+def run_seeds(spec: RunSpec, on_event: Callable[[dict[str, Any]], None] | None = None) -> RunResult:
+    """Run ``spec`` once per seed of ``spec.seeds`` and aggregate (see the module docstring)."""
+    from repainter.runner import run
+
+    spec.run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(spec.run_dir / SPEC_FILE, spec.to_yaml().encode("utf-8"))
+    results = [run(sub, on_event=on_event) for sub in seed_specs(spec)]
+    return aggregate_seeds(spec, results)
+
+
+def average_over_seeds(per_seed: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """One record per (model, case) whose final scores are the mean over the seeds it finished."""
+    grouped: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for records in per_seed:
+        for record in records:
+            grouped.setdefault((record["model"], record["case_id"]), []).append(record)
+    averaged = []
+    for (model, case_id), mine in grouped.items():
+        done = [r for r in mine if r.get("status") == "done"]
+        record = {"model": model, "case_id": case_id, "category": mine[0].get("category"),
+                  "status": "done" if done else "failed", "seeds_done": len(done),
+                  **({"strategy": mine[0]["strategy"]} if mine[0].get("strategy") else {})}
+        if done:
+            names = set.intersection(*(set(r["final_scores"]) for r in done))
+            record["final_scores"] = {n: _mean([r["final_scores"][n] for r in done]) for n in names}
+            record["round1_best"] = {"selection": _mean(
+                [(r.get("round1_best") or {}).get("selection") for r in done])}
+        averaged.append(record)
+    return averaged
+
+
+def _mean(values: list[float | None]) -> float | None:
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    return fmean(finite) if finite else None
+
+
+def seed_spread(per_seed_rows: list[list[dict[str, Any]]], model: str, metric: str) -> dict[str, Any]:
+    """Spread of one model's mean ``metric`` over seeds, next to its single-seed bootstrap SE."""
+    key = "selection_final" if metric == "selection" else metric
+    rows = [next((r for r in rows if r["model"] == model), {}) for rows in per_seed_rows]
+    means = [r.get(key) for r in rows if r.get(key) is not None]
+    errors = [(r[f"{key}_ci_high"] - r[f"{key}_ci_low"]) / (2 * Z95) for r in rows
+              if r.get(f"{key}_ci_low") is not None]
+    sd = stdev(means) if len(means) > 1 else None
+    se = fmean(errors) if errors else None
+    return {"seed_means": means, "seed_sd": sd, "bootstrap_se": se,
+            "seed_sd_over_se": sd / se if sd is not None and se else None}
+
+
+def aggregate_seeds(spec: RunSpec, results: list[RunResult]) -> RunResult:
+    """Seed-aggregated leaderboard (+ seed spread columns) and seeds.json in ``spec.run_dir``."""
+    models = [t.display_name for t in spec.t2i]
+    averaged = average_over_seeds([r.records for r in results])
+    rows = build_leaderboard(averaged, models)
+    per_seed_rows = [r.leaderboard for r in results]
+    for row in rows:
+        for metric in compared_metrics(rows):
+            key = "selection_final" if metric == "selection" else metric
+            spread = seed_spread(per_seed_rows, row["model"], metric)
+            row[f"{key}_seed_sd"] = spread["seed_sd"]
+            row[f"{key}_seed_sd_over_se"] = spread["seed_sd_over_se"]
+        row["seeds"] = len(results)
+        mine = [next((r for r in rows if r["model"] == row["model"]), {}) for rows in per_seed_rows]
+        for column in COST_COLUMNS:
+            values = [r[column] for r in mine if r.get(column) is not None]
+            if values or column in row:
+                row[column] = fmean(values) if values else None
+    write_leaderboard(rows, spec.run_dir, averaged)
+    write_json(spec.run_dir / "seeds.json", {
+        "seeds": [r.spec.seed for r in results],
+        "runs": {str(r.spec.seed): str(r.run_dir) for r in results},
+        "leaderboards": {str(r.spec.seed): r.leaderboard for r in results},
+    })
+    info = {"seeds": [r.spec.seed for r in results],
+            "wall_seconds": round(sum(r.info.get("wall_seconds") or 0.0 for r in results), 3),
+            "cases": {"done": sum((r.info.get("cases") or {}).get("done", 0) for r in results),
+                      "failed": sum((r.info.get("cases") or {}).get("failed", 0) for r in results)}}
+    write_json(spec.run_dir / "run.json", {"status": "finished", **info})
+    records = [{**record, "seed": r.spec.seed} for r in results for record in r.records]
+    return RunResult(run_dir=spec.run_dir, spec=spec, records=records, leaderboard=rows, info=info)
