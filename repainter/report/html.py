@@ -397,15 +397,15 @@ def build_report_context(run_dir: str | Path, *, max_cases: int = MAX_CASES,
     colours = {m: model_colour(i) for i, m in enumerate(models)}
     metric_order = [m.display_name for m in spec.metrics] if spec is not None else []
 
+    correction = spec.correction if spec is not None else "holm"
     saved = _current_tables(store, models, records)
     if saved is not None:  # leaderboard.json was written from exactly these records
-        rows, _, categories = saved
+        rows, by_metric, categories = saved
     else:
         rows = leaderboard if leaderboard is not None else (
             build_leaderboard(records, models) if records else [])
         categories = build_category_table(records) if records else []
-    correction = spec.correction if spec is not None else "holm"
-    by_metric = build_metric_comparisons(records, rows, correction) if records else {}
+        by_metric = build_metric_comparisons(records, rows, correction) if records else {}
     comparisons = by_metric.get("selection", [])
     metric_names = _metric_columns(rows)
 
@@ -620,8 +620,8 @@ def _validity_view(run_dir: Path) -> dict[str, Any] | None:
 
 
 def _current_tables(store: RunStore, models: list[str], records: list[dict[str, Any]]):
-    """The leaderboard, comparisons and categories of leaderboard.json where run.json says it
-    was written from these very records (same digest), else None (compute them)."""
+    """The leaderboard, per-metric comparisons and categories of leaderboard.json where run.json
+    says it was written from these very records (same digest), else None (compute them)."""
     digest = store.read_run_info().get("records_digest")
     path = store.root / "leaderboard.json"
     if not digest or not path.exists():
@@ -630,7 +630,7 @@ def _current_tables(store: RunStore, models: list[str], records: list[dict[str, 
         return None
     try:
         saved = json.loads(path.read_text(encoding="utf-8"))
-        return saved["models"], saved["comparisons"], saved["categories"]
+        return saved["models"], saved["metric_comparisons"], saved["categories"]
     except (OSError, ValueError, KeyError):
         return None
 

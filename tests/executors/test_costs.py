@@ -94,7 +94,7 @@ def test_a_finished_rerun_recomputes_nothing_until_a_record_changes(tmp_path, mo
     # `repainter report` reuses leaderboard.json's tables while the records are those it was
     # written from, and computes them again once one has changed
     calls = []
-    monkeypatch.setattr(html, "build_comparisons", lambda *a: calls.append(1) or [])
+    monkeypatch.setattr(html, "build_metric_comparisons", lambda *a: calls.append(1) or {})
     html.write_report(spec.run_dir)
     assert calls == []
     record = next((spec.run_dir / "cases").glob("*/*.json"))
