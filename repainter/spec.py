@@ -12,10 +12,10 @@ import copy
 import hashlib
 import json
 import re
+import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-import tomllib
 import yaml
 from pydantic import (
     BaseModel,
