@@ -14,7 +14,7 @@ import platform
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         f"Reproduce (regenerates this file): `{COMMAND}`",
         "",
         f"Machine: {platform.platform()}, Python {platform.python_version()}. Generated "
-        f"{datetime.now(timezone.utc).replace(microsecond=0).isoformat()} in {total:.0f} s.",
+        f"{datetime.now(UTC).replace(microsecond=0).isoformat()} in {total:.0f} s.",
         "",
         "Setting: the 32 world scenes are the targets; one dialogue each (turn 0: only the number "
         "of shapes; each later turn describes one object, largest first, then the background; 4-6 "

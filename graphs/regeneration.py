@@ -1,25 +1,38 @@
 """The regeneration graph, served by ``langgraph dev`` (see langgraph.json at the repo root).
 
-A graph factory, so importing the module does nothing. The spec comes from the file named by ``REPAINTER_SPEC`` (default: the built-in offline world).
-Invoke with ``{"case_id": "<a dataset id>", "model": "<a T2I label>"}``; the LangGraph server
-supplies its own checkpointer. ``repainter run`` uses the same graph via ``build_graph``.
+    pip install -e . "langgraph-cli[inmem]"
+    REPAINTER_SPEC=examples/specs/my-spec.yaml langgraph dev     # no REPAINTER_SPEC: the world
+
+A graph factory: neither importing this module nor calling the factory reads a file, creates a
+folder or loads a model (LangGraph's server refuses blocking calls in its event loop). The spec
+named by ``REPAINTER_SPEC`` is read, its run folder made and its models built on the first node
+call, in a worker thread. Invoke with ``{"case_id": "<a dataset id>", "model": "<a T2I label>"}``
+(the graph's input schema); the server supplies its own checkpointer. ``repainter run`` uses the
+same graph via ``build_graph``.
 """
 
 from __future__ import annotations
 
 import os
 
-from repainter.graph import build_graph
-from repainter.runner import prepare_context
-from repainter.spec import load_spec
-from repainter.store import RunStore
+from repainter.graph import LazyContext, build_graph
 
 
-def make_graph(config: dict | None = None):
-    """Graph factory (LangGraph servers call it with the run's config); no work at import."""
+def load_context():
+    """The spec's RunContext: read the spec, open its run folder, build its components."""
+    from repainter.preflight import preflight
+    from repainter.runner import prepare_context
+    from repainter.spec import load_spec
+    from repainter.store import RunStore
+
     spec = load_spec(os.environ.get("REPAINTER_SPEC") or None)
+    preflight(spec)
     store = RunStore(spec.run_dir)
     store.init(spec)
     ctx, _items, _components = prepare_context(spec, store)
-    return build_graph(ctx)
+    return ctx
 
+
+def make_graph(config: dict | None = None):
+    """Graph factory (LangGraph servers call it with the run's config); no I/O until a node runs."""
+    return build_graph(LazyContext(load_context))

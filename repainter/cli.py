@@ -3,23 +3,92 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
+import click
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from typer.core import TyperGroup
 
+from repainter.errors import USER_ERROR_EXIT, UserError, one_line, user_message
 from repainter.spec import SpecError, load_spec
 
+#: Wide enough that tables are never cut when the output is a pipe or a file (rich uses 80).
+PIPE_WIDTH = 200
+
+
+def _console(stderr: bool = False) -> Console:
+    """A console that keeps rich's width in a terminal and prints full tables elsewhere."""
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr, width=None if stream.isatty() else PIPE_WIDTH)
+
+
+class _UserErrorGroup(TyperGroup):
+    """Every command runs inside this net: a user mistake ends in one ``error:`` line, exit 2.
+
+    ``--debug`` (anywhere on the command line) shows the traceback instead.
+    """
+
+    debug = False
+
+    def main(self, args=None, *rest, **kwargs):
+        args = list(sys.argv[1:] if args is None else args)
+        _UserErrorGroup.debug = "--debug" in args or bool(os.environ.get("REPAINTER_DEBUG"))
+        args = [a for a in args if a != "--debug"]
+        return super().main(args, *rest, **kwargs)
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, click.exceptions.Exit, click.ClickException,
+                click.exceptions.Abort):
+            raise  # already reported (or a usage error click prints itself)
+        except Exception as exc:
+            message = user_message(exc)
+            if message is None or _UserErrorGroup.debug:
+                raise
+            _fail(message, exc)
+
+
+def _fail(message: str, cause: BaseException | None = None):
+    """Print ``error: message`` as one line on stderr and exit with code 2."""
+    from rich.markup import escape
+
+    console.print(f"[red]error:[/red] {escape(one_line(message))}", soft_wrap=True)
+    raise typer.Exit(USER_ERROR_EXIT) from cause
+
+
 app = typer.Typer(
+    cls=_UserErrorGroup,
     add_completion=False,
     no_args_is_help=True,
+    rich_markup_mode=None,
     help="Score and improve text-to-image models by image regeneration.",
 )
-console = Console(stderr=True)
+console = _console(stderr=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from repainter import __version__
+
+        typer.echo(f"repainter {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global_options(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of user errors "
+                                        "(may appear anywhere on the command line).")] = False,
+) -> None:
+    """Score and improve text-to-image models by image regeneration."""
 
 SpecOption = Annotated[
     Path | None, typer.Option("--spec", "-s", help="Run spec (YAML or TOML). Default: the built-in world.")
@@ -38,8 +107,31 @@ def _spec_from_options(spec: Path | None, sets: list[str] | None, **flags: Any):
     try:
         return load_spec(spec, overrides)
     except SpecError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
+        hint = _dar_spec_hint(spec)
+        if hint:
+            raise UserError(hint) from exc
+        raise
+
+
+#: Keys only a DAR spec has (repainter/dar/spec.py).
+_DAR_KEYS = {"dialogues", "gallery", "text_scorer", "embedding", "alpha", "images_per_turn"}
+
+
+def _dar_spec_hint(path: Path | None) -> str | None:
+    """A clear word when a DAR spec is given to a command that takes a regeneration spec."""
+    if path is None:
+        return None
+    from repainter.spec import read_spec_file
+
+    try:
+        data = read_spec_file(path)
+    except SpecError:
+        return None
+    if _DAR_KEYS & set(data):
+        return (f"{path} is a DAR spec (it has {', '.join(sorted(_DAR_KEYS & set(data)))}); "
+                f"run it with `repainter dar --spec {path}` (run / validate / doctor take "
+                "regeneration specs)")
+    return None
 
 
 class _ProgressPrinter:
@@ -83,12 +175,19 @@ def _summary_table(result) -> Table:
             table.add_column(column, min_width=widest, no_wrap=True)
         else:
             table.add_column(column, justify="right")
+    from repainter.report.labels import metric_header
     from repainter.result import TRUTH_METRICS
 
     truths = [t for t in TRUTH_METRICS if any(t in row for row in result.leaderboard)]
     for truth in truths:
         table.add_column(f"{truth} r1", justify="right")
         table.add_column(f"{truth} final", justify="right")
+    # every other metric's final mean (rescore -m psnr shows psnr), judge columns with their scale
+    labels = [m.display_name for m in result.spec.metrics] + ["judge_semantic", "judge_aesthetic"]
+    others = [label for label in labels if label not in truths
+              and any(label in row for row in result.leaderboard)]
+    for label in others:
+        table.add_column(metric_header(label), justify="right")
 
     def fmt(value):
         return "-" if value is None else f"{value:.3f}"
@@ -98,8 +197,14 @@ def _summary_table(result) -> Table:
                  fmt(row["selection_round1"]), fmt(row["selection_final"]), fmt(row["steerability"])]
         for truth in truths:
             cells += [fmt(row.get(f"{truth}_round1")), fmt(row.get(truth))]
+        cells += [fmt(row.get(label)) for label in others]
         table.add_row(*cells)
     return table
+
+
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and the result.")]
+VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Also INFO log lines on "
+                                             "stderr (the run log gets them anyway).")]
 
 
 @app.command()
@@ -110,13 +215,25 @@ def run(
     limit: Annotated[int | None, typer.Option(help="Use only the first N references.")] = None,
     rounds: Annotated[int | None, typer.Option(help="Rounds per case.")] = None,
     variants: Annotated[int | None, typer.Option(help="Prompt variants per round.")] = None,
+    seed: Annotated[int | None, typer.Option(help="The run's seed (spec key seed).")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1, mps ... for every "
+                                               "component that takes a device.")] = None,
+    dtype: Annotated[str | None, typer.Option(help="float16, bfloat16, float32 for every "
+                                              "component that takes a dtype.")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", help="For every component "
+                                                   "that takes a batch size.")] = None,
+    model_args: Annotated[str | None, typer.Option("--model-args", help="k=v,k2=v2: params of "
+                                                   "every T2I model (like lm-eval).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", "--show-config", help="Print the resolved "
+                                          "spec and what would be loaded, then exit.")] = False,
     strategy: Annotated[str | None, typer.Option(
         help="Loop strategy: refine (default), best_of_n or one_shot.")] = None,
     seeds: Annotated[str | None, typer.Option(
         help="Run once per seed, e.g. 0,1,2: sub-runs RUN/seed-<s> and a seed-aggregated "
         "leaderboard in RUN.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a machine-readable summary.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    quiet: QuietOption = False,
+    verbose: VerboseOption = False,
 ) -> None:
     """Run the regeneration loop (no --spec: the built-in offline world)."""
     seed_list = None
@@ -124,51 +241,83 @@ def run(
         try:
             seed_list = json.dumps([int(s) for s in seeds.split(",") if s.strip()])
         except ValueError as exc:
-            console.print(f"[red]error:[/red] --seeds {seeds!r} must be integers separated by commas")
-            raise typer.Exit(2) from exc
+            _fail(f"--seeds {seeds!r} must be integers separated by commas", exc)
     checked = _spec_from_options(
         spec, sets, output_dir=output_dir, **{"dataset.limit": limit, "loop.rounds": rounds,
                                               "loop.variants": variants, "loop.strategy": strategy,
                                               "seeds": seed_list},
     )
-    _execute(checked, as_json=as_json, quiet=quiet)
+    checked = _with_common_flags(checked, device=device, dtype=dtype, batch_size=batch_size,
+                                 seed=seed, model_args=model_args)
+    if dry_run:
+        _dry_run(checked, as_json=as_json)
+        return
+    _execute(checked, as_json=as_json, quiet=quiet, verbose=verbose)
 
 
-def _execute(checked, *, as_json: bool, quiet: bool) -> None:
-    """Run a checked spec with a progress bar, then print the summary (shared by run/compare)."""
-    from repainter.datasets import DatasetError
+def _with_common_flags(checked, **flags: Any):
+    from repainter.flags import flag_overrides
+    from repainter.spec import build_spec
+
+    overrides = flag_overrides(checked, **flags)
+    return build_spec(checked.model_dump(mode="json"), overrides) if overrides else checked
+
+
+def _dry_run(checked, *, as_json: bool) -> None:
+    """The resolved spec and what a run would load; nothing is loaded or written."""
+    from repainter.preflight import describe
+
+    plan = describe(checked)
+    if as_json:
+        typer.echo(json.dumps({"spec": checked.model_dump(mode="json"), **plan}, indent=2,
+                              default=str))
+    else:
+        out = _console()
+        out.print(checked.to_yaml(), markup=False, highlight=False)
+        out.print(_rows_table("what this run would load", plan["needs"],
+                              ["role", "label", "kind", "model", "present"]))
+        out.print(f"run folder: {plan['run_dir']} · fingerprint {plan['fingerprint']}")
+        for problem in plan["problems"]:
+            out.print(f"[yellow]problem[/yellow] {problem}", markup=True, highlight=False)
+    if plan["problems"]:
+        raise typer.Exit(USER_ERROR_EXIT)
+
+
+def _execute(checked, *, as_json: bool, quiet: bool, verbose: bool = False) -> None:
+    """Run a checked spec with progress (a bar in a terminal, lines elsewhere), then print the
+    summary (shared by run/compare)."""
+    from repainter.logging_setup import ProgressLines, configure_cli_logging
     from repainter.runner import run as run_spec
-    from repainter.store import RunFolderError
 
-    show_progress = not quiet and not as_json and sys.stderr.isatty()
-    try:
-        if show_progress:
-            columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                       TimeElapsedColumn(), TextColumn("{task.fields[info]}"))
-            with Progress(*columns, console=console) as progress:
-                result = run_spec(checked, on_event=_ProgressPrinter(progress))
-        else:
-            result = run_spec(checked)
-    except (RunFolderError, DatasetError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
+    configure_cli_logging(-1 if quiet else 1 if verbose else 0)
+    show_bar = not quiet and not as_json and sys.stderr.isatty()
+    if show_bar:
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TimeElapsedColumn(), TextColumn("{task.fields[info]}"))
+        with Progress(*columns, console=console) as progress:
+            result = run_spec(checked, on_event=_ProgressPrinter(progress))
+    else:
+        # pipes, nohup, Slurm: plain progress lines on stderr (stdout stays the result)
+        result = run_spec(checked, on_event=None if quiet else ProgressLines(sys.stderr))
     if as_json:
         typer.echo(json.dumps(result.summary(), indent=2))
         return
-    out = Console()
+    out = _console()
     out.print(_summary_table(result))
     for record in result.failed:
         out.print(f"[yellow]failed[/yellow] {record['model']} {record['case_id']}: {record['error']}")
-    out.print(f"run folder: {result.run_dir}")
+    out.print(f"run folder: {result.run_dir} · log: {result.run_dir / 'logs' / 'run.log'}")
 
 
 @app.command()
 def compare(
+    runs: Annotated[list[Path] | None, typer.Argument(
+        help="Finished run folders to compare without running again (same protocol).")] = None,
     models: Annotated[
-        list[str],
+        list[str] | None,
         typer.Option("--t2i", "-m", help="A T2I model: a registry name, or a YAML mapping such as "
                      "'{name: procedural, label: colourblind, params: {ignore: [color]}}'. Repeat."),
-    ],
+    ] = None,
     spec: SpecOption = None,
     sets: SetOption = None,
     output_dir: Annotated[str | None, typer.Option("--output-dir", "-o", help="Run folder.")] = None,
@@ -179,25 +328,42 @@ def compare(
                      "run becomes an MLLM x T2I grid that also ranks the MLLMs."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a machine-readable summary.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    quiet: QuietOption = False,
+    verbose: VerboseOption = False,
 ) -> None:
     """Compare several T2I models (or, with --mllm twice or more, several MLLMs) on the same
-    references, seeds and loop budget."""
-    parsed = _parse_components("--t2i", models)
+    references, seeds and loop budget; or, given RUN folders, build one leaderboard and report
+    from finished runs (nothing runs again)."""
+    if runs:
+        if models:
+            _fail("give either run folders or --t2i models, not both")
+        _compare_finished(runs, output_dir, as_json=as_json)
+        return
+    parsed = _parse_components("--t2i", models or [])
     parsed_mllms = _parse_components("--mllm", mllms or [])
     if len(parsed) < 2 and len(parsed_mllms) < 2:
-        console.print("[red]error:[/red] compare needs at least two --t2i models or two --mllm")
-        raise typer.Exit(2)
+        _fail("compare needs at least two --t2i models or two --mllm")
     sets = [*(sets or []), f"t2i={json.dumps(parsed)}"]
     if parsed_mllms:
         sets.append(f"mllm={json.dumps(parsed_mllms)}")
     checked = _spec_from_options(spec, sets, output_dir=output_dir, **{"dataset.limit": limit})
     early = checked.loop.early_stop
     if early.patience or early.target is not None:
-        console.print("[red]error:[/red] compare gives every model the same rounds; "
-                      "turn off loop.early_stop (patience 0, target null)")
-        raise typer.Exit(2)
-    _execute(checked, as_json=as_json, quiet=quiet)
+        _fail("compare gives every model the same rounds; "
+              "turn off loop.early_stop (patience 0, target null)")
+    _execute(checked, as_json=as_json, quiet=quiet, verbose=verbose)
+
+
+def _compare_finished(runs: list[Path], output_dir: str | None, *, as_json: bool) -> None:
+    from repainter.merge_runs import merge_runs
+
+    result = merge_runs(runs, output_dir)
+    if as_json:
+        typer.echo(json.dumps(result.summary(), indent=2))
+        return
+    out = _console()
+    out.print(_summary_table(result))
+    out.print(f"comparison folder: {result.run_dir} · report: {result.run_dir / 'report' / 'index.html'}")
 
 
 def _parse_components(flag: str, texts: list[str]) -> list[Any]:
@@ -219,19 +385,14 @@ def validate(
     spec: Annotated[Path, typer.Argument(help="Run spec to check.")],
     sets: SetOption = None,
 ) -> None:
-    """Check a spec: schema, and that every component it names is registered."""
-    from repainter.registry import DATASETS, METRICS, MLLM, T2I
+    """Check a spec: schema, registered names, params that fit, dataset paths (no weights: see
+    `repainter doctor`)."""
+    from repainter.preflight import PreflightError, spec_problems
 
     checked = _spec_from_options(spec, sets)
-    problems = []
-    for registry, components in ((T2I, checked.t2i), (MLLM, checked.mllms), (METRICS, checked.metrics)):
-        problems += [f"unknown {registry.kind} {c.name!r}" for c in components if c.name not in registry]
-    if checked.dataset.name not in DATASETS:
-        problems.append(f"unknown dataset {checked.dataset.name!r}")
+    problems = spec_problems(checked)
     if problems:
-        for problem in problems:
-            console.print(f"[red]error:[/red] {problem}")
-        raise typer.Exit(1)
+        raise PreflightError(problems)
     typer.echo(f"ok: {spec} (fingerprint {checked.fingerprint()})")
 
 
@@ -250,7 +411,7 @@ def _print_rows(rows: list[dict[str, Any]], *, as_json: bool, title: str, column
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
     else:
-        out = Console()
+        out = _console()
         out.print(_rows_table(title, rows, columns))
         for note in notes:
             out.print(note)
@@ -306,16 +467,21 @@ def fetch(
     from repainter.datasets import DatasetError
     from repainter.fetch import DownloadError, fetch_dataset
 
+    failures: list[str] = []
+
     def show(item) -> None:
-        if not as_json and item.status == "failed":
-            text = item.error if item.error.startswith(f"{item.id}: ") else f"{item.id}: {item.error}"
-            console.print(f"[yellow]failed[/yellow] {escape(text)}", soft_wrap=True)
+        # one line for all failures (offline, every item fails the same way), not one per item
+        if item.status == "failed":
+            failures.append(item.error if item.error.startswith(f"{item.id}: ")
+                            else f"{item.id}: {item.error}")
 
     try:
         report = fetch_dataset(dataset, cache_dir, force=force, timeout=timeout, on_item=show)
     except (DatasetError, DownloadError) as exc:
-        console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
-        raise typer.Exit(2) from exc
+        _fail(str(exc), exc)
+    if failures and not as_json:
+        more = f" (and {len(failures) - 1} more; every reason: --json)" if len(failures) > 1 else ""
+        console.print(f"[yellow]failed[/yellow] {escape(failures[0])}{more}", soft_wrap=True)
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:
@@ -331,16 +497,11 @@ def report(
 ) -> None:
     """Write RUN/report/index.html: leaderboard, plots, every case's rounds (static, offline)."""
     from repainter.report.html import write_report
-    from repainter.store import SPEC_FILE, RunFolderBusyError
+    from repainter.store import SPEC_FILE
 
     if not (run_dir / SPEC_FILE).exists() and not (run_dir / "cases").is_dir():
-        console.print(f"[red]error:[/red] {run_dir} is not a run folder")
-        raise typer.Exit(2)
-    try:
-        typer.echo(str(write_report(run_dir)))
-    except RunFolderBusyError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
+        _fail(f"{run_dir} is not a run folder")
+    typer.echo(str(write_report(run_dir)))
 
 
 @app.command()
@@ -375,20 +536,39 @@ def rescore(
             except ValueError:
                 sep = ""
             if not sep or not name.strip():
-                console.print(f"[red]error:[/red] --selection {item!r} must look like metric=weight")
-                raise typer.Exit(2)
+                _fail(f"--selection {item!r} must look like metric=weight")
     try:
         result = rescore_run(run_dir, metrics or [], selection=weights, reselect=reselect)
     except RescoreError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
+        _fail(str(exc), exc)
     if as_json:
         typer.echo(json.dumps(result.summary(), indent=2))
         return
-    out = Console()
+    out = _console()
     out.print(_summary_table(result))
     out.print(f"rescored: {', '.join(result.info['rescored'][-1]['metrics']) or '(reselect only)'}"
               f" · report: {result.run_dir / 'report' / 'index.html'}")
+
+
+@app.command()
+def track(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run folder.")],
+    trackers: Annotated[list[str], typer.Option(
+        "--tracker", "-t", help="mlflow, wandb or tensorboard, or a YAML mapping such as "
+        "'{name: mlflow, params: {tracking_uri: http://localhost:5000}}'. Repeat.")],
+) -> None:
+    """Send a finished run to experiment trackers (params, metrics with CIs, per-round curves,
+    the leaderboard, image grids)."""
+    import yaml
+
+    from repainter.store import SPEC_FILE
+    from repainter.trackers import track_run
+
+    if not (run_dir / SPEC_FILE).exists():
+        _fail(f"{run_dir} is not a run folder (no {SPEC_FILE})")
+    rows = track_run(run_dir, [yaml.safe_load(t) for t in trackers])
+    _print_rows(rows, as_json=False, title="trackers", columns=["tracker", "status", "where", "error"],
+                failed=any(row["status"] == "failed" for row in rows))
 
 
 @app.command("export-preferences")
@@ -405,6 +585,8 @@ def export_preferences_command(
         "--group", help="Pair within each round, or across all rounds of a case.")] = "round",
     caption: Annotated[str, typer.Option(
         "--caption", help="Caption column: chosen, round or initial prompt.")] = "chosen",
+    force: Annotated[bool, typer.Option(
+        "--force", help="Export a run of the offline world's models on other data anyway.")] = False,
 ) -> None:
     """Write (preferred, rejected) render pairs of a run as a dataset for preference training
     (Diffusion-DPO / Pick-a-Pic columns caption, jpg_0, jpg_1, label_0); prints data.jsonl."""
@@ -412,10 +594,9 @@ def export_preferences_command(
 
     try:
         data = export_preferences(run_dir, out_dir, min_margin=min_margin, pairs=pairs,
-                                  metric=metric, group=group, caption=caption)
+                                  metric=metric, group=group, caption=caption, force=force)
     except ExportError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
+        _fail(str(exc), exc)
     rows = sum(1 for line in data.read_text(encoding="utf-8").splitlines() if line.strip())
     console.print(f"{rows} preference pair(s)")
     typer.echo(str(data))
@@ -425,7 +606,9 @@ def export_preferences_command(
 def dar_command(
     spec: Annotated[Path | None, typer.Option(
         "--spec", "-s", help="DAR spec (YAML or TOML). Default: the built-in world.")] = None,
-    sets: SetOption = None,
+    sets: Annotated[list[str] | None, typer.Option(
+        "--set", help="Override a DAR spec value, e.g. --set alpha=0.3 or --set "
+        "dialogues.limit=5 (repeatable).")] = None,
     manifest: Annotated[Path | None, typer.Option(
         "--manifest", help="JSONL dialogues {id, target, caption, dialog}; default: built-in "
         "world dialogues.")] = None,
@@ -457,8 +640,7 @@ def dar_command(
         checked = load_dar_spec(spec, overrides)
         result = run_dar_spec(checked)
     except (DialogueError, SpecError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
+        _fail(str(exc), exc)
     summary = result.summary()
     if as_json:
         typer.echo(json.dumps(summary, indent=2, default=str))
@@ -470,7 +652,7 @@ def dar_command(
     for t in summary["turns"]:
         table.add_row(str(t["turn"]), str(t["cases"]), f"{t['text']['hits@10']:.3f}",
                       f"{t['fused']['hits@10']:.3f}")
-    out = Console()
+    out = _console()
     out.print(table)
     for failure in result.failures:
         out.print(f"[yellow]failed[/yellow] {failure.case} (turn {failure.turn}): {failure.error}")
@@ -512,8 +694,7 @@ def meta_eval_command(
         try:
             options.update(yaml.safe_load(config.read_text(encoding="utf-8")) or {})
         except (OSError, yaml.YAMLError) as exc:
-            console.print(f"[red]error:[/red] cannot read {config}: {exc}")
-            raise typer.Exit(2) from exc
+            _fail(f"cannot read {config}: {exc}", exc)
     flags = {"output_dir": output_dir, "validity_path": validity,
              "run_dir": str(run_dir) if run_dir else None, "scenes": scenes, "rounds": rounds,
              "variants": variants}
@@ -526,11 +707,9 @@ def meta_eval_command(
         options["command"] = "repainter " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         checked = MetaEvalConfig.model_validate(options)
     except (ValueError, ValidationError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
+        _fail(str(exc), exc)
     if run_dir is not None and not (run_dir / "spec.yaml").exists():
-        console.print(f"[red]error:[/red] {run_dir} is not a run folder")
-        raise typer.Exit(2)
+        _fail(f"{run_dir} is not a run folder")
     data = meta_eval(checked)
     if as_json:
         typer.echo(json.dumps(data, indent=2, default=str))
@@ -552,7 +731,7 @@ def list_components(
     if as_json:
         typer.echo(json.dumps({k: [n for n, _ in v] for k, v in sections.items()}, indent=2))
         return
-    out = Console()
+    out = _console()
     for kind, rows in sections.items():
         table = Table(title=kind, show_header=False, title_justify="left")
         table.add_column("name", style="bold")

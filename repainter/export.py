@@ -95,6 +95,16 @@ def _value(candidate: dict[str, Any], metric: str) -> float | None:
     return value if value == value and abs(value) != float("inf") else None
 
 
+def _offline_world_warnings(run_dir: Path) -> list[str]:
+    from repainter.honesty import offline_world_warnings
+    from repainter.spec import SpecError, load_spec
+
+    try:
+        return offline_world_warnings(load_spec(run_dir / "spec.yaml"))
+    except SpecError:  # an old or hand-made folder: judged by its cases alone
+        return []
+
+
 def export_preferences(
     run_dir: str | Path,
     out_dir: str | Path,
@@ -106,12 +116,14 @@ def export_preferences(
     caption: str = "chosen",
     models: list[str] | None = None,
     higher_is_better: bool | None = None,
+    force: bool = False,
 ) -> Path:
     """Write preference pairs of the run in ``run_dir`` to ``out_dir``; return ``data.jsonl``.
 
     See the module docstring for the layout and columns. ``metric`` is ``selection`` (default) or
     any metric label of the run; its direction comes from the metric registry unless
-    ``higher_is_better`` is given. ``models`` keeps only those model labels.
+    ``higher_is_better`` is given. ``models`` keeps only those model labels. A run of the offline
+    world's models on another dataset is refused unless ``force`` (its pairs teach nothing).
     """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     if pairs not in PAIRS:
@@ -126,6 +138,9 @@ def export_preferences(
         raise ExportError(f"{run_dir} is not a run folder (no cases/)")
     if out_dir.resolve() == run_dir.resolve():
         raise ExportError("out_dir must differ from the run folder")
+    warnings = _offline_world_warnings(run_dir)
+    if warnings and not force:
+        raise ExportError(f"{warnings[0]}; pass --force to export anyway")
     sign = 1.0 if _higher_is_better(run_dir, metric, higher_is_better) else -1.0
     records = [r for r in RunStore(run_dir).records()
                if r.get("status") == "done" and (models is None or r.get("model") in models)]

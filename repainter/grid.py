@@ -59,7 +59,8 @@ def child_spec(spec: RunSpec, mllm: ComponentSpec) -> RunSpec:
 
 def run_grid(spec: RunSpec, on_event=None, case_ids: list[str] | None = None) -> RunResult:
     """Run every MLLM's sub-run, then write the grid's records, leaderboard and report."""
-    from repainter.runner import _mark_stopped, _now, run
+    from repainter.run_status import _now, recorded_outcome
+    from repainter.runner import run
 
     check_distinct_names("MLLM label", [m.display_name for m in spec.mllms])
     root = spec.run_dir
@@ -75,7 +76,7 @@ def run_grid(spec: RunSpec, on_event=None, case_ids: list[str] | None = None) ->
                                          "t2i": [t.display_name for t in spec.t2i]}}
         info.pop("adaptive", None)
         store.write_run_info(info)
-        try:
+        with recorded_outcome(store, info):  # run.json says failed / interrupted, and why
             usage = {}
             for mllm in spec.mllms:
                 label = mllm.display_name
@@ -87,9 +88,6 @@ def run_grid(spec: RunSpec, on_event=None, case_ids: list[str] | None = None) ->
                 sub = run(child_spec(spec, mllm), on_event=tagged, case_ids=case_ids)
                 usage[label] = sub.info.get("mllm_usage") or {}
             records = grid_records(spec, case_ids)
-        except BaseException as exc:
-            _mark_stopped(store, exc)
-            raise
         store.write_results_jsonl(records)
         leaderboard = write_grid_leaderboard(spec, records, usage)
         info.update(status="finished", finished_at=_now(),

@@ -183,6 +183,16 @@ def image_sha256(img: Image.Image) -> str:
     return digest.hexdigest()
 
 
+def _current_umask() -> int:
+    """The process umask (read once at import; os.umask can only be read by setting it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write via a temp file in the same folder and rename, so readers never see half a file."""
     path = Path(path)
@@ -192,6 +202,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
+            os.fchmod(handle.fileno(), 0o666 & ~_UMASK)  # mkstemp makes 0600; honour the umask
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -204,3 +215,8 @@ def save_png(img: Image.Image, path: str | os.PathLike) -> None:
     # Lossless either way; level 1 is several times faster than the default 6 for renders.
     img.save(buffer, format="PNG", compress_level=1)
     atomic_write_bytes(path, buffer.getvalue())
+
+
+def reference_digest(image: Image.Image) -> str:
+    """The pixel hash a case records of its reference (after the image-mode policy)."""
+    return image_sha256(to_rgb(image))

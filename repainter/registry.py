@@ -97,8 +97,31 @@ class Registry(Generic[T]):
                 doc = (self._factories[name].__doc__ or "").strip().splitlines()
                 rows.append((name, doc[0] if doc else ""))
             else:
-                rows.append((name, f"(lazy) {self._lazy[name]}"))
+                rows.append((name, _lazy_summary(self._lazy[name])))
         return rows
+
+
+def _lazy_summary(target: str) -> str:
+    """First docstring line of ``"module:attr"`` read from its source, without importing it
+    (importing would load torch, diffusers ...).
+
+        >>> _lazy_summary("repainter.registry:Registry")
+        'A named collection of component factories (classes or callables).'
+    """
+    import ast
+    import importlib.util
+
+    module, _, attr = target.partition(":")
+    try:
+        origin = importlib.util.find_spec(module).origin
+        tree = ast.parse(open(origin, encoding="utf-8").read())
+    except Exception:  # noqa: BLE001 - a third-party entry point we cannot read statically
+        return target
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef | ast.FunctionDef) and node.name == attr:
+            doc = (ast.get_docstring(node) or "").strip().splitlines()
+            return doc[0] if doc else target
+    return target
 
 
 T2I: Registry[Any] = Registry("t2i", ("repainter.backends.t2i",))

@@ -17,6 +17,18 @@ from repainter.store import SPEC_FILE, RunStore
 TRUTH_METRICS = ("scene_truth", "object_f1")
 
 
+def _intervals(row: dict[str, Any]) -> dict[str, Any]:
+    """The 95% bootstrap intervals of a leaderboard row: the final selection score's, and each
+    metric's mean with its interval (``metrics``)."""
+    def ci(key: str) -> list[float] | None:
+        low, high = row.get(f"{key}_ci_low"), row.get(f"{key}_ci_high")
+        return None if low is None else [low, high]
+
+    metrics = {key: {"mean": row[key], "ci95": ci(key)} for key in row
+               if f"{key}_ci_low" in row and key != "selection_final"}
+    return {"selection_final_best_ci95": ci("selection_final"), "metrics": metrics}
+
+
 @dataclass
 class RunResult:
     run_dir: Path
@@ -58,6 +70,7 @@ class RunResult:
                 if any(truth in r.get("final_scores", {}) for r in done):
                     entry[f"{truth}_round1_best"] = row.get(f"{truth}_round1")
                     entry[f"{truth}_final_best"] = row.get(truth)
+            entry.update(_intervals(row))
             models[row["model"]] = entry
         return {
             "run_dir": str(self.run_dir),
@@ -158,6 +171,14 @@ class RunResult:
 
     # -- notebooks -------------------------------------------------------------------------
 
+    def __repr__(self) -> str:
+        """Short in a plain REPL (the records stay in ``.records``)."""
+        done = sum(1 for r in self.records if r.get("status") == "done")
+        models = [row["model"] for row in self.leaderboard]
+        return (f"RunResult(run_dir={str(self.run_dir)!r}, models={models}, "
+                f"cases={done} done / {len(self.records) - done} failed, "
+                f"status={self.info.get('status')!r})")
+
     def _repr_html_(self, max_cases: int = 4, thumb: int = 96) -> str:
         """A leaderboard table and reference-vs-best thumbnails (for Jupyter)."""
         return render_html(self, max_cases=max_cases, thumb=thumb)
@@ -199,7 +220,8 @@ def _cell_image(run_dir: Path, relative: str | None, size: int, caption: str) ->
                  f'font-size:11px;display:flex;align-items:center;justify-content:center">'
                  'no image</div>')
     return (f'<figure style="margin:0 4px;display:inline-block;vertical-align:top;'
-            f'max-width:{size}px">{body}<figcaption style="font-size:11px;overflow-wrap:anywhere">'
+            f'width:{size}px;white-space:normal">{body}<figcaption style="font-size:11px;'
+            'overflow-wrap:anywhere;white-space:normal;line-height:1.25">'
             f"{escape(caption)}</figcaption></figure>")
 
 
@@ -211,8 +233,10 @@ def render_html(result: RunResult, max_cases: int = 4, thumb: int = 96) -> str:
         k for row in result.leaderboard for k in row
         if k not in _LEADERBOARD_FIXED and not k.endswith(("_ci_low", "_ci_high", "_round1"))
     })
+    from repainter.report.labels import metric_header
+
     header = ["rank", "model", "done", "failed", "selection r1", "selection final", "steer",
-              *metrics]
+              *(metric_header(m) for m in metrics)]
     parts = [
         '<div class="repainter-result">',
         (f"<div><b>repainter run</b> <code>{escape(str(result.run_dir))}</code> · "

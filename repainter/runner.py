@@ -27,15 +27,20 @@ import repainter
 from repainter.cache import ResponseCache
 from repainter.components import Components, build_components
 from repainter.datasets import DatasetItem, load_dataset
+from repainter.environment import capture as capture_environment
 from repainter.executors import Execution, Executor, Stage, make_executor
 from repainter.executors.worker import CaseTask, EventCallback, case_event
 from repainter.graph import RunContext
 from repainter.graph.nodes import render_flags_by_model
+from repainter.honesty import offline_world_warnings
 from repainter.instrument import timed
+from repainter.logging_setup import logging_events, run_log
+from repainter.preflight import preflight
 from repainter.report.html import REPORT_DIR, write_report
 from repainter.report.leaderboard import build_leaderboard, write_leaderboard
 from repainter.result import RunResult
-from repainter.spec import RunSpec, load_spec
+from repainter.run_status import recorded_outcome
+from repainter.spec import RunSpec, resolve_spec
 from repainter.store import (
     SPEC_FILE,
     RunStore,
@@ -79,16 +84,23 @@ def run(
     overrides: list[str] = (),
     on_event: EventCallback | None = None,
     case_ids: list[str] | None = None,
+    **settings: Any,
 ) -> RunResult:
     """Run ``spec`` (a RunSpec, a spec file, or None for the built-in world) to completion.
 
-    The run folder is locked for the whole run (a second writer is refused with this process's
-    pid); a run that stops on an error leaves ``run.json`` saying so, not "running".
+    ``settings`` override spec keys as Python values, e.g. ``run(loop={"rounds": 5}, seed=1)``
+    (merged into the spec; ``overrides`` strings such as ``"loop.rounds=5"`` apply after them).
+    Before anything is written, :func:`repainter.preflight.preflight` names every problem
+    (unknown names, bad params, missing folders, weights or keys) at once. The run folder is
+    locked for the whole run (a second writer is refused with this process's pid); the run
+    appends to ``logs/run.log``, and a run that stops on an error leaves ``run.json`` saying so
+    (``failed`` / ``interrupted`` and the ``error``), never "running".
     ``case_ids`` runs only those references, in that order (an adaptive budget's batches); an
     adaptive budget (:mod:`repainter.adaptive`) and an MLLM list (:mod:`repainter.grid`) are
     driven from here.
     """
-    spec = resolve_spec(spec, overrides)
+    spec = resolve_spec(spec, overrides, settings)
+    preflight(spec)
     if spec.seeds:  # one sub-run per seed (each with its own folder lock), then aggregated
         from repainter.seeds import run_seeds
 
@@ -104,37 +116,16 @@ def run(
     if not (spec.run_dir / SPEC_FILE).exists():  # before the lock file is made in it
         refuse_foreign_folder(spec.run_dir)
     with run_folder_lock(spec.run_dir, "run"):
-        try:
-            plan = prepare(spec, case_ids=case_ids)
-            emit = on_event or (lambda event: None)
-            counts, execution, loop_seconds = execute(plan, emit)
-            return finalize(plan, counts, execution, loop_seconds)
-        except BaseException as exc:
-            _mark_stopped(RunStore(spec.run_dir), exc)
-            raise
-
-
-def resolve_spec(spec: RunSpec | str | Path | None, overrides: list[str] = ()) -> RunSpec:
-    """A RunSpec from a RunSpec, a spec file or None (the built-in world), with overrides."""
-    if not isinstance(spec, RunSpec):
-        return load_spec(spec, overrides)
-    if overrides:
-        from repainter.spec import override_spec
-
-        return override_spec(spec, overrides)
-    return spec
-
-
-def _mark_stopped(store: RunStore, exc: BaseException) -> None:
-    """Record in run.json that the run stopped on ``exc`` (where a run.json was started)."""
-    try:
-        info = store.read_run_info()
-    except (OSError, ValueError):
-        return
-    if info.get("status") == "running":
-        stopped = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-        store.write_run_info({**info, "status": stopped, "finished_at": _now(),
-                              "error": f"{type(exc).__name__}: {exc}"})
+        plan = prepare(spec, case_ids=case_ids)
+        with run_log(plan.store.root), recorded_outcome(plan.store, plan.info):
+            logger.info("run %s in %s (spec %s)", spec.name, plan.store.root,
+                        plan.info["spec_fingerprint"])
+            for warning in plan.info["warnings"]:
+                logger.warning(warning)
+            counts, execution, loop_seconds = execute(plan, logging_events(on_event))
+            result = finalize(plan, counts, execution, loop_seconds)
+            logger.info("run finished: %s", result.info.get("cases"))
+            return result
 
 
 def prepare(spec: RunSpec | str | Path | None = None, overrides: list[str] = (),
@@ -152,6 +143,7 @@ def prepare(spec: RunSpec | str | Path | None = None, overrides: list[str] = (),
         "started_at": _now(),
         "resumed": resumed,
         "status": "running",
+        "warnings": offline_world_warnings(spec),
     }
     store.write_run_info({**store.read_run_info(), **info})
     items = selected_items(spec)
@@ -234,6 +226,7 @@ def finalize(plan: RunPlan, counts: dict[str, int], execution: Execution,
         store.write_results_jsonl(records)
         leaderboard = build_leaderboard(records, plan.models)
         write_leaderboard(leaderboard, store.root, records)
+    info.pop("error", None)  # an earlier attempt's failure: this one finished
     info.update(
         records_digest=digest,
         status="finished",
@@ -252,6 +245,8 @@ def finalize(plan: RunPlan, counts: dict[str, int], execution: Execution,
         backend_busy_seconds=round(execution.backend_busy_seconds, 4),
         # wall time of the loop no backend call was running in: never negative under concurrency
         framework_seconds=round(max(0.0, loop_seconds - execution.backend_busy_seconds), 4),
+        environment=capture_environment(),  # after the run: the device is known once loaded
+        spec=plan.spec.model_dump(mode="json"),
     )
     if store.unreadable:  # corrupt records met on the way (their cases were redone)
         info["unreadable_records"] = list(store.unreadable)
@@ -268,6 +263,11 @@ def finalize(plan: RunPlan, counts: dict[str, int], execution: Execution,
         store.write_run_info(info)
         logger.warning("could not write the HTML report: %s (rebuild with `repainter report %s`)",
                        info["report_error"], store.root)
+    if plan.spec.runtime.trackers:  # new results only; `repainter track RUN` sends them again
+        from repainter.trackers import track_run
+
+        info["trackers"] = track_run(store.root, plan.spec.runtime.trackers)
+        store.write_run_info(info)
     return RunResult(run_dir=store.root, spec=plan.spec, records=records, leaderboard=leaderboard,
                      info=info)
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
+import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-import tomllib
 import yaml
 from pydantic import (
     BaseModel,
@@ -218,6 +219,16 @@ class RuntimeSpec(_Spec):
     #: next reference (every model resident). Records are identical either way.
     schedule: Literal["model_major", "case_major"] = "model_major"
     ray: RaySpec = Field(default_factory=lambda: RaySpec())
+    #: Experiment trackers the finished run is sent to: mlflow, wandb, tensorboard (see
+    #: repainter.trackers); e.g. [mlflow, {name: wandb, params: {mode: offline}}].
+    trackers: list[ComponentSpec] = Field(default_factory=list)
+
+
+DEFAULT_OUTPUT_DIR = "runs/{dataset}-{models}-{fingerprint}"
+
+
+def _folder_part(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.") or "_"
 
 
 class BudgetSpec(_Spec):
@@ -276,7 +287,10 @@ class RunSpec(_Spec):
     #: Run the whole spec once per seed (sub-run folders seed-<s>/) and aggregate over seeds;
     #: None: one run with ``seed``. See repainter.seeds.
     seeds: list[int] | None = Field(default=None, min_length=1)
-    output_dir: str = "runs/{name}"
+    #: Placeholders: {name}, {dataset}, {models} (T2I labels joined by +), {fingerprint} (8 hex
+    #: digits of the spec's hash): by default every spec gets its own folder; the same spec
+    #: resumes its folder.
+    output_dir: str = DEFAULT_OUTPUT_DIR
     decision: DecisionSpec | None = None
     #: Multiple-comparison correction of the leaderboard's paired tests with more than two
     #: models: holm (family-wise error), bh (Benjamini-Hochberg, false discovery rate) or none.
@@ -315,6 +329,18 @@ class RunSpec(_Spec):
         if self._own_values is not None:
             return copy.deepcopy(self._own_values)
         return self.model_dump(mode="json", exclude_unset=True)
+
+    @field_validator("output_dir")
+    @classmethod
+    def _known_placeholders(cls, value: str) -> str:
+        import string
+
+        used = {field for _, field, _, _ in string.Formatter().parse(value) if field is not None}
+        unknown = used - {"name", "dataset", "models", "fingerprint"}
+        if unknown:
+            raise ValueError(f"output_dir {value!r}: unknown placeholder(s) {sorted(unknown)}; "
+                             "use {name}, {dataset}, {models}, {fingerprint}")
+        return value
 
     @field_validator("t2i", mode="before")
     @classmethod
@@ -390,7 +416,16 @@ class RunSpec(_Spec):
 
     @property
     def run_dir(self) -> Path:
-        return Path(self.output_dir.format(name=self.name))
+        """``output_dir`` with its placeholders filled.
+
+            >>> str(RunSpec().run_dir).startswith("runs/world-sim-")
+            True
+        """
+        labels = [_folder_part(t.display_name) for t in self.t2i]
+        models = "+".join(labels) if len(labels) <= 3 else f"{'+'.join(labels[:2])}+{len(labels) - 2}more"
+        return Path(self.output_dir.format(
+            name=self.name, dataset=_folder_part(self.dataset.name), models=models[:80],
+            fingerprint=self.fingerprint()[:8]))
 
     @property
     def is_grid(self) -> bool:
@@ -613,4 +648,24 @@ def _validate(data: dict[str, Any]) -> RunSpec:
 def load_spec(path: str | Path | None = None, overrides: list[str] = ()) -> RunSpec:
     """Load a spec file (YAML or TOML; none = the built-in world) and apply overrides."""
     data = read_spec_file(path) if path is not None else {}
+    return build_spec(data, overrides)
+
+
+def resolve_spec(spec: RunSpec | str | Path | None = None, overrides: list[str] = (),
+                 settings: dict[str, Any] | None = None) -> RunSpec:
+    """A spec from a RunSpec, a file or None (the built-in world), with Python-value ``settings``
+    merged in (``{"loop": {"rounds": 5}}``) and then ``overrides`` strings applied.
+
+        >>> resolve_spec(None, ["loop.variants=2"], {"loop": {"rounds": 5}}).loop.rounds
+        5
+    """
+    if isinstance(spec, RunSpec):
+        if not settings:
+            return override_spec(spec, overrides) if overrides else spec
+        # a new preset starts again from the values the spec was built from (as override_spec)
+        data = spec.own_values() if "preset" in settings else spec.model_dump(mode="json")
+    else:
+        data = read_spec_file(spec) if spec is not None else {}
+    if settings:
+        data = _deep_merge(data, settings)
     return build_spec(data, overrides)

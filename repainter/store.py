@@ -234,6 +234,10 @@ class RunStore:
             if spec.extends(previous):  # models added to a comparison: only they run
                 atomic_write_bytes(existing, spec.to_yaml().encode("utf-8"))
                 return True
+            if not self.has_cases() and not self.checkpoint_path.exists():
+                # a start that failed before any case ran: the folder holds nothing to keep
+                atomic_write_bytes(existing, spec.to_yaml().encode("utf-8"))
+                return False
             raise RunFolderError(
                 f"{self.root} holds a run of a different spec "
                 f"({previous.fingerprint()} vs {spec.fingerprint()}); choose another "
@@ -243,6 +247,10 @@ class RunStore:
         self.root.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(existing, spec.to_yaml().encode("utf-8"))
         return False
+
+    def has_cases(self) -> bool:
+        """Whether any case of this folder's run has a record (done or failed)."""
+        return any((self.root / "cases").glob("*/*.json"))
 
     @property
     def checkpoint_path(self) -> Path:

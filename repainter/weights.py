@@ -132,13 +132,13 @@ def how_to_fix(kind: str, model: str, extra: str | None = None) -> str:
     cache = "or point HF_HOME / HF_HUB_CACHE at a cache that holds it"
     if kind == "diffusers":
         return (
-            f"download it with `huggingface-cli download {model}` on a machine with network "
+            f"download it with `hf download {model}` on a machine with network "
             f"(or `repainter prefetch --spec SPEC`), {local} (a folder with model_index.json), "
             f"{cache}"
         )
     if kind == "transformers":
         return (
-            f"download it with `huggingface-cli download {model}` (or `repainter prefetch "
+            f"download it with `hf download {model}` (or `repainter prefetch "
             f"--spec SPEC`), {local} (a folder with config.json and the weights), {cache}"
         )
     if kind == "open_clip":
@@ -146,7 +146,7 @@ def how_to_fix(kind: str, model: str, extra: str | None = None) -> str:
         if extra and looks_like_path(extra):
             return f"the checkpoint file {extra!r} must exist; pass `checkpoint: /path/to/file`"
         repo = _open_clip_hub_repo(model, extra)
-        hub = f"`huggingface-cli download {repo}`" if repo else "`repainter prefetch --spec SPEC`"
+        hub = f"`hf download {repo}`" if repo else "`repainter prefetch --spec SPEC`"
         return (
             f"download the open_clip weights with {hub}, or pass `checkpoint: /path/to/"
             f"open_clip_model.safetensors` (a local file of the {model} architecture), {cache}"

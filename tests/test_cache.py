@@ -57,6 +57,7 @@ def test_response_cache_round_trip_and_counts(tmp_path):
         cache.put("metric", "k", float("nan"))
 
 
+@pytest.mark.slow
 def test_a_rerun_from_a_shared_cache_makes_no_backend_calls(tmp_path, calls):
     shared = {"runtime": {"cache_dir": str(tmp_path / "shared")}}
     first = run(_spec(tmp_path, "first", **shared))
@@ -70,6 +71,7 @@ def test_a_rerun_from_a_shared_cache_makes_no_backend_calls(tmp_path, calls):
     assert stats["metric"]["misses"] == 0 and stats["metric"]["hits"] > 0
 
 
+@pytest.mark.slow
 def test_a_finished_run_started_again_redoes_nothing(tmp_path, calls):
     spec = _spec(tmp_path)
     run(spec)
@@ -78,6 +80,7 @@ def test_a_finished_run_started_again_redoes_nothing(tmp_path, calls):
     assert sum(calls.values()) == 0 and again.info["cases"]["reused"] == 4
 
 
+@pytest.mark.slow
 def test_adding_a_model_to_a_finished_comparison_calls_only_for_it(tmp_path, calls):
     full = {"name": "procedural"}
     blind = {"name": "procedural", "label": "colourblind", "params": {"ignore": ["color"]}}
@@ -92,6 +95,7 @@ def test_adding_a_model_to_a_finished_comparison_calls_only_for_it(tmp_path, cal
     assert {r["model"] for r in grown.records} == {"procedural", "colourblind"}
 
 
+@pytest.mark.slow
 def test_concurrent_and_sequential_runs_give_identical_results(tmp_path):
     common = {"dataset": {"limit": 6}, "t2i": [
         {"name": "procedural"},

@@ -1,5 +1,6 @@
 import json
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -56,7 +57,7 @@ def test_validate_accepts_good_and_rejects_unknown_components(tmp_path):
     good = runner.invoke(app, ["validate", str(_spec(tmp_path))])
     assert good.exit_code == 0 and "ok" in good.stdout
     bad = runner.invoke(app, ["validate", str(_spec(tmp_path, t2i=[{"name": "nope"}]))])
-    assert bad.exit_code == 1 and "unknown t2i 'nope'" in bad.output
+    assert bad.exit_code == 2 and "unknown t2i 'nope'" in bad.output
 
 
 def test_ls_lists_components_and_presets():
@@ -70,6 +71,7 @@ def test_ls_lists_components_and_presets():
     assert table.exit_code == 0 and "scene-analyst" in table.stdout
 
 
+@pytest.mark.slow
 def test_compare_ranks_the_better_model_first_with_a_significant_test(tmp_path):
     result = runner.invoke(app, [
         "compare", "--t2i", "procedural",

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 
 import pytest
+
+pytestmark = pytest.mark.slow
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "examples" / "quickstart.ipynb"
 
@@ -44,9 +45,7 @@ def test_quickstart_notebook_executes(tmp_path, python3_kernel):
         nb, kernel_name=python3_kernel, timeout=120,
         resources={"metadata": {"path": str(work)}},
     )
-    started = time.perf_counter()
     client.execute()
-    elapsed = time.perf_counter() - started
 
     outputs = [out for cell in nb.cells if cell.cell_type == "code" for out in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
@@ -55,4 +54,3 @@ def test_quickstart_notebook_executes(tmp_path, python3_kernel):
     assert any("best_ever_selection" in h for h in html)  # the to_pandas table
     assert any("image/png" in o.get("data", {}) for o in outputs)  # the matplotlib plot
     assert (work / "runs" / "quickstart" / "leaderboard.md").exists()  # ran in the temp folder
-    assert elapsed < 60, f"the quick start took {elapsed:.1f}s"

@@ -6,6 +6,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 
 import repainter
@@ -27,6 +28,7 @@ def _records(run_dir: Path) -> dict[Path, int]:
     return {p: p.stat().st_mtime_ns for p in (run_dir / "cases").glob("*/*.json")}
 
 
+@pytest.mark.slow
 def test_sigkilled_run_resumes_and_skips_finished_cases(tmp_path):
     spec = _spec_file(tmp_path)
     command = [sys.executable, "-m", "repainter.cli", "run", "--spec", str(spec), "--quiet"]

@@ -19,8 +19,16 @@ def test_init_writes_spec_and_detects_resume(tmp_path):
 def test_init_refuses_a_folder_of_another_spec(tmp_path):
     store = RunStore(tmp_path / "run")
     store.init(RunSpec(output_dir=str(tmp_path / "run")))
+    store.write_case_record({"case_id": "c", "model": "m", "status": "failed", "error": "x"})
     with pytest.raises(RunFolderError, match="different spec"):
         store.init(RunSpec(output_dir=str(tmp_path / "run"), seed=3))
+
+
+def test_init_reuses_a_folder_whose_start_failed_before_any_case(tmp_path):
+    store = RunStore(tmp_path / "run")
+    store.init(RunSpec(output_dir=str(tmp_path / "run")))
+    assert store.init(RunSpec(output_dir=str(tmp_path / "run"), seed=3)) is False
+    assert "seed: 3" in (store.root / "spec.yaml").read_text()
 
 
 def test_records_round_trip_and_done_status(tmp_path):

@@ -17,7 +17,7 @@ from typing import Any
 from repainter.backends.base import CURRENT_PROMPT_BUDGET
 from repainter.components import Components
 from repainter.graph import RunContext, build_graph
-from repainter.images import ImageLoadError, image_sha256, load_image, to_rgb
+from repainter.images import ImageLoadError, load_image, reference_digest
 from repainter.instrument import CURRENT_CASE
 from repainter.store import RunStore
 
@@ -108,8 +108,8 @@ class CaseWorker:
                 self.prune(task)  # checkpoints of an older reference: start over
                 snapshot = self.graph.get_state(config)
             resume = snapshot is not None and snapshot.next
-            payload = None if resume else {"case_id": task.case_id, "model": task.model,
-                                           "reference_sha256": digest}
+            # the graph's input is (case_id, model); its describe node records the digest
+            payload = None if resume else {"case_id": task.case_id, "model": task.model}
             for update in self.graph.stream(payload, config, stream_mode="updates"):
                 selected = update.get("select")
                 if selected:
@@ -130,11 +130,6 @@ class CaseWorker:
 
     def release(self, model: str) -> dict[str, Any]:
         return self.components.release(model)
-
-
-def reference_digest(image) -> str:
-    """The pixel hash a case records of its reference (after the image-mode policy)."""
-    return image_sha256(to_rgb(image))
 
 
 def _stored_reference_sha256(store: RunStore, case_id: str) -> str | None:

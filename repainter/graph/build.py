@@ -12,14 +12,16 @@ straight back to write_variants, which renders the initial prompt again without 
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
 from functools import wraps
 
 from langgraph.graph import END, START, StateGraph
 
 from repainter.graph import nodes
 from repainter.graph.context import RunContext
-from repainter.graph.state import CaseState
+from repainter.graph.state import CaseInput, CaseState
 
 NODES = (
     nodes.describe,
@@ -36,21 +38,44 @@ NODES = (
 )
 
 
-def _timed(node, ctx: RunContext):
+class LazyContext:
+    """A :class:`RunContext` built by ``factory`` on the first node call, not before.
+
+    LangGraph servers (``langgraph dev``) call the graph factory inside their event loop, where
+    creating a folder or loading a model is a blocking call they refuse; the first node runs in
+    a worker thread, where it is fine.
+    """
+
+    def __init__(self, factory: Callable[[], RunContext]):
+        self._factory = factory
+        self._ctx: RunContext | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> RunContext:
+        with self._lock:
+            if self._ctx is None:
+                self._ctx = self._factory()
+            return self._ctx
+
+
+def _timed(node, ctx: RunContext | LazyContext):
     """Bind ``ctx`` and add the node's own wall time to the state's ``timings``."""
 
     @wraps(node)
     def run(state: CaseState) -> dict:
         started = time.perf_counter()
-        update = node(state, ctx)
+        update = node(state, ctx.get() if isinstance(ctx, LazyContext) else ctx)
         return {**update, "timings": {node.__name__: time.perf_counter() - started}}
 
     return run
 
 
-def build_graph(ctx: RunContext, checkpointer=None):
-    """Compile the loop for one run; ``checkpointer`` persists each case's state after every node."""
-    graph = StateGraph(CaseState)
+def build_graph(ctx: RunContext | LazyContext, checkpointer=None):
+    """Compile the loop for one run; ``checkpointer`` persists each case's state after every node.
+
+    The graph's input is a :class:`CaseInput` (``case_id``, ``model``); compiling does no I/O.
+    """
+    graph = StateGraph(CaseState, input_schema=CaseInput)
     for node in NODES:
         graph.add_node(node.__name__, _timed(node, ctx))
     graph.add_edge(START, "describe")

@@ -9,7 +9,7 @@ from typing import Any
 from repainter.backends.base import GeneratedImage
 from repainter.graph.context import RunContext
 from repainter.graph.state import Candidate, CaseState, RoundRecord, round_best_candidate
-from repainter.images import save_png
+from repainter.images import reference_digest, save_png
 from repainter.instrument import CURRENT_CASE
 from repainter.prompts import render_prompt
 from repainter.schemas import Critique, ImageUnderstandingTree
@@ -40,7 +40,9 @@ def describe(state: CaseState, ctx: RunContext) -> dict[str, Any]:
             CURRENT_CASE.reset(token)
         stored = iut.model_dump(mode="json")
         ctx.store.save_description(case_id, stored)
-    return {"iut": stored}
+    # recorded here, not passed in: the graph's input is only (case_id, model), and a resume
+    # compares it with the reference as it is then (repainter.runner)
+    return {"iut": stored, "reference_sha256": reference_digest(ctx.reference(case_id).image)}
 
 
 def compose_prompt(state: CaseState, ctx: RunContext) -> dict[str, Any]:

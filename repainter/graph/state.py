@@ -6,7 +6,11 @@ can persist it after every node and an interrupted case resumes where it stopped
 
 from __future__ import annotations
 
-from typing import Annotated, Any, TypedDict
+from typing import Annotated, Any
+
+# typing_extensions' TypedDict: pydantic builds the graph's JSON schemas (Studio's input form)
+# from it on Python < 3.12 too
+from typing_extensions import TypedDict
 
 
 def add_timings(current: dict[str, float] | None, new: dict[str, float] | None) -> dict[str, float]:
@@ -40,6 +44,13 @@ class RoundRecord(TypedDict, total=False):
     best_ever_selection: float | None
     critique: dict[str, Any] | None
     revised_prompt: str | None
+
+
+class CaseInput(TypedDict):
+    """What starts a case: which reference (a dataset id) and which T2I model (its label)."""
+
+    case_id: str
+    model: str
 
 
 class CaseState(TypedDict, total=False):

@@ -25,7 +25,9 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from PIL import Image
 
+from repainter.environment import summary_facts
 from repainter.images import atomic_write_bytes
+from repainter.report.labels import metric_header
 from repainter.report.leaderboard import (
     build_category_table,
     build_leaderboard,
@@ -566,8 +568,10 @@ def build_report_context(run_dir: str | Path, *, max_cases: int = MAX_CASES,
         from repainter.adaptive import adaptive_line
 
         facts.append(("adaptive budget", adaptive_line(info["adaptive"])))
+    facts += summary_facts(info.get("environment"))
     return {
-        "title": spec.name if spec else run_dir.name,
+        "title": f"{spec.name} · dataset {spec.dataset.name}" if spec else run_dir.name,
+        "warnings": info.get("warnings") or [],
         "run_dir": str(run_dir),
         "facts": [(k, v) for k, v in facts if v not in (None, "")],
         "licences": sorted(licences.items()),
@@ -720,6 +724,7 @@ def _environment() -> Environment:
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=True,
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["fmt"] = fmt
+    env.globals["metric_header"] = metric_header
     return env
 
 

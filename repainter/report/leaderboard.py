@@ -21,6 +21,7 @@ from statistics import fmean
 from typing import Any
 
 from repainter.images import atomic_write_bytes
+from repainter.report.labels import metric_header
 from repainter.report.stats import bootstrap_ci, corrected, paired_comparison
 from repainter.store import json_safe, write_json
 
@@ -231,7 +232,8 @@ def leaderboard_markdown(
          "done": row["done"], "failed": row["failed"],
          "selection r1": row["selection_round1"], "selection final [95% CI]":
          _with_ci(row, "selection_final"), "steerability": row["steerability"],
-         **{m: _with_ci(row, m) for m in metrics}, "s/case": row.get("seconds_per_case"),
+         **{metric_header(m): _with_ci(row, m) for m in metrics},
+         "s/case": row.get("seconds_per_case"),
          "T2I s/case": row.get("t2i_seconds_per_case"),
          "MLLM s/case": row.get("mllm_seconds_per_case"),
          **({"MLLM tokens/case": row.get("mllm_tokens_per_case"),

@@ -94,7 +94,7 @@ def test_offline_missing_weights(monkeypatch, tmp_path):
         with pytest.raises(WeightsNotFoundError) as info:
             ClipImageSimilarity(model="ViT-B-32", pretrained="openai", device="cpu")
     msg = str(info.value)
-    assert "ViT-B-32@openai" in msg and "huggingface-cli download" in msg
+    assert "ViT-B-32@openai" in msg and "hf download" in msg
     assert "timm/vit_base_patch32_clip_224.openai" in msg
     with pytest.raises(WeightsNotFoundError, match="no such checkpoint file"):
         ClipImageSimilarity(model="ViT-B-32", checkpoint=str(tmp_path / "nope.pt"), device="cpu")

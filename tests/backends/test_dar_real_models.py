@@ -22,6 +22,8 @@ from repainter.testing.openai_server import OpenAICompatServer  # noqa: E402
 
 from .tiny_models import TINY_OPEN_CLIP, TINY_OPEN_CLIP_NAME  # noqa: E402
 
+pytestmark = [pytest.mark.slow, pytest.mark.models]
+
 
 def test_dar_with_real_backends_through_the_cli(tmp_path, monkeypatch, tiny_sd_path,
                                                 tiny_open_clip_checkpoint, tiny_tokenizer):

@@ -81,6 +81,7 @@ def test_scheduler_override_and_call_params(tiny_sd_path):
         DiffusersT2I(model=str(tiny_sd_path), device="cpu", scheduler="NoSuchScheduler")
 
 
+@pytest.mark.slow
 def test_safety_checker_blanked_images_are_flagged(tiny_sd_path, monkeypatch):
     t2i = DiffusersT2I(model=str(tiny_sd_path), device="cpu", steps=2, dtype="float32",
                        scheduler="DDIMScheduler")
@@ -112,7 +113,7 @@ def test_offline_missing_weights(monkeypatch, tmp_path):
         with pytest.raises(WeightsNotFoundError) as info:
             DiffusersT2I(model="nobody/no-such-sd-model", device="cpu")
     msg = str(info.value)
-    assert "nobody/no-such-sd-model" in msg and "huggingface-cli download" in msg
+    assert "nobody/no-such-sd-model" in msg and "hf download" in msg
     assert "local path" in msg
     with pytest.raises(WeightsNotFoundError, match="no such local path"):
         DiffusersT2I(model=str(tmp_path / "no-folder"), device="cpu")

@@ -73,6 +73,6 @@ def test_offline_missing_weights(monkeypatch, tmp_path):
         with pytest.raises(WeightsNotFoundError) as info:
             DinoV2Similarity(model="nobody/no-such-dinov2", device="cpu")
     assert "nobody/no-such-dinov2" in str(info.value)
-    assert "huggingface-cli download nobody/no-such-dinov2" in str(info.value)
+    assert "hf download nobody/no-such-dinov2" in str(info.value)
     with pytest.raises(WeightsNotFoundError, match="no such local path"):
         DinoV2Similarity(model=str(tmp_path / "missing-folder"), device="cpu")

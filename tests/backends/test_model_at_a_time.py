@@ -70,6 +70,7 @@ def _records(result):
     return [{k: v for k, v in r.items() if k != "timings"} for r in result.records]
 
 
+@pytest.mark.slow
 def test_model_major_holds_one_pipeline_at_a_time(tmp_path, three_models, pipelines):
     result = runner.run(_spec(tmp_path / "mm", three_models, "model_major"))
     assert result.info["cases"]["done"] == 6
@@ -85,6 +86,7 @@ def test_model_major_holds_one_pipeline_at_a_time(tmp_path, three_models, pipeli
     assert _records(case_major) == _records(result)
 
 
+@pytest.mark.slow
 def test_no_pipeline_for_ls_validate_report_or_a_finished_rerun(tmp_path, three_models,
                                                                   pipelines):
     spec = _spec(tmp_path / "run", three_models, "model_major")

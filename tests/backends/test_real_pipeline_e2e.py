@@ -26,6 +26,8 @@ from .tiny_models import (  # noqa: E402, F401
     TINY_OPEN_CLIP_NAME,
 )
 
+pytestmark = [pytest.mark.slow, pytest.mark.models]
+
 
 @pytest.fixture
 def server():

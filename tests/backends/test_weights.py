@@ -75,7 +75,7 @@ def test_doctor_rows_offline_fast(monkeypatch, tmp_path):
     for name in ("diffusers", "openai", "clip_i", "dinov2", "lpips"):
         assert by_component[name]["present"] is False and by_component[name]["how_to_fix"]
     assert by_component["ssim"]["present"] is True and by_component["ssim"]["kind"] == "none"
-    assert "huggingface-cli download nobody/sd" in by_component["diffusers"]["how_to_fix"]
+    assert "hf download nobody/sd" in by_component["diffusers"]["how_to_fix"]
     assert "export OPENAI_API_KEY" in by_component["openai"]["how_to_fix"]
     # prefetch offline: every missing requirement fails quickly with the explanation
     with fails_fast():

@@ -36,6 +36,7 @@ def result(items, dialogues, index):
     return run_dar(dialogues, items, mllm=SceneAnalyst(), gallery=index)
 
 
+@pytest.mark.slow
 def test_hits_rise_over_turns(result):
     turns = result.summary()["turns"]
     first, last = turns[0], turns[-1]
@@ -50,6 +51,7 @@ def test_hits_rise_over_turns(result):
                                                  + getattr(r, f"{mode}_tied") < 10)
 
 
+@pytest.mark.slow
 def test_generated_images_help_once_the_query_says_something(result):
     # On the bare 32-scene gallery the concept text score ties scenes that show the same
     # colours and shapes; the rendered query separates them by binding and layout. (At turn 0
@@ -60,6 +62,7 @@ def test_generated_images_help_once_the_query_says_something(result):
     assert any(t["fused"]["hits@1"] > t["text"]["hits@1"] for t in later)
 
 
+@pytest.mark.slow
 def test_alpha_one_is_text_only_and_the_folder_round_trips(items, dialogues, index, tmp_path):
     sub = dialogues[:4]
     res = run_dar(sub, items, alpha=1.0, images_per_turn=2, mllm=SceneAnalyst(), gallery=index,
@@ -104,6 +107,7 @@ class _BrokenForOne(T2IBackend):
         return out
 
 
+@pytest.mark.slow
 def test_a_failing_dialogue_is_recorded_and_the_run_goes_on(items, dialogues, index, tmp_path):
     bad = [Dialogue("will-crash", items[0].id, "a picture", [Turn("q?", "crash please")]),
            Dialogue("<b>blank</b>", items[1].id, "blank", []),

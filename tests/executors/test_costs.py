@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from repainter import runner
 from repainter.cache import ResponseCache
 from repainter.spec import build_spec
@@ -24,6 +26,7 @@ def _rows(path: Path, sql: str) -> list[tuple]:
         return conn.execute(sql).fetchall()
 
 
+@pytest.mark.slow
 def test_renders_are_stored_once_and_checkpoints_of_finished_cases_pruned(tmp_path):
     run_dir = tmp_path / "run"
     first = runner.run(_spec(run_dir))

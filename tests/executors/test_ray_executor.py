@@ -14,7 +14,7 @@ from repainter import runner  # noqa: E402
 from repainter.executors.ray_pool import RayExecutor  # noqa: E402
 from repainter.spec import build_spec  # noqa: E402
 
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

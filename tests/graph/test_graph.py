@@ -16,6 +16,7 @@ def world_run(tmp_path_factory):
     return run(build_spec({"preset": "world", "output_dir": str(out)}))
 
 
+@pytest.mark.slow
 def test_every_case_is_scored_and_laid_out(world_run):
     root = world_run.run_dir
     assert len(world_run.records) >= 24
@@ -32,6 +33,7 @@ def test_every_case_is_scored_and_laid_out(world_run):
     assert len(lines) == len(world_run.records)
 
 
+@pytest.mark.slow
 def test_best_ever_score_never_decreases(world_run):
     for record in world_run.records:
         curve = record["best_ever_by_round"]
@@ -41,6 +43,7 @@ def test_best_ever_score_never_decreases(world_run):
         assert curve[-1] == max(round_bests)
 
 
+@pytest.mark.slow
 def test_loop_improves_selection_and_ground_truth_fidelity(world_run):
     done = world_run.records
     r1 = fmean(r["round1_best"]["selection"] for r in done)
@@ -51,6 +54,7 @@ def test_loop_improves_selection_and_ground_truth_fidelity(world_run):
     assert f1_final > f1_r1, (f1_r1, f1_final)
 
 
+@pytest.mark.slow
 def test_every_node_ran(world_run):
     record = world_run.records[0]
     assert record["draft_prompt"] and record["initial_prompt"]  # describe, compose_prompt
@@ -60,6 +64,7 @@ def test_every_node_ran(world_run):
     assert len(NODES) == 11
 
 
+@pytest.mark.slow
 def test_a_rerun_of_a_finished_run_redoes_nothing(world_run):
     again = run(world_run.spec)
     assert again.info["cases"]["reused"] == len(world_run.records)
@@ -74,6 +79,7 @@ def test_early_stop_on_target_ends_cases_sooner(tmp_path):
     assert all(len(r["rounds"]) == 1 and r["stop_reason"] == "target_reached" for r in result.records)
 
 
+@pytest.mark.slow
 def test_retrieve_or_generate_decision_is_recorded_and_checked_against_ground_truth(tmp_path):
     spec = build_spec({"preset": "world",
         "output_dir": str(tmp_path / "run"), "dataset": {"limit": 6},

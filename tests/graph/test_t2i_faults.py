@@ -72,6 +72,7 @@ class FailsForPrompt:
         pass
 
 
+@pytest.mark.slow
 def test_a_crashing_batch_fails_its_case_and_the_run_goes_on(small_spec, monkeypatch):
     from repainter.datasets import load_dataset
 

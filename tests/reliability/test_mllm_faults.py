@@ -16,6 +16,8 @@ import pytest
 import repainter
 from repainter.testing import ALL_KINDS, FaultPlan
 
+pytestmark = pytest.mark.slow
+
 #: Retries and re-asks where every request fails (fewer than at 30%, to keep the hang case short).
 DOWN_RETRIES = DOWN_REASK = 3
 

@@ -92,7 +92,7 @@ def test_rendered_page_shows_the_leaderboard(run_dir, tmp_path):
     assert "Leaderboard" in dom and "procedural" in dom
     assert f"{leaderboard[0]['selection_final']:.3f}" in dom
     assert len(re.findall(r"<img\b", dom)) >= 3 * 2 * 2
-    assert re.search(r"<title>repainter · world</title>", dom)
+    assert re.search(r"<title>repainter · world · dataset world</title>", dom)  # names the dataset
 
 
 def test_every_image_loads(run_dir, tmp_path):

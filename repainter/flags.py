@@ -1,0 +1,72 @@
+"""Common flags like lm-evaluation-harness's: ``--device``, ``--dtype``, ``--batch-size``,
+``--seed`` and ``--model-args k=v,...``, turned into spec overrides.
+
+``--device`` / ``--dtype`` / ``--batch-size`` go to every component (T2I models and metrics) whose
+constructor takes that parameter; ``--model-args`` fills every T2I model's params (a key its
+constructor does not take is an error, named by the preflight).
+
+    >>> from repainter.spec import RunSpec
+    >>> spec = RunSpec(t2i=[{"name": "procedural"}])
+    >>> flag_overrides(spec, seed=3, model_args="a=1,b=x")
+    ['seed=3', 't2i.0.params.a=1', 't2i.0.params.b=x']
+    >>> parse_model_args("steps=4,guidance_scale=0.0,model=stabilityai/sdxl-turbo")
+    {'steps': '4', 'guidance_scale': '0.0', 'model': 'stabilityai/sdxl-turbo'}
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from repainter.errors import UserError
+from repainter.spec import RunSpec
+
+#: Flag name -> constructor parameter it fills.
+_COMPONENT_FLAGS = {"device": "device", "dtype": "dtype", "batch_size": "batch_size"}
+
+
+def parse_model_args(text: str) -> dict[str, str]:
+    """``"k=v,k2=v2"`` -> ``{"k": "v", "k2": "v2"}`` (values parsed as YAML by the spec)."""
+    args: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--model-args {text!r}: {part!r} must look like key=value")
+        args[key.strip()] = value.strip()
+    return args
+
+
+def _accepts(registry, name: str, param: str) -> bool:
+    try:
+        signature = inspect.signature(registry.get(name))
+    except Exception:  # unknown names are the preflight's to report
+        return False
+    return param in signature.parameters or any(
+        p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
+
+
+def flag_overrides(spec: RunSpec, *, device: str | None = None, dtype: str | None = None,
+                   batch_size: int | None = None, seed: int | None = None,
+                   model_args: str | None = None) -> list[str]:
+    """The ``key.path=value`` overrides the common flags stand for on ``spec``."""
+    from repainter.registry import METRICS, T2I
+
+    overrides = [] if seed is None else [f"seed={seed}"]
+    values: dict[str, Any] = {"device": device, "dtype": dtype, "batch_size": batch_size}
+    for flag, value in values.items():
+        if value is None:
+            continue
+        param = _COMPONENT_FLAGS[flag]
+        hits = [f"t2i.{i}.params.{param}={value}" for i, c in enumerate(spec.t2i)
+                if _accepts(T2I, c.name, param)]
+        hits += [f"metrics.{i}.params.{param}={value}" for i, c in enumerate(spec.metrics)
+                 if _accepts(METRICS, c.name, param)]
+        if not hits:
+            names = ", ".join(c.name for c in [*spec.t2i, *spec.metrics])
+            raise UserError(f"--{flag.replace('_', '-')}: no component of this spec takes "
+                            f"{param!r} ({names}); the offline world runs on the CPU as it is")
+        overrides += hits
+    if model_args:
+        for key, value in parse_model_args(model_args).items():
+            overrides += [f"t2i.{i}.params.{key}={value}" for i in range(len(spec.t2i))]
+    return overrides
