@@ -20,7 +20,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from repainter.report.leaderboard import build_comparisons, build_leaderboard, write_leaderboard
+from repainter.report.leaderboard import (
+    build_comparisons,
+    build_leaderboard,
+    format_cell,
+    markdown_table,
+    write_leaderboard,
+)
 from repainter.result import RunResult
 from repainter.spec import ComponentSpec, RunSpec
 from repainter.store import (
@@ -153,53 +159,42 @@ def write_grid_leaderboard(spec: RunSpec, records: list[dict[str, Any]],
     return board
 
 
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
-
-
 def grid_table(board: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """Header and rows: T2I models down, MLLMs across, mean final selection score."""
     mllms = list(board["t2i_by_mllm"])
     cells = {(r["t2i"], r["mllm"]): r.get("selection_final") for r in board["grid"]}
-    rows = [[t] + [_fmt(cells.get((t, m))) for m in mllms] for t in board["mllm_by_t2i"]]
+    rows = [[t] + [format_cell(cells.get((t, m))) for m in mllms] for t in board["mllm_by_t2i"]]
     return ["T2I \\ MLLM", *mllms], rows
 
 
-def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
-    return (["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-            + ["| " + " | ".join(row) + " |" for row in rows])
-
-
 def _ranking_rows(ranking: dict[str, Any], key: str) -> list[list[str]]:
-    return [[str(r["rank"]), r[key], str(r["done"]), _fmt(r.get("selection_final")),
-             _fmt(r.get("mllm_tokens_per_case")), _fmt(r.get("mllm_cost_usd"))]
+    return [[str(r["rank"]), r[key], str(r["done"]), format_cell(r.get("selection_final")),
+             format_cell(r.get("mllm_tokens_per_case")), format_cell(r.get("mllm_cost_usd"))]
             for r in ranking["ranking"]]
 
 
 def _comparison_rows(ranking: dict[str, Any]) -> list[list[str]]:
-    return [[c["model_a"], c["model_b"], str(c["n"]), _fmt(c["mean_difference"]),
+    return [[c["model_a"], c["model_b"], str(c["n"]), format_cell(c["mean_difference"]),
              f"{c['p_value']:.2g}", str(c["significant"])] for c in ranking["comparisons"]]
 
 
 def grid_markdown(board: dict[str, Any]) -> str:
     """The MLLM axis for people: the grid, the rankings with paired tests, the MLLMs' usage."""
     header, rows = grid_table(board)
-    lines = ["## MLLM x T2I grid (mean final selection score)", "", *_md_table(header, rows)]
+    lines = ["## MLLM x T2I grid (mean final selection score)", "", *markdown_table(header, rows)]
     rank_head = ["rank", "model", "done", "selection final", "MLLM tokens/case", "MLLM cost USD"]
     test_head = ["model_a", "model_b", "n", "mean difference", "p (sign flip)", "significant"]
     for title, part, key in (("MLLMs ranked for T2I", "mllm_by_t2i", "mllm"),
                              ("T2I models ranked for MLLM", "t2i_by_mllm", "t2i")):
         for fixed, ranking in board[part].items():
-            lines += ["", f"### {title} {fixed}", "", *_md_table(rank_head, _ranking_rows(ranking, key))]
+            lines += ["", f"### {title} {fixed}", "", *markdown_table(rank_head, _ranking_rows(ranking, key))]
             if ranking["comparisons"]:
-                lines += ["", *_md_table(test_head, _comparison_rows(ranking))]
+                lines += ["", *markdown_table(test_head, _comparison_rows(ranking))]
     usage_keys = sorted({k for u in board["mllm_usage"].values() for k in u})
     if usage_keys:
         lines += ["", "## MLLM usage (whole run)", "",
-                  *_md_table(["mllm", *usage_keys],
-                             [[m, *(_fmt(u.get(k)) for k in usage_keys)]
+                  *markdown_table(["mllm", *usage_keys],
+                             [[m, *(format_cell(u.get(k)) for k in usage_keys)]
                               for m, u in board["mllm_usage"].items()])]
     return "\n".join(lines) + "\n"
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from repainter.images import atomic_write_bytes
+from repainter.report.leaderboard import markdown_table
 from repainter.report.validity import TRUSTED, WEAK, trust_table
 from repainter.report.validity import fmt_value as _f
 from repainter.store import write_json
@@ -19,11 +20,6 @@ def _signed(value: float | None) -> str:
 
 def _p(value: float | None) -> str:
     return "-" if value is None else ("<0.001" if value < 0.001 else f"{value:.3g}")
-
-
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    return (["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-            + ["| " + " | ".join(r) + " |" for r in rows])
 
 
 def _ladder_sections(ladders: dict[str, Any], truth: str | None) -> list[str]:
@@ -44,7 +40,7 @@ def _ladder_sections(ladders: dict[str, Any], truth: str | None) -> list[str]:
             cells.append("-" if r is None else f"{r['tau']:.2f} [{_f(r['tau_ci_low'], 2)}, "
                          f"{_f(r['tau_ci_high'], 2)}] (seeds {r['tau_seed_mean']:.2f})")
         rows.append(cells)
-    lines += _table(["metric", *names], rows)
+    lines += markdown_table(["metric", *names], rows)
     lines += ["", "Adjacent rungs separated: the better rung scores higher with a paired "
               "sign-flip p < 0.05 (uncorrected), on seed-averaged cases / within one seed's run "
               "(mean over seeds).", ""]
@@ -57,7 +53,7 @@ def _ladder_sections(ladders: dict[str, Any], truth: str | None) -> list[str]:
             cells.append("-" if r is None else f"{round(r['adjacent_separated'] * pairs)}/{pairs}"
                          f" / {r['adjacent_separated_per_seed']:.2f}")
         rows.append(cells)
-    lines += _table(["metric", *names], rows)
+    lines += markdown_table(["metric", *names], rows)
     return lines
 
 
@@ -70,7 +66,7 @@ def _degradation_section(deg: dict[str, Any]) -> list[str]:
              "stronger damage scored less similar; 0 = blind to it).", ""]
     rows = [[metric, *[_f(r["kinds"][k]["tau"], 2) for k in kinds], _f(r["all"], 2)]
             for metric, r in deg["metrics"].items()]
-    return lines + _table(["metric", *kinds, "mean"], rows)
+    return lines + markdown_table(["metric", *kinds, "mean"], rows)
 
 
 def _baseline_section(base: dict[str, Any], truth: str | None) -> list[str]:
@@ -85,7 +81,7 @@ def _baseline_section(base: dict[str, Any], truth: str | None) -> list[str]:
              + ". Means of the seed-averaged cases:", ""]
     rows = [[m + (" (truth)" if m == truth else ""), *[_f(base["means"][lab].get(m)) for lab in labels]]
             for m in metrics]
-    lines += _table(["metric", *labels], rows)
+    lines += markdown_table(["metric", *labels], rows)
     lines += ["", f"Paired tests (sign-flip on seed-averaged cases; per metric, Holm across all "
               f"{len(labels) * (len(labels) - 1) // 2} pairs of the {len(labels)} entries; the "
               "pairs with refine shown), reported whatever their sign:", ""]
@@ -96,7 +92,7 @@ def _baseline_section(base: dict[str, Any], truth: str | None) -> list[str]:
                          _signed(c["mean_difference"]),
                          f"[{_f(c['ci_low'], 4)}, {_f(c['ci_high'], 4)}]", _p(c["p_value"]),
                          _p(c["p_adjusted"]), "yes" if c["significant"] else "no"])
-    return lines + _table(["metric", "difference", "n", "mean", "95% CI", "p", "p (Holm)",
+    return lines + markdown_table(["metric", "difference", "n", "mean", "95% CI", "p", "p (Holm)",
                            "significant"], rows)
 
 
@@ -112,7 +108,7 @@ def _seed_section(ladders: dict[str, Any]) -> list[str]:
     rows = [[metric, _f(max(r["median_seed_sd"] for r in rs), 4), _f(max(r["max_seed_sd"] for r in rs), 4),
              _f(max(r["median_ratio"] for r in rs), 2), _f(max(r["max_ratio"] for r in rs), 2)]
             for metric, rs in merged.items()]
-    return lines + _table(["metric", "seed SD (median)", "seed SD (max)", "SD/SE (median)",
+    return lines + markdown_table(["metric", "seed SD (median)", "seed SD (max)", "SD/SE (median)",
                            "SD/SE (max)"], rows)
 
 
@@ -184,7 +180,7 @@ def validity_markdown(data: dict[str, Any]) -> str:
                   f"Ladders: mean tau over seeds (see (a) for what each ladder varies); "
                   f"degradations: mean tau over images. trustworthy: tau >= {TRUSTED}; weak: >= "
                   f"{WEAK}; else not trustworthy.", ""]
-        lines += _table(["metric", "kind of error", "tau", "verdict"],
+        lines += markdown_table(["metric", "kind of error", "tau", "verdict"],
                         [[r["metric"], r["error"], r["tau"], r["verdict"]] for r in rows])
     return "\n".join(lines) + "\n"
 

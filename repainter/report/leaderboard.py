@@ -179,7 +179,12 @@ def _columns(rows: list[dict[str, Any]]) -> list[str]:
     return first + rest
 
 
-def _fmt(value: Any, key: str = "") -> str:
+def format_cell(value: Any, key: str = "") -> str:
+    """A table cell: '-' for missing, 4 decimals for floats, 2 significant digits for p-values.
+
+    >>> format_cell(None), format_cell(0.123456), format_cell(0.0123, "p_value"), format_cell(3)
+    ('-', '0.1235', '0.012', '3')
+    """
     if value is None:
         return "-"
     if key == "p_value":
@@ -189,9 +194,18 @@ def _fmt(value: Any, key: str = "") -> str:
     return str(value)
 
 
+def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """The lines of a Markdown table whose cells are already text.
+
+    >>> markdown_table(["a", "b"], [["1", "2"]])
+    ['| a | b |', '|---|---|', '| 1 | 2 |']
+    """
+    return (["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+            + ["| " + " | ".join(row) + " |" for row in rows])
+
+
 def _table(rows: list[dict[str, Any]], columns: list[str]) -> list[str]:
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    return lines + ["| " + " | ".join(_fmt(row.get(c), c) for c in columns) + " |" for row in rows]
+    return markdown_table(columns, [[format_cell(row.get(c), c) for c in columns] for row in rows])
 
 
 def _with_ci(row: dict[str, Any], key: str) -> str:
