@@ -187,6 +187,7 @@ def adaptive_loop(order: list[str], budget: BudgetSpec,
 
 def run_adaptive(spec: RunSpec, on_event: Callable | None = None):
     """Run ``spec`` with its adaptive budget; returns the RunResult of the references used."""
+    from repainter.report.leaderboard import add_leaderboard_section
     from repainter.runner import run, selected_items
     from repainter.store import RunStore, run_folder_lock
 
@@ -203,7 +204,9 @@ def run_adaptive(spec: RunSpec, on_event: Callable | None = None):
         info = {**store.read_run_info(), "adaptive": summary}
         store.write_run_info(info)
         result.info = info
-        _append_to_leaderboard(store.root, summary)
+        add_leaderboard_section(store.root,
+                                {"adaptive": {k: v for k, v in summary.items() if k != "order"}},
+                                adaptive_markdown(summary))
         _rewrite_report(spec, store.root)
     return result
 
@@ -238,17 +241,3 @@ def adaptive_markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _append_to_leaderboard(root, summary: dict[str, Any]) -> None:
-    """Add the adaptive section to leaderboard.md / .json (and the report's run.json line)."""
-    from repainter.images import atomic_write_bytes
-    from repainter.store import json_safe, read_json, write_json
-
-    md = root / "leaderboard.md"
-    if md.exists():
-        text = md.read_text(encoding="utf-8").split("## Adaptive budget")[0].rstrip() + "\n\n"
-        atomic_write_bytes(md, (text + adaptive_markdown(summary)).encode("utf-8"))
-    js = root / "leaderboard.json"
-    if js.exists():
-        data = read_json(js)
-        data["adaptive"] = {k: v for k, v in summary.items() if k != "order"}
-        write_json(js, json_safe(data))

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from repainter.report.leaderboard import (
+    add_leaderboard_section,
     build_comparisons,
     build_leaderboard,
     format_cell,
@@ -33,7 +34,6 @@ from repainter.store import (
     SPEC_FILE,
     RunStore,
     check_distinct_names,
-    read_json,
     refuse_foreign_folder,
     run_folder_lock,
     slug,
@@ -145,17 +145,10 @@ def build_grid_leaderboard(spec: RunSpec, records: list[dict[str, Any]],
 def write_grid_leaderboard(spec: RunSpec, records: list[dict[str, Any]],
                            usage: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """leaderboard.{json,csv,md} of the grid cells, then the MLLM axis appended."""
-    from repainter.images import atomic_write_bytes
-    from repainter.store import json_safe, write_json
-
     board = build_grid_leaderboard(spec, records, usage)
     write_leaderboard(board["grid"], spec.run_dir, records, correction=spec.correction)
-    data = read_json(spec.run_dir / "leaderboard.json")
-    data.update({k: v for k, v in board.items() if k != "grid"})
-    write_json(spec.run_dir / "leaderboard.json", json_safe(data))
-    md = spec.run_dir / "leaderboard.md"
-    text = md.read_text(encoding="utf-8") + "\n" + grid_markdown(board)
-    atomic_write_bytes(md, text.encode("utf-8"))
+    add_leaderboard_section(spec.run_dir, {k: v for k, v in board.items() if k != "grid"},
+                            grid_markdown(board))
     return board
 
 

@@ -23,7 +23,7 @@ from typing import Any
 from repainter.images import atomic_write_bytes
 from repainter.report.labels import metric_header
 from repainter.report.stats import bootstrap_ci, corrected, paired_comparison
-from repainter.store import json_safe, write_json
+from repainter.store import json_safe, read_json, write_json
 
 #: The multiple-comparison correction applied when more than two models are compared.
 DEFAULT_CORRECTION = "holm"
@@ -305,3 +305,18 @@ def write_leaderboard(
     from repainter.report.latex import write_latex
 
     write_latex(rows, run_dir)
+
+
+def add_leaderboard_section(run_dir: str | Path, data: dict[str, Any], markdown: str) -> None:
+    """Add ``data``'s keys to leaderboard.json and the ``markdown`` section (starting with its
+    heading line) to leaderboard.md, replacing that section where an earlier call left it; a
+    file that does not exist is left alone."""
+    run_dir = Path(run_dir)
+    path = run_dir / "leaderboard.json"
+    if path.exists():
+        write_json(path, json_safe({**read_json(path), **data}))
+    path = run_dir / "leaderboard.md"
+    if path.exists():
+        heading = markdown.splitlines()[0]
+        text = path.read_text(encoding="utf-8").split(heading)[0].rstrip() + "\n\n"
+        atomic_write_bytes(path, (text + markdown).encode("utf-8"))
