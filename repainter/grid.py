@@ -65,7 +65,7 @@ def child_spec(spec: RunSpec, mllm: ComponentSpec) -> RunSpec:
 
 def run_grid(spec: RunSpec, on_event=None, case_ids: list[str] | None = None) -> RunResult:
     """Run every MLLM's sub-run, then write the grid's records, leaderboard and report."""
-    from repainter.run_status import _now, recorded_outcome
+    from repainter.run_status import now_iso, recorded_outcome
     from repainter.runner import run
 
     check_distinct_names("MLLM label", [m.display_name for m in spec.mllms])
@@ -77,7 +77,7 @@ def run_grid(spec: RunSpec, on_event=None, case_ids: list[str] | None = None) ->
         resumed = store.init(spec)
         started = time.perf_counter()
         info: dict[str, Any] = {**store.read_run_info(), "status": "running", "resumed": resumed,
-                                "started_at": _now(), "spec_fingerprint": spec.fingerprint(),
+                                "started_at": now_iso(), "spec_fingerprint": spec.fingerprint(),
                                 "grid": {"mllm": [m.display_name for m in spec.mllms],
                                          "t2i": [t.display_name for t in spec.t2i]}}
         info.pop("adaptive", None)
@@ -96,7 +96,7 @@ def run_grid(spec: RunSpec, on_event=None, case_ids: list[str] | None = None) ->
             records = grid_records(spec, case_ids)
         store.write_results_jsonl(records)
         leaderboard = write_grid_leaderboard(spec, records, usage)
-        info.update(status="finished", finished_at=_now(),
+        info.update(status="finished", finished_at=now_iso(),
                     wall_seconds=round(time.perf_counter() - started, 3), mllm_usage=usage,
                     cases={"total": len(records),
                            "done": sum(r.get("status") == "done" for r in records)})

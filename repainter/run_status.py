@@ -28,7 +28,8 @@ from repainter.errors import one_line, user_message
 logger = logging.getLogger("repainter.run")
 
 
-def _now() -> str:
+def now_iso() -> str:
+    """The current UTC time as run.json records it (ISO 8601, seconds)."""
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
@@ -56,7 +57,7 @@ def recorded_outcome(store, info: dict[str, Any]) -> Iterator[None]:
             yield
         except BaseException as exc:
             status, reason = _reason(exc)
-            info.update(status=status, error=reason, finished_at=_now())
+            info.update(status=status, error=reason, finished_at=now_iso())
             try:
                 store.write_run_info(info)
             except OSError:  # the folder itself is the problem (full, removed): keep the cause

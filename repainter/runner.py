@@ -19,7 +19,6 @@ import platform
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -39,7 +38,7 @@ from repainter.preflight import preflight
 from repainter.report.html import REPORT_DIR, write_report
 from repainter.report.leaderboard import build_leaderboard, write_leaderboard
 from repainter.result import RunResult
-from repainter.run_status import recorded_outcome
+from repainter.run_status import now_iso, recorded_outcome
 from repainter.spec import RunSpec, resolve_spec
 from repainter.store import (
     SPEC_FILE,
@@ -51,10 +50,6 @@ from repainter.store import (
 )
 
 logger = logging.getLogger(__name__)
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 @dataclass
@@ -140,7 +135,7 @@ def prepare(spec: RunSpec | str | Path | None = None, overrides: list[str] = (),
         "repainter_version": repainter.__version__,
         "python": platform.python_version(),
         "spec_fingerprint": spec.fingerprint(),
-        "started_at": _now(),
+        "started_at": now_iso(),
         "resumed": resumed,
         "status": "running",
         "warnings": offline_world_warnings(spec),
@@ -230,7 +225,7 @@ def finalize(plan: RunPlan, counts: dict[str, int], execution: Execution,
     info.update(
         records_digest=digest,
         status="finished",
-        finished_at=_now(),
+        finished_at=now_iso(),
         wall_seconds=round(time.perf_counter() - plan.started, 3),
         cases={**counts, "total": len(plan.items) * len(plan.models)},
         executor=execution.executor,
