@@ -31,7 +31,7 @@ def offline_world_warnings(spec: Any) -> list[str]:
     """The warning for ``spec`` (a RunSpec) when it runs offline-world models on other data."""
     if spec.dataset.name in WORLD_DATASETS:
         return []
-    used = sorted({c.name for c in [*spec.t2i, spec.mllm]} & OFFLINE_WORLD_COMPONENTS)
+    used = sorted({c.name for c in [*spec.t2i, *spec.mllms]} & OFFLINE_WORLD_COMPONENTS)
     if not used:
         return []
     return [WARNING.format(names=", ".join(used), dataset=spec.dataset.name)]

@@ -41,3 +41,17 @@ def test_the_world_itself_has_no_warning(small_spec):
     result = repainter.run(small_spec, dataset={"limit": 1}, loop={"rounds": 1, "variants": 1})
     assert result.info["warnings"] == []
     assert 'class="banner"' not in (result.run_dir / "report" / "index.html").read_text()
+
+
+def test_an_mllm_list_is_checked_member_by_member():
+    """A grid spec (several MLLMs) gets the same warning, naming every offline-world MLLM."""
+    from repainter.honesty import offline_world_warnings
+    from repainter.spec import RunSpec
+
+    spec = RunSpec.model_validate({
+        "dataset": {"name": "folder", "params": {"path": "photos"}},
+        "t2i": [{"name": "diffusers", "params": {"model": "some/model"}}],
+        "mllm": [{"name": "sim-describer", "label": "a"}, {"name": "scene-analyst", "label": "b"}],
+    })
+    (warning,) = offline_world_warnings(spec)
+    assert "scene-analyst" in warning and "sim-describer" in warning
