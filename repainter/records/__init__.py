@@ -1,0 +1,20 @@
+"""Typed, versioned records of a run: what each file in a run folder holds.
+
+Every file a run writes (case records, ``run.json``, the leaderboard, DAR records) is a pydantic
+model from this package with a ``schema_version``; readers go through :func:`load_record`, which
+upgrades older files or says clearly why it cannot. :mod:`repainter.records.base` holds the one
+missing-value policy.
+"""
+
+from repainter.records.base import (
+    RecordVersionError,
+    VersionedRecord,
+    dump_record,
+    finite_or_none,
+    load_record,
+    migration,
+    upgrade,
+)
+
+__all__ = ["RecordVersionError", "VersionedRecord", "dump_record", "finite_or_none", "load_record",
+           "migration", "upgrade"]
