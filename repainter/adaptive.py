@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from repainter.records.leaderboard import AdaptiveSummary
 from repainter.spec import BudgetSpec, RunSpec
 
 
@@ -195,18 +196,17 @@ def run_adaptive(spec: RunSpec, on_event: Callable | None = None):
 
     def run_batch(ids: list[str]):
         result = run(spec, on_event=on_event, case_ids=ids)
-        return result.records, [row["model"] for row in result.leaderboard], result
+        return result.records, [row.model for row in result.leaderboard], result
 
     with run_folder_lock(spec.run_dir, "run"):
         result, summary = adaptive_loop(order, spec.budget, run_batch)
         summary["order_seed"] = spec.seed
         store = RunStore(spec.run_dir)
-        info = {**store.read_run_info(), "adaptive": summary}
+        info = store.read_run_info().update(adaptive=summary)
         store.write_run_info(info)
         result.info = info
-        add_leaderboard_section(store.root,
-                                {"adaptive": {k: v for k, v in summary.items() if k != "order"}},
-                                adaptive_markdown(summary))
+        add_leaderboard_section(store.root, adaptive_markdown(info.adaptive),
+                                adaptive=info.adaptive.model_copy(update={"order": None}))
         _rewrite_report(spec, store.root)
     return result
 
@@ -223,21 +223,21 @@ def _rewrite_report(spec: RunSpec, root) -> None:
         logging.getLogger(__name__).warning("could not rewrite the report: %s", exc)
 
 
-def adaptive_line(summary: dict[str, Any]) -> str:
+def adaptive_line(summary: AdaptiveSummary) -> str:
     """One sentence: references used and saved, and whether every pair was decided."""
-    decided = sum(1 for p in summary["pairs"] if p["decision"])
-    return (f"used {summary['references_used']} of {summary['references_available']} references "
-            f"({summary['references_saved']} saved, {100 * summary['saved_fraction']:.0f}%); "
-            f"{decided} of {len(summary['pairs'])} pairs decided at alpha {summary['alpha']} "
-            f"({summary['method']}, metric {summary['metric']})")
+    decided = sum(1 for p in summary.pairs if p.decision)
+    return (f"used {summary.references_used} of {summary.references_available} references "
+            f"({summary.references_saved} saved, {100 * summary.saved_fraction:.0f}%); "
+            f"{decided} of {len(summary.pairs)} pairs decided at alpha {summary.alpha} "
+            f"({summary.method}, metric {summary.metric})")
 
 
-def adaptive_markdown(summary: dict[str, Any]) -> str:
+def adaptive_markdown(summary: AdaptiveSummary) -> str:
     """The report line and table of an adaptive run."""
     lines = ["## Adaptive budget", "", adaptive_line(summary).capitalize() + ".", "", "| model_a | model_b | n | decision | decided after | wealth |", "|---|---|---|---|---|---|"]
-    for p in summary["pairs"]:
-        lines.append(f"| {p['model_a']} | {p['model_b']} | {p['n']} | {p['decision'] or 'undecided'}"
-                     f" | {p['decided_after'] or '-'} | {p['wealth']:.3g} |")
+    for p in summary.pairs:
+        lines.append(f"| {p.model_a} | {p.model_b} | {p.n} | {p.decision or 'undecided'}"
+                     f" | {p.decided_after or '-'} | {p.wealth:.3g} |")
     return "\n".join(lines) + "\n"
 
 

@@ -169,7 +169,7 @@ class _ProgressPrinter:
 
 def _summary_table(result) -> Table:
     table = Table(title=f"repainter · {result.run_dir}")
-    widest = max((len(row["model"]) for row in result.leaderboard), default=5)
+    widest = max((len(row.model) for row in result.leaderboard), default=5)
     for column in ("rank", "model", "done", "failed", "selection r1", "selection final", "steer"):
         if column == "model":
             table.add_column(column, min_width=widest, no_wrap=True)
@@ -178,26 +178,31 @@ def _summary_table(result) -> Table:
     from repainter.report.labels import metric_header
     from repainter.result import TRUTH_METRICS
 
-    truths = [t for t in TRUTH_METRICS if any(t in row for row in result.leaderboard)]
+    truths = [t for t in TRUTH_METRICS if any(t in row.metrics for row in result.leaderboard)]
     for truth in truths:
         table.add_column(f"{truth} r1", justify="right")
         table.add_column(f"{truth} final", justify="right")
     # every other metric's final mean (rescore -m psnr shows psnr), judge columns with their scale
     labels = [m.display_name for m in result.spec.metrics] + ["judge_semantic", "judge_aesthetic"]
     others = [label for label in labels if label not in truths
-              and any(label in row for row in result.leaderboard)]
+              and any(label in row.metrics for row in result.leaderboard)]
     for label in others:
         table.add_column(metric_header(label), justify="right")
 
     def fmt(value):
         return "-" if value is None else f"{value:.3f}"
 
+    def stat(row, label: str, field: str = "mean"):
+        summary = row.metrics.get(label)
+        return getattr(summary, field) if summary is not None else None
+
     for row in result.leaderboard:
-        cells = [str(row["rank"]), row["model"], str(row["done"]), str(row["failed"]),
-                 fmt(row["selection_round1"]), fmt(row["selection_final"]), fmt(row["steerability"])]
+        cells = [str(row.rank), row.model, str(row.done), str(row.failed),
+                 fmt(row.selection.round1), fmt(row.selection.mean),
+                 fmt(row.selection.steerability)]
         for truth in truths:
-            cells += [fmt(row.get(f"{truth}_round1")), fmt(row.get(truth))]
-        cells += [fmt(row.get(label)) for label in others]
+            cells += [fmt(stat(row, truth, "round1")), fmt(stat(row, truth))]
+        cells += [fmt(stat(row, label)) for label in others]
         table.add_row(*cells)
     return table
 
@@ -546,7 +551,7 @@ def rescore(
         return
     out = _console()
     out.print(_summary_table(result))
-    out.print(f"rescored: {', '.join(result.info['rescored'][-1]['metrics']) or '(reselect only)'}"
+    out.print(f"rescored: {', '.join(result.info.rescored[-1]['metrics']) or '(reselect only)'}"
               f" · report: {result.run_dir / 'report' / 'index.html'}")
 
 

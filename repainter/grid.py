@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from repainter.records.leaderboard import GridRanking, GridSection, LeaderboardRow
+from repainter.records.run_info import RunInfo
 from repainter.report.leaderboard import (
     add_leaderboard_section,
     build_comparisons,
@@ -76,11 +78,11 @@ def run_grid(spec: RunSpec, on_event=None, case_ids: list[str] | None = None) ->
         store = RunStore(root)
         resumed = store.init(spec)
         started = time.perf_counter()
-        info: dict[str, Any] = {**store.read_run_info(), "status": "running", "resumed": resumed,
-                                "started_at": now_iso(), "spec_fingerprint": spec.fingerprint(),
-                                "grid": {"mllm": [m.display_name for m in spec.mllms],
-                                         "t2i": [t.display_name for t in spec.t2i]}}
-        info.pop("adaptive", None)
+        info = store.read_run_info().update(
+            status="running", resumed=resumed, started_at=now_iso(),
+            spec_fingerprint=spec.fingerprint(), adaptive=None,
+            grid={"mllm": [m.display_name for m in spec.mllms],
+                  "t2i": [t.display_name for t in spec.t2i]})
         store.write_run_info(info)
         with recorded_outcome(store, info):  # run.json says failed / interrupted, and why
             usage = {}
@@ -92,18 +94,17 @@ def run_grid(spec: RunSpec, on_event=None, case_ids: list[str] | None = None) ->
                         on_event({**event, "mllm": label})
 
                 sub = run(child_spec(spec, mllm), on_event=tagged, case_ids=case_ids)
-                usage[label] = sub.info.get("mllm_usage") or {}
+                usage[label] = sub.info.mllm_usage or {}
             records = grid_records(spec, case_ids)
         store.write_results_jsonl(records)
-        leaderboard = write_grid_leaderboard(spec, records, usage)
+        rows, section = write_grid_leaderboard(spec, records, usage)
         info.update(status="finished", finished_at=now_iso(),
                     wall_seconds=round(time.perf_counter() - started, 3), mllm_usage=usage,
                     cases={"total": len(records),
                            "done": sum(r.get("status") == "done" for r in records)})
         store.write_run_info(info)
-        write_grid_report(root, leaderboard)
-    return RunResult(run_dir=root, spec=spec, records=records, leaderboard=leaderboard["grid"],
-                     info=info)
+        write_grid_report(root, rows, section)
+    return RunResult(run_dir=root, spec=spec, records=records, leaderboard=rows, info=info)
 
 
 def grid_records(spec: RunSpec, case_ids: list[str] | None = None) -> list[dict[str, Any]]:
@@ -123,72 +124,72 @@ def grid_records(spec: RunSpec, case_ids: list[str] | None = None) -> list[dict[
 
 
 def build_grid_leaderboard(spec: RunSpec, records: list[dict[str, Any]],
-                           usage: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The full grid, the MLLM ranking per T2I model, the T2I ranking per MLLM (each with
-    paired tests), and each MLLM's token use and cost."""
+                           usage: dict[str, dict[str, Any]]
+                           ) -> tuple[list[LeaderboardRow], GridSection]:
+    """The full grid's rows, and its section: the MLLM ranking per T2I model, the T2I ranking
+    per MLLM (each with paired tests), and each MLLM's token use and cost."""
     t2i = [t.display_name for t in spec.t2i]
     mllms = [m.display_name for m in spec.mllms]
     rows = grid_rows(spec, records)
 
-    def ranking(key: str, value: str) -> dict[str, Any]:
-        mine = [r for r in rows if r[key] == value]
+    def ranking(key: str, value: str) -> GridRanking:
+        mine = [r for r in rows if getattr(r, key) == value]
         recs = [r for r in records if r[key] == value]
-        return {"ranking": [{**r, "rank": i} for i, r in enumerate(mine, 1)],
-                "comparisons": build_comparisons(recs, mine, correction=spec.correction)}
+        return GridRanking(ranking=[r.model_copy(update={"rank": i}) for i, r in enumerate(mine, 1)],
+                           comparisons=build_comparisons(recs, mine, correction=spec.correction))
 
-    return {"grid": rows,
-            "mllm_by_t2i": {t: ranking("t2i", t) for t in t2i},
-            "t2i_by_mllm": {m: ranking("mllm", m) for m in mllms},
-            "mllm_usage": usage}
+    return rows, GridSection(mllm_by_t2i={t: ranking("t2i", t) for t in t2i},
+                             t2i_by_mllm={m: ranking("mllm", m) for m in mllms},
+                             mllm_usage=usage)
 
 
 def write_grid_leaderboard(spec: RunSpec, records: list[dict[str, Any]],
-                           usage: dict[str, dict[str, Any]]) -> dict[str, Any]:
+                           usage: dict[str, dict[str, Any]]
+                           ) -> tuple[list[LeaderboardRow], GridSection]:
     """leaderboard.{json,csv,md} of the grid cells, then the MLLM axis appended."""
-    board = build_grid_leaderboard(spec, records, usage)
-    write_leaderboard(board["grid"], spec.run_dir, records, correction=spec.correction)
-    add_leaderboard_section(spec.run_dir, {k: v for k, v in board.items() if k != "grid"},
-                            grid_markdown(board))
-    return board
+    rows, section = build_grid_leaderboard(spec, records, usage)
+    write_leaderboard(rows, spec.run_dir, records, correction=spec.correction)
+    add_leaderboard_section(spec.run_dir, grid_markdown(rows, section), grid=section)
+    return rows, section
 
 
-def grid_table(board: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+def grid_table(rows: list[LeaderboardRow], section: GridSection) -> tuple[list[str], list[list[str]]]:
     """Header and rows: T2I models down, MLLMs across, mean final selection score."""
-    mllms = list(board["t2i_by_mllm"])
-    cells = {(r["t2i"], r["mllm"]): r.get("selection_final") for r in board["grid"]}
-    rows = [[t] + [format_cell(cells.get((t, m))) for m in mllms] for t in board["mllm_by_t2i"]]
-    return ["T2I \\ MLLM", *mllms], rows
+    mllms = list(section.t2i_by_mllm)
+    cells = {(r.t2i, r.mllm): r.selection.mean for r in rows}
+    table = [[t] + [format_cell(cells.get((t, m))) for m in mllms] for t in section.mllm_by_t2i]
+    return ["T2I \\ MLLM", *mllms], table
 
 
-def _ranking_rows(ranking: dict[str, Any], key: str) -> list[list[str]]:
-    return [[str(r["rank"]), r[key], str(r["done"]), format_cell(r.get("selection_final")),
-             format_cell(r.get("mllm_tokens_per_case")), format_cell(r.get("mllm_cost_usd"))]
-            for r in ranking["ranking"]]
+def _ranking_rows(ranking: GridRanking, key: str) -> list[list[str]]:
+    return [[str(r.rank), getattr(r, key), str(r.done), format_cell(r.selection.mean),
+             format_cell(r.mllm_tokens_per_case), format_cell(r.mllm_cost_usd)]
+            for r in ranking.ranking]
 
 
-def _comparison_rows(ranking: dict[str, Any]) -> list[list[str]]:
-    return [[c["model_a"], c["model_b"], str(c["n"]), format_cell(c["mean_difference"]),
-             f"{c['p_value']:.2g}", str(c["significant"])] for c in ranking["comparisons"]]
+def _comparison_rows(ranking: GridRanking) -> list[list[str]]:
+    return [[c.model_a, c.model_b, str(c.n), format_cell(c.mean_difference),
+             f"{c.p_value:.2g}", str(c.significant)] for c in ranking.comparisons.tests]
 
 
-def grid_markdown(board: dict[str, Any]) -> str:
+def grid_markdown(cells: list[LeaderboardRow], section: GridSection) -> str:
     """The MLLM axis for people: the grid, the rankings with paired tests, the MLLMs' usage."""
-    header, rows = grid_table(board)
+    header, rows = grid_table(cells, section)
     lines = ["## MLLM x T2I grid (mean final selection score)", "", *markdown_table(header, rows)]
     rank_head = ["rank", "model", "done", "selection final", "MLLM tokens/case", "MLLM cost USD"]
     test_head = ["model_a", "model_b", "n", "mean difference", "p (sign flip)", "significant"]
     for title, part, key in (("MLLMs ranked for T2I", "mllm_by_t2i", "mllm"),
                              ("T2I models ranked for MLLM", "t2i_by_mllm", "t2i")):
-        for fixed, ranking in board[part].items():
+        for fixed, ranking in getattr(section, part).items():
             lines += ["", f"### {title} {fixed}", "", *markdown_table(rank_head, _ranking_rows(ranking, key))]
-            if ranking["comparisons"]:
+            if ranking.comparisons.tests:
                 lines += ["", *markdown_table(test_head, _comparison_rows(ranking))]
-    usage_keys = sorted({k for u in board["mllm_usage"].values() for k in u})
+    usage_keys = sorted({k for u in section.mllm_usage.values() for k in u})
     if usage_keys:
         lines += ["", "## MLLM usage (whole run)", "",
                   *markdown_table(["mllm", *usage_keys],
                              [[m, *(format_cell(u.get(k)) for k in usage_keys)]
-                              for m, u in board["mllm_usage"].items()])]
+                              for m, u in section.mllm_usage.items()])]
     return "\n".join(lines) + "\n"
 
 
@@ -199,29 +200,29 @@ def _html_table(header: list[str], rows: list[list[str]]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def write_grid_report(root: Path, board: dict[str, Any]) -> Path:
+def write_grid_report(root: Path, cells: list[LeaderboardRow], section: GridSection) -> Path:
     """report/index.html of the grid: the grid table, the MLLM ranking per T2I, links to sub-runs."""
     from repainter.images import atomic_write_bytes
 
-    header, rows = grid_table(board)
+    header, rows = grid_table(cells, section)
     parts = ["<!doctype html><meta charset='utf-8'><title>repainter grid</title>",
              "<style>td,th{border:1px solid #ccc;padding:2px 6px}table{border-collapse:collapse}"
              "</style><h1>MLLM x T2I grid</h1><p>Mean final selection score.</p>",
              _html_table(header, rows)]
-    adaptive = RunStore(root).read_run_info().get("adaptive")
+    adaptive = RunStore(root).read_run_info().adaptive
     if adaptive:
         from repainter.adaptive import adaptive_line
 
         parts.append(f"<p>Adaptive budget: {html.escape(adaptive_line(adaptive))}.</p>")
     rank_head = ["rank", "MLLM", "done", "selection final", "MLLM tokens/case", "MLLM cost USD"]
-    for t2i, ranking in board["mllm_by_t2i"].items():
+    for t2i, ranking in section.mllm_by_t2i.items():
         parts.append(f"<h2>MLLMs ranked for {html.escape(t2i)}</h2>")
         parts.append(_html_table(rank_head, _ranking_rows(ranking, "mllm")))
-        if ranking["comparisons"]:
+        if ranking.comparisons.tests:
             parts.append(_html_table(["a", "b", "n", "mean diff", "p", "significant"],
                                      _comparison_rows(ranking)))
     links = "".join(f"<li><a href='../{GRID_SUBFOLDER}/{html.escape(slug(m))}/report/index.html'>"
-                    f"{html.escape(m)}</a></li>" for m in board["t2i_by_mllm"])
+                    f"{html.escape(m)}</a></li>" for m in section.t2i_by_mllm)
     parts.append(f"<h2>Per-MLLM reports</h2><ul>{links}</ul>")
     path = root / "report" / "index.html"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -234,21 +235,21 @@ def rebuild_grid_report(root: str | Path, spec: RunSpec) -> Path:
     root = Path(root)
     with run_folder_lock(root, "report", create=False):
         info = RunStore(root).read_run_info()
-        board = build_grid_leaderboard(spec, grid_records(spec), info.get("mllm_usage") or {})
-        return write_grid_report(root, board)
+        rows, section = build_grid_leaderboard(spec, grid_records(spec), info.mllm_usage or {})
+        return write_grid_report(root, rows, section)
 
 
-def load_grid(root: str | Path, spec: RunSpec, info: dict[str, Any]) -> RunResult:
+def load_grid(root: str | Path, spec: RunSpec, info: RunInfo) -> RunResult:
     """A grid run folder as a RunResult (rows: cells; records tagged with t2i and mllm)."""
     records = grid_records(spec)
     return RunResult(Path(root), spec, records, grid_rows(spec, records), info)
 
 
-def grid_rows(spec: RunSpec, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def grid_rows(spec: RunSpec, records: list[dict[str, Any]]) -> list[LeaderboardRow]:
     """Leaderboard rows of every cell, best first, with their ``t2i`` and ``mllm``."""
     cells = {cell_label(t.display_name, m.display_name): (t.display_name, m.display_name)
              for m in spec.mllms for t in spec.t2i}
     rows = build_leaderboard(records, list(cells))
     for row in rows:
-        row["t2i"], row["mllm"] = cells[row["model"]]
+        row.t2i, row.mllm = cells[row.model]
     return rows

@@ -79,6 +79,7 @@ def _copy_tree(source: Path, target: Path) -> None:
 
 def merge_runs(run_dirs: list[str | Path], out_dir: str | Path | None = None):
     """Build one comparison folder from finished runs; returns its :class:`RunResult`."""
+    from repainter.records.run_info import RunInfo
     from repainter.report.html import write_report
     from repainter.report.leaderboard import build_leaderboard, write_leaderboard
     from repainter.result import RunResult
@@ -120,16 +121,16 @@ def merge_runs(run_dirs: list[str | Path], out_dir: str | Path | None = None):
     leaderboard = build_leaderboard(records, labels)
     write_leaderboard(leaderboard, store.root, records)
     dropped = sorted(set.union(*per_run_cases) - shared)
-    info = {
-        "status": "finished",
-        "merged_from": [str(p) for p in paths],
-        "merged_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "spec_fingerprint": spec.fingerprint(),
-        "cases": {"total": len(shared) * len(labels), "references": len(shared)},
-        "references_not_in_every_run": dropped,
-        "warnings": [w for w in first_store.read_run_info().get("warnings") or []],
-        "environment": {str(p): RunStore(p).read_run_info().get("environment") for p in paths},
-    }
+    info = RunInfo(
+        status="finished",
+        merged_from=[str(p) for p in paths],
+        merged_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        spec_fingerprint=spec.fingerprint(),
+        cases={"total": len(shared) * len(labels), "references": len(shared)},
+        references_not_in_every_run=dropped,
+        warnings=list(first_store.read_run_info().warnings),
+        environment={str(p): RunStore(p).read_run_info().environment for p in paths},
+    )
     store.write_run_info(info)
     write_report(store.root)
     return RunResult(run_dir=store.root, spec=spec, records=records, leaderboard=leaderboard,

@@ -266,8 +266,7 @@ def _rescore(
         "previous_spec_fingerprint": spec.fingerprint(),
         "seconds": round(time.perf_counter() - started, 3),
     }
-    info["rescored"] = [*info.get("rescored", []), entry]
-    info["spec_fingerprint"] = new_spec.fingerprint()
+    info.update(rescored=[*(info.rescored or []), entry], spec_fingerprint=new_spec.fingerprint())
     store.write_run_info(info)
     store.write_results_jsonl(updated)
     leaderboard = build_leaderboard(updated, models)

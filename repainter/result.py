@@ -9,6 +9,8 @@ from statistics import fmean
 from typing import Any
 
 from repainter.graph.state import round_best_candidate
+from repainter.records.leaderboard import LeaderboardRow, MetricSummary
+from repainter.records.run_info import RunInfo
 from repainter.report.leaderboard import build_leaderboard
 from repainter.spec import load_spec
 from repainter.store import SPEC_FILE, RunStore
@@ -17,16 +19,14 @@ from repainter.store import SPEC_FILE, RunStore
 TRUTH_METRICS = ("scene_truth", "object_f1")
 
 
-def _intervals(row: dict[str, Any]) -> dict[str, Any]:
+def _intervals(row: LeaderboardRow) -> dict[str, Any]:
     """The 95% bootstrap intervals of a leaderboard row: the final selection score's, and each
     metric's mean with its interval (``metrics``)."""
-    def ci(key: str) -> list[float] | None:
-        low, high = row.get(f"{key}_ci_low"), row.get(f"{key}_ci_high")
-        return None if low is None else [low, high]
+    def ci(summary: MetricSummary) -> list[float] | None:
+        return None if summary.ci_low is None else [summary.ci_low, summary.ci_high]
 
-    metrics = {key: {"mean": row[key], "ci95": ci(key)} for key in row
-               if f"{key}_ci_low" in row and key != "selection_final"}
-    return {"selection_final_best_ci95": ci("selection_final"), "metrics": metrics}
+    metrics = {name: {"mean": s.mean, "ci95": ci(s)} for name, s in row.metrics.items()}
+    return {"selection_final_best_ci95": ci(row.selection), "metrics": metrics}
 
 
 @dataclass
@@ -34,8 +34,8 @@ class RunResult:
     run_dir: Path
     spec: Any  # RunSpec
     records: list[dict[str, Any]]
-    leaderboard: list[dict[str, Any]]
-    info: dict[str, Any] = field(default_factory=dict)
+    leaderboard: list[LeaderboardRow]
+    info: RunInfo = field(default_factory=RunInfo)
 
     @classmethod
     def load(cls, run_dir: str | Path) -> RunResult:
@@ -58,25 +58,27 @@ class RunResult:
         """Machine-readable summary per T2I model (what ``repainter run --json`` prints)."""
         models = {}
         for row in self.leaderboard:
-            done = [r for r in self.records if r["model"] == row["model"] and r.get("status") == "done"]
+            done = [r for r in self.records if r["model"] == row.model and r.get("status") == "done"]
             entry = {
-                "cases": row["cases"],
-                "done": row["done"],
-                "failed": row["failed"],
-                "selection_round1_best": row["selection_round1"],
-                "selection_final_best": row["selection_final"],
+                "cases": row.cases,
+                "done": row.done,
+                "failed": row.failed,
+                "selection_round1_best": row.selection.round1,
+                "selection_final_best": row.selection.mean,
             }
             for truth in TRUTH_METRICS:  # ground-truth fidelity, where the run measured it
                 if any(truth in r.get("final_scores", {}) for r in done):
-                    entry[f"{truth}_round1_best"] = row.get(f"{truth}_round1")
-                    entry[f"{truth}_final_best"] = row.get(truth)
+                    summary = row.metrics.get(truth) or MetricSummary()
+                    entry[f"{truth}_round1_best"] = summary.round1
+                    entry[f"{truth}_final_best"] = summary.mean
             entry.update(_intervals(row))
-            models[row["model"]] = entry
+            models[row.model] = entry
+        cases = self.info.cases
         return {
             "run_dir": str(self.run_dir),
             "spec_fingerprint": self.spec.fingerprint(),
-            "wall_seconds": self.info.get("wall_seconds"),
-            "cases": self.info.get("cases"),
+            "wall_seconds": self.info.wall_seconds,
+            "cases": cases.model_dump(exclude_none=True) if cases is not None else None,
             "models": models,
         }
 
@@ -174,10 +176,10 @@ class RunResult:
     def __repr__(self) -> str:
         """Short in a plain REPL (the records stay in ``.records``)."""
         done = sum(1 for r in self.records if r.get("status") == "done")
-        models = [row["model"] for row in self.leaderboard]
+        models = [row.model for row in self.leaderboard]
         return (f"RunResult(run_dir={str(self.run_dir)!r}, models={models}, "
                 f"cases={done} done / {len(self.records) - done} failed, "
-                f"status={self.info.get('status')!r})")
+                f"status={self.info.status!r})")
 
     def _repr_html_(self, max_cases: int = 4, thumb: int = 96) -> str:
         """A leaderboard table and reference-vs-best thumbnails (for Jupyter)."""
@@ -229,10 +231,7 @@ def render_html(result: RunResult, max_cases: int = 4, thumb: int = 96) -> str:
     """HTML for notebooks: leaderboard, then per case the reference and each model's best."""
     from html import escape
 
-    metrics = sorted({
-        k for row in result.leaderboard for k in row
-        if k not in _LEADERBOARD_FIXED and not k.endswith(("_ci_low", "_ci_high", "_round1"))
-    })
+    metrics = sorted({name for row in result.leaderboard for name in row.metrics})
     from repainter.report.labels import metric_header
 
     header = ["rank", "model", "done", "failed", "selection r1", "selection final", "steer",
@@ -246,14 +245,14 @@ def render_html(result: RunResult, max_cases: int = 4, thumb: int = 96) -> str:
         "</tr></thead><tbody>",
     ]
     for row in result.leaderboard:
-        cells = [row.get("rank"), row.get("model"), row.get("done"), row.get("failed"),
-                 row.get("selection_round1"), row.get("selection_final"), row.get("steerability"),
-                 *(row.get(m) for m in metrics)]
+        cells = [row.rank, row.model, row.done, row.failed,
+                 row.selection.round1, row.selection.mean, row.selection.steerability,
+                 *((row.metrics.get(m) or MetricSummary()).mean for m in metrics)]
         parts.append("<tr>" + "".join(
             f'<td style="padding:2px 6px">{escape(_fmt(c))}</td>' for c in cells) + "</tr>")
     parts.append("</tbody></table>")
 
-    models = [row["model"] for row in result.leaderboard] or sorted(
+    models = [row.model for row in result.leaderboard] or sorted(
         {r["model"] for r in result.records})
     by_case: dict[str, dict[str, dict[str, Any]]] = {}
     for record in result.records:
@@ -290,12 +289,6 @@ def render_html(result: RunResult, max_cases: int = 4, thumb: int = 96) -> str:
         parts.append("</div>")
     parts.append("</div>")
     return "".join(parts)
-
-
-_LEADERBOARD_FIXED = {
-    "model", "cases", "done", "failed", "selection_round1", "selection_final", "steerability",
-    "mean_rounds", "seconds_per_case", "rank",
-}
 
 
 def _decision_columns(decision: dict[str, Any] | None) -> dict[str, Any]:

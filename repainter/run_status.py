@@ -3,13 +3,14 @@
     >>> import tempfile
     >>> from repainter.store import RunStore
     >>> store = RunStore(tempfile.mkdtemp())
-    >>> info = {"status": "running"}
+    >>> from repainter.records.run_info import RunInfo
+    >>> info = RunInfo(status="running")
     >>> try:
     ...     with recorded_outcome(store, info):
     ...         raise ValueError("the MLLM server went away")
     ... except ValueError:
     ...     pass
-    >>> store.read_run_info()["status"], store.read_run_info()["error"]
+    >>> store.read_run_info().status, store.read_run_info().error
     ('failed', 'ValueError: the MLLM server went away')
 """
 
@@ -21,9 +22,9 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
 
 from repainter.errors import one_line, user_message
+from repainter.records.run_info import RunInfo
 
 logger = logging.getLogger("repainter.run")
 
@@ -49,9 +50,9 @@ def _reason(exc: BaseException) -> tuple[str, str]:
 
 
 @contextmanager
-def recorded_outcome(store, info: dict[str, Any]) -> Iterator[None]:
+def recorded_outcome(store, info: RunInfo) -> Iterator[None]:
     """Write ``failed`` / ``interrupted`` with the reason (``error``) to run.json when the body
-    raises."""
+    raises (``info``: the run's record so far, updated in place)."""
     with _sigterm_as_interrupt():
         try:
             yield

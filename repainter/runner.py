@@ -35,8 +35,9 @@ from repainter.honesty import offline_world_warnings
 from repainter.instrument import timed
 from repainter.logging_setup import logging_events, run_log
 from repainter.preflight import preflight
+from repainter.records.run_info import RunInfo
 from repainter.report.html import REPORT_DIR, write_report
-from repainter.report.leaderboard import build_leaderboard, write_leaderboard
+from repainter.report.leaderboard import build_leaderboard, read_leaderboard, write_leaderboard
 from repainter.result import RunResult
 from repainter.run_status import now_iso, recorded_outcome
 from repainter.spec import RunSpec, resolve_spec
@@ -44,7 +45,6 @@ from repainter.store import (
     SPEC_FILE,
     RunStore,
     check_distinct_names,
-    read_json,
     refuse_foreign_folder,
     run_folder_lock,
 )
@@ -63,7 +63,7 @@ class RunPlan:
     stages: list[Stage]
     #: Finished records of cases the run reuses (they are not run again).
     reused: dict[CaseTask, dict[str, Any]]
-    info: dict[str, Any]
+    info: RunInfo
     #: Records of the cases this run executed, as the executor delivered them.
     finished: dict[CaseTask, dict[str, Any]] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
@@ -114,12 +114,12 @@ def run(
         plan = prepare(spec, case_ids=case_ids)
         with run_log(plan.store.root), recorded_outcome(plan.store, plan.info):
             logger.info("run %s in %s (spec %s)", spec.name, plan.store.root,
-                        plan.info["spec_fingerprint"])
-            for warning in plan.info["warnings"]:
+                        plan.info.spec_fingerprint)
+            for warning in plan.info.warnings:
                 logger.warning(warning)
             counts, execution, loop_seconds = execute(plan, logging_events(on_event))
             result = finalize(plan, counts, execution, loop_seconds)
-            logger.info("run finished: %s", result.info.get("cases"))
+            logger.info("run finished: %s", result.info.cases)
             return result
 
 
@@ -131,16 +131,16 @@ def prepare(spec: RunSpec | str | Path | None = None, overrides: list[str] = (),
     spec = resolve_spec(spec, overrides)
     store = RunStore(spec.run_dir)
     resumed = store.init(spec)
-    info: dict[str, Any] = {
-        "repainter_version": repainter.__version__,
-        "python": platform.python_version(),
-        "spec_fingerprint": spec.fingerprint(),
-        "started_at": now_iso(),
-        "resumed": resumed,
-        "status": "running",
-        "warnings": offline_world_warnings(spec),
-    }
-    store.write_run_info({**store.read_run_info(), **info})
+    info = RunInfo(
+        repainter_version=repainter.__version__,
+        python=platform.python_version(),
+        spec_fingerprint=spec.fingerprint(),
+        started_at=now_iso(),
+        resumed=resumed,
+        status="running",
+        warnings=offline_world_warnings(spec),
+    )
+    store.write_run_info(store.read_run_info().merged(info))
     items = selected_items(spec)
     check_distinct_names("case id", [i.id for i in items])  # one file per case, model
     check_distinct_names("T2I label", [t.display_name for t in spec.t2i])
@@ -212,17 +212,17 @@ def finalize(plan: RunPlan, counts: dict[str, int], execution: Execution,
     previous = store.read_run_info()
     # nothing ran and no record changed since the last run wrote them: results.jsonl, the
     # leaderboard and the report are current (re-running a finished run recomputes nothing)
-    current = (not plan.finished and previous.get("records_digest") == digest
+    current = (not plan.finished and previous.records_digest == digest
                and (store.root / "leaderboard.json").exists()
                and (store.root / REPORT_DIR / "index.html").exists())
     if current:
-        leaderboard = read_json(store.root / "leaderboard.json")["models"]
+        leaderboard = read_leaderboard(store.root).models
     else:
         store.write_results_jsonl(records)
         leaderboard = build_leaderboard(records, plan.models)
         write_leaderboard(leaderboard, store.root, records)
-    info.pop("error", None)  # an earlier attempt's failure: this one finished
     info.update(
+        error=None,  # an earlier attempt's failure: this one finished
         records_digest=digest,
         status="finished",
         finished_at=now_iso(),
@@ -244,24 +244,24 @@ def finalize(plan: RunPlan, counts: dict[str, int], execution: Execution,
         spec=plan.spec.model_dump(mode="json"),
     )
     if store.unreadable:  # corrupt records met on the way (their cases were redone)
-        info["unreadable_records"] = list(store.unreadable)
+        info.unreadable_records = list(store.unreadable)
     store.write_run_info(info)
     if current:
-        info["report"] = "current (no record changed)"
+        info.report = "current (no record changed)"
         store.write_run_info(info)
         return RunResult(run_dir=store.root, spec=plan.spec, records=records,
                          leaderboard=leaderboard, info=info)
     try:
         write_report(store.root, records=records, leaderboard=leaderboard)
     except Exception as exc:  # results are already safe on disk; say why there is no report
-        info["report_error"] = f"{type(exc).__name__}: {exc}"
+        info.report_error = f"{type(exc).__name__}: {exc}"
         store.write_run_info(info)
         logger.warning("could not write the HTML report: %s (rebuild with `repainter report %s`)",
-                       info["report_error"], store.root)
+                       info.report_error, store.root)
     if plan.spec.runtime.trackers:  # new results only; `repainter track RUN` sends them again
         from repainter.trackers import track_run
 
-        info["trackers"] = track_run(store.root, plan.spec.runtime.trackers)
+        info.trackers = track_run(store.root, plan.spec.runtime.trackers)
         store.write_run_info(info)
     return RunResult(run_dir=store.root, spec=plan.spec, records=records, leaderboard=leaderboard,
                      info=info)

@@ -7,8 +7,8 @@ into ``RUN/seed-<s>/`` (each a complete run folder that resumes on its own), the
 - ``leaderboard.{json,md,csv,tex}`` over the cases' scores averaged across seeds: each metric's
   mean with a 95% bootstrap interval over cases, paired tests for every metric (with the
   multiple-comparison correction named), and next to each interval the **seed spread**: the
-  standard deviation of the per-seed means (``<metric>_seed_sd``) and its ratio to the mean
-  single-seed bootstrap standard error (``<metric>_seed_sd_over_se``). A ratio above 1 says a
+  standard deviation of the per-seed means (``seed_sd`` of each metric's summary) and its ratio
+  to the mean single-seed bootstrap standard error (``seed_sd_over_se``). A ratio above 1 says a
   single-seed interval would not cover seed-to-seed variation;
 - ``seeds.json``: every seed's own leaderboard rows.
 
@@ -27,10 +27,12 @@ from statistics import fmean, stdev
 from typing import Any
 
 from repainter.images import atomic_write_bytes
+from repainter.records.leaderboard import LeaderboardRow
+from repainter.records.run_info import CaseCounts, RunInfo
 from repainter.report.leaderboard import build_leaderboard, compared_metrics, write_leaderboard
 from repainter.result import RunResult
 from repainter.spec import RunSpec, build_spec
-from repainter.store import SPEC_FILE, write_json
+from repainter.store import SPEC_FILE, RunStore, write_json
 
 #: Per-case cost columns: for a seed-aggregated row, the mean of the seeds' own values.
 COST_COLUMNS = ("mean_rounds", "seconds_per_case", "t2i_seconds_per_case", "mllm_seconds_per_case",
@@ -84,13 +86,17 @@ def _mean(values: list[float | None]) -> float | None:
     return fmean(finite) if finite else None
 
 
-def seed_spread(per_seed_rows: list[list[dict[str, Any]]], model: str, metric: str) -> dict[str, Any]:
+def _row_of(rows: list[LeaderboardRow], model: str) -> LeaderboardRow | None:
+    return next((r for r in rows if r.model == model), None)
+
+
+def seed_spread(per_seed_rows: list[list[LeaderboardRow]], model: str, metric: str) -> dict[str, Any]:
     """Spread of one model's mean ``metric`` over seeds, next to its single-seed bootstrap SE."""
-    key = "selection_final" if metric == "selection" else metric
-    rows = [next((r for r in rows if r["model"] == model), {}) for rows in per_seed_rows]
-    means = [r.get(key) for r in rows if r.get(key) is not None]
-    errors = [(r[f"{key}_ci_high"] - r[f"{key}_ci_low"]) / (2 * Z95) for r in rows
-              if r.get(f"{key}_ci_low") is not None]
+    rows = [_row_of(rows, model) for rows in per_seed_rows]
+    summaries = [s for s in (r.metric(metric) for r in rows if r is not None) if s is not None]
+    means = [s.mean for s in summaries if s.mean is not None]
+    errors = [(s.ci_high - s.ci_low) / (2 * Z95) for s in summaries
+              if s.ci_low is not None and s.ci_high is not None]
     sd = stdev(means) if len(means) > 1 else None
     se = fmean(errors) if errors else None
     return {"seed_means": means, "seed_sd": sd, "bootstrap_se": se,
@@ -105,26 +111,32 @@ def aggregate_seeds(spec: RunSpec, results: list[RunResult]) -> RunResult:
     per_seed_rows = [r.leaderboard for r in results]
     for row in rows:
         for metric in compared_metrics(rows):
-            key = "selection_final" if metric == "selection" else metric
-            spread = seed_spread(per_seed_rows, row["model"], metric)
-            row[f"{key}_seed_sd"] = spread["seed_sd"]
-            row[f"{key}_seed_sd_over_se"] = spread["seed_sd_over_se"]
-        row["seeds"] = len(results)
-        mine = [next((r for r in rows if r["model"] == row["model"]), {}) for rows in per_seed_rows]
+            summary = row.metric(metric)
+            if summary is None:  # a metric another model has: no summary to spread
+                continue
+            spread = seed_spread(per_seed_rows, row.model, metric)
+            summary.seed_sd = spread["seed_sd"]
+            summary.seed_sd_over_se = spread["seed_sd_over_se"]
+        row.seeds = len(results)
+        mine = [r for r in (_row_of(rows, row.model) for rows in per_seed_rows) if r is not None]
         for column in COST_COLUMNS:
-            values = [r[column] for r in mine if r.get(column) is not None]
-            if values or column in row:
-                row[column] = fmean(values) if values else None
+            values = [getattr(r, column) for r in mine if getattr(r, column) is not None]
+            if values or getattr(row, column) is not None:
+                setattr(row, column, fmean(values) if values else None)
     write_leaderboard(rows, spec.run_dir, averaged)
     write_json(spec.run_dir / "seeds.json", {
         "seeds": [r.spec.seed for r in results],
         "runs": {str(r.spec.seed): str(r.run_dir) for r in results},
-        "leaderboards": {str(r.spec.seed): r.leaderboard for r in results},
+        "leaderboards": {str(r.spec.seed): [row.model_dump(mode="json") for row in r.leaderboard]
+                         for r in results},
     })
-    info = {"seeds": [r.spec.seed for r in results],
-            "wall_seconds": round(sum(r.info.get("wall_seconds") or 0.0 for r in results), 3),
-            "cases": {"done": sum((r.info.get("cases") or {}).get("done", 0) for r in results),
-                      "failed": sum((r.info.get("cases") or {}).get("failed", 0) for r in results)}}
-    write_json(spec.run_dir / "run.json", {"status": "finished", **info})
+
+    def total(field: str) -> int:
+        return sum(getattr(r.info.cases, field) or 0 for r in results if r.info.cases)
+
+    info = RunInfo(status="finished", seeds=[r.spec.seed for r in results],
+                   wall_seconds=round(sum(r.info.wall_seconds or 0.0 for r in results), 3),
+                   cases=CaseCounts(done=total("done"), failed=total("failed")))
+    RunStore(spec.run_dir).write_run_info(info)
     records = [{**record, "seed": r.spec.seed} for r in results for record in r.records]
     return RunResult(run_dir=spec.run_dir, spec=spec, records=records, leaderboard=rows, info=info)

@@ -30,6 +30,8 @@ from typing import Any
 from PIL import Image
 
 from repainter.images import atomic_write_bytes, save_png
+from repainter.records.base import dump_record, load_record
+from repainter.records.run_info import RunInfo
 from repainter.spec import RunSpec, load_spec
 
 logger = logging.getLogger(__name__)
@@ -372,12 +374,14 @@ class RunStore:
         lines = [json.dumps(result_line(r), ensure_ascii=False, allow_nan=False) for r in records]
         atomic_write_bytes(self.root / "results.jsonl", ("\n".join(lines) + "\n").encode("utf-8"))
 
-    def write_run_info(self, info: dict[str, Any]) -> None:
-        write_json(self.root / "run.json", info)
+    def write_run_info(self, info: RunInfo) -> None:
+        """Write ``run.json`` (the typed :class:`repainter.records.run_info.RunInfo`)."""
+        write_json(self.root / "run.json", dump_record(info))
 
-    def read_run_info(self) -> dict[str, Any]:
+    def read_run_info(self) -> RunInfo:
+        """``run.json`` (an older version migrated); an empty record where there is none yet."""
         path = self.root / "run.json"
-        return read_json(path) if path.exists() else {}
+        return load_record(RunInfo, read_json(path)) if path.exists() else RunInfo()
 
 
 def result_line(record: dict[str, Any]) -> dict[str, Any]:

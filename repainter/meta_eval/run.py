@@ -21,6 +21,7 @@ from typing import Any
 from repainter.meta_eval.config import WEIGHT_FREE, MetaEvalConfig
 from repainter.meta_eval.ladders import Ladder, bench_zoo, default_ladders, labelled
 from repainter.meta_eval.ranking import ladder_validity
+from repainter.records.leaderboard import LeaderboardRow
 from repainter.registry import METRICS
 from repainter.spec import ComponentSpec, RunSpec, build_spec
 
@@ -86,13 +87,13 @@ def _per_seed_records(result) -> dict[int, list[dict[str, Any]]]:
     return out
 
 
-def _seed_sensitivity(rows: list[dict[str, Any]], metrics: list[str]) -> dict[str, dict[str, Any]]:
+def _seed_sensitivity(rows: list[LeaderboardRow], metrics: list[str]) -> dict[str, dict[str, Any]]:
     """Per metric: the models' seed SD of the mean and its ratio to the bootstrap SE."""
     out = {}
     for metric in metrics:
-        key = "selection_final" if metric == "selection" else metric
-        ratios = [r[f"{key}_seed_sd_over_se"] for r in rows if r.get(f"{key}_seed_sd_over_se") is not None]
-        sds = [r[f"{key}_seed_sd"] for r in rows if r.get(f"{key}_seed_sd") is not None]
+        summaries = [s for s in (r.metric(metric) for r in rows) if s is not None]
+        ratios = [s.seed_sd_over_se for s in summaries if s.seed_sd_over_se is not None]
+        sds = [s.seed_sd for s in summaries if s.seed_sd is not None]
         if ratios:
             out[metric] = {"median_seed_sd": median(sds), "max_seed_sd": max(sds),
                            "median_ratio": median(ratios), "max_ratio": max(ratios),
@@ -180,6 +181,11 @@ def oracle_records(spec: RunSpec, label: str = "oracle") -> list[dict[str, Any]]
     return records
 
 
+def _mean_of(row: LeaderboardRow, metric: str) -> float | None:
+    summary = row.metric(metric)
+    return summary.mean if summary is not None else None
+
+
 def _refine_first(comparison: dict[str, Any]) -> dict[str, Any]:
     """A paired comparison oriented as refine - other (the loop's gain; negative = a loss)."""
     if comparison["model_a"] == "refine":
@@ -213,14 +219,14 @@ def run_baselines(config: MetaEvalConfig) -> dict[str, Any]:
     rows = build_leaderboard(averaged, labels)
     directions = _directions(spec)
     comparisons = build_metric_comparisons(averaged, rows)
-    tests = {metric: [_refine_first(c) for c in family if "refine" in (c["model_a"], c["model_b"])]
+    tests = {metric: [_refine_first(c) for c in family.flat()
+                      if "refine" in (c["model_a"], c["model_b"])]
              for metric, family in comparisons.items()}
     return {
         "model": model, "budget_renders": config.rounds * config.variants,
         "seeds": config.seeds, "cases": len({r["case_id"] for r in averaged}),
         "oracle": has_oracle, "run_dir": str(result.run_dir),
-        "means": {row["model"]: {m: row.get("selection_final" if m == "selection" else m)
-                                 for m in directions} for row in rows},
+        "means": {row.model: {m: _mean_of(row, m) for m in directions} for row in rows},
         "tests": tests,
         "seconds": round(time.perf_counter() - started, 1),
     }

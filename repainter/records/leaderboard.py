@@ -138,6 +138,13 @@ class ComparisonFamily(_Part):
     correction: str = "none"
     tests: list[ComparisonTest] = []
 
+    def flat(self) -> list[dict[str, Any]]:
+        """The tests as flat dicts that name the metric and correction (the version-0 shape)."""
+        return [{"model_a": t.model_a, "model_b": t.model_b, "metric": self.metric,
+                 **t.model_dump(exclude={"model_a", "model_b", "significant"}),
+                 "correction": self.correction, "significant": t.significant}
+                for t in self.tests]
+
 
 class CategoryRow(_Part):
     """Mean final selection score of one model on one category, with its bootstrap interval."""

@@ -2,7 +2,8 @@
 
 A run writes it several times: ``running`` when it starts, ``finished`` (or ``failed`` /
 ``interrupted`` with ``error``, :mod:`repainter.run_status`) at the end, then the report's and
-trackers' outcome. Writers hold a :class:`RunInfo` and set its attributes; :meth:`RunInfo.merged`
+trackers' outcome. Writers hold a :class:`RunInfo` and set its fields (:meth:`RunInfo.update`,
+each validated as it is set); :meth:`RunInfo.merged`
 lays the fields one writer set over what the file held. Every field is optional, since each kind
 of run folder (a single run, a grid, seeds, a comparison of finished runs, a rescored run) fills
 its own part; unknown keys are refused, so a typo never reaches the file.
@@ -10,8 +11,8 @@ its own part; unknown keys are refused, so a typo never reaches the file.
 Version 0 (before ``schema_version``) had the same keys; it migrates as is.
 
 >>> info = RunInfo(status="running")
->>> info.status = "finished"
->>> info.cases = CaseCounts(done=2, failed=0, total=2)
+>>> info.update(status="finished", cases={"done": 2, "failed": 0, "total": 2}).cases.done
+2
 >>> RunInfo(warnings=["w"]).merged(info).model_dump(exclude_unset=True)["cases"]
 {'done': 2, 'failed': 0, 'total': 2}
 """
@@ -50,6 +51,9 @@ class GridAxes(BaseModel):
 
 class RunInfo(VersionedRecord):
     """``run.json``."""
+
+    # writers set fields one by one (``info.cases = {...}``): each is validated as it is set
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     kind: ClassVar[str] = "run_info"
     current_version: ClassVar[int] = 1
@@ -103,6 +107,12 @@ class RunInfo(VersionedRecord):
     merged_from: list[str] | None = None
     merged_at: str | None = None
     references_not_in_every_run: list[str] | None = None
+
+    def update(self, **fields: Any) -> RunInfo:
+        """Set ``fields`` in place (each validated); returns this record."""
+        for name, value in fields.items():
+            setattr(self, name, value)
+        return self
 
     def merged(self, newer: RunInfo) -> RunInfo:
         """This record with every field ``newer`` set (in code or from its file) laid over it."""

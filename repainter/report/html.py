@@ -27,12 +27,20 @@ from PIL import Image
 
 from repainter.environment import summary_facts
 from repainter.images import atomic_write_bytes
+from repainter.records.base import RecordVersionError, dump_record
+from repainter.records.leaderboard import (
+    CategoryRow,
+    ComparisonFamily,
+    LeaderboardRow,
+    MetricSummary,
+)
 from repainter.report.labels import metric_header
 from repainter.report.leaderboard import (
     build_category_table,
     build_leaderboard,
     build_metric_comparisons,
     correction_note,
+    read_leaderboard,
 )
 from repainter.report.plots import (
     model_colour,
@@ -248,9 +256,8 @@ def _load_spec(run_dir: Path):
         return None
 
 
-def _metric_columns(rows: list[dict[str, Any]]) -> list[str]:
-    names = sorted({k[: -len("_ci_low")] for row in rows for k in row if k.endswith("_ci_low")}
-                   - {"selection_final"})
+def _metric_columns(rows: list[LeaderboardRow]) -> list[str]:
+    names = sorted({name for row in rows for name in row.metrics})
     judge = [n for n in names if n.startswith("judge_")]
     return [n for n in names if n not in judge] + judge
 
@@ -375,7 +382,7 @@ def _model_case_view(record: dict[str, Any], images: _Images, colour: str,
 def build_report_context(run_dir: str | Path, *, max_cases: int = MAX_CASES,
                          max_detailed: int = MAX_DETAILED_CASES,
                          records: list[dict[str, Any]] | None = None,
-                         leaderboard: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+                         leaderboard: list[LeaderboardRow] | None = None) -> dict[str, Any]:
     """Everything the template shows, from the files of a run folder.
 
     ``records`` / ``leaderboard``: already read / computed by the caller (the end of a run), so
@@ -406,76 +413,37 @@ def build_report_context(run_dir: str | Path, *, max_cases: int = MAX_CASES,
             build_leaderboard(records, models) if records else [])
         categories = build_category_table(records) if records else []
         by_metric = build_metric_comparisons(records, rows, correction) if records else {}
-    comparisons = by_metric.get("selection", [])
+    comparisons = by_metric.get("selection") or ComparisonFamily(metric="selection")
     metric_names = _metric_columns(rows)
 
     # leaderboard view
-    finals = [r["selection_final"] for r in rows if r.get("selection_final") is not None]
-    lo = min([r["selection_final_ci_low"] or r["selection_final"] for r in rows
-              if r.get("selection_final") is not None] or [0.0])
+    finals = [r.selection.mean for r in rows if r.selection.mean is not None]
+    lo = min([r.selection.ci_low or r.selection.mean for r in rows
+              if r.selection.mean is not None] or [0.0])
     scale_low = max(0.0, math.floor((lo - 0.02) * 20) / 20) if finals else 0.0
     top = max(finals or [1.0])
-    best_steer = max([r["steerability"] for r in rows if r.get("steerability") is not None] or [None],
-                     key=lambda v: -math.inf if v is None else v)
-    board = []
-    for row in rows:
-        value = row.get("selection_final")
-        width = 0.0
-        if value is not None and top > scale_low:
-            width = max(0.0, min(100.0, (value - scale_low) / (max(1.0, top) - scale_low) * 100))
-        board.append({
-            "rank": row["rank"], "model": row["model"], "colour": colours.get(row["model"], "#888"),
-            "cases": row["cases"], "done": row["done"], "failed": row["failed"],
-            "r1": fmt(row.get("selection_round1")), "final": fmt(row.get("selection_final")),
-            "ci": (fmt(row["selection_final_ci_low"]), fmt(row["selection_final_ci_high"]))
-            if row.get("selection_final_ci_low") is not None else None,
-            "bar": round(width, 1),
-            "is_top": value is not None and value == top,
-            "steer": fmt_signed(row.get("steerability")),
-            "steer_top": row.get("steerability") is not None and row.get("steerability") == best_steer and len(rows) > 1,
-            "rounds": fmt(row.get("mean_rounds"), 1),
-            "seconds": fmt_seconds(row.get("seconds_per_case")),
-            "metrics": [
-                {"value": fmt(row.get(m), 2 if m.startswith("judge_") else 3),
-                 "ci": (fmt(row[f"{m}_ci_low"], 2 if m.startswith("judge_") else 3),
-                        fmt(row[f"{m}_ci_high"], 2 if m.startswith("judge_") else 3))
-                 if row.get(f"{m}_ci_low") is not None else None,
-                 "r1": fmt(row.get(f"{m}_round1")) if f"{m}_round1" in row else None}
-                for m in metric_names
-            ],
-        })
-    def comparison_view(family: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    steers = [r.selection.steerability for r in rows if r.selection.steerability is not None]
+    best_steer = max(steers) if steers else None
+    board = [_board_row(row, metric_names, colours, scale_low, top, best_steer, len(rows))
+             for row in rows]
+
+    def comparison_view(family: ComparisonFamily) -> list[dict[str, Any]]:
         return [{
-            "a": c["model_a"], "b": c["model_b"], "n": c["n"],
-            "diff": fmt_signed(c["mean_difference"]) if c["n"] else "–",
-            "ci": (fmt_signed(c["ci_low"]), fmt_signed(c["ci_high"]))
-            if c.get("ci_low") is not None else None,
-            "p": fmt_p(c["p_value"]), "p_adjusted": fmt_p(c.get("p_adjusted")),
-            "significant": c["significant"],
-            "colour_a": colours.get(c["model_a"], "#888"), "colour_b": colours.get(c["model_b"], "#888"),
-        } for c in family]
+            "a": c.model_a, "b": c.model_b, "n": c.n,
+            "diff": fmt_signed(c.mean_difference) if c.n else "–",
+            "ci": (fmt_signed(c.ci_low), fmt_signed(c.ci_high)) if c.ci_low is not None else None,
+            "p": fmt_p(c.p_value), "p_adjusted": fmt_p(c.p_adjusted),
+            "significant": c.significant,
+            "colour_a": colours.get(c.model_a, "#888"), "colour_b": colours.get(c.model_b, "#888"),
+        } for c in family.tests]
 
     metric_families = [{"metric": metric, "note": correction_note(family),
                         "rows": comparison_view(family)}
-                       for metric, family in by_metric.items() if family and metric != "selection"]
+                       for metric, family in by_metric.items()
+                       if family.tests and metric != "selection"]
 
-    category_names = sorted({c["category"] for c in categories})
-    by_cat = {(c["model"], c["category"]): c for c in categories}
-    category_view = []
-    for name in category_names:
-        cells = []
-        values = [by_cat[(m, name)]["selection_final"] for m in models
-                  if (m, name) in by_cat and by_cat[(m, name)]["selection_final"] is not None]
-        best_value = max(values) if values else None
-        for m in models:
-            c = by_cat.get((m, name))
-            if c is None:
-                cells.append(None)
-                continue
-            cells.append({"value": fmt(c["selection_final"]), "n": c["done"],
-                          "ci": (fmt(c["ci_low"]), fmt(c["ci_high"])) if c["ci_low"] is not None else None,
-                          "best": len(values) > 1 and c["selection_final"] == best_value})
-        category_view.append({"category": name, "cells": cells})
+    category_names = sorted({c.category for c in categories})
+    category_view = _category_view(categories, category_names, models)
 
     # plots
     plots = []
@@ -547,9 +515,8 @@ def build_report_context(run_dir: str | Path, *, max_cases: int = MAX_CASES,
             licences[name] = licences.get(name, 0) + 1
 
     info = store.read_run_info()
-    cases_info = info.get("cases") or {}
     facts = [
-        ("status", info.get("status")),
+        ("status", info.status),
         ("references", len(groups)),
         ("models", len(models)),
         ("case records", (f"{sum(1 for r in records if r.get('status') == 'done')} done, "
@@ -557,21 +524,21 @@ def build_report_context(run_dir: str | Path, *, max_cases: int = MAX_CASES,
         ("rounds x variants", f"{spec.loop.rounds} x {spec.loop.variants}" if spec else None),
         ("selection", ", ".join(f"{k} {v:g}" for k, v in spec.selection.items()) if spec else None),
         ("MLLM", ", ".join(m.display_name for m in spec.mllms) if spec else None),
-        ("wall time", fmt_seconds(info.get("wall_seconds")) if info.get("wall_seconds") else None),
-        ("started", info.get("started_at")),
-        ("fingerprint", info.get("spec_fingerprint") or (spec.fingerprint() if spec else None)),
-        ("repainter", info.get("repainter_version")),
+        ("wall time", fmt_seconds(info.wall_seconds) if info.wall_seconds else None),
+        ("started", info.started_at),
+        ("fingerprint", info.spec_fingerprint or (spec.fingerprint() if spec else None)),
+        ("repainter", info.repainter_version),
     ]
-    if cases_info.get("reused"):
-        facts.append(("reused from an earlier run", cases_info["reused"]))
-    if info.get("adaptive"):
+    if info.cases is not None and info.cases.reused:
+        facts.append(("reused from an earlier run", info.cases.reused))
+    if info.adaptive is not None:
         from repainter.adaptive import adaptive_line
 
-        facts.append(("adaptive budget", adaptive_line(info["adaptive"])))
-    facts += summary_facts(info.get("environment"))
+        facts.append(("adaptive budget", adaptive_line(info.adaptive)))
+    facts += summary_facts(info.environment)
     return {
         "title": f"{spec.name} · dataset {spec.dataset.name}" if spec else run_dir.name,
-        "warnings": info.get("warnings") or [],
+        "warnings": info.warnings,
         "run_dir": str(run_dir),
         "facts": [(k, v) for k, v in facts if v not in (None, "")],
         "licences": sorted(licences.items()),
@@ -579,7 +546,7 @@ def build_report_context(run_dir: str | Path, *, max_cases: int = MAX_CASES,
         "board": board,
         "metric_names": metric_names,
         "comparisons": comparison_view(comparisons),
-        "comparison_note": correction_note(comparisons) if comparisons else "",
+        "comparison_note": correction_note(comparisons) if comparisons.tests else "",
         "metric_families": metric_families,
         "validity": _validity_view(run_dir),
         "category_models": [{"name": m, "colour": colours[m]} for m in models],
@@ -598,9 +565,10 @@ def build_report_context(run_dir: str | Path, *, max_cases: int = MAX_CASES,
         "light": light,
         "max_detailed": max_detailed,
         "failures": failures,
-        "rescored": info.get("rescored") or [],
+        "rescored": info.rescored or [],
         "spec_yaml": _read_text(run_dir / SPEC_FILE),
-        "run_json": json.dumps(info, indent=2, ensure_ascii=False) if info else None,
+        "run_json": json.dumps(dump_record(info), indent=2, ensure_ascii=False)
+        if (run_dir / "run.json").exists() else None,
     }
 
 
@@ -626,17 +594,76 @@ def _validity_view(run_dir: Path) -> dict[str, Any] | None:
 def _current_tables(store: RunStore, models: list[str], records: list[dict[str, Any]]):
     """The leaderboard, per-metric comparisons and categories of leaderboard.json where run.json
     says it was written from these very records (same digest), else None (compute them)."""
-    digest = store.read_run_info().get("records_digest")
+    digest = store.read_run_info().records_digest
     path = store.root / "leaderboard.json"
     if not digest or not path.exists():
         return None
     if digest != store.records_digest(models, [(r["model"], r["case_id"]) for r in records]):
         return None
     try:
-        saved = json.loads(path.read_text(encoding="utf-8"))
-        return saved["models"], saved["metric_comparisons"], saved["categories"]
-    except (OSError, ValueError, KeyError):
+        saved = read_leaderboard(store.root)
+    except (OSError, ValueError, RecordVersionError):  # pydantic's ValidationError is a ValueError
         return None
+    if saved is None:
+        return None
+    return saved.models, saved.comparisons, saved.categories
+
+
+def _board_row(row: LeaderboardRow, metric_names: list[str], colours: dict[str, str],
+               scale_low: float, top: float, best_steer: float | None,
+               count: int) -> dict[str, Any]:
+    """One leaderboard line of the page: the selection score's bar, each metric's cell."""
+    value = row.selection.mean
+    width = 0.0
+    if value is not None and top > scale_low:
+        width = max(0.0, min(100.0, (value - scale_low) / (max(1.0, top) - scale_low) * 100))
+    steer = row.selection.steerability
+    return {
+        "rank": row.rank, "model": row.model, "colour": colours.get(row.model, "#888"),
+        "cases": row.cases, "done": row.done, "failed": row.failed,
+        "r1": fmt(row.selection.round1), "final": fmt(value),
+        "ci": (fmt(row.selection.ci_low), fmt(row.selection.ci_high))
+        if row.selection.ci_low is not None else None,
+        "bar": round(width, 1),
+        "is_top": value is not None and value == top,
+        "steer": fmt_signed(steer),
+        "steer_top": steer is not None and steer == best_steer and count > 1,
+        "rounds": fmt(row.mean_rounds, 1),
+        "seconds": fmt_seconds(row.seconds_per_case),
+        "metrics": [_metric_cell(row.metrics.get(m), m) for m in metric_names],
+    }
+
+
+def _metric_cell(summary: MetricSummary | None, name: str) -> dict[str, Any]:
+    digits = 2 if name.startswith("judge_") else 3
+    if summary is None:  # a metric only other models have
+        return {"value": fmt(None, digits), "ci": None, "r1": None}
+    return {"value": fmt(summary.mean, digits),
+            "ci": (fmt(summary.ci_low, digits), fmt(summary.ci_high, digits))
+            if summary.ci_low is not None else None,
+            "r1": fmt(summary.round1) if not summary.judge else None}
+
+
+def _category_view(categories: list[CategoryRow], names: list[str],
+                   models: list[str]) -> list[dict[str, Any]]:
+    """Per category: each model's mean with its interval, the best marked."""
+    by_cat = {(c.model, c.category): c for c in categories}
+    view = []
+    for name in names:
+        cells = []
+        values = [by_cat[(m, name)].selection_final for m in models
+                  if (m, name) in by_cat and by_cat[(m, name)].selection_final is not None]
+        best_value = max(values) if values else None
+        for m in models:
+            c = by_cat.get((m, name))
+            if c is None:
+                cells.append(None)
+                continue
+            cells.append({"value": fmt(c.selection_final), "n": c.done,
+                          "ci": (fmt(c.ci_low), fmt(c.ci_high)) if c.ci_low is not None else None,
+                          "best": len(values) > 1 and c.selection_final == best_value})
+        view.append({"category": name, "cells": cells})
+    return view
 
 
 #: An index of the fields the overview cards, failures and progress table need, one line per
@@ -736,7 +763,7 @@ def render_report(context: dict[str, Any]) -> str:
 def write_report(run_dir: str | Path, *, max_cases: int = MAX_CASES,
                  max_detailed: int = MAX_DETAILED_CASES,
                  records: list[dict[str, Any]] | None = None,
-                 leaderboard: list[dict[str, Any]] | None = None) -> Path:
+                 leaderboard: list[LeaderboardRow] | None = None) -> Path:
     """Write ``RUN/report/index.html`` (with plots and thumbnails) and, beyond ``max_cases``
     references, the further pages ``cases-2.html``, ...; return the index's path.
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from repainter.images import atomic_write_bytes
+from repainter.records.leaderboard import LeaderboardRow
 
 _SPECIAL = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
@@ -49,19 +50,18 @@ def _signed(value: Any) -> str:
     return ("$+$" if value >= 0 else "$-$") + f"{abs(value):.3f}"
 
 
-def main_metrics(rows: Sequence[dict[str, Any]], limit: int = MAX_METRIC_COLUMNS) -> list[str]:
+def main_metrics(rows: Sequence[LeaderboardRow], limit: int = MAX_METRIC_COLUMNS) -> list[str]:
     """The metric columns: the known main metrics first, then others, at most ``limit``."""
-    present = sorted({k[: -len("_ci_low")] for row in rows for k in row if k.endswith("_ci_low")}
-                     - {"selection_final"})
+    present = sorted({name for row in rows for name in row.metrics})
     ordered = [m for m in MAIN_METRICS if m in present] + [m for m in present if m not in MAIN_METRICS]
     return ordered[:limit]
 
 
-def leaderboard_latex(rows: Sequence[dict[str, Any]], metrics: Sequence[str] | None = None,
+def leaderboard_latex(rows: Sequence[LeaderboardRow], metrics: Sequence[str] | None = None,
                       caption: str | None = None, label: str = "tab:repainter-leaderboard") -> str:
     """A booktabs ``table`` of the leaderboard rows (as from ``build_leaderboard``)."""
     metrics = list(metrics) if metrics is not None else main_metrics(rows)
-    finals = [r.get("selection_final") for r in rows if r.get("selection_final") is not None]
+    finals = [r.selection.mean for r in rows if r.selection.mean is not None]
     top = max(finals) if finals else None
     header = ["\\#", "Model", "Sel.\\ r1", "Sel.\\ final [95\\% CI]", "Steer."]
     header += [latex_escape(m) for m in metrics]
@@ -76,15 +76,15 @@ def leaderboard_latex(rows: Sequence[dict[str, Any]], metrics: Sequence[str] | N
         "\\midrule",
     ]
     for row in rows:
-        final = _num(row.get("selection_final"))
-        if top is not None and row.get("selection_final") == top and len(rows) > 1:
+        final = _num(row.selection.mean)
+        if top is not None and row.selection.mean == top and len(rows) > 1:
             final = f"\\textbf{{{final}}}"
-        low, high = row.get("selection_final_ci_low"), row.get("selection_final_ci_high")
+        low, high = row.selection.ci_low, row.selection.ci_high
         if low is not None and high is not None:
             final += f" {{\\scriptsize [{_num(low)}, {_num(high)}]}}"
-        cells = [str(row.get("rank", "")), latex_escape(row.get("model", "")),
-                 _num(row.get("selection_round1")), final, _signed(row.get("steerability"))]
-        cells += [_num(row.get(m), 2 if m.startswith("judge_") else 3) for m in metrics]
+        cells = [str(row.rank), latex_escape(row.model),
+                 _num(row.selection.round1), final, _signed(row.selection.steerability)]
+        cells += [_num(_metric_mean(row, m), 2 if m.startswith("judge_") else 3) for m in metrics]
         lines.append(" & ".join(cells) + " \\\\")
     caption = caption or (
         "Leaderboard: mean selection score of the round-1 best and of the final best-ever "
@@ -95,7 +95,12 @@ def leaderboard_latex(rows: Sequence[dict[str, Any]], metrics: Sequence[str] | N
     return "\n".join(lines) + "\n"
 
 
-def write_latex(rows: Sequence[dict[str, Any]], run_dir: str | Path) -> Path:
+def _metric_mean(row: LeaderboardRow, name: str) -> float | None:
+    summary = row.metrics.get(name)
+    return summary.mean if summary is not None else None
+
+
+def write_latex(rows: Sequence[LeaderboardRow], run_dir: str | Path) -> Path:
     """Write ``leaderboard.tex`` into ``run_dir``; return its path."""
     path = Path(run_dir) / "leaderboard.tex"
     atomic_write_bytes(path, leaderboard_latex(rows).encode("utf-8"))

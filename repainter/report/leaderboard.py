@@ -4,9 +4,10 @@ For each T2I model: cases finished and failed; the mean selection score of round
 the final best-ever candidate, and their difference (steerability); every metric's mean with a 95%
 bootstrap confidence interval; time per case. Paired comparisons (sign-flip permutation test on
 the cases both models finished) say whether each ranking step is significant. Per-category means
-show where a model wins. Written as JSON, CSV and Markdown.
+show where a model wins. Written as JSON (the typed :class:`repainter.records.leaderboard.Leaderboard`:
+each metric's statistics nested in their own object), CSV, Markdown and LaTeX.
 
-Every metric column gets its own paired tests (``metric_comparisons``); with more than two models
+Every metric column gets its own paired tests (a ``ComparisonFamily``); with more than two models
 the p-values of each metric's family of pairs are corrected for multiple comparisons (Holm by
 default, Benjamini-Hochberg selectable), and the correction is named in every output.
 """
@@ -21,9 +22,22 @@ from statistics import fmean
 from typing import Any
 
 from repainter.images import atomic_write_bytes
+from repainter.records.base import dump_record, load_record
+from repainter.records.leaderboard import (
+    AdaptiveSummary,
+    CategoryRow,
+    ComparisonFamily,
+    ComparisonTest,
+    DecisionSummary,
+    GridSection,
+    Leaderboard,
+    LeaderboardRow,
+    MetricSummary,
+    SelectionSummary,
+)
 from repainter.report.labels import metric_header
-from repainter.report.stats import bootstrap_ci, corrected, paired_comparison
-from repainter.store import json_safe, read_json, write_json
+from repainter.report.stats import PairedComparison, bootstrap_ci, corrected, paired_comparison
+from repainter.store import read_json, write_json
 
 #: The multiple-comparison correction applied when more than two models are compared.
 DEFAULT_CORRECTION = "holm"
@@ -31,18 +45,57 @@ DEFAULT_CORRECTION = "holm"
 #: Nodes whose time is the MLLM's (the shared description excluded: it serves every model).
 MLLM_NODES = ("compose_prompt", "write_variants", "critique", "revise", "judge")
 
+LEADERBOARD_FILE = "leaderboard.json"
+
 
 def _mean(values: list[float]) -> float | None:
     finite = [v for v in values if v is not None and math.isfinite(v)]
     return fmean(finite) if finite else None
 
 
-def build_leaderboard(records: list[dict[str, Any]], models: list[str] | None = None) -> list[dict[str, Any]]:
+def _interval(values: list[float | None]) -> dict[str, float | None]:
+    ci = bootstrap_ci(values)
+    return {"ci_low": ci[0] if ci else None, "ci_high": ci[1] if ci else None}
+
+
+def _selection_summary(done: list[dict[str, Any]]) -> SelectionSummary:
+    finals = [r["final_scores"].get("selection") for r in done]
+    return SelectionSummary(
+        mean=_mean(finals), **_interval(finals),
+        round1=_mean([(r.get("round1_best") or {}).get("selection") for r in done]),
+        steerability=_mean([
+            r["final_scores"]["selection"] - r["round1_best"]["selection"]
+            for r in done if r.get("round1_best") and r["final_scores"].get("selection") is not None
+        ]))
+
+
+def _metric_summary(done: list[dict[str, Any]], name: str) -> MetricSummary:
+    values = [r["final_scores"].get(name) for r in done]
+    judge = name.startswith("judge_")  # the judge rates the final best only: no round-1 value
+    round1 = None if judge else _mean(
+        [((r.get("round1_best") or {}).get("scores") or {}).get(name) for r in done])
+    return MetricSummary(mean=_mean(values), **_interval(values), round1=round1, judge=judge)
+
+
+def _decision_summary(done: list[dict[str, Any]]) -> DecisionSummary | None:
+    decisions = [r["decision"] for r in done if r.get("decision")]
+    if not decisions:
+        return None
+    judged = [d["correct"] for d in decisions if d.get("correct") is not None]
+    return DecisionSummary(
+        cases=len(decisions),
+        retrieved_share=sum(d["choice"] == "retrieved" for d in decisions) / len(decisions),
+        accuracy=sum(judged) / len(judged) if judged else None, judged_cases=len(judged))
+
+
+def build_leaderboard(records: list[dict[str, Any]],
+                      models: list[str] | None = None) -> list[LeaderboardRow]:
     """One row per T2I model, best first by mean final selection score.
 
-    ``<metric>`` is the mean over cases of the best-ever candidate's score, ``<metric>_round1``
-    that of round 1's best; ``steerability`` is the mean per-case gain of the selection score.
-    Where renders were flagged (safety-blanked, NaN decodes: never scored), ``flagged_share`` and
+    ``row.selection`` holds the selection score (final best-ever mean, its interval, round 1's
+    best, ``steerability``: the mean per-case gain); ``row.metrics[name]`` every other metric's
+    mean over cases of the best-ever candidate's score with its interval and round 1's. Where
+    renders were flagged (safety-blanked, NaN decodes: never scored), ``flagged_share`` and
     ``cases_all_flagged`` stand beside the means, since those means cover only scored renders.
     """
     from repainter.graph.nodes import render_flags_by_model  # lazy: the graph imports langgraph
@@ -54,54 +107,31 @@ def build_leaderboard(records: list[dict[str, Any]], models: list[str] | None = 
         mine = [r for r in records if r["model"] == model]
         done = [r for r in mine if r.get("status") == "done"]
         metric_names = sorted({k for r in done for k in r.get("final_scores", {})} - {"selection"})
-        row: dict[str, Any] = {
-            "model": model,
-            **({"strategy": done[0]["strategy"]} if done and done[0].get("strategy") else {}),
-            "cases": len(mine),
-            "done": len(done),
-            "failed": len(mine) - len(done),
-            "selection_round1": _mean([(r.get("round1_best") or {}).get("selection") for r in done]),
-            "selection_final": _mean([r["final_scores"].get("selection") for r in done]),
-            "steerability": _mean([
-                r["final_scores"]["selection"] - r["round1_best"]["selection"]
-                for r in done if r.get("round1_best") and r["final_scores"].get("selection") is not None
-            ]),
-            "mean_rounds": _mean([len(r.get("rounds") or []) for r in done]),
-            "seconds_per_case": _mean([sum((r.get("timings") or {}).values()) for r in done]),
-            "t2i_seconds_per_case": _mean([(r.get("timings") or {}).get("generate", 0.0) for r in done]),
-            "mllm_seconds_per_case": _mean([
+        row = LeaderboardRow(
+            model=model, strategy=(done[0].get("strategy") or None) if done else None,
+            cases=len(mine), done=len(done), failed=len(mine) - len(done),
+            selection=_selection_summary(done),
+            metrics={name: _metric_summary(done, name) for name in metric_names},
+            mean_rounds=_mean([len(r.get("rounds") or []) for r in done]),
+            seconds_per_case=_mean([sum((r.get("timings") or {}).values()) for r in done]),
+            t2i_seconds_per_case=_mean([(r.get("timings") or {}).get("generate", 0.0) for r in done]),
+            mllm_seconds_per_case=_mean([
                 sum((r.get("timings") or {}).get(node, 0.0) for node in MLLM_NODES) for r in done
             ]),
-        }
+            decision=_decision_summary(done),  # retrieve-or-generate: who won, and was right
+        )
         usages = [r.get("mllm_usage") or {} for r in mine]
         if any("total_tokens" in u for u in usages):
-            row["mllm_tokens_per_case"] = _mean([u.get("total_tokens", 0) for u in usages])
-            row["mllm_cost_usd"] = sum(u.get("cost_usd", 0.0) for u in usages)
+            row.mllm_tokens_per_case = _mean([u.get("total_tokens", 0) for u in usages])
+            row.mllm_cost_usd = sum(u.get("cost_usd", 0.0) for u in usages)
         flags = flag_shares.get(model) or {}
         if flags.get("flagged"):  # blanked / NaN renders are never scored: say how many were
-            row["flagged_share"] = flags["flagged_share"]
-            row["cases_all_flagged"] = flags["cases_all_flagged"]
-        decisions = [r["decision"] for r in done if r.get("decision")]
-        if decisions:  # retrieve-or-generate: how often each side won, and was right
-            judged = [d["correct"] for d in decisions if d.get("correct") is not None]
-            row["decision_cases"] = len(decisions)
-            row["decision_retrieved_share"] = sum(d["choice"] == "retrieved" for d in decisions) / len(decisions)
-            row["decision_accuracy"] = sum(judged) / len(judged) if judged else None
-            row["decision_judged_cases"] = len(judged)
-        ci = bootstrap_ci([r["final_scores"].get("selection") for r in done])
-        row["selection_final_ci_low"], row["selection_final_ci_high"] = ci or (None, None)
-        for name in metric_names:
-            row[name] = _mean([r["final_scores"].get(name) for r in done])
-            ci = bootstrap_ci([r["final_scores"].get(name) for r in done])
-            row[f"{name}_ci_low"], row[f"{name}_ci_high"] = ci or (None, None)
-            if not name.startswith("judge_"):
-                row[f"{name}_round1"] = _mean(
-                    [((r.get("round1_best") or {}).get("scores") or {}).get(name) for r in done]
-                )
+            row.flagged_share = flags["flagged_share"]
+            row.cases_all_flagged = flags["cases_all_flagged"]
         rows.append(row)
-    rows.sort(key=lambda row: -(row["selection_final"] if row["selection_final"] is not None else -math.inf))
+    rows.sort(key=lambda row: -(row.selection.mean if row.selection.mean is not None else -math.inf))
     for rank, row in enumerate(rows, 1):
-        row["rank"] = rank
+        row.rank = rank
     return rows
 
 
@@ -113,19 +143,27 @@ def _final_scores(records: list[dict[str, Any]], model: str, metric: str) -> dic
     }
 
 
+def comparison_test(comparison: PairedComparison) -> ComparisonTest:
+    """A paired test of :mod:`repainter.report.stats` as the record holds it."""
+    data = comparison.as_dict()
+    return ComparisonTest(**{k: v for k, v in data.items() if k in ComparisonTest.model_fields})
+
+
 def build_comparisons(
-    records: list[dict[str, Any]], leaderboard: list[dict[str, Any]], metric: str = "selection",
+    records: list[dict[str, Any]], leaderboard: list[LeaderboardRow], metric: str = "selection",
     correction: str = DEFAULT_CORRECTION,
-) -> list[dict[str, Any]]:
+) -> ComparisonFamily:
     """Paired tests between every two models on one metric, in leaderboard order (a ranked above
     b), with ``correction`` applied across the pairs (named "none" for a single pair)."""
-    models = [row["model"] for row in leaderboard]
-    family = [
+    models = [row.model for row in leaderboard]
+    family = corrected([
         paired_comparison(a, _final_scores(records, a, metric), b,
                           _final_scores(records, b, metric), metric)
         for i, a in enumerate(models) for b in models[i + 1:]
-    ]
-    return [c.as_dict() for c in corrected(family, correction)]
+    ], correction)
+    return ComparisonFamily(metric=metric,
+                            correction=family[0].correction if family else "none",
+                            tests=[comparison_test(c) for c in family])
 
 
 def spec_correction(run_dir: str | Path) -> str:
@@ -141,33 +179,29 @@ def spec_correction(run_dir: str | Path) -> str:
     return DEFAULT_CORRECTION
 
 
-def compared_metrics(leaderboard: list[dict[str, Any]]) -> list[str]:
-    """``selection`` and every metric column with a bootstrap interval, in column order."""
-    names = sorted({k[: -len("_ci_low")] for row in leaderboard for k in row if k.endswith("_ci_low")}
-                   - {"selection_final"})
-    return ["selection", *names]
+def compared_metrics(leaderboard: list[LeaderboardRow]) -> list[str]:
+    """``selection`` and every metric of the rows, in column order."""
+    return ["selection", *sorted({name for row in leaderboard for name in row.metrics})]
 
 
 def build_metric_comparisons(
-    records: list[dict[str, Any]], leaderboard: list[dict[str, Any]],
+    records: list[dict[str, Any]], leaderboard: list[LeaderboardRow],
     correction: str = DEFAULT_CORRECTION,
-) -> dict[str, list[dict[str, Any]]]:
+) -> dict[str, ComparisonFamily]:
     """Paired tests for every metric column: metric -> its corrected family of pairs."""
     return {metric: build_comparisons(records, leaderboard, metric, correction)
             for metric in compared_metrics(leaderboard)}
 
 
-def build_category_table(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def build_category_table(records: list[dict[str, Any]]) -> list[CategoryRow]:
     """Mean final selection score per model x category, with its bootstrap interval."""
     rows = []
     for model, category in sorted({(r["model"], r.get("category") or "default") for r in records}):
         values = [r["final_scores"]["selection"] for r in records
                   if r["model"] == model and (r.get("category") or "default") == category
                   and r.get("status") == "done"]
-        ci = bootstrap_ci(values)
-        rows.append({"model": model, "category": category, "done": len(values),
-                     "selection_final": _mean(values),
-                     "ci_low": ci[0] if ci else None, "ci_high": ci[1] if ci else None})
+        rows.append(CategoryRow(model=model, category=category, done=len(values),
+                                selection_final=_mean(values), **_interval(values)))
     return rows
 
 
@@ -208,12 +242,16 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> list[str]:
     return markdown_table(columns, [[format_cell(row.get(c), c) for c in columns] for row in rows])
 
 
-def _with_ci(row: dict[str, Any], key: str) -> str:
-    low, high = row.get(f"{key}_ci_low"), row.get(f"{key}_ci_high")
-    if row.get(key) is None:
+def with_ci(summary: MetricSummary | None) -> str:
+    """A mean with its 95% interval (and the seed spread where seeds were aggregated).
+
+    >>> with_ci(MetricSummary(mean=0.5, ci_low=0.4, ci_high=0.6)), with_ci(None)
+    ('0.5000 [0.4000, 0.6000]', '-')
+    """
+    if summary is None or summary.mean is None:
         return "-"
-    spread = row.get(f"{key}_seed_sd")  # seed-aggregated runs: the spread over seeds too
-    return (f"{row[key]:.4f}" + (f" [{low:.4f}, {high:.4f}]" if low is not None else "")
+    low, high, spread = summary.ci_low, summary.ci_high, summary.seed_sd
+    return (f"{summary.mean:.4f}" + (f" [{low:.4f}, {high:.4f}]" if low is not None else "")
             + (f" seed sd {spread:.4f}" if spread is not None else ""))
 
 
@@ -221,100 +259,140 @@ COMPARISON_COLUMNS = ["model_a", "model_b", "n", "mean_difference", "ci_low", "c
                       "p_value", "p_adjusted", "significant"]
 
 
-def correction_note(family: list[dict[str, Any]]) -> str:
+def correction_note(family: ComparisonFamily) -> str:
     """One sentence naming the multiple-comparison correction a family of tests used."""
-    name = family[0].get("correction", "none") if family else "none"
     spelled = {"holm": "Holm (family-wise error rate)", "bh": "Benjamini-Hochberg (false "
-               "discovery rate)", "none": "none (a single pair)"}.get(name, name)
-    return (f"Multiple-comparison correction across the {len(family)} pair(s): {spelled}; "
+               "discovery rate)", "none": "none (a single pair)"}.get(family.correction,
+                                                                     family.correction)
+    return (f"Multiple-comparison correction across the {len(family.tests)} pair(s): {spelled}; "
             "significant = adjusted p < 0.05.")
 
 
+def _family_table(family: ComparisonFamily) -> list[str]:
+    return _table([test.model_dump() for test in family.tests], COMPARISON_COLUMNS)
+
+
+def _view_columns(rows: list[LeaderboardRow]) -> list[tuple[str, Any]]:
+    """(header, cell of a row) of the Markdown leaderboard; optional columns follow the first
+    row (usage, decisions) or any row (strategy, flagged renders)."""
+    first = rows[0]
+    columns: list[tuple[str, Any]] = [("rank", lambda r: r.rank), ("model", lambda r: r.model)]
+    if any(r.strategy for r in rows):
+        columns.append(("strategy", lambda r: r.strategy or "refine"))
+    columns += [("done", lambda r: r.done), ("failed", lambda r: r.failed),
+                ("selection r1", lambda r: r.selection.round1),
+                ("selection final [95% CI]", lambda r: with_ci(r.selection)),
+                ("steerability", lambda r: r.selection.steerability)]
+    metrics = sorted({name for r in rows for name in r.metrics})
+    columns += [(metric_header(m), lambda r, m=m: with_ci(r.metrics.get(m))) for m in metrics]
+    columns += [("s/case", lambda r: r.seconds_per_case),
+                ("T2I s/case", lambda r: r.t2i_seconds_per_case),
+                ("MLLM s/case", lambda r: r.mllm_seconds_per_case)]
+    if first.mllm_tokens_per_case is not None:
+        columns += [("MLLM tokens/case", lambda r: r.mllm_tokens_per_case),
+                    ("MLLM cost USD", lambda r: r.mllm_cost_usd)]
+    if any(r.flagged_share is not None for r in rows):
+        columns += [("flagged renders", lambda r: r.flagged_share),
+                    ("cases all flagged", lambda r: r.cases_all_flagged)]
+    if first.decision is not None:
+        columns += [("retrieved chosen", lambda r: r.decision and r.decision.retrieved_share),
+                    ("decision accuracy (GT)", lambda r: r.decision and r.decision.accuracy)]
+    return columns
+
+
 def leaderboard_markdown(
-    rows: list[dict[str, Any]],
-    comparisons: list[dict[str, Any]] = (),
-    categories: list[dict[str, Any]] = (),
-    metric_comparisons: dict[str, list[dict[str, Any]]] | None = None,
+    rows: list[LeaderboardRow],
+    comparisons: ComparisonFamily | None = None,
+    categories: list[CategoryRow] = (),
+    metric_comparisons: dict[str, ComparisonFamily] | None = None,
 ) -> str:
     """The leaderboard for people: means with 95% intervals, then the paired tests per metric."""
-    metrics = sorted({k for row in rows for k in row if k + "_ci_low" in row
-                      and not k.startswith("selection")})
-    view = [
-        {"rank": row["rank"], "model": row["model"],
-         **({"strategy": row.get("strategy") or "refine"} if any("strategy" in r for r in rows)
-            else {}),
-         "done": row["done"], "failed": row["failed"],
-         "selection r1": row["selection_round1"], "selection final [95% CI]":
-         _with_ci(row, "selection_final"), "steerability": row["steerability"],
-         **{metric_header(m): _with_ci(row, m) for m in metrics},
-         "s/case": row.get("seconds_per_case"),
-         "T2I s/case": row.get("t2i_seconds_per_case"),
-         "MLLM s/case": row.get("mllm_seconds_per_case"),
-         **({"MLLM tokens/case": row.get("mllm_tokens_per_case"),
-             "MLLM cost USD": row.get("mllm_cost_usd")} if "mllm_tokens_per_case" in row else {}),
-         **({"flagged renders": row.get("flagged_share"),
-             "cases all flagged": row.get("cases_all_flagged")}
-            if any("flagged_share" in r for r in rows) else {}),
-         **({"retrieved chosen": row.get("decision_retrieved_share"),
-             "decision accuracy (GT)": row.get("decision_accuracy")}
-            if "decision_cases" in row else {})}
-        for row in rows
-    ]
-    lines = ["## Leaderboard", ""] + _table(view, list(view[0]) if view else ["model"])
-    if comparisons:
+    if rows:
+        columns = _view_columns(rows)
+        table = markdown_table([header for header, _ in columns],
+                               [[format_cell(cell(row), header) for header, cell in columns]
+                                for row in rows])
+    else:
+        table = markdown_table(["model"], [])
+    lines = ["## Leaderboard", ""] + table
+    if comparisons is not None and comparisons.tests:
         lines += ["", "## Paired comparisons (sign-flip permutation test, final selection score)",
                   ""]
         lines += [correction_note(comparisons), ""]
-        lines += _table(comparisons, COMPARISON_COLUMNS)
+        lines += _family_table(comparisons)
     for metric, family in (metric_comparisons or {}).items():
-        if metric == "selection" or not family:
+        if metric == "selection" or not family.tests:
             continue
         lines += ["", f"### Paired comparisons on {metric}", "", correction_note(family), ""]
-        lines += _table(family, COMPARISON_COLUMNS)
+        lines += _family_table(family)
     if categories:
         lines += ["", "## By category (final selection score)", ""]
-        lines += _table(categories, ["model", "category", "done", "selection_final", "ci_low",
-                                     "ci_high"])
+        lines += _table([c.model_dump() for c in categories],
+                        ["model", "category", "done", "selection_final", "ci_low", "ci_high"])
     return "\n".join(lines) + "\n"
 
 
+def build_leaderboard_record(
+    rows: list[LeaderboardRow], records: list[dict[str, Any]] = (), correction: str = DEFAULT_CORRECTION,
+) -> Leaderboard:
+    """The leaderboard file's record: ``rows``, and with ``records`` paired tests for every
+    metric and the category table."""
+    return Leaderboard(
+        models=rows,
+        comparisons=build_metric_comparisons(list(records), rows, correction) if records else {},
+        correction=correction if len(rows) > 2 else "none",
+        categories=build_category_table(list(records)) if records else [])
+
+
 def write_leaderboard(
-    rows: list[dict[str, Any]], run_dir: str | Path, records: list[dict[str, Any]] = (),
+    rows: list[LeaderboardRow], run_dir: str | Path, records: list[dict[str, Any]] = (),
     correction: str | None = None,
-) -> None:
+) -> Leaderboard:
     """Write leaderboard.{json,csv,md,tex}; with ``records``, also paired tests for every metric
-    (``comparisons`` keeps the selection score's, as before) and categories. ``correction``
-    defaults to the run folder's spec (``correction:``), else Holm."""
+    and categories. ``correction`` defaults to the run folder's spec (``correction:``), else
+    Holm. Returns the record written to leaderboard.json."""
     run_dir = Path(run_dir)
-    correction = correction or spec_correction(run_dir)
-    by_metric = build_metric_comparisons(list(records), rows, correction) if records else {}
-    comparisons = by_metric.get("selection", [])
-    categories = build_category_table(list(records)) if records else []
-    write_json(run_dir / "leaderboard.json",  # a statistic of no data (NaN) is written as null
-               json_safe({"models": rows, "comparisons": comparisons,
-                          "metric_comparisons": by_metric,
-                          "correction": correction if len(rows) > 2 else "none",
-                          "categories": categories}))
+    board = build_leaderboard_record(rows, records, correction or spec_correction(run_dir))
+    write_leaderboard_json(run_dir, board)
+    flat = [row.flat() for row in rows]
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=_columns(rows), extrasaction="ignore")
+    writer = csv.DictWriter(buffer, fieldnames=_columns(flat), extrasaction="ignore")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows(flat)
     atomic_write_bytes(run_dir / "leaderboard.csv", buffer.getvalue().encode("utf-8"))
-    markdown = leaderboard_markdown(rows, comparisons, categories, by_metric)
+    markdown = leaderboard_markdown(rows, board.comparisons.get("selection"), board.categories,
+                                    board.comparisons)
     atomic_write_bytes(run_dir / "leaderboard.md", markdown.encode("utf-8"))
     from repainter.report.latex import write_latex
 
     write_latex(rows, run_dir)
+    return board
 
 
-def add_leaderboard_section(run_dir: str | Path, data: dict[str, Any], markdown: str) -> None:
-    """Add ``data``'s keys to leaderboard.json and the ``markdown`` section (starting with its
-    heading line) to leaderboard.md, replacing that section where an earlier call left it; a
-    file that does not exist is left alone."""
+def write_leaderboard_json(run_dir: str | Path, board: Leaderboard) -> None:
+    write_json(Path(run_dir) / LEADERBOARD_FILE, dump_record(board))
+
+
+def read_leaderboard(run_dir: str | Path) -> Leaderboard | None:
+    """leaderboard.json of ``run_dir`` (an older version migrated), or None where there is none.
+
+    A file from a newer repainter raises :class:`repainter.records.RecordVersionError`.
+    """
+    path = Path(run_dir) / LEADERBOARD_FILE
+    return load_record(Leaderboard, read_json(path)) if path.exists() else None
+
+
+def add_leaderboard_section(run_dir: str | Path, markdown: str, *,
+                            grid: GridSection | None = None,
+                            adaptive: AdaptiveSummary | None = None) -> None:
+    """Add the ``grid`` or ``adaptive`` section to leaderboard.json and the ``markdown`` section
+    (starting with its heading line) to leaderboard.md, replacing that section where an earlier
+    call left it; a file that does not exist is left alone."""
     run_dir = Path(run_dir)
-    path = run_dir / "leaderboard.json"
-    if path.exists():
-        write_json(path, json_safe({**read_json(path), **data}))
+    board = read_leaderboard(run_dir)
+    if board is not None:
+        sections = {k: v for k, v in (("grid", grid), ("adaptive", adaptive)) if v is not None}
+        write_leaderboard_json(run_dir, board.model_copy(update=sections))
     path = run_dir / "leaderboard.md"
     if path.exists():
         heading = markdown.splitlines()[0]

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from repainter.images import atomic_write_bytes
+from repainter.records.leaderboard import CategoryRow
 
 #: Colours per model (colour-blind friendly: Okabe-Ito), reused by the HTML legend.
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
@@ -101,26 +102,26 @@ def plot_progress(records: list[dict[str, Any]], models: list[str], path: str | 
     return True
 
 
-def plot_categories(categories: list[dict[str, Any]], models: list[str], path: str | Path) -> bool:
+def plot_categories(categories: list[CategoryRow], models: list[str], path: str | Path) -> bool:
     """Grouped bars: final selection score per category and model, with 95% CI whiskers."""
     from matplotlib.figure import Figure
 
-    names = sorted({c["category"] for c in categories})
+    names = sorted({c.category for c in categories})
     if not names or not models:
         return False
     fig = Figure(figsize=(max(4.8, 1.1 * len(names) * max(1, len(models)) * 0.55 + 2), 3.2))
     ax = fig.add_subplot()
     width = 0.8 / len(models)
     x = np.arange(len(names))
-    lookup = {(c["model"], c["category"]): c for c in categories}
+    lookup = {(c.model, c.category): c for c in categories}
     lows = []
     for i, model in enumerate(models):
         means, err_low, err_high = [], [], []
         for name in names:
-            row = lookup.get((model, name)) or {}
-            mean = row.get("selection_final")
+            row = lookup.get((model, name))
+            mean = row.selection_final if row is not None else None
             means.append(mean if mean is not None else np.nan)
-            lo, hi = row.get("ci_low"), row.get("ci_high")
+            lo, hi = (row.ci_low, row.ci_high) if row is not None else (None, None)
             err_low.append(mean - lo if mean is not None and lo is not None else 0.0)
             err_high.append(hi - mean if mean is not None and hi is not None else 0.0)
             if mean is not None:

@@ -92,7 +92,8 @@ def build_payload(run_dir: str | Path) -> Payload:
     models = [t.display_name for t in result.spec.t2i]
     metrics: dict[str, float] = {}
     columns: list[str] = []
-    for row in result.leaderboard:
+    flat = [row.flat() for row in result.leaderboard]  # the CSV's columns, as trackers show them
+    for row in flat:
         for key, value in row.items():
             number = _number(value)
             if number is not None and key != "rank":
@@ -100,7 +101,7 @@ def build_payload(run_dir: str | Path) -> Payload:
             if key not in columns:
                 columns.append(key)
     table = [[round(v, 4) if isinstance(v, float) else v for v in (row.get(c) for c in columns)]
-             for row in result.leaderboard]
+             for row in flat]
     curves: dict[int, dict[str, float]] = {}
     for model, series in progress_series(result.records, models).items():
         for step, mean in zip(series["round"], series["mean"]):
@@ -113,9 +114,9 @@ def build_payload(run_dir: str | Path) -> Payload:
         if grid is not None:
             images.append((case_id, grid))
     info = result.info
-    tags = {"dataset": result.spec.dataset.name, "status": str(info.get("status")),
+    tags = {"dataset": result.spec.dataset.name, "status": str(info.status),
             "spec_fingerprint": result.spec.fingerprint(), "run_dir": str(result.run_dir)}
-    commit = ((info.get("environment") or {}).get("git") or {}).get("commit")
+    commit = ((info.environment or {}).get("git") or {}).get("commit")
     if commit:
         tags["git_commit"] = commit
     return Payload(run_name=result.run_dir.name, run_dir=result.run_dir,
