@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from repainter.cli import app
+from repainter.report.leaderboard import read_leaderboard
 from repainter.result import RunResult
 from repainter.runner import run
 from repainter.spec import RunSpec, build_spec
@@ -42,9 +43,9 @@ def test_mllm_labels_must_differ():
 def test_two_by_two_grid_end_to_end(tmp_path):
     result = run(grid_spec(tmp_path, [SHARP, BLURRY]))
     root = tmp_path / "run"
-    cells = {row["model"] for row in result.leaderboard}
+    cells = {row.model for row in result.leaderboard}
     assert cells == {"good@sharp", "bad@sharp", "good@blurry", "bad@blurry"}
-    assert all(row["done"] == 2 for row in result.leaderboard)
+    assert all(row.done == 2 for row in result.leaderboard)
     # descriptions per (reference, MLLM): each MLLM's sub-run holds its own, never shared
     for mllm in ("sharp", "blurry"):
         assert len(list((root / "mllm" / mllm / "descriptions").glob("*.json"))) == 2
@@ -54,12 +55,15 @@ def test_two_by_two_grid_end_to_end(tmp_path):
     assert json.loads(same.read_text()) != one  # a different describer saw it differently
 
     board = json.loads((root / "leaderboard.json").read_text())
+    assert board["schema_version"] == 1
+    grid = board["grid"]
     for t2i in ("good", "bad"):
-        ranking = board["mllm_by_t2i"][t2i]
+        ranking = grid["mllm_by_t2i"][t2i]
         assert {r["mllm"] for r in ranking["ranking"]} == {"sharp", "blurry"}
-        assert len(ranking["comparisons"]) == 1 and ranking["comparisons"][0]["n"] == 2
-    assert set(board["t2i_by_mllm"]) == {"sharp", "blurry"}
-    assert board["mllm_usage"]["sharp"]["calls"] > 0
+        assert [t["n"] for t in ranking["comparisons"]["tests"]] == [2]
+    assert set(grid["t2i_by_mllm"]) == {"sharp", "blurry"}
+    assert grid["mllm_usage"]["sharp"]["calls"] > 0
+    assert read_leaderboard(root).grid.mllm_by_t2i["good"].ranking[0].rank == 1
     markdown = (root / "leaderboard.md").read_text()
     assert "MLLM x T2I grid" in markdown and "MLLMs ranked for T2I good" in markdown
     report = (root / "report" / "index.html").read_text()
@@ -74,7 +78,7 @@ def test_two_by_two_grid_end_to_end(tmp_path):
                                                       for m in ("sharp", "blurry")}
 
     loaded = RunResult.load(root)
-    assert {r["model"] for r in loaded.leaderboard} == cells
+    assert {r.model for r in loaded.leaderboard} == cells
     frame = loaded.to_pandas()
     assert set(frame["mllm"]) == {"sharp", "blurry"}
     assert all(__import__("os").path.exists(p) for p in frame["round_best_image"])
@@ -84,7 +88,7 @@ def test_growing_by_one_mllm_runs_only_the_new_cells(tmp_path):
     run(grid_spec(tmp_path, [SHARP, BLURRY]))
     third = {"name": "sim-describer", "label": "coarse", "params": {"resolution": 96}}
     grown = run(grid_spec(tmp_path, [SHARP, BLURRY, third]))
-    usage = grown.info["mllm_usage"]
+    usage = grown.info.mllm_usage
     assert usage["sharp"].get("calls", 0) == 0 and usage["blurry"].get("calls", 0) == 0
     assert usage["coarse"]["calls"] > 0
     assert len(grown.leaderboard) == 6
@@ -97,9 +101,9 @@ def test_compare_short_form_ranks_mllms(tmp_path):
         "-o", str(out), "--limit", "2", "--set", "loop.rounds=1", "--set", "loop.variants=2",
         "--set", "judge=false", "--json"])
     assert result.exit_code == 0, result.output
-    board = json.loads((out / "leaderboard.json").read_text())
-    assert [r["mllm"] for r in board["mllm_by_t2i"]["sim"]["ranking"]] != []
-    assert board["mllm_by_t2i"]["sim"]["comparisons"][0]["p_value"] is not None
+    grid = json.loads((out / "leaderboard.json").read_text())["grid"]
+    assert [r["mllm"] for r in grid["mllm_by_t2i"]["sim"]["ranking"]] != []
+    assert grid["mllm_by_t2i"]["sim"]["comparisons"]["tests"][0]["p_value"] is not None
     assert "MLLM x T2I grid" in (out / "report" / "index.html").read_text()
 
 
@@ -115,10 +119,10 @@ def test_loopback_openai_server_as_a_second_mllm(tmp_path, monkeypatch):
                              "retry_max_wait": 0.05, "timeout": 5.0}}
         result = run(grid_spec(tmp_path, [SHARP, remote], t2i=[GOOD]))
         assert server.stats()["requests"] > 0
-    rows = {row["mllm"]: row for row in result.leaderboard}
-    assert rows["remote"]["done"] == 2 and rows["sharp"]["done"] == 2
+    rows = {row.mllm: row for row in result.leaderboard}
+    assert rows["remote"].done == 2 and rows["sharp"].done == 2
     board = json.loads((tmp_path / "run" / "leaderboard.json").read_text())
-    assert board["mllm_usage"]["remote"].get("total_tokens", 0) > 0
+    assert board["grid"]["mllm_usage"]["remote"].get("total_tokens", 0) > 0
 
 
 def test_adaptive_grid_ranks_mllms_and_stops_when_settled(tmp_path):
@@ -126,8 +130,8 @@ def test_adaptive_grid_ranks_mllms_and_stops_when_settled(tmp_path):
     spec = grid_spec(tmp_path, [SHARP, blind], t2i=[GOOD], cases=30,
                      budget={"mode": "adaptive", "min_cases": 6, "batch": 6, "alpha": 0.05})
     result = run(spec)
-    summary = result.info["adaptive"]
-    assert [(p["model_a"], p["model_b"]) for p in summary["pairs"]] == [("good@sharp", "good@blind")]
-    assert summary["references_used"] <= 30
-    assert {r["case_id"] for r in result.records} == set(summary["order"])
+    summary = result.info.adaptive
+    assert [(p.model_a, p.model_b) for p in summary.pairs] == [("good@sharp", "good@blind")]
+    assert summary.references_used <= 30
+    assert {r["case_id"] for r in result.records} == set(summary.order)
     assert "Adaptive budget" in (tmp_path / "run" / "report" / "index.html").read_text()

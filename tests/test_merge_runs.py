@@ -11,6 +11,7 @@ import repainter
 from repainter.cli import app
 from repainter.errors import UserError
 from repainter.merge_runs import merge_runs
+from repainter.store import RunStore
 
 runner = CliRunner()
 BASE = {"dataset": {"limit": 2}, "loop": {"rounds": 1, "variants": 1}}
@@ -30,9 +31,10 @@ def test_two_finished_runs_make_one_comparison(tmp_path):
     summary = json.loads(result.stdout)
     assert set(summary["models"]) == {"procedural", "colourblind"}
     board = {row["model"]: row for row in json.loads((tmp_path / "ab" / "leaderboard.json").read_text())["models"]}
+    assert RunStore(tmp_path / "ab").read_run_info().merged_from == [str(a.run_dir), str(b.run_dir)]
     # the numbers are the runs' own, not re-run
-    assert board["procedural"]["selection_final"] == pytest.approx(a.leaderboard[0]["selection_final"])
-    assert board["colourblind"]["selection_final"] == pytest.approx(b.leaderboard[0]["selection_final"])
+    assert board["procedural"]["selection"]["mean"] == pytest.approx(a.leaderboard[0].selection.mean)
+    assert board["colourblind"]["selection"]["mean"] == pytest.approx(b.leaderboard[0].selection.mean)
     html = (tmp_path / "ab" / "report" / "index.html").read_text()
     assert "colourblind" in html
     record = json.loads(next((tmp_path / "ab" / "cases" / "colourblind").glob("*.json")).read_text())

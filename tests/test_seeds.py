@@ -23,13 +23,16 @@ def test_seeds_run_one_sub_run_each_and_aggregate(tmp_path):
     assert "seeds:" in (root / "spec.yaml").read_text()
     board = json.loads((root / "leaderboard.json").read_text())
     row = board["models"][0]
-    assert row["seeds"] == 2 and row["done"] == 2
+    assert board["schema_version"] == 1 and row["seeds"] == 2 and row["done"] == 2
     per_seed = json.loads((root / "seeds.json").read_text())["leaderboards"]
-    model_means = [next(r for r in per_seed[s] if r["model"] == row["model"])["selection_final"]
+    model_means = [next(r for r in per_seed[s] if r["model"] == row["model"])["selection"]["mean"]
                    for s in ("0", "1")]
     # the same cases finished under both seeds, so the mean of case means is the mean of seed means
-    assert abs(row["selection_final"] - sum(model_means) / 2) < 1e-9
-    assert row["selection_final_seed_sd"] is not None and row["selection_final_seed_sd"] >= 0
+    assert abs(row["selection"]["mean"] - sum(model_means) / 2) < 1e-9
+    assert row["selection"]["seed_sd"] is not None and row["selection"]["seed_sd"] >= 0
+    assert all(m["seed_sd"] is not None for m in row["metrics"].values())
+    assert result.leaderboard[0].flat()["selection_final_seed_sd"] == row["selection"]["seed_sd"]
+    assert json.loads((root / "run.json").read_text())["seeds"] == [0, 1]
     assert "seed sd" in (root / "leaderboard.md").read_text()
     assert len(result.records) == 8 and {r["seed"] for r in result.records} == {0, 1}
 
@@ -43,4 +46,4 @@ def test_cost_columns_are_the_seeds_mean(tmp_path):
     spec = build_spec({"preset": "world", "output_dir": str(tmp_path / "run"), "dataset": {"limit": 1}, "judge": False,
                        "loop": {"rounds": 2, "variants": 1}, "seeds": [3, 4]})
     (row,) = run(spec).leaderboard
-    assert row["mean_rounds"] == 2 and row["seconds_per_case"] > 0
+    assert row.mean_rounds == 2 and row.seconds_per_case > 0

@@ -31,8 +31,8 @@ def finished_run(tmp_path_factory):
 def test_payload_holds_cis_curves_table_and_grids(finished_run):
     payload = build_payload(finished_run.run_dir)
     row = finished_run.leaderboard[0]
-    model = row["model"]
-    assert payload.metrics[f"{model}/selection_final"] == pytest.approx(row["selection_final"])
+    model = row.model
+    assert payload.metrics[f"{model}/selection_final"] == pytest.approx(row.selection.mean)
     assert f"{model}/selection_final_ci_low" in payload.metrics
     assert sorted(payload.curves) == [1, 2]
     assert payload.params["loop.rounds"] == "2"
@@ -50,9 +50,9 @@ def test_mlflow_file_store(finished_run, tmp_path):
     assert rows[0]["status"] == "logged"
     client = MlflowClient(tracking_uri=uri)
     run = client.search_runs([client.get_experiment_by_name("repainter").experiment_id])[0]
-    model = finished_run.leaderboard[0]["model"]
+    model = finished_run.leaderboard[0].model
     assert run.data.metrics[f"{model}/selection_final"] == pytest.approx(
-        finished_run.leaderboard[0]["selection_final"])
+        finished_run.leaderboard[0].selection.mean)
     assert run.data.params["loop.rounds"] == "2"
     assert len(client.get_metric_history(run.info.run_id, f"{model}/best_ever_selection")) == 2
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
@@ -69,9 +69,9 @@ def test_tensorboard_event_files(finished_run, tmp_path):
     assert rows[0]["where"] == str(tmp_path / "tb")
     events = EventAccumulator(str(tmp_path / "tb"), size_guidance={"images": 0})
     events.Reload()
-    model = finished_run.leaderboard[0]["model"]
+    model = finished_run.leaderboard[0].model
     final = events.Scalars(f"{model}/selection_final")
-    assert final[0].value == pytest.approx(finished_run.leaderboard[0]["selection_final"], abs=1e-6)
+    assert final[0].value == pytest.approx(finished_run.leaderboard[0].selection.mean, abs=1e-6)
     assert [s.step for s in events.Scalars(f"{model}/best_ever_selection")] == [1, 2]
     assert len(events.Tags()["images"]) == 2
     assert "leaderboard" in events.Tags()["tensors"]
@@ -84,7 +84,7 @@ def test_wandb_offline(finished_run, tmp_path, monkeypatch):
                      strict=True)
     run_folder = tmp_path / "wandb" / rows[0]["where"].rsplit("/", 1)[-1]
     assert run_folder.name.startswith("offline-run-")
-    model = finished_run.leaderboard[0]["model"]
+    model = finished_run.leaderboard[0].model
     keys = (f"{model}/selection_final".encode(), f"{model}/best_ever_selection".encode())
     log = b""
     for _ in range(60):  # wandb's service process may still be flushing its log file

@@ -63,9 +63,9 @@ def test_every_run_writes_its_report(finished):
 def test_leaderboard_values_and_sections(finished):
     html = (finished.run_dir / "report" / "index.html").read_text(encoding="utf-8")
     for row in finished.leaderboard:
-        assert f"{row['selection_final']:.3f}" in html
-        assert f"{row['selection_final_ci_low']:.3f}" in html
-        assert f"{row['selection_round1']:.3f}" in html
+        assert f"{row.selection.mean:.3f}" in html
+        assert f"{row.selection.ci_low:.3f}" in html
+        assert f"{row.selection.round1:.3f}" in html
     assert "colour_blind &amp; co" in html  # a label with markup characters is escaped
     assert "Paired comparisons" in html and "p-value" in html
     assert "By category" in html

@@ -5,6 +5,7 @@ from repainter.report.leaderboard import (
     build_category_table,
     build_comparisons,
     build_leaderboard,
+    read_leaderboard,
     write_leaderboard,
 )
 
@@ -26,42 +27,48 @@ RECORDS = [
 
 def test_rows_are_ranked_and_means_computed_by_hand():
     rows = build_leaderboard(RECORDS)
-    assert [r["model"] for r in rows] == ["strong", "weak"]
+    assert [r.model for r in rows] == ["strong", "weak"]
     strong = rows[0]
-    assert strong["rank"] == 1 and strong["cases"] == 3 and strong["done"] == 2 and strong["failed"] == 1
-    assert abs(strong["selection_round1"] - 0.55) < 1e-12
-    assert abs(strong["selection_final"] - 0.85) < 1e-12
-    assert abs(strong["steerability"] - 0.30) < 1e-12
-    assert strong["object_f1_round1"] == 0.5 and strong["object_f1"] == 1.0
-    assert "judge_semantic_round1" not in strong
+    assert strong.rank == 1 and strong.cases == 3 and strong.done == 2 and strong.failed == 1
+    assert abs(strong.selection.round1 - 0.55) < 1e-12
+    assert abs(strong.selection.mean - 0.85) < 1e-12
+    assert abs(strong.selection.steerability - 0.30) < 1e-12
+    assert strong.metrics["object_f1"].round1 == 0.5 and strong.metrics["object_f1"].mean == 1.0
+    judge = strong.metrics["judge_semantic"]
+    assert judge.judge and judge.round1 is None and "judge_semantic_round1" not in strong.flat()
 
 
 def test_confidence_interval_brackets_the_mean():
     strong = build_leaderboard(RECORDS)[0]
-    assert strong["selection_final_ci_low"] <= 0.85 <= strong["selection_final_ci_high"]
-    assert 0.8 <= strong["selection_final_ci_low"] and strong["selection_final_ci_high"] <= 0.9
+    assert strong.selection.ci_low <= 0.85 <= strong.selection.ci_high
+    assert 0.8 <= strong.selection.ci_low and strong.selection.ci_high <= 0.9
 
 
 def test_paired_comparison_uses_shared_cases():
     rows = build_leaderboard(RECORDS)
-    (comparison,) = build_comparisons(RECORDS, rows)
-    assert (comparison["model_a"], comparison["model_b"], comparison["n"]) == ("strong", "weak", 2)
-    assert abs(comparison["mean_difference"] - 0.45) < 1e-12
+    family = build_comparisons(RECORDS, rows)
+    (comparison,) = family.tests
+    assert family.metric == "selection" and family.correction == "none"  # a single pair
+    assert (comparison.model_a, comparison.model_b, comparison.n) == ("strong", "weak", 2)
+    assert abs(comparison.mean_difference - 0.45) < 1e-12
     # two paired cases: the smallest possible exact p-value is 2 / 4
-    assert comparison["p_value"] == 0.5 and comparison["significant"] is False
+    assert comparison.p_value == 0.5 and comparison.significant is False
 
 
 def test_category_table():
     records = [dict(r, category="x") for r in RECORDS]
     table = build_category_table(records)
-    assert {(r["model"], r["category"], r["done"]) for r in table} == {("strong", "x", 2), ("weak", "x", 2)}
+    assert {(r.model, r.category, r.done) for r in table} == {("strong", "x", 2), ("weak", "x", 2)}
 
 
 def test_written_files_agree(tmp_path):
     rows = build_leaderboard(RECORDS)
     write_leaderboard(rows, tmp_path, RECORDS)
     written = json.loads((tmp_path / "leaderboard.json").read_text())
-    assert written["models"] == rows and len(written["comparisons"]) == 1
+    assert written["schema_version"] == 1
+    assert written["models"] == [row.model_dump(mode="json") for row in rows]
+    assert read_leaderboard(tmp_path).models == rows
+    assert len(written["comparisons"]["selection"]["tests"]) == 1
     with open(tmp_path / "leaderboard.csv") as handle:
         table = list(csv.DictReader(handle))
     assert [r["model"] for r in table] == ["strong", "weak"]
@@ -73,7 +80,7 @@ def test_written_files_agree(tmp_path):
 
 def test_model_with_only_failures_still_listed():
     rows = build_leaderboard([RECORDS[-1]], ["strong"])
-    assert rows[0]["done"] == 0 and rows[0]["selection_final"] is None
+    assert rows[0].done == 0 and rows[0].selection.mean is None
 
 
 def _three_models():
@@ -100,18 +107,19 @@ def test_every_metric_gets_corrected_paired_tests_named_everywhere(tmp_path):
     by_metric = build_metric_comparisons(records, rows)
     assert set(by_metric) == {"selection", "ssim", "lpips"}
     for family in by_metric.values():
-        assert len(family) == 3 and {c["correction"] for c in family} == {"holm"}
-        assert [c["p_adjusted"] for c in family] == holm([c["p_value"] for c in family])
-    ssim = {(c["model_a"], c["model_b"]): c for c in by_metric["ssim"]}
-    assert ssim[("top", "mid")]["mean_difference"] == 0.0 and not ssim[("top", "mid")]["significant"]
-    assert ssim[("top", "low")]["significant"]  # 8 positive differences: p = 2/256, x3 < 0.05
+        assert len(family.tests) == 3 and family.correction == "holm"
+        assert [c.p_adjusted for c in family.tests] == holm([c.p_value for c in family.tests])
+    ssim = {(c.model_a, c.model_b): c for c in by_metric["ssim"].tests}
+    assert ssim[("top", "mid")].mean_difference == 0.0 and not ssim[("top", "mid")].significant
+    assert ssim[("top", "low")].significant  # 8 positive differences: p = 2/256, x3 < 0.05
     bh = build_metric_comparisons(records, rows, "bh")["selection"]
-    assert [c["p_adjusted"] for c in bh] == benjamini_hochberg([c["p_value"] for c in bh])
+    assert bh.correction == "bh"
+    assert [c.p_adjusted for c in bh.tests] == benjamini_hochberg([c.p_value for c in bh.tests])
 
     write_leaderboard(rows, tmp_path, records)
     board = json.loads((tmp_path / "leaderboard.json").read_text())
-    assert board["correction"] == "holm" and set(board["metric_comparisons"]) == set(by_metric)
-    assert board["comparisons"] == board["metric_comparisons"]["selection"]
+    assert board["correction"] == "holm" and set(board["comparisons"]) == set(by_metric)
+    assert {f["correction"] for f in board["comparisons"].values()} == {"holm"}
     markdown = (tmp_path / "leaderboard.md").read_text()
     assert "Holm" in markdown and "### Paired comparisons on lpips" in markdown
     assert "p_adjusted" in markdown
@@ -123,7 +131,8 @@ def test_a_metric_only_one_model_has_gives_an_empty_comparison(tmp_path):
                {"model": "b", "case_id": "k", "status": "done", "final_scores": {"selection": 0.4}}]
     rows = build_leaderboard(records)
     write_leaderboard(rows, tmp_path, records)  # no NaN reaches the JSON
-    (pair,) = json.loads((tmp_path / "leaderboard.json").read_text())["metric_comparisons"]["scene_truth"]
+    board = json.loads((tmp_path / "leaderboard.json").read_text())
+    (pair,) = board["comparisons"]["scene_truth"]["tests"]
     assert pair["n"] == 0 and pair["mean_difference"] is None and not pair["significant"]
 
 
@@ -135,9 +144,9 @@ def test_flagged_renders_stand_beside_the_means(tmp_path):
                                          {"flagged": None}, {"flagged": "nan_decode"}]}]
     blanked = {"model": "sd15", "case_id": "b", "status": "failed", "final_scores": {},
                "rounds": [{"candidates": [{"flagged": "safety_checker_blanked"}]}]}
-    rows = {r["model"]: r for r in build_leaderboard(RECORDS + [flagged, blanked])}
-    assert rows["sd15"]["flagged_share"] == 3 / 5
-    assert rows["sd15"]["cases_all_flagged"] == 1
-    assert "flagged_share" not in rows["strong"]
+    rows = {r.model: r for r in build_leaderboard(RECORDS + [flagged, blanked])}
+    assert rows["sd15"].flagged_share == 3 / 5
+    assert rows["sd15"].cases_all_flagged == 1
+    assert rows["strong"].flagged_share is None and "flagged_share" not in rows["strong"].flat()
     write_leaderboard(list(rows.values()), tmp_path)
     assert "flagged renders" in (tmp_path / "leaderboard.md").read_text()

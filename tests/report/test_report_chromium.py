@@ -90,7 +90,7 @@ def test_rendered_page_shows_the_leaderboard(run_dir, tmp_path):
     dom = _chromium(tmp_path, run_dir / "report" / "index.html", "--dump-dom")
     leaderboard = RunResult.load(run_dir).leaderboard  # from the records, as edited above
     assert "Leaderboard" in dom and "procedural" in dom
-    assert f"{leaderboard[0]['selection_final']:.3f}" in dom
+    assert f"{leaderboard[0].selection.mean:.3f}" in dom
     assert len(re.findall(r"<img\b", dom)) >= 3 * 2 * 2
     assert re.search(r"<title>repainter · world · dataset world</title>", dom)  # names the dataset
 
