@@ -66,7 +66,7 @@ def test_a_rerun_from_a_shared_cache_makes_no_backend_calls(tmp_path, calls):
     second = run(_spec(tmp_path, "second", **shared))
     assert sum(calls.values()) == 0, calls
     assert _comparable(second.records) == _comparable(first.records)
-    stats = second.info["cache"]
+    stats = second.info.cache
     assert stats["mllm"]["misses"] == 0 and stats["t2i"]["misses"] == 0
     assert stats["metric"]["misses"] == 0 and stats["metric"]["hits"] > 0
 
@@ -77,7 +77,7 @@ def test_a_finished_run_started_again_redoes_nothing(tmp_path, calls):
     run(spec)
     calls.clear()
     again = run(spec)
-    assert sum(calls.values()) == 0 and again.info["cases"]["reused"] == 4
+    assert sum(calls.values()) == 0 and again.info.cases.reused == 4
 
 
 @pytest.mark.slow
@@ -89,7 +89,7 @@ def test_adding_a_model_to_a_finished_comparison_calls_only_for_it(tmp_path, cal
     grown = run(_spec(tmp_path, t2i=[full, blind]))
     assert calls["t2i.full"] == 0 and calls["t2i.color"] > 0
     assert calls["mllm.describe"] == 0 and calls["mllm.rewrite_prompt"] == 0
-    assert grown.info["cases"]["reused"] == 4 and grown.info["cases"]["done"] == 4
+    assert grown.info.cases.reused == 4 and grown.info.cases.done == 4
     kept = {k: v for k, v in _comparable(grown.records).items() if k[0] == "procedural"}
     assert kept == _comparable(first.records)
     assert {r["model"] for r in grown.records} == {"procedural", "colourblind"}
@@ -103,4 +103,4 @@ def test_concurrent_and_sequential_runs_give_identical_results(tmp_path):
     sequential = run(_spec(tmp_path, "seq", runtime={"cache": False}, **common))
     concurrent = run(_spec(tmp_path, "conc", runtime={"cache": False, "concurrency": 4}, **common))
     assert _comparable(concurrent.records) == _comparable(sequential.records)
-    assert concurrent.leaderboard[0]["selection_final"] == sequential.leaderboard[0]["selection_final"]
+    assert concurrent.leaderboard[0].selection.mean == sequential.leaderboard[0].selection.mean

@@ -39,7 +39,7 @@ def test_the_world_itself_has_no_warning(small_spec):
     import repainter
 
     result = repainter.run(small_spec, dataset={"limit": 1}, loop={"rounds": 1, "variants": 1})
-    assert result.info["warnings"] == []
+    assert result.info.warnings == []
     assert 'class="banner"' not in (result.run_dir / "report" / "index.html").read_text()
 
 

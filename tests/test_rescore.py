@@ -96,9 +96,10 @@ def test_rescore_adds_psnr_everywhere_without_model_calls(run_dir, no_models):
     assert record["final_scores"]["psnr"] == pytest.approx(expected)
 
     # leaderboard, results, spec, run info and report follow
-    assert "psnr" in result.leaderboard[0] and "psnr_round1" in result.leaderboard[0]
+    psnr = result.leaderboard[0].metrics["psnr"]
+    assert psnr.mean is not None and psnr.round1 is not None
     board = json.loads((run_dir / "leaderboard.json").read_text())["models"][0]
-    assert board["psnr"] == pytest.approx(result.leaderboard[0]["psnr"])
+    assert board["metrics"]["psnr"]["mean"] == pytest.approx(psnr.mean)
     assert "psnr" in (run_dir / "leaderboard.md").read_text()
     assert "psnr" in (run_dir / "leaderboard.tex").read_text()
     lines = [json.loads(x) for x in (run_dir / "results.jsonl").read_text().splitlines()]
@@ -112,7 +113,7 @@ def test_rescore_adds_psnr_everywhere_without_model_calls(run_dir, no_models):
     html = (run_dir / "report" / "index.html").read_text()
     assert "psnr" in html and "Rescored after the run" in html
     loaded = RunResult.load(run_dir)
-    assert loaded.leaderboard[0]["psnr"] == pytest.approx(result.leaderboard[0]["psnr"])
+    assert loaded.leaderboard[0].metrics["psnr"].mean == pytest.approx(result.leaderboard[0].metrics["psnr"].mean)
 
 
 def test_metric_as_yaml_mapping_and_rerun_resumes(run_dir):
@@ -123,8 +124,8 @@ def test_metric_as_yaml_mapping_and_rerun_resumes(run_dir):
     assert spec.metrics[-1].label == "psnr64" and spec.metrics[-1].params == {"size": 64}
     # the updated spec.yaml is the run's spec: running it again resumes, every case reused
     again = repainter.run(run_dir / "spec.yaml")
-    assert again.info["cases"]["reused"] == 3 and again.info["cases"]["done"] == 0
-    assert "psnr64" in again.leaderboard[0]
+    assert again.info.cases.reused == 3 and again.info.cases.done == 0
+    assert "psnr64" in again.leaderboard[0].metrics
 
 
 def test_rescoring_a_metric_again_replaces_it(run_dir):

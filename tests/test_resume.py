@@ -107,8 +107,8 @@ def test_interrupted_case_resumes_at_the_node_that_failed(small_spec, monkeypatc
     assert len(record["rounds"]) == small_spec.loop.rounds
     assert {p: p.stat().st_mtime_ns for p in round1} == stamps, "round 1 was rendered again"
     assert len(describe_calls) == len(first.records), "a reference was described twice"
-    assert second.info["cases"]["reused"] == len(first.records) - 1
-    assert second.info["cases"]["done"] == 1
+    assert second.info.cases.reused == len(first.records) - 1
+    assert second.info.cases.done == 1
 
 
 def test_a_reference_changed_before_the_resume_restarts_its_case(tmp_path, monkeypatch):

@@ -73,11 +73,11 @@ def _records(result):
 @pytest.mark.slow
 def test_model_major_holds_one_pipeline_at_a_time(tmp_path, three_models, pipelines):
     result = runner.run(_spec(tmp_path / "mm", three_models, "model_major"))
-    assert result.info["cases"]["done"] == 6
+    assert result.info.cases.done == 6
     assert len(pipelines["loaded"]) == 3 and pipelines["max_alive"] == 1
     assert pipelines["alive"]() == 0, "a pipeline outlived the run"
-    assert set(result.info["models"]) == set(MODELS)
-    assert all(m["loaded"] for m in result.info["models"].values())
+    assert set(result.info.models) == set(MODELS)
+    assert all(m["loaded"] for m in result.info.models.values())
 
     # the same comparison in case-major order: same records, but all three held together
     pipelines["max_alive"] = 0
@@ -98,6 +98,6 @@ def test_no_pipeline_for_ls_validate_report_or_a_finished_rerun(tmp_path, three_
     assert cli.invoke(app, ["validate", str(spec_file)]).exit_code == 0
     assert cli.invoke(app, ["report", str(tmp_path / "run")]).exit_code == 0
     again = runner.run(spec)
-    assert again.info["cases"]["reused"] == 6
+    assert again.info.cases.reused == 6
     assert len(pipelines["loaded"]) == loaded, "a pipeline was loaded without a render"
     assert json.loads((tmp_path / "run" / "run.json").read_text())["backend"] == {}

@@ -40,14 +40,14 @@ def test_renders_are_stored_once_and_checkpoints_of_finished_cases_pruned(tmp_pa
     # the records gone, the renders still there: every render is answered from its file
     shutil.rmtree(run_dir / "cases")
     again = runner.run(_spec(run_dir))
-    assert again.info["cache"]["t2i"] == {"hits": 12, "misses": 0}
+    assert again.info.cache["t2i"] == {"hits": 12, "misses": 0}
     assert [r["final_scores"] for r in again.records] == [r["final_scores"] for r in first.records]
 
     # a render whose file was deleted is a miss and renders again
     shutil.rmtree(run_dir / "cases")
     next(run_dir.glob("images/*/*/r1_v0.png")).unlink()
     third = runner.run(_spec(run_dir))
-    assert third.info["cache"]["t2i"]["misses"] == 1
+    assert third.info.cache["t2i"]["misses"] == 1
 
 
 def test_cache_writes_wait_for_a_flush_or_a_full_batch(tmp_path):
@@ -88,7 +88,7 @@ def test_a_finished_rerun_recomputes_nothing_until_a_record_changes(tmp_path, mo
     spec = _spec(tmp_path / "run")
     first = runner.run(spec)
     again = runner.run(spec)
-    assert again.info["report"] == "current (no record changed)"
+    assert again.info.report == "current (no record changed)"
     assert again.leaderboard == first.leaderboard
 
     # `repainter report` reuses leaderboard.json's tables while the records are those it was

@@ -46,22 +46,22 @@ def _comparable(run_dir: Path) -> dict[str, dict]:
 def test_ray_and_local_give_identical_records_and_reuse_each_other(cluster, tmp_path):
     local = runner.run(_spec(tmp_path / "local", "local"))
     on_ray = runner.run(_spec(tmp_path / "ray", "ray"))
-    assert on_ray.info["executor"]["name"] == "ray"
-    assert on_ray.info["cases"] == {"done": 3, "failed": 0, "reused": 0, "total": 3}
+    assert on_ray.info.executor["name"] == "ray"
+    assert on_ray.info.cases.model_dump(exclude_none=True) == {"done": 3, "failed": 0, "reused": 0, "total": 3}
     assert _comparable(tmp_path / "ray") == _comparable(tmp_path / "local")
     assert [r["case_id"] for r in on_ray.records] == [r["case_id"] for r in local.records]
 
     # one worker running two references at once (threads in the actor): the same records
     threaded = runner.run(_spec(tmp_path / "threaded", "ray", num_workers=1, cases_per_worker=2))
-    assert threaded.info["cases"]["done"] == 3
+    assert threaded.info.cases.done == 3
     assert _comparable(tmp_path / "threaded") == _comparable(tmp_path / "local")
 
     # a finished Ray run re-run locally, and a finished local run re-run on Ray: nothing to call
     again_local = runner.run(_spec(tmp_path / "ray", "local"))
     again_ray = runner.run(_spec(tmp_path / "local", "ray"))
     for again in (again_local, again_ray):
-        assert again.info["cases"]["reused"] == 3 and again.info["cases"]["done"] == 0
-        assert again.info["backend"] == {}, "a finished case called a backend"
+        assert again.info.cases.reused == 3 and again.info.cases.done == 0
+        assert again.info.backend == {}, "a finished case called a backend"
 
 
 def test_a_killed_worker_loses_no_case_and_counts_none_twice(cluster, tmp_path):

@@ -67,8 +67,8 @@ def test_every_node_ran(world_run):
 @pytest.mark.slow
 def test_a_rerun_of_a_finished_run_redoes_nothing(world_run):
     again = run(world_run.spec)
-    assert again.info["cases"]["reused"] == len(world_run.records)
-    assert again.info["cases"]["done"] == 0
+    assert again.info.cases.reused == len(world_run.records)
+    assert again.info.cases.done == 0
     assert again.leaderboard == world_run.leaderboard
 
 
@@ -91,10 +91,10 @@ def test_retrieve_or_generate_decision_is_recorded_and_checked_against_ground_tr
         "decision": {"retriever": "retrieval", "rule": "metric", "metric": "selection"},
     })
     result = run(spec)
-    rows = {row["model"]: row for row in result.leaderboard}
-    assert "decision_cases" not in rows["retrieval"]  # the retriever decides nothing for itself
+    rows = {row.model: row for row in result.leaderboard}
+    assert rows["retrieval"].decision is None  # the retriever decides nothing for itself
     for model in ("procedural", "colourblind"):
-        assert rows[model]["decision_cases"] == 6
+        assert rows[model].decision.cases == 6
         for record in (r for r in result.records if r["model"] == model):
             decision = record["decision"]
             assert decision["choice"] in ("generated", "retrieved")
@@ -103,8 +103,8 @@ def test_retrieve_or_generate_decision_is_recorded_and_checked_against_ground_tr
                         else "generated")
             assert decision["choice"] == expected
     # the faithful generator beats retrieval from other scenes, and the ground truth agrees
-    assert rows["procedural"]["decision_retrieved_share"] == 0.0
-    assert rows["procedural"]["decision_accuracy"] == 1.0
+    assert rows["procedural"].decision.retrieved_share == 0.0
+    assert rows["procedural"].decision.accuracy == 1.0
 
 
 def test_decision_by_the_mllm_judge_with_a_margin(tmp_path):

@@ -46,7 +46,7 @@ def test_baselines_make_no_critique_or_revision(strategies_run):
             assert all(r["critique"] is None and r["revised_prompt"] is None for r in record["rounds"])
     # every critique / revise / variant-writing call the MLLM made is the method's own:
     # 3 cases x 1 critique and revision (2 rounds), 3 cases x 2 rounds of variants
-    calls = strategies_run.info["mllm_usage"]
+    calls = strategies_run.info.mllm_usage
     assert calls["calls_critique"] == calls["calls_revise"] == 3
     assert calls["calls_write_variants"] == 6
 

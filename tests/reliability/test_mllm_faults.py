@@ -59,7 +59,7 @@ def test_each_fault_kind_at_30_percent_scores_every_case(kind, tmp_path, serve, 
     result = repainter.run(fault_spec(run_dir, server.url, limit=limit, timeout=timeout))
     found = audit(run_dir, limit)
     assert found["done"] == limit, [r["error"] for r in found["failed"]]
-    assert result.info["cases"]["done"] == limit and result.info["cases"]["failed"] == 0
+    assert result.info.cases.done == limit and result.info.cases.failed == 0
 
     stats, usage = server.stats(), _usage(run_dir)
     assert stats["faults"].get(kind, 0) >= 1 and stats["faults_total"] == stats["faults"][kind]
@@ -77,7 +77,7 @@ def test_all_kinds_mixed_at_30_percent(tmp_path, serve, fault_spec, audit, secre
     assert found["done"] == 6, [r["error"] for r in found["failed"]]
 
     stats, usage = server.stats(), _usage(run_dir)
-    assert usage == result.info["mllm_usage"]
+    assert usage == result.info.mllm_usage
     assert stats["faults_total"] >= 10 and len(stats["faults"]) >= 6
     assert usage["requests"] == stats["requests"]
     assert usage["retries"] + usage["reasks"] == stats["faults_total"]
@@ -108,10 +108,10 @@ def test_cases_failed_in_an_outage_are_redone_by_the_next_run(tmp_path, serve, f
     run_dir = tmp_path / "outage"
     spec = fault_spec(run_dir, server.url, limit=3, max_retries=2)
     first = repainter.run(spec)
-    assert first.info["cases"]["failed"] == 3
+    assert first.info.cases.failed == 3
     server.faults = FaultPlan(rate=0.0)  # the server is back
     second = repainter.run(spec)
-    assert second.info["cases"]["done"] == 3 and second.info["cases"]["failed"] == 0
+    assert second.info.cases.done == 3 and second.info.cases.failed == 0
     assert audit(run_dir, 3)["done"] == 3  # nothing of the outage was cached or kept
 
 
@@ -129,7 +129,7 @@ def test_always_failing_server_fails_every_case_clearly_and_quickly(kind, tmp_pa
     elapsed = time.monotonic() - start
     found = audit(run_dir, cases)
 
-    assert found["done"] == 0 and result.info["cases"]["failed"] == cases
+    assert found["done"] == 0 and result.info.cases.failed == cases
     for record in found["failed"]:
         assert record["status"] == "failed"
         error = record["error"]
@@ -159,7 +159,7 @@ def test_api_key_never_reaches_the_run_folder_or_logs(tmp_path, serve, fault_spe
     runs = [tmp_path / "key-mixed", tmp_path / "key-echo"]
     first = repainter.run(fault_spec(runs[0], mixed.url, limit=3))
     second = repainter.run(fault_spec(runs[1], echo.url, limit=2))
-    assert first.info["cases"]["done"] == 3 and second.info["cases"]["failed"] == 2
+    assert first.info.cases.done == 3 and second.info.cases.failed == 2
     assert "***" in second.records[0]["error"]
 
     needle = secret.encode()

@@ -15,7 +15,7 @@ def test_vllm_one_image_limit_is_named_then_fitted(tmp_path, serve, fault_spec, 
     refused = tmp_path / "refused"
     result = repainter.run(fault_spec(refused, server.url, limit=2, rounds=1))
     found = audit(refused, 2)
-    assert found["done"] == 0 and result.info["cases"]["failed"] == 2
+    assert found["done"] == 0 and result.info.cases.failed == 2
     for record in found["failed"]:
         assert "At most 1 image(s) may be provided in one request." in record["error"]
         assert "--limit-mm-per-prompt" in record["error"]
@@ -24,4 +24,4 @@ def test_vllm_one_image_limit_is_named_then_fitted(tmp_path, serve, fault_spec, 
 
     fitted = tmp_path / "fitted"
     result = repainter.run(fault_spec(fitted, server.url, limit=2, rounds=1, max_images=1))
-    assert audit(fitted, 2)["done"] == 2 and result.info["cases"]["failed"] == 0
+    assert audit(fitted, 2)["done"] == 2 and result.info.cases.failed == 0

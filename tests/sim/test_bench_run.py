@@ -80,6 +80,6 @@ def test_a_render_answered_from_the_cache_keeps_its_drawn_scene(tmp_path):
     first, second = repainter.run(spec("a")), repainter.run(spec("b"))
     (a,), (b,) = first.records, second.records
     assert a["final_scores"]["scene_truth"] == b["final_scores"]["scene_truth"]
-    assert second.info["cache"]["t2i"] == {"hits": 2, "misses": 0}  # both renders from the cache
+    assert second.info.cache["t2i"] == {"hits": 2, "misses": 0}  # both renders from the cache
     cached = b["rounds"][0]["candidates"][0]
     assert cached["drawn"] == a["rounds"][0]["candidates"][0]["drawn"]
