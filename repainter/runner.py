@@ -119,7 +119,7 @@ def run(
                 logger.warning(warning)
             counts, execution, loop_seconds = execute(plan, logging_events(on_event))
             result = finalize(plan, counts, execution, loop_seconds)
-            logger.info("run finished: %s", result.info.cases)
+            logger.info("run finished: %s", result.info.cases.model_dump(exclude_none=True))
             return result
 
 

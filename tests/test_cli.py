@@ -82,7 +82,7 @@ def test_compare_ranks_the_better_model_first_with_a_significant_test(tmp_path):
     models = json.loads(result.stdout)["models"]
     assert list(models) == ["procedural", "colourblind"]
     board = json.loads((tmp_path / "run" / "leaderboard.json").read_text())
-    (comparison,) = board["comparisons"]
+    (comparison,) = board["comparisons"]["selection"]["tests"]
     assert comparison["model_a"] == "procedural" and comparison["n"] == 12
     assert comparison["mean_difference"] > 0 and comparison["significant"]
     # the description is computed once per reference and shared by both models

@@ -68,10 +68,10 @@ def test_cache_writes_wait_for_a_flush_or_a_full_batch(tmp_path):
 def test_framework_time_is_not_negative_under_concurrency(tmp_path):
     result = runner.run(_spec(tmp_path / "run", concurrency=3))
     info = result.info
-    assert info["backend"]["total_seconds"] > 0
-    assert 0 <= info["backend_busy_seconds"] <= info["loop_seconds"]
+    assert info.backend["total_seconds"] > 0
+    assert 0 <= info.backend_busy_seconds <= info.loop_seconds
     # each figure is rounded to 0.1 ms on its own
-    assert abs(info["framework_seconds"] - (info["loop_seconds"] - info["backend_busy_seconds"])) < 3e-4
+    assert abs(info.framework_seconds - (info.loop_seconds - info.backend_busy_seconds)) < 3e-4
 
 
 def test_import_repainter_loads_no_graph_library():
