@@ -37,14 +37,15 @@ Scores = dict[str, float | None]
 
 
 class RecordPart(BaseModel):
-    """A part of a record: unknown keys are refused, unset fields are not written.
+    """A part of a record: unknown keys and non-finite numbers are refused (a NaN reaching a
+    record is a bug upstream: it fails where the record is built), unset fields are not written.
 
     Until every reader uses attributes, a part also answers ``part["key"]`` and
     ``part.get("key")`` as the dict it replaces did (a field that was never set counts as
     absent): the leaderboard module still reads records that way.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     @model_serializer(mode="wrap")
     def _only_set_fields(self, handler):
@@ -71,10 +72,11 @@ class RecordPart(BaseModel):
 
 
 class CandidateRecord(RecordPart):
-    """One render of one prompt variant, with its scores."""
+    """One render of one prompt variant, with its scores (``round`` and ``variant`` are None
+    only in synthetic records, such as the meta-evaluation's oracle)."""
 
-    round: int
-    variant: int
+    round: int | None = None
+    variant: int | None = None
     prompt: str | None = None
     seed: int | None = None
     image: str | None = None  # path relative to the run folder
@@ -88,7 +90,7 @@ class CandidateRecord(RecordPart):
     invalid_reason: str | None = None
 
     @property
-    def key(self) -> tuple[int, int]:
+    def key(self) -> tuple[int | None, int | None]:
         """(round, variant): names the candidate within its case."""
         return (self.round, self.variant)
 
@@ -110,7 +112,7 @@ class CritiqueRecord(RecordPart):
 class RoundRecord(RecordPart):
     """One round of the loop: the prompt, its candidates, the pick, the critique, the revision."""
 
-    round: int
+    round: int | None = None
     prompt: str | None = None  # the prompt the variants were written from
     candidates: list[CandidateRecord] = Field(default_factory=list)
     round_best: int | None = None  # variant of the round's best selectable candidate
@@ -182,6 +184,15 @@ class DecisionRecord(RecordPart):
     correct: bool | None = None
 
 
+#: Fields in which two runs of the same spec on the same machine may differ: ``timings`` holds
+#: wall-clock seconds per graph node. ``source`` also differs where the dataset lies elsewhere
+#: (it names the dataset file by its absolute path), so records of one spec run from two
+#: checkouts agree once both are left out. Everything else (prompts, seeds, scores, choices,
+#: judgements, usage counts) is a function of the spec.
+VOLATILE_FIELDS = ("timings",)
+LOCATION_FIELDS = ("source",)
+
+
 class CaseRecord(RecordPart, VersionedRecord):
     """``cases/<model>/<case>.json``: a finished case, or a failed one with its reason."""
 
@@ -241,6 +252,11 @@ class CaseRecord(RecordPart, VersionedRecord):
         """A final score by metric label (``selection``, ``judge_semantic`` ...); None if absent."""
         return self.final_scores.get(label)
 
+    def comparable(self, exclude: frozenset[str] | set[str] = frozenset(VOLATILE_FIELDS)
+                   ) -> dict[str, Any]:
+        """The record as written, without the fields two runs of one spec may differ in."""
+        return {k: v for k, v in dump_record(self).items() if k not in exclude}
+
 
 class ResultLine(RecordPart):
     """One line of ``results.jsonl``: the flat summary of a case record."""
@@ -295,4 +311,5 @@ def dump_case_record(record: CaseRecord) -> dict[str, Any]:
 
 __all__ = ["CandidateRecord", "CaseRecord", "CritiqueRecord", "DecisionRecord", "Difference",
            "JudgementRecord", "MllmUsage", "RecordPart", "RenderFlags", "ResultLine",
-           "RetrievedRender", "RoundRecord", "Scores", "dump_case_record", "load_case_record"]
+           "RetrievedRender", "RoundRecord", "Scores", "LOCATION_FIELDS", "VOLATILE_FIELDS",
+           "dump_case_record", "load_case_record"]
