@@ -35,6 +35,7 @@ from repainter.honesty import offline_world_warnings
 from repainter.instrument import timed
 from repainter.logging_setup import logging_events, run_log
 from repainter.preflight import preflight
+from repainter.records import CaseRecord
 from repainter.records.run_info import RunInfo
 from repainter.report.html import REPORT_DIR, write_report
 from repainter.report.leaderboard import build_leaderboard, read_leaderboard, write_leaderboard
@@ -62,10 +63,10 @@ class RunPlan:
     models: list[str]
     stages: list[Stage]
     #: Finished records of cases the run reuses (they are not run again).
-    reused: dict[CaseTask, dict[str, Any]]
+    reused: dict[CaseTask, CaseRecord]
     info: RunInfo
     #: Records of the cases this run executed, as the executor delivered them.
-    finished: dict[CaseTask, dict[str, Any]] = field(default_factory=dict)
+    finished: dict[CaseTask, CaseRecord] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
 
     @property
@@ -184,13 +185,13 @@ def execute(plan: RunPlan, emit: EventCallback,
     seen: set[CaseTask] = set()
     lock = threading.Lock()
 
-    def on_record(task: CaseTask, record: dict[str, Any]) -> None:
+    def on_record(task: CaseTask, record: CaseRecord) -> None:
         with lock:
             if task in seen:  # a case delivered twice (e.g. a retried worker) counts once
                 return
             seen.add(task)
             plan.finished[task] = record
-            counts["done" if record.get("status") == "done" else "failed"] += 1
+            counts["done" if record.done else "failed"] += 1
             emit(case_event(record))
 
     emit({"event": "start", "total": len(plan.items) * len(plan.models), "models": plan.models})
@@ -208,7 +209,7 @@ def finalize(plan: RunPlan, counts: dict[str, int], execution: Execution,
     """Results, leaderboard, run.json and the report, from one read of the run's records."""
     store, info = plan.store, plan.info
     records = plan_records(plan)
-    digest = store.records_digest(plan.models, [(r["model"], r["case_id"]) for r in records])
+    digest = store.records_digest(plan.models, [(r.model, r.case_id) for r in records])
     previous = store.read_run_info()
     # nothing ran and no record changed since the last run wrote them: results.jsonl, the
     # leaderboard and the report are current (re-running a finished run recomputes nothing)
@@ -267,7 +268,7 @@ def finalize(plan: RunPlan, counts: dict[str, int], execution: Execution,
                      info=info)
 
 
-def plan_records(plan: RunPlan) -> list[dict[str, Any]]:
+def plan_records(plan: RunPlan) -> list[CaseRecord]:
     """The run's records (reused and executed), in run-folder order, without reading them again;
     a case that neither delivered (a bug) is read from its file."""
     store = plan.store

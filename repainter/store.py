@@ -28,9 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from PIL import Image
+from pydantic import ValidationError
 
 from repainter.images import atomic_write_bytes, save_png
-from repainter.records.base import dump_record, load_record
+from repainter.records.base import RecordVersionError, dump_record, load_record
+from repainter.records.case import CaseRecord, ResultLine, load_case_record
 from repainter.records.run_info import RunInfo
 from repainter.spec import RunSpec, load_spec
 
@@ -317,34 +319,31 @@ class RunStore:
     def _record_path(self, model: str, case_id: str) -> Path:
         return self.root / self.record_relpath(model, case_id)
 
-    def write_case_record(self, record: dict[str, Any]) -> None:
-        write_json(self._record_path(record["model"], record["case_id"]), record)
+    def write_case_record(self, record: CaseRecord) -> None:
+        write_json(self._record_path(record.model, record.case_id), dump_record(record))
 
-    def read_case_record(self, model: str, case_id: str) -> dict[str, Any] | None:
+    def read_case_record(self, model: str, case_id: str) -> CaseRecord | None:
         """The case's record; None when there is none, or it is unreadable (then the case is
         redone, and the file named in a warning)."""
         path = self._record_path(model, case_id)
         return self._read_record(path) if path.exists() else None
 
-    def _read_record(self, path: Path) -> dict[str, Any] | None:
+    def _read_record(self, path: Path) -> CaseRecord | None:
+        relative = path.relative_to(self.root).as_posix()
         try:
-            record = read_json(path)
-            if not isinstance(record, dict) or "case_id" not in record or "model" not in record:
-                raise ValueError("not a case record (no case_id / model)")
-            return record
-        except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError included
-            relative = path.relative_to(self.root).as_posix()
+            return load_case_file(path, relative)
+        except (OSError, ValueError) as exc:  # JSON, version and validation errors included
             if relative not in self.unreadable:
                 self.unreadable.append(relative)
-                logger.warning("skipping unreadable case record %s: %s (the case is redone on "
-                               "the next run)", path, exc)
+                logger.warning("skipping unreadable case record %s (the case is redone on the "
+                               "next run)", exc)
             return None
 
     def is_done(self, model: str, case_id: str) -> bool:
         record = self.read_case_record(model, case_id)
-        return record is not None and record.get("status") == "done"
+        return record is not None and record.done
 
-    def records(self) -> list[dict[str, Any]]:
+    def records(self) -> list[CaseRecord]:
         """Every readable case record; unreadable files are skipped and listed in
         :attr:`unreadable` (relative paths), each named once in a warning."""
         records = (self._read_record(p) for p in sorted((self.root / "cases").glob("*/*.json")))
@@ -364,13 +363,13 @@ class RunStore:
             digest.update(f"{model}\0{case_id}:{info.st_size}:{info.st_mtime_ns}\n".encode())
         return digest.hexdigest()[:16]
 
-    def finished_records(self) -> dict[tuple[str, str], dict[str, Any]]:
+    def finished_records(self) -> dict[tuple[str, str], CaseRecord]:
         """The records with status "done", by (model, case id): the cases a run reuses."""
-        return {(r["model"], r["case_id"]): r for r in self.records() if r.get("status") == "done"}
+        return {(r.model, r.case_id): r for r in self.records() if r.done}
 
     # -- run-level files -------------------------------------------------------------------
 
-    def write_results_jsonl(self, records: list[dict[str, Any]]) -> None:
+    def write_results_jsonl(self, records: list[CaseRecord]) -> None:
         lines = [json.dumps(result_line(r), ensure_ascii=False, allow_nan=False) for r in records]
         atomic_write_bytes(self.root / "results.jsonl", ("\n".join(lines) + "\n").encode("utf-8"))
 
@@ -384,22 +383,36 @@ class RunStore:
         return load_record(RunInfo, read_json(path)) if path.exists() else RunInfo()
 
 
-def result_line(record: dict[str, Any]) -> dict[str, Any]:
+def result_line(record: CaseRecord) -> dict[str, Any]:
     """The flat summary of one case record written to results.jsonl."""
-    round1 = record.get("round1_best") or {}
-    return {
-        "case_id": record["case_id"],
-        "model": record["model"],
-        # a grid's cell (repainter.grid): its T2I model, MLLM and sub-run folder
-        **{k: record[k] for k in ("t2i", "mllm", "run_subdir") if k in record},
-        "category": record.get("category"),
-        "status": record.get("status"),
-        "error": record.get("error"),
-        "rounds": len(record.get("rounds") or []),
-        "stop_reason": record.get("stop_reason"),
-        "round1_selection": round1.get("selection"),
-        "round1_scores": round1.get("scores", {}),
-        "final_scores": record.get("final_scores", {}),
-        "best_prompt": (record.get("best") or {}).get("prompt"),
-        "best_image": (record.get("best") or {}).get("image"),
-    }
+    return ResultLine.of(record).model_dump(mode="json")
+
+
+def load_case_file(path: Path, name: str | None = None) -> CaseRecord:
+    """The case record in ``path``, migrated to the current version.
+
+    Raises :class:`~repainter.records.RecordVersionError` (a newer or unknown version) or
+    ``ValueError`` (not JSON, not a case record, a field missing or of the wrong type), each
+    naming the file (``name``, default the path) and the reason in one line.
+    """
+    name = name or str(path)
+    try:
+        data = read_json(path)
+    except ValueError as exc:
+        raise ValueError(f"{name}: not valid JSON ({exc})") from exc
+    if not isinstance(data, dict) or "case_id" not in data or "model" not in data:
+        raise ValueError(f"{name}: not a case record (no case_id / model)")
+    try:
+        return load_case_record(data)
+    except RecordVersionError as exc:
+        raise RecordVersionError(f"{name}: {exc}") from exc
+    except ValidationError as exc:
+        raise ValueError(f"{name}: not a valid case record: {validation_summary(exc)}") from exc
+
+
+def validation_summary(exc: ValidationError, limit: int = 3) -> str:
+    """The first few problems of a pydantic error on one line: ``rounds.0.round: Field required``."""
+    problems = [f"{'.'.join(str(p) for p in e['loc']) or 'record'}: {e['msg']}"
+                for e in exc.errors()[:limit]]
+    more = exc.error_count() - len(problems)
+    return "; ".join(problems) + (f" (and {more} more)" if more > 0 else "")

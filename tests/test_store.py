@@ -4,6 +4,7 @@ import pytest
 from PIL import Image
 
 from repainter.images import atomic_write_bytes
+from repainter.records import CaseRecord
 from repainter.spec import RunSpec
 from repainter.store import RunFolderError, RunStore, result_line, slug
 
@@ -19,7 +20,7 @@ def test_init_writes_spec_and_detects_resume(tmp_path):
 def test_init_refuses_a_folder_of_another_spec(tmp_path):
     store = RunStore(tmp_path / "run")
     store.init(RunSpec(output_dir=str(tmp_path / "run")))
-    store.write_case_record({"case_id": "c", "model": "m", "status": "failed", "error": "x"})
+    store.write_case_record(CaseRecord(case_id="c", model="m", status="failed", error="x"))
     with pytest.raises(RunFolderError, match="different spec"):
         store.init(RunSpec(output_dir=str(tmp_path / "run"), seed=3))
 
@@ -33,17 +34,18 @@ def test_init_reuses_a_folder_whose_start_failed_before_any_case(tmp_path):
 
 def test_records_round_trip_and_done_status(tmp_path):
     store = RunStore(tmp_path)
-    store.write_case_record({"case_id": "a/b", "model": "m 1", "status": "done", "final_scores": {}})
-    store.write_case_record({"case_id": "c", "model": "m 1", "status": "failed", "error": "x"})
+    store.write_case_record(CaseRecord(case_id="a/b", model="m 1", status="done", final_scores={}))
+    store.write_case_record(CaseRecord(case_id="c", model="m 1", status="failed", error="x"))
     assert store.is_done("m 1", "a/b") and not store.is_done("m 1", "c")
     assert not store.is_done("other", "a/b")
-    assert {r["case_id"] for r in store.records()} == {"a/b", "c"}
+    assert {r.case_id for r in store.records()} == {"a/b", "c"}
 
 
 def test_non_finite_numbers_are_refused_not_written(tmp_path):
     store = RunStore(tmp_path)
     with pytest.raises(ValueError):
-        store.write_case_record({"case_id": "a", "model": "m", "final_scores": {"x": float("nan")}})
+        store.write_case_record(CaseRecord(case_id="a", model="m", status="done",
+                                           final_scores={"x": float("nan")}))
     assert store.records() == []
 
 
@@ -77,11 +79,12 @@ def test_slug_is_file_safe():
 
 
 def test_result_line_flattens_a_record():
-    line = result_line({
-        "case_id": "a", "model": "m", "status": "done", "rounds": [{}, {}],
-        "round1_best": {"selection": 0.5, "scores": {"ssim": 0.4}},
-        "final_scores": {"selection": 0.7}, "best": {"prompt": "p", "image": "i.png"},
-    })
+    line = result_line(CaseRecord(
+        case_id="a", model="m", status="done", rounds=[{"round": 1}, {"round": 2}],
+        round1_best={"round": 1, "variant": 0, "selection": 0.5, "scores": {"ssim": 0.4}},
+        final_scores={"selection": 0.7},
+        best={"round": 2, "variant": 0, "prompt": "p", "image": "i.png"},
+    ))
     assert line["round1_selection"] == 0.5 and line["rounds"] == 2 and line["best_prompt"] == "p"
     json.dumps(line)
 
@@ -100,8 +103,8 @@ def test_long_names_fit_the_file_system(tmp_path):
     """Item 8: a legal 240-character file name crashed every re-run."""
     store = RunStore(tmp_path)
     long_id = "y" * 240
-    store.write_case_record({"case_id": long_id, "model": "m" * 250, "status": "done"})
-    assert store.read_case_record("m" * 250, long_id)["case_id"] == long_id
+    store.write_case_record(CaseRecord(case_id=long_id, model="m" * 250, status="done"))
+    assert store.read_case_record("m" * 250, long_id).case_id == long_id
     store.save_description(long_id, {"d": 1})
     assert store.load_description(long_id) == {"d": 1}
 
@@ -144,7 +147,7 @@ def test_a_fresh_run_keeps_every_case_of_colliding_ids(tmp_path):
     })
     result = run(spec)
     assert len(result.records) == 10
-    assert {(r["model"], r["case_id"]) for r in result.records} == {
+    assert {(r.model, r.case_id) for r in result.records} == {
         (m, n) for m in ("proc a", "proc-a") for n in names}
     assert len(list((tmp_path / "run" / "cases").glob("*/*.json"))) == 10
 

@@ -24,10 +24,11 @@ from repainter.executors.worker import (
     case_event,
     record_failure,
 )
+from repainter.records import CaseRecord
 from repainter.spec import RunSpec
 
 #: Receives each case's record as it finishes (exactly once per planned case).
-RecordCallback = Callable[[CaseTask, dict[str, Any]], None]
+RecordCallback = Callable[[CaseTask, CaseRecord], None]
 
 
 @dataclass

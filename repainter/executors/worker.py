@@ -19,6 +19,7 @@ from repainter.components import Components
 from repainter.graph import RunContext, build_graph
 from repainter.images import ImageLoadError, load_image, reference_digest
 from repainter.instrument import CURRENT_CASE
+from repainter.records import CaseRecord
 from repainter.store import RunStore
 
 #: Receives progress events: {"event": "start", "total": n, "models": [...]} /
@@ -52,7 +53,7 @@ class CaseWorker:
     def store(self) -> RunStore:
         return self.ctx.store
 
-    def run_case(self, task: CaseTask, emit: EventCallback) -> dict[str, Any]:
+    def run_case(self, task: CaseTask, emit: EventCallback) -> CaseRecord:
         """Run ``task`` (resuming from its checkpoint if any); return its record, done or failed."""
         try:
             return self._run(task, emit)
@@ -60,7 +61,7 @@ class CaseWorker:
             if self.components.cache is not None:  # one cache commit per case
                 self.components.cache.flush()
 
-    def _run(self, task: CaseTask, emit: EventCallback) -> dict[str, Any]:
+    def _run(self, task: CaseTask, emit: EventCallback) -> CaseRecord:
         item = self.ctx.items[task.case_id]
         try:
             previous = _stored_reference_sha256(self.store, task.case_id)
@@ -144,37 +145,28 @@ def _stored_reference_sha256(store: RunStore, case_id: str) -> str | None:
 
 
 def record_failure(store: RunStore, model: str, item, exc: BaseException | str,
-                   stage: str) -> dict[str, Any]:
+                   stage: str) -> CaseRecord:
     """Write (and return) the record of a case that failed, with the reason."""
     if isinstance(exc, BaseException):
         reason = f"{stage}: {type(exc).__name__}: {exc}"
         trace = traceback.format_exception(exc)[-3:]
     else:
         reason, trace = f"{stage}: {exc}", []
-    record = {
-        "case_id": item.id,
-        "model": model,
-        "category": item.category,
-        "status": "failed",
-        "error": reason,
-        "traceback": trace,
-        "source": item.source,
-        "rounds": [],
-        "final_scores": {},
-    }
+    record = CaseRecord(case_id=item.id, model=model, category=item.category, status="failed",
+                        error=reason, traceback=trace, source=item.source, rounds=[],
+                        final_scores={})
     store.write_case_record(record)
     return record
 
 
-def case_event(record: dict[str, Any] | None, reused: bool = False) -> dict[str, Any]:
+def case_event(record: CaseRecord | None, reused: bool = False) -> dict[str, Any]:
     """The progress event of a finished (or reused) case."""
-    record = record or {}
     return {
         "event": "case",
-        "model": record.get("model"),
-        "case_id": record.get("case_id"),
-        "status": record.get("status"),
-        "error": record.get("error"),
-        "selection": (record.get("final_scores") or {}).get("selection"),
+        "model": record.model if record else None,
+        "case_id": record.case_id if record else None,
+        "status": record.status if record else None,
+        "error": record.error if record else None,
+        "selection": record.final_score("selection") if record else None,
         "reused": reused,
     }

@@ -12,6 +12,8 @@ from repainter.graph.state import Candidate, CaseState, RoundRecord, round_best_
 from repainter.images import reference_digest, save_png
 from repainter.instrument import CURRENT_CASE
 from repainter.prompts import render_prompt
+from repainter.records import CandidateRecord, CaseRecord
+from repainter.records import RoundRecord as RoundRecordModel
 from repainter.schemas import Critique, ImageUnderstandingTree
 
 #: The pseudo-model label that work shared by all models (the description) is billed to.
@@ -158,9 +160,10 @@ def _prompt_truncation(generated: GeneratedImage) -> dict[str, Any]:
     return {"prompt_tokens_dropped": int(dropped)} if dropped else {}
 
 
-def flag_summary(rounds: list[dict[str, Any]]) -> dict[str, Any]:
-    """Candidates rendered, how many were flagged (per flag) and the flagged share."""
-    flags = [c.get("flagged") for r in rounds for c in r.get("candidates") or []]
+def flag_summary(rounds: list[RoundRecord] | list[RoundRecordModel]) -> dict[str, Any]:
+    """Candidates rendered, how many were flagged (per flag) and the flagged share (of the
+    graph's rounds, or of a record's)."""
+    flags = [_flag_of(c) for r in rounds for c in _candidates_of(r)]
     counts: dict[str, int] = {}
     for flag in flags:
         if flag:
@@ -170,18 +173,33 @@ def flag_summary(rounds: list[dict[str, Any]]) -> dict[str, Any]:
             "flagged_share": flagged / len(flags) if flags else None}
 
 
-def render_flags_by_model(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def _candidates_of(round_: RoundRecord | RoundRecordModel) -> list:
+    if isinstance(round_, RoundRecordModel):
+        return round_.candidates
+    return round_.get("candidates") or []  # the graph's state (a TypedDict)
+
+
+def _flag_of(candidate: Candidate | CandidateRecord) -> str | None:
+    if isinstance(candidate, CandidateRecord):
+        return candidate.flagged
+    return candidate.get("flagged")  # the graph's state (a TypedDict)
+
+
+def render_flags_by_model(records: list[CaseRecord]) -> dict[str, dict[str, Any]]:
     """Per model: candidates rendered and flagged (per flag), the flagged share, and the cases
     whose every candidate was flagged (they have no score, so the model's means leave them out).
 
-    >>> render_flags_by_model([{"model": "sd15", "rounds": [{"candidates": [
-    ...     {"flagged": "safety_checker_blanked"}, {"flagged": None}]}]}])["sd15"]["flagged_share"]
+    >>> from repainter.records import CaseRecord
+    >>> record = CaseRecord(case_id="c", model="sd15", status="done", rounds=[{"round": 1,
+    ...     "candidates": [{"round": 1, "variant": 0, "flagged": "safety_checker_blanked"},
+    ...                    {"round": 1, "variant": 1, "flagged": None}]}])
+    >>> render_flags_by_model([record])["sd15"]["flagged_share"]
     0.5
     """
     out: dict[str, dict[str, Any]] = {}
-    for model in sorted({r["model"] for r in records}):
-        mine = [r for r in records if r["model"] == model]
-        summaries = [flag_summary(r.get("rounds") or []) for r in mine]
+    for model in sorted({r.model for r in records}):
+        mine = [r for r in records if r.model == model]
+        summaries = [flag_summary(r.rounds) for r in mine]
         counts: dict[str, int] = {}
         for summary in summaries:
             for flag, n in summary["by_flag"].items():
@@ -445,12 +463,12 @@ def _revision_target(state: CaseState, ctx: RunContext) -> Candidate | None:
     return round_best_candidate(state["rounds"][-1])
 
 
-def case_record(state: CaseState, ctx: RunContext) -> dict[str, Any]:
-    """The JSON record of a finished case: everything needed to inspect or re-score it."""
+def case_record(state: CaseState, ctx: RunContext) -> CaseRecord:
+    """The record of a finished case: everything needed to inspect or re-score it."""
     reference = ctx.reference(state["case_id"])
     rounds = state.get("rounds", [])
     round1_best = round_best_candidate(rounds[0]) if rounds else None
-    return {
+    return CaseRecord.model_validate({
         "case_id": state["case_id"],
         "model": state["model"],
         "category": reference.category,
@@ -479,4 +497,4 @@ def case_record(state: CaseState, ctx: RunContext) -> dict[str, Any]:
         # only the baselines say so: records of the default method stay as they were
         **({"strategy": strategy} if (strategy := ctx.spec.strategy_of(state["model"])) != "refine"
            else {}),
-    }
+    })

@@ -15,6 +15,27 @@ from repainter.records.base import (
     migration,
     upgrade,
 )
+from repainter.records.case import (
+    CandidateRecord,
+    CaseRecord,
+    CritiqueRecord,
+    DecisionRecord,
+    Difference,
+    JudgementRecord,
+    MllmUsage,
+    RecordPart,
+    RenderFlags,
+    ResultLine,
+    RetrievedRender,
+    RoundRecord,
+    Scores,
+    dump_case_record,
+    load_case_record,
+)
 
 __all__ = ["RecordVersionError", "VersionedRecord", "dump_record", "finite_or_none", "load_record",
-           "migration", "upgrade"]
+           "migration", "upgrade",
+           # case records (repainter.records.case)
+           "CandidateRecord", "CaseRecord", "CritiqueRecord", "DecisionRecord", "Difference",
+           "JudgementRecord", "MllmUsage", "RecordPart", "RenderFlags", "ResultLine",
+           "RetrievedRender", "RoundRecord", "Scores", "dump_case_record", "load_case_record"]

@@ -19,6 +19,7 @@ import json
 import math
 import re
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -27,13 +28,23 @@ from PIL import Image
 
 from repainter.environment import summary_facts
 from repainter.images import atomic_write_bytes
-from repainter.records.base import RecordVersionError, dump_record
+from repainter.records import (
+    CandidateRecord,
+    CaseRecord,
+    CritiqueRecord,
+    DecisionRecord,
+    RecordVersionError,
+    RoundRecord,
+    dump_record,
+    load_case_record,
+)
 from repainter.records.leaderboard import (
     CategoryRow,
     ComparisonFamily,
     LeaderboardRow,
     MetricSummary,
 )
+from repainter.records.run_info import RunInfo
 from repainter.report.labels import metric_header
 from repainter.report.leaderboard import (
     build_category_table,
@@ -48,6 +59,7 @@ from repainter.report.plots import (
     plot_progress,
     sparkline_points,
 )
+from repainter.schemas import ImageUnderstandingTree
 from repainter.store import SPEC_FILE, RunStore, slug
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -267,152 +279,230 @@ def _score_items(scores: dict[str, Any], order: list[str]) -> list[tuple[str, st
     return [(k, fmt(scores[k], 1 if k.startswith("judge_") else 3)) for k in keys]
 
 
-def _iut_view(iut: Any) -> dict[str, Any] | None:
-    if not isinstance(iut, dict):
+def _iut_view(iut: ImageUnderstandingTree | None) -> dict[str, Any] | None:
+    if iut is None:
         return None
-    features = iut.get("global_features") or {}
-    objects = []
-    for obj in iut.get("objects") or []:
-        if not isinstance(obj, dict):
-            continue
-        attributes = [(k, v) for k, v in (obj.get("attributes") or {}).items() if v not in ("", None)]
-        objects.append({"name": obj.get("name"), "type": obj.get("type"), "attributes": attributes})
-    relationships = []
-    for rel in iut.get("relationships") or []:
-        if isinstance(rel, dict):
-            relationships.append(" ".join(str(v) for v in rel.values() if v not in ("", None)))
-        else:
-            relationships.append(str(rel))
+    features = iut.global_features.model_dump()
+    objects = [{"name": obj.name, "type": obj.type,
+                "attributes": [(k, v) for k, v in obj.attributes.model_dump().items()
+                               if v not in ("", None)]}
+               for obj in iut.objects]
+    relationships = [" ".join(str(v) for v in rel.model_dump().values() if v not in ("", None))
+                     for rel in iut.relationships]
     return {
-        "description": iut.get("global_description"),
-        "features": [(k, v) for k, v in features.items() if v not in ("", None)] if isinstance(features, dict) else [],
+        "description": iut.global_description,
+        "features": [(k, v) for k, v in features.items() if v not in ("", None)],
         "objects": objects,
         "relationships": relationships,
     }
 
 
-def _critique_view(critique: Any) -> dict[str, Any] | None:
-    if not isinstance(critique, dict):
+def _critique_view(critique: CritiqueRecord | None) -> dict[str, Any] | None:
+    if critique is None:
         return None
-    differences = []
-    for d in critique.get("differences") or []:
-        if isinstance(d, dict):
-            differences.append({"aspect": d.get("aspect"), "description": d.get("description"),
-                                "change": d.get("change")})
-        else:
-            differences.append({"aspect": None, "description": str(d), "change": None})
-    return {"summary": critique.get("summary"), "differences": differences}
+    differences = [{"aspect": d.aspect, "description": d.description, "change": d.change}
+                   for d in critique.differences]
+    return {"summary": critique.summary, "differences": differences}
 
 
-def _model_case_view(record: dict[str, Any], images: _Images, colour: str,
-                     metric_order: list[str], detailed: bool = True) -> dict[str, Any]:
-    best = record.get("best") or {}
-    round1 = record.get("round1_best") or {}
+def _candidate_view(cand: CandidateRecord, rnd: RoundRecord, best: CandidateRecord | None,
+                    images: _Images, metric_order: list[str]) -> dict[str, Any]:
+    return {
+        "variant": cand.variant,
+        "image": images(cand.image),
+        "seed": cand.seed,
+        "selection": fmt(cand.selection),
+        "scores": _score_items(cand.scores, metric_order),
+        "round_best": cand.variant == rnd.round_best,
+        "best": best is not None and cand.key == best.key,
+        "invalid": cand.invalid_reason or (f"flagged: {cand.flagged}" if cand.flagged else None),
+        "prompt": cand.prompt,
+        "diff": compact_diff(word_diff(rnd.prompt, cand.prompt)) if cand.prompt != rnd.prompt
+        else None,
+    }
+
+
+def _rounds_view(record: CaseRecord, images: _Images, metric_order: list[str]
+                 ) -> list[dict[str, Any]]:
+    """Each round's prompt (as a word diff from the previous one), candidates and critique."""
     rounds = []
-    previous_prompt = record.get("initial_prompt")
-    for rnd in (record.get("rounds") or []) if detailed else []:
-        prompt = rnd.get("prompt")
-        composed = not rounds and prompt == record.get("initial_prompt")
+    previous_prompt = record.initial_prompt
+    for rnd in record.rounds:
+        prompt = rnd.prompt
+        composed = not rounds and prompt == record.initial_prompt
         diff = word_diff(previous_prompt, prompt) if previous_prompt is not None and not composed else None
-        candidates = []
-        for cand in rnd.get("candidates") or []:
-            is_best = (cand.get("round"), cand.get("variant")) == (best.get("round"), best.get("variant"))
-            candidates.append({
-                "variant": cand.get("variant"),
-                "image": images(cand.get("image")),
-                "seed": cand.get("seed"),
-                "selection": fmt(cand.get("selection")),
-                "scores": _score_items(cand.get("scores") or {}, metric_order),
-                "round_best": cand.get("variant") == rnd.get("round_best"),
-                "best": is_best,
-                "invalid": cand.get("invalid_reason") or (f"flagged: {cand['flagged']}" if cand.get("flagged") else None),
-                "prompt": cand.get("prompt"),
-                "diff": compact_diff(word_diff(prompt, cand.get("prompt")))
-                if cand.get("prompt") != prompt else None,
-            })
         rounds.append({
-            "round": rnd.get("round"),
+            "round": rnd.round,
             "prompt": prompt,
             "composed": composed,
             "diff": diff,
             "changed": diff is not None and any(op != "eq" for op, _ in diff),
             "stats": diff_stats(diff) if diff else {"ins": 0, "del": 0},
-            "round_best_selection": fmt(rnd.get("round_best_selection")),
-            "best_ever_selection": fmt(rnd.get("best_ever_selection")),
-            "candidates": candidates,
-            "critique": _critique_view(rnd.get("critique")),
-            "revised_prompt": rnd.get("revised_prompt"),
-            "diff_revised": word_diff(prompt, rnd.get("revised_prompt")) if rnd.get("revised_prompt") else None,
+            "round_best_selection": fmt(rnd.round_best_selection),
+            "best_ever_selection": fmt(rnd.best_ever_selection),
+            "candidates": [_candidate_view(c, rnd, record.best, images, metric_order)
+                           for c in rnd.candidates],
+            "critique": _critique_view(rnd.critique),
+            "revised_prompt": rnd.revised_prompt,
+            "diff_revised": word_diff(prompt, rnd.revised_prompt) if rnd.revised_prompt else None,
         })
         previous_prompt = prompt
-    judgement = record.get("judgement") if isinstance(record.get("judgement"), dict) else None
-    final = record.get("final_scores") or {}
-    curve = record.get("best_ever_by_round") or []
+    return rounds
+
+
+def _model_case_view(record: CaseRecord, images: _Images, colour: str,
+                     metric_order: list[str], detailed: bool = True) -> dict[str, Any]:
+    best, round1 = record.best, record.round1_best
+    round1_selection = round1.selection if round1 else None
+    final = record.final_scores
+    selection = final.get("selection")
+    curve = record.best_ever_by_round
     return {
-        "model": record.get("model"),
+        "model": record.model,
         "colour": colour,
-        "status": record.get("status"),
-        "error": record.get("error"),
-        "traceback": record.get("traceback"),
-        "best_image": images(best.get("image")),
-        "best_round": best.get("round"),
-        "best_variant": best.get("variant"),
-        "best_prompt": best.get("prompt"),
-        "round1_image": images(round1.get("image")),
-        "round1_selection": fmt(round1.get("selection")),
-        "selection": final.get("selection"),
-        "selection_text": fmt(final.get("selection")),
-        "gain": fmt_signed(final["selection"] - round1["selection"])
-        if final.get("selection") is not None and round1.get("selection") is not None else None,
+        "status": record.status,
+        "error": record.error,
+        "traceback": record.traceback,
+        "best_image": images(best.image) if best else None,
+        "best_round": best.round if best else None,
+        "best_variant": best.variant if best else None,
+        "best_prompt": best.prompt if best else None,
+        "round1_image": images(round1.image) if round1 else None,
+        "round1_selection": fmt(round1_selection),
+        "selection": selection,
+        "selection_text": fmt(selection),
+        "gain": fmt_signed(selection - round1_selection)
+        if selection is not None and round1_selection is not None else None,
         "final_scores": _score_items({k: v for k, v in final.items() if k != "selection"}, metric_order),
-        "round1_scores": dict(_score_items(round1.get("scores") or {}, metric_order)),
-        "judgement": judgement,
-        "decision": _decision_view(record.get("decision"), images),
+        "round1_scores": dict(_score_items(round1.scores if round1 else {}, metric_order)),
+        "judgement": record.judgement,
+        "decision": _decision_view(record.decision, images),
         "sparkline": sparkline_points(curve),
         "curve": [fmt(v) for v in curve],
-        "stop_reason": record.get("stop_reason"),
-        "draft_prompt": record.get("draft_prompt"),
-        "initial_prompt": record.get("initial_prompt"),
-        "rounds": rounds,
-        "seconds": fmt_seconds(sum((record.get("timings") or {}).values())) if record.get("timings") else None,
-        "rescored": record.get("rescored"),
+        "stop_reason": record.stop_reason,
+        "draft_prompt": record.draft_prompt,
+        "initial_prompt": record.initial_prompt,
+        "rounds": _rounds_view(record, images, metric_order) if detailed else [],
+        "seconds": fmt_seconds(sum(record.timings.values())) if record.timings else None,
+        "rescored": record.rescored,
     }
 
 
 def build_report_context(run_dir: str | Path, *, max_cases: int = MAX_CASES,
                          max_detailed: int = MAX_DETAILED_CASES,
-                         records: list[dict[str, Any]] | None = None,
+                         records: list[CaseRecord] | None = None,
                          leaderboard: list[LeaderboardRow] | None = None) -> dict[str, Any]:
-    """Everything the template shows, from the files of a run folder.
+    """Everything the template shows, from the files of a run folder; draws the plots.
 
     ``records`` / ``leaderboard``: already read / computed by the caller (the end of a run), so
     they are not read or computed again. Cases beyond ``max_cases`` go to further pages
     (``context["pages"]``; :func:`write_report` writes them).
     """
     run_dir = Path(run_dir)
-    report_dir = run_dir / REPORT_DIR
     store = RunStore(run_dir)
     spec = _load_spec(run_dir)
-    light = False
-    if records is None:  # the card index holds what the overview cards need, if it is current
-        records = read_card_index(run_dir, spec)
-        light = records is not None
-        records = records if light else store.records()
+    records, light = load_report_records(store, spec, records)
     models = [t.display_name for t in spec.t2i] if spec is not None else []
-    models += sorted({r["model"] for r in records} - set(models))
-    records = [r for r in records if r.get("model") in models]
+    models += sorted({r.model for r in records} - set(models))
+    records = [r for r in records if r.model in models]
     colours = {m: model_colour(i) for i, m in enumerate(models)}
     metric_order = [m.display_name for m in spec.metrics] if spec is not None else []
-
     correction = spec.correction if spec is not None else "holm"
+    tables = load_tables(store, models, records, leaderboard, correction)
+    plots = write_plots(run_dir, records, models, tables)
+    info = store.read_run_info()
+    cases = _cases_view(run_dir, store, records, light, models, colours, metric_order,
+                        max_cases, max_detailed)
+    return {
+        "title": f"{spec.name} · dataset {spec.dataset.name}" if spec else run_dir.name,
+        "warnings": info.warnings,
+        "run_dir": str(run_dir),
+        "models": [{"name": m, "colour": colours[m]} for m in models],
+        **_tables_view(tables, models, colours),
+        "validity": _validity_view(run_dir),
+        "plots": plots,
+        **_progress_view(records, models, colours),
+        **cases,
+        "max_cases": max_cases,
+        "records": records,
+        "light": light,
+        "max_detailed": max_detailed,
+        "rescored": info.rescored or [],
+        "spec_yaml": _read_text(run_dir / SPEC_FILE),
+        "run_json": json.dumps(dump_record(info), indent=2, ensure_ascii=False)
+        if (run_dir / "run.json").exists() else None,
+    } | _facts_view(info, spec, records, models, failed=len(cases["failures"]))
+
+
+def load_report_records(store: RunStore, spec, records: list[CaseRecord] | None
+                        ) -> tuple[list[CaseRecord], bool]:
+    """The records the report shows, and whether they are the card index's light records
+    (without rounds and descriptions: the cards that show whole histories read their files)."""
+    if records is not None:
+        return records, False
+    light = read_card_index(store.root, spec)
+    if light is not None:
+        return light, True
+    return store.records(), False
+
+
+@dataclass
+class ReportTables:
+    """The leaderboard, its per-metric paired comparisons and the per-category table."""
+
+    rows: list[LeaderboardRow]
+    by_metric: dict[str, ComparisonFamily]
+    categories: list[CategoryRow]
+    #: True where they come from leaderboard.json, written from exactly these records.
+    saved: bool
+
+
+def load_tables(store: RunStore, models: list[str], records: list[CaseRecord],
+                leaderboard: list[LeaderboardRow] | None, correction: str) -> ReportTables:
+    """The tables of leaderboard.json where it is current for ``records``, else computed."""
     saved = _current_tables(store, models, records)
     if saved is not None:  # leaderboard.json was written from exactly these records
         rows, by_metric, categories = saved
-    else:
-        rows = leaderboard if leaderboard is not None else (
-            build_leaderboard(records, models) if records else [])
-        categories = build_category_table(records) if records else []
-        by_metric = build_metric_comparisons(records, rows, correction) if records else {}
+        return ReportTables(rows, by_metric, categories, saved=True)
+    rows = leaderboard if leaderboard is not None else (
+        build_leaderboard(records, models) if records else [])
+    categories = build_category_table(records) if records else []
+    by_metric = build_metric_comparisons(records, rows, correction) if records else {}
+    return ReportTables(rows, by_metric, categories, saved=False)
+
+
+def write_plots(run_dir: Path, records: list[CaseRecord], models: list[str],
+                tables: ReportTables) -> list[dict[str, str]]:
+    """Draw the report's plots under report/plots/; return the ones drawn (src, alt)."""
+    report_dir = run_dir / REPORT_DIR
+    plots: list[dict[str, str]] = []
+
+    def plotted(name: str, draw) -> bool:
+        """Draw a plot, unless it was drawn after leaderboard.json was written from these very
+        records (then it shows them already)."""
+        path = report_dir / "plots" / name
+        leaderboard_file = run_dir / "leaderboard.json"
+        current = (tables.saved and path.exists()
+                   and path.stat().st_mtime_ns >= leaderboard_file.stat().st_mtime_ns)
+        return current or draw(path)
+
+    if records:
+        if plotted("progress.png", lambda path: plot_progress(records, models, path)):
+            plots.append({"src": "plots/progress.png", "alt": "best-ever selection score per round"})
+        if len(_category_names(tables.categories)) > 1 and plotted(
+                "categories.png", lambda path: plot_categories(tables.categories, models, path)):
+            plots.append({"src": "plots/categories.png", "alt": "final selection score by category"})
+    return plots
+
+
+def _category_names(categories: list[CategoryRow]) -> list[str]:
+    return sorted({c.category for c in categories})
+
+
+def _tables_view(tables: ReportTables, models: list[str], colours: dict[str, str]
+                 ) -> dict[str, Any]:
+    """The leaderboard, paired comparisons and category table as the template shows them."""
+    rows, by_metric = tables.rows, tables.by_metric
     comparisons = by_metric.get("selection") or ComparisonFamily(metric="selection")
     metric_names = _metric_columns(rows)
 
@@ -441,172 +531,15 @@ def build_report_context(run_dir: str | Path, *, max_cases: int = MAX_CASES,
                         "rows": comparison_view(family)}
                        for metric, family in by_metric.items()
                        if family.tests and metric != "selection"]
-
-    category_names = sorted({c.category for c in categories})
-    category_view = _category_view(categories, category_names, models)
-
-    # plots
-    plots = []
-
-    def plotted(name: str, draw) -> bool:
-        """Draw a plot, unless it was drawn after leaderboard.json was written from these very
-        records (then it shows them already)."""
-        path = report_dir / "plots" / name
-        tables = run_dir / "leaderboard.json"
-        current = (saved is not None and path.exists()
-                   and path.stat().st_mtime_ns >= tables.stat().st_mtime_ns)
-        return current or draw(path)
-
-    if records:
-        if plotted("progress.png", lambda path: plot_progress(records, models, path)):
-            plots.append({"src": "plots/progress.png", "alt": "best-ever selection score per round"})
-        if len(category_names) > 1 and plotted(
-                "categories.png", lambda path: plot_categories(categories, models, path)):
-            plots.append({"src": "plots/categories.png", "alt": "final selection score by category"})
-    progress_table = []
-    from repainter.report.plots import progress_series
-
-    series = progress_series(records, models)
-    max_rounds = max((len(s["round"]) for s in series.values()), default=0)
-    for m in models:
-        if m in series:
-            progress_table.append({"model": m, "colour": colours[m],
-                                   "values": [fmt(v) for v in series[m]["mean"]]
-                                   + [""] * (max_rounds - len(series[m]["mean"]))})
-
-    # cases, grouped by reference, max_cases per page
-    images = _Images(run_dir, report_dir)
-    groups: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
-    for record in sorted(records, key=lambda r: (str(r.get("category") or ""), str(r["case_id"]))):
-        groups.setdefault(record["case_id"], []).append(record)
-    ordered = list(groups.items())
-    per_page = max(1, max_cases)
-    page_count = max(1, math.ceil(len(ordered) / per_page))
-    pages = [{"number": n + 1, "href": page_file(n + 1), "first": n * per_page + 1,
-              "last": min(len(ordered), (n + 1) * per_page)} for n in range(page_count)]
-
-    def page_cases(number: int) -> list[dict[str, Any]]:
-        """The case cards of one page (only page 1 details its first ``max_detailed``)."""
-        start = (number - 1) * per_page
-        views = []
-        for index, (case_id, mine) in enumerate(ordered[start:start + per_page]):
-            detailed = index < max_detailed and number == 1
-            if detailed and light:  # full histories from the records themselves
-                mine = [store.read_case_record(r["model"], r["case_id"]) or r for r in mine]
-            views.append(_case_view(case_id, mine, detailed, models, colours, metric_order,
-                                    images, run_dir, store))
-        return views
-
-    cases = page_cases(1)
-
-    failures = [{"model": r["model"], "case_id": r["case_id"], "anchor": "case-" + slug(r["case_id"]),
-                 "category": r.get("category"), "error": r.get("error") or "(no reason recorded)",
-                 "traceback": "".join(r.get("traceback") or []) or None,
-                 "colour": colours.get(r["model"], "#888")}
-                for r in records if r.get("status") != "done"]
-    failures += [{"model": "-", "case_id": path, "anchor": "failures", "category": None,
-                  "error": f"unreadable case record {path}: skipped (the case is redone by the "
-                  "next run)", "traceback": None, "colour": "#888"} for path in store.unreadable]
-
-    licences: dict[str, int] = {}
-    for mine in groups.values():
-        name = next((r.get("license") for r in mine if r.get("license")), None)
-        if name:
-            licences[name] = licences.get(name, 0) + 1
-
-    info = store.read_run_info()
-    facts = [
-        ("status", info.status),
-        ("references", len(groups)),
-        ("models", len(models)),
-        ("case records", (f"{sum(1 for r in records if r.get('status') == 'done')} done, "
-                          f"{len(failures)} failed")),
-        ("rounds x variants", f"{spec.loop.rounds} x {spec.loop.variants}" if spec else None),
-        ("selection", ", ".join(f"{k} {v:g}" for k, v in spec.selection.items()) if spec else None),
-        ("MLLM", ", ".join(m.display_name for m in spec.mllms) if spec else None),
-        ("wall time", fmt_seconds(info.wall_seconds) if info.wall_seconds else None),
-        ("started", info.started_at),
-        ("fingerprint", info.spec_fingerprint or (spec.fingerprint() if spec else None)),
-        ("repainter", info.repainter_version),
-    ]
-    if info.cases is not None and info.cases.reused:
-        facts.append(("reused from an earlier run", info.cases.reused))
-    if info.adaptive is not None:
-        from repainter.adaptive import adaptive_line
-
-        facts.append(("adaptive budget", adaptive_line(info.adaptive)))
-    facts += summary_facts(info.environment)
     return {
-        "title": f"{spec.name} · dataset {spec.dataset.name}" if spec else run_dir.name,
-        "warnings": info.warnings,
-        "run_dir": str(run_dir),
-        "facts": [(k, v) for k, v in facts if v not in (None, "")],
-        "licences": sorted(licences.items()),
-        "models": [{"name": m, "colour": colours[m]} for m in models],
         "board": board,
         "metric_names": metric_names,
         "comparisons": comparison_view(comparisons),
         "comparison_note": correction_note(comparisons) if comparisons.tests else "",
         "metric_families": metric_families,
-        "validity": _validity_view(run_dir),
         "category_models": [{"name": m, "colour": colours[m]} for m in models],
-        "categories": category_view,
-        "plots": plots,
-        "progress_rounds": list(range(1, max_rounds + 1)),
-        "progress_table": progress_table,
-        "cases": cases,
-        "case_total": len(ordered),
-        "pages": pages if page_count > 1 else [],
-        "page": 1,
-        "page_only": False,
-        "page_cases": page_cases,
-        "max_cases": max_cases,
-        "records": records,
-        "light": light,
-        "max_detailed": max_detailed,
-        "failures": failures,
-        "rescored": info.rescored or [],
-        "spec_yaml": _read_text(run_dir / SPEC_FILE),
-        "run_json": json.dumps(dump_record(info), indent=2, ensure_ascii=False)
-        if (run_dir / "run.json").exists() else None,
+        "categories": _category_view(tables.categories, models),
     }
-
-
-def _validity_view(run_dir: Path) -> dict[str, Any] | None:
-    """What ``repainter meta-eval`` found about the metrics (RUN/validity.json), if it ran."""
-    path = run_dir / "validity.json"
-    if not path.exists():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    from repainter.report.validity import trust_table
-
-    rows = trust_table(data)
-    errors = list(dict.fromkeys(r["error"] for r in rows))
-    metrics = list(dict.fromkeys(r["metric"] for r in rows))
-    cells = {(r["metric"], r["error"]): r for r in rows}
-    return {"errors": errors, "command": data.get("command"), "bench": data.get("bench"),
-            "rows": [{"metric": m, "cells": [cells.get((m, e)) for e in errors]} for m in metrics]}
-
-
-def _current_tables(store: RunStore, models: list[str], records: list[dict[str, Any]]):
-    """The leaderboard, per-metric comparisons and categories of leaderboard.json where run.json
-    says it was written from these very records (same digest), else None (compute them)."""
-    digest = store.read_run_info().records_digest
-    path = store.root / "leaderboard.json"
-    if not digest or not path.exists():
-        return None
-    if digest != store.records_digest(models, [(r["model"], r["case_id"]) for r in records]):
-        return None
-    try:
-        saved = read_leaderboard(store.root)
-    except (OSError, ValueError, RecordVersionError):  # pydantic's ValidationError is a ValueError
-        return None
-    if saved is None:
-        return None
-    return saved.models, saved.comparisons, saved.categories
 
 
 def _board_row(row: LeaderboardRow, metric_names: list[str], colours: dict[str, str],
@@ -644,12 +577,10 @@ def _metric_cell(summary: MetricSummary | None, name: str) -> dict[str, Any]:
             "r1": fmt(summary.round1) if not summary.judge else None}
 
 
-def _category_view(categories: list[CategoryRow], names: list[str],
-                   models: list[str]) -> list[dict[str, Any]]:
-    """Per category: each model's mean with its interval, the best marked."""
+def _category_view(categories: list[CategoryRow], models: list[str]) -> list[dict[str, Any]]:
     by_cat = {(c.model, c.category): c for c in categories}
-    view = []
-    for name in names:
+    category_view = []
+    for name in _category_names(categories):
         cells = []
         values = [by_cat[(m, name)].selection_final for m in models
                   if (m, name) in by_cat and by_cat[(m, name)].selection_final is not None]
@@ -662,8 +593,143 @@ def _category_view(categories: list[CategoryRow], names: list[str],
             cells.append({"value": fmt(c.selection_final), "n": c.done,
                           "ci": (fmt(c.ci_low), fmt(c.ci_high)) if c.ci_low is not None else None,
                           "best": len(values) > 1 and c.selection_final == best_value})
-        view.append({"category": name, "cells": cells})
-    return view
+        category_view.append({"category": name, "cells": cells})
+    return category_view
+
+
+def _progress_view(records: list[CaseRecord], models: list[str], colours: dict[str, str]
+                   ) -> dict[str, Any]:
+    """The mean best-ever selection score per round and model, as a table."""
+    from repainter.report.plots import progress_series
+
+    series = progress_series(records, models)
+    max_rounds = max((len(s["round"]) for s in series.values()), default=0)
+    progress_table = [{"model": m, "colour": colours[m],
+                       "values": [fmt(v) for v in series[m]["mean"]]
+                       + [""] * (max_rounds - len(series[m]["mean"]))}
+                      for m in models if m in series]
+    return {"progress_rounds": list(range(1, max_rounds + 1)), "progress_table": progress_table}
+
+
+def _cases_view(run_dir: Path, store: RunStore, records: list[CaseRecord], light: bool,
+                models: list[str], colours: dict[str, str], metric_order: list[str],
+                max_cases: int, max_detailed: int) -> dict[str, Any]:
+    """The case cards grouped by reference (``max_cases`` per page), licences and failures."""
+    images = _Images(run_dir, run_dir / REPORT_DIR)
+    groups: OrderedDict[str, list[CaseRecord]] = OrderedDict()
+    for record in sorted(records, key=lambda r: (str(r.category or ""), str(r.case_id))):
+        groups.setdefault(record.case_id, []).append(record)
+    ordered = list(groups.items())
+    per_page = max(1, max_cases)
+    page_count = max(1, math.ceil(len(ordered) / per_page))
+    pages = [{"number": n + 1, "href": page_file(n + 1), "first": n * per_page + 1,
+              "last": min(len(ordered), (n + 1) * per_page)} for n in range(page_count)]
+
+    def page_cases(number: int) -> list[dict[str, Any]]:
+        """The case cards of one page (only page 1 details its first ``max_detailed``)."""
+        start = (number - 1) * per_page
+        views = []
+        for index, (case_id, mine) in enumerate(ordered[start:start + per_page]):
+            detailed = index < max_detailed and number == 1
+            if detailed and light:  # full histories from the records themselves
+                mine = [store.read_case_record(r.model, r.case_id) or r for r in mine]
+            views.append(_case_view(case_id, mine, detailed, models, colours, metric_order,
+                                    images, run_dir, store))
+        return views
+
+    licences: dict[str, int] = {}
+    for mine in groups.values():
+        name = next((r.license for r in mine if r.license), None)
+        if name:
+            licences[name] = licences.get(name, 0) + 1
+    return {
+        "licences": sorted(licences.items()),
+        "cases": page_cases(1),
+        "case_total": len(ordered),
+        "pages": pages if page_count > 1 else [],
+        "page": 1,
+        "page_only": False,
+        "page_cases": page_cases,
+        "failures": _failures_view(records, store, colours),
+    }
+
+
+def _failures_view(records: list[CaseRecord], store: RunStore, colours: dict[str, str]
+                   ) -> list[dict[str, Any]]:
+    """Failed cases with their reasons, and the record files that could not be read."""
+    failures = [{"model": r.model, "case_id": r.case_id, "anchor": "case-" + slug(r.case_id),
+                 "category": r.category, "error": r.error or "(no reason recorded)",
+                 "traceback": "".join(r.traceback or []) or None,
+                 "colour": colours.get(r.model, "#888")}
+                for r in records if not r.done]
+    failures += [{"model": "-", "case_id": path, "anchor": "failures", "category": None,
+                  "error": f"unreadable case record {path}: skipped (the case is redone by the "
+                  "next run)", "traceback": None, "colour": "#888"} for path in store.unreadable]
+    return failures
+
+
+def _facts_view(info: RunInfo, spec, records: list[CaseRecord], models: list[str],
+                failed: int) -> dict[str, Any]:
+    """The run's facts: status, counts, settings, timings and environment."""
+    done = sum(1 for r in records if r.done)  # failed: failed records and unreadable files
+    facts = [
+        ("status", info.status),
+        ("references", len({r.case_id for r in records})),
+        ("models", len(models)),
+        ("case records", f"{done} done, {failed} failed"),
+        ("rounds x variants", f"{spec.loop.rounds} x {spec.loop.variants}" if spec else None),
+        ("selection", ", ".join(f"{k} {v:g}" for k, v in spec.selection.items()) if spec else None),
+        ("MLLM", ", ".join(m.display_name for m in spec.mllms) if spec else None),
+        ("wall time", fmt_seconds(info.wall_seconds) if info.wall_seconds else None),
+        ("started", info.started_at),
+        ("fingerprint", info.spec_fingerprint or (spec.fingerprint() if spec else None)),
+        ("repainter", info.repainter_version),
+    ]
+    if info.cases is not None and info.cases.reused:
+        facts.append(("reused from an earlier run", info.cases.reused))
+    if info.adaptive is not None:
+        from repainter.adaptive import adaptive_line
+
+        facts.append(("adaptive budget", adaptive_line(info.adaptive)))
+    facts += summary_facts(info.environment)
+    return {"facts": [(k, v) for k, v in facts if v not in (None, "")]}
+
+
+def _validity_view(run_dir: Path) -> dict[str, Any] | None:
+    """What ``repainter meta-eval`` found about the metrics (RUN/validity.json), if it ran."""
+    path = run_dir / "validity.json"
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    from repainter.report.validity import trust_table
+
+    rows = trust_table(data)
+    errors = list(dict.fromkeys(r["error"] for r in rows))
+    metrics = list(dict.fromkeys(r["metric"] for r in rows))
+    cells = {(r["metric"], r["error"]): r for r in rows}
+    return {"errors": errors, "command": data.get("command"), "bench": data.get("bench"),
+            "rows": [{"metric": m, "cells": [cells.get((m, e)) for e in errors]} for m in metrics]}
+
+
+def _current_tables(store: RunStore, models: list[str], records: list[CaseRecord]):
+    """The leaderboard, per-metric comparisons and categories of leaderboard.json where run.json
+    says it was written from these very records (same digest), else None (compute them)."""
+    digest = store.read_run_info().records_digest
+    path = store.root / "leaderboard.json"
+    if not digest or not path.exists():
+        return None
+    if digest != store.records_digest(models, [(r.model, r.case_id) for r in records]):
+        return None
+    try:
+        saved = read_leaderboard(store.root)
+    except (OSError, ValueError, RecordVersionError):  # pydantic's ValidationError is a ValueError
+        return None
+    if saved is None:
+        return None
+    return saved.models, saved.comparisons, saved.categories
 
 
 #: An index of the fields the overview cards, failures and progress table need, one line per
@@ -688,54 +754,59 @@ def _folder_digest(run_dir: Path, spec) -> str:
     return digest.hexdigest()
 
 
-def read_card_index(run_dir: Path, spec) -> list[dict[str, Any]] | None:
-    """The light records of the card index, or None where it is missing or out of date."""
+def read_card_index(run_dir: Path, spec) -> list[CaseRecord] | None:
+    """The light records of the card index, or None where it is missing or out of date (or
+    holds a line this repainter cannot read: the index is then rebuilt from the records)."""
     path = run_dir / REPORT_DIR / CARD_INDEX
     try:
         with path.open("rb") as handle:
             header = json.loads(handle.readline() or b"{}")
             if header.get("digest") != _folder_digest(run_dir, spec):
                 return None
-            return [json.loads(line) for line in handle if line.strip()]
-    except (OSError, ValueError):
+            return [load_case_record(json.loads(line)) for line in handle if line.strip()]
+    except (OSError, ValueError):  # pydantic's ValidationError and RecordVersionError included
         return None
 
 
-def write_card_index(run_dir: Path, spec, records: list[dict[str, Any]]) -> None:
+def write_card_index(run_dir: Path, spec, records: list[CaseRecord]) -> None:
     lines = [json.dumps({"digest": _folder_digest(run_dir, spec)})]
-    lines += [json.dumps({k: v for k, v in r.items() if k not in _NOT_IN_CARDS},
+    lines += [json.dumps({k: v for k, v in dump_record(r).items() if k not in _NOT_IN_CARDS},
                          ensure_ascii=False, allow_nan=False, default=str) for r in records]
     atomic_write_bytes(run_dir / REPORT_DIR / CARD_INDEX, ("\n".join(lines) + "\n").encode("utf-8"))
 
 
-def _case_view(case_id: str, mine: list[dict[str, Any]], detailed: bool, models: list[str],
+def _stored_description(run_dir: Path, case_id: str) -> ImageUnderstandingTree | None:
+    """The shared description of a reference (for a card whose records carry none)."""
+    path = run_dir / "descriptions" / f"{slug(case_id)}.json"
+    if not path.exists():
+        return None
+    try:
+        return ImageUnderstandingTree.model_validate_json(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+
+
+def _case_view(case_id: str, mine: list[CaseRecord], detailed: bool, models: list[str],
                colours: dict[str, str], metric_order: list[str], images: _Images, run_dir: Path,
                store: RunStore) -> dict[str, Any]:
     """One reference's card: its reference, description and each model's outcome."""
     order = {m: i for i, m in enumerate(models)}
-    mine.sort(key=lambda r: order.get(r["model"], len(order)))
-    first = next((r for r in mine if r.get("status") == "done"), mine[0])
-    iut = first.get("iut")
-    if iut is None:
-        path = run_dir / "descriptions" / f"{slug(case_id)}.json"
-        if path.exists():
-            try:
-                iut = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                iut = None
-    reference = first.get("reference") or store.reference_relpath(case_id)
+    mine.sort(key=lambda r: order.get(r.model, len(order)))
+    first = next((r for r in mine if r.done), mine[0])
+    iut = first.iut if first.iut is not None else _stored_description(run_dir, case_id)
+    reference = first.reference or store.reference_relpath(case_id)
     return {
         "id": case_id,
         "anchor": "case-" + slug(case_id),
-        "category": first.get("category"),
-        "license": next((r.get("license") for r in mine if r.get("license")), None),
-        "source": next((r.get("source") for r in mine if r.get("source")), None),
+        "category": first.category,
+        "license": next((r.license for r in mine if r.license), None),
+        "source": next((r.source for r in mine if r.source), None),
         "reference": images(reference),
         "iut": _iut_view(iut),
-        "models": [_model_case_view(r, images, colours.get(r["model"], "#888"), metric_order,
+        "models": [_model_case_view(r, images, colours.get(r.model, "#888"), metric_order,
                                     detailed) for r in mine],
         "detailed": detailed,
-        "failed": any(r.get("status") != "done" for r in mine),
+        "failed": any(not r.done for r in mine),
     }
 
 
@@ -762,7 +833,7 @@ def render_report(context: dict[str, Any]) -> str:
 
 def write_report(run_dir: str | Path, *, max_cases: int = MAX_CASES,
                  max_detailed: int = MAX_DETAILED_CASES,
-                 records: list[dict[str, Any]] | None = None,
+                 records: list[CaseRecord] | None = None,
                  leaderboard: list[LeaderboardRow] | None = None) -> Path:
     """Write ``RUN/report/index.html`` (with plots and thumbnails) and, beyond ``max_cases``
     references, the further pages ``cases-2.html``, ...; return the index's path.
@@ -795,14 +866,14 @@ def write_report(run_dir: str | Path, *, max_cases: int = MAX_CASES,
     return path
 
 
-def _decision_view(decision: Any, images) -> dict[str, Any] | None:
+def _decision_view(decision: DecisionRecord | None, images) -> dict[str, Any] | None:
     """The retrieve-or-generate outcome of a case, for its card (None when not asked for)."""
-    if not isinstance(decision, dict):
+    if decision is None:
         return None
-    retrieved = decision.get("retrieved") or {}
-    return {"choice": decision.get("choice"), "rule": decision.get("rule"),
-            "metric": decision.get("metric"), "margin": decision.get("margin"),
-            "generated_value": fmt(decision.get("generated_value")),
-            "retrieved_value": fmt(decision.get("retrieved_value")),
-            "truly_closer": decision.get("truly_closer"), "correct": decision.get("correct"),
-            "retrieved_image": images(retrieved.get("image"))}
+    retrieved = decision.retrieved
+    return {"choice": decision.choice, "rule": decision.rule,
+            "metric": decision.metric, "margin": decision.margin,
+            "generated_value": fmt(decision.generated_value),
+            "retrieved_value": fmt(decision.retrieved_value),
+            "truly_closer": decision.truly_closer, "correct": decision.correct,
+            "retrieved_image": images(retrieved.image) if retrieved else None}

@@ -20,15 +20,15 @@ def world_run(tmp_path_factory):
 def test_every_case_is_scored_and_laid_out(world_run):
     root = world_run.run_dir
     assert len(world_run.records) >= 24
-    assert all(r["status"] == "done" for r in world_run.records)
+    assert all(r.done for r in world_run.records)
     for name in ("spec.yaml", "run.json", "results.jsonl", "leaderboard.json", "leaderboard.csv",
                  "leaderboard.md", "checkpoints.sqlite"):
         assert (root / name).is_file(), name
     record = world_run.records[0]
-    assert (root / record["reference"]).is_file()
-    assert (root / record["best"]["image"]).is_file()
-    assert len(record["rounds"]) == 3 and all(len(r["candidates"]) == 3 for r in record["rounds"])
-    assert record["iut"]["global_description"] and record["ground_truth"]
+    assert (root / record.reference).is_file()
+    assert (root / record.best.image).is_file()
+    assert len(record.rounds) == 3 and all(len(r.candidates) == 3 for r in record.rounds)
+    assert record.iut.global_description and record.ground_truth
     lines = (root / "results.jsonl").read_text().splitlines()
     assert len(lines) == len(world_run.records)
 
@@ -36,20 +36,20 @@ def test_every_case_is_scored_and_laid_out(world_run):
 @pytest.mark.slow
 def test_best_ever_score_never_decreases(world_run):
     for record in world_run.records:
-        curve = record["best_ever_by_round"]
-        assert all(b >= a for a, b in zip(curve, curve[1:])), record["case_id"]
-        assert curve[-1] == record["final_scores"]["selection"]
-        round_bests = [r["round_best_selection"] for r in record["rounds"]]
+        curve = record.best_ever_by_round
+        assert all(b >= a for a, b in zip(curve, curve[1:])), record.case_id
+        assert curve[-1] == record.final_scores["selection"]
+        round_bests = [r.round_best_selection for r in record.rounds]
         assert curve[-1] == max(round_bests)
 
 
 @pytest.mark.slow
 def test_loop_improves_selection_and_ground_truth_fidelity(world_run):
     done = world_run.records
-    r1 = fmean(r["round1_best"]["selection"] for r in done)
-    final = fmean(r["final_scores"]["selection"] for r in done)
-    f1_r1 = fmean(r["round1_best"]["scores"]["object_f1"] for r in done)
-    f1_final = fmean(r["final_scores"]["object_f1"] for r in done)
+    r1 = fmean(r.round1_best.selection for r in done)
+    final = fmean(r.final_scores["selection"] for r in done)
+    f1_r1 = fmean(r.round1_best.scores["object_f1"] for r in done)
+    f1_final = fmean(r.final_scores["object_f1"] for r in done)
     assert final > r1 + 0.02, (r1, final)
     assert f1_final > f1_r1, (f1_r1, f1_final)
 
@@ -57,10 +57,10 @@ def test_loop_improves_selection_and_ground_truth_fidelity(world_run):
 @pytest.mark.slow
 def test_every_node_ran(world_run):
     record = world_run.records[0]
-    assert record["draft_prompt"] and record["initial_prompt"]  # describe, compose_prompt
-    assert record["rounds"][0]["critique"] is not None  # critique
-    assert record["rounds"][0]["revised_prompt"]  # revise
-    assert record["judgement"]  # judge
+    assert record.draft_prompt and record.initial_prompt  # describe, compose_prompt
+    assert record.rounds[0].critique is not None  # critique
+    assert record.rounds[0].revised_prompt  # revise
+    assert record.judgement  # judge
     assert len(NODES) == 11
 
 
@@ -76,7 +76,7 @@ def test_early_stop_on_target_ends_cases_sooner(tmp_path):
     spec = build_spec({"preset": "world", "output_dir": str(tmp_path / "run"), "dataset": {"limit": 3},
                        "loop": {"rounds": 4, "early_stop": {"target": 0.0}}})
     result = run(spec)
-    assert all(len(r["rounds"]) == 1 and r["stop_reason"] == "target_reached" for r in result.records)
+    assert all(len(r.rounds) == 1 and r.stop_reason == "target_reached" for r in result.records)
 
 
 @pytest.mark.slow
@@ -95,13 +95,13 @@ def test_retrieve_or_generate_decision_is_recorded_and_checked_against_ground_tr
     assert rows["retrieval"].decision is None  # the retriever decides nothing for itself
     for model in ("procedural", "colourblind"):
         assert rows[model].decision.cases == 6
-        for record in (r for r in result.records if r["model"] == model):
-            decision = record["decision"]
-            assert decision["choice"] in ("generated", "retrieved")
-            assert (result.run_dir / decision["retrieved"]["image"]).is_file()
-            expected = ("retrieved" if decision["retrieved_value"] > decision["generated_value"]
+        for record in (r for r in result.records if r.model == model):
+            decision = record.decision
+            assert decision.choice in ("generated", "retrieved")
+            assert (result.run_dir / decision.retrieved.image).is_file()
+            expected = ("retrieved" if decision.retrieved_value > decision.generated_value
                         else "generated")
-            assert decision["choice"] == expected
+            assert decision.choice == expected
     # the faithful generator beats retrieval from other scenes, and the ground truth agrees
     assert rows["procedural"].decision.retrieved_share == 0.0
     assert rows["procedural"].decision.accuracy == 1.0
@@ -116,13 +116,13 @@ def test_decision_by_the_mllm_judge_with_a_margin(tmp_path):
         "decision": {"retriever": "retrieval", "rule": "mllm", "margin": 1.0},
     })
     result = run(spec)
-    for record in (r for r in result.records if r["model"] == "procedural"):
-        decision = record["decision"]
-        assert decision["rule"] == "mllm"
+    for record in (r for r in result.records if r.model == "procedural"):
+        decision = record.decision
+        assert decision.rule == "mllm"
         # judge scores: aesthetic + semantic, each 1-5
-        assert 2 <= decision["generated_value"] <= 10 and 2 <= decision["retrieved_value"] <= 10
-        wins = decision["retrieved_value"] > decision["generated_value"] + 1.0
-        assert decision["choice"] == ("retrieved" if wins else "generated")
+        assert 2 <= decision.generated_value <= 10 and 2 <= decision.retrieved_value <= 10
+        wins = decision.retrieved_value > decision.generated_value + 1.0
+        assert decision.choice == ("retrieved" if wins else "generated")
 
 
 def test_decision_spec_is_validated():

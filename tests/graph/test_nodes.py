@@ -3,6 +3,7 @@
 import pytest
 
 from repainter.graph import nodes
+from repainter.records import dump_record
 from repainter.runner import prepare_context
 from repainter.schemas import Critique, ImageUnderstandingTree
 from repainter.spec import build_spec
@@ -109,10 +110,10 @@ def test_judge_and_finalize_write_the_record(ctx):
                      nodes.generate, nodes.score, nodes.select, nodes.judge, nodes.finalize)
     assert 1 <= state["judgement"]["aesthetic"] <= 5 and 1 <= state["judgement"]["semantic"] <= 5
     record = ctx.store.read_case_record("procedural", ctx.case_id)
-    assert record["status"] == "done"
-    assert record["final_scores"]["selection"] == state["best"]["selection"]
-    assert record["ground_truth"]["objects"]
-    assert record["round1_best"] == state["best"]
+    assert record.done
+    assert record.final_scores["selection"] == state["best"]["selection"]
+    assert record.ground_truth["objects"]
+    assert dump_record(record.round1_best) == state["best"]  # the graph's state, as recorded
 
 
 def test_judge_without_any_scorable_candidate_fails_the_case(ctx):

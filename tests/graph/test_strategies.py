@@ -80,8 +80,7 @@ def test_explicit_refine_runs_exactly_the_default_loop(tmp_path):
     def records(folder, extra):
         spec = build_spec({"preset": "world", "output_dir": str(tmp_path / folder), "dataset": {"limit": 1},
                            "loop": {"rounds": 2, "variants": 2, **extra}})
-        return [{k: v for k, v in r.items() if k not in ("timings", "mllm_usage")}
-                for r in run(spec).records]
+        return [r.comparable() for r in run(spec).records]
 
     assert records("default", {}) == records("explicit", {"strategy": "refine"})
 

@@ -8,23 +8,24 @@ import subprocess
 
 import pytest
 
+from repainter.records import CaseRecord
 from repainter.report.latex import latex_escape, leaderboard_latex, main_metrics
 from repainter.report.leaderboard import build_leaderboard, write_leaderboard
 
 
 def _record(model, case, r1, final, ssim=0.8, psnr=20.0):
-    return {
-        "model": model, "case_id": case, "status": "done", "rounds": [{}, {}],
-        "round1_best": {"selection": r1, "scores": {"ssim": ssim - 0.1, "psnr": psnr - 2}},
-        "final_scores": {"selection": final, "ssim": ssim, "psnr": psnr, "judge_semantic": 4.0},
-    }
+    return CaseRecord(
+        model=model, case_id=case, status="done", rounds=[{}, {}],
+        round1_best={"selection": r1, "scores": {"ssim": ssim - 0.1, "psnr": psnr - 2}},
+        final_scores={"selection": final, "ssim": ssim, "psnr": psnr, "judge_semantic": 4.0},
+    )
 
 
 NASTY = r"sd_1.5 & 50% #1 {x} $y$ ~z ^w \q"
 RECORDS = [
     _record(NASTY, "a", 0.5, 0.9), _record(NASTY, "b", 0.6, 0.8),
     _record("plain", "a", 0.2, 0.3), _record("plain", "b", 0.4, 0.5),
-    {"model": "plain", "case_id": "c", "status": "failed", "error": "x", "final_scores": {}},
+    CaseRecord(model="plain", case_id="c", status="failed", error="x", final_scores={}),
 ]
 
 

@@ -1,6 +1,7 @@
 import csv
 import json
 
+from repainter.records import CaseRecord, RoundRecord
 from repainter.report.leaderboard import (
     build_category_table,
     build_comparisons,
@@ -11,17 +12,17 @@ from repainter.report.leaderboard import (
 
 
 def _record(model, case, r1, final, status="done", f1=(0.5, 1.0)):
-    return {
-        "model": model, "case_id": case, "status": status, "rounds": [{}, {}, {}],
-        "round1_best": {"selection": r1, "scores": {"object_f1": f1[0]}},
-        "final_scores": {"selection": final, "object_f1": f1[1], "judge_semantic": 4.0},
-    }
+    return CaseRecord(
+        model=model, case_id=case, status=status, rounds=[{}, {}, {}],
+        round1_best={"selection": r1, "scores": {"object_f1": f1[0]}},
+        final_scores={"selection": final, "object_f1": f1[1], "judge_semantic": 4.0},
+    )
 
 
 RECORDS = [
     _record("weak", "a", 0.2, 0.3), _record("weak", "b", 0.4, 0.5),
     _record("strong", "a", 0.5, 0.9), _record("strong", "b", 0.6, 0.8),
-    {"model": "strong", "case_id": "c", "status": "failed", "error": "broken image", "final_scores": {}},
+    CaseRecord(model="strong", case_id="c", status="failed", error="broken image", final_scores={}),
 ]
 
 
@@ -56,7 +57,7 @@ def test_paired_comparison_uses_shared_cases():
 
 
 def test_category_table():
-    records = [dict(r, category="x") for r in RECORDS]
+    records = [r.model_copy(update={"category": "x"}) for r in RECORDS]
     table = build_category_table(records)
     assert {(r.model, r.category, r.done) for r in table} == {("strong", "x", 2), ("weak", "x", 2)}
 
@@ -88,12 +89,12 @@ def _three_models():
     for i in range(8):
         case = f"k{i}"
         records += [
-            {"model": "top", "case_id": case, "status": "done",
-             "final_scores": {"selection": 0.9 + 0.001 * i, "ssim": 0.8, "lpips": 0.1}},
-            {"model": "mid", "case_id": case, "status": "done",
-             "final_scores": {"selection": 0.7 + 0.002 * i, "ssim": 0.8, "lpips": 0.2}},
-            {"model": "low", "case_id": case, "status": "done",
-             "final_scores": {"selection": 0.5 + 0.001 * (i % 2), "ssim": 0.6, "lpips": 0.3}},
+            CaseRecord(model="top", case_id=case, status="done",
+                       final_scores={"selection": 0.9 + 0.001 * i, "ssim": 0.8, "lpips": 0.1}),
+            CaseRecord(model="mid", case_id=case, status="done",
+                       final_scores={"selection": 0.7 + 0.002 * i, "ssim": 0.8, "lpips": 0.2}),
+            CaseRecord(model="low", case_id=case, status="done",
+                       final_scores={"selection": 0.5 + 0.001 * (i % 2), "ssim": 0.6, "lpips": 0.3}),
         ]
     return records
 
@@ -126,9 +127,9 @@ def test_every_metric_gets_corrected_paired_tests_named_everywhere(tmp_path):
 
 
 def test_a_metric_only_one_model_has_gives_an_empty_comparison(tmp_path):
-    records = [{"model": "a", "case_id": "k", "status": "done",
-                "final_scores": {"selection": 0.5, "scene_truth": 0.7}},
-               {"model": "b", "case_id": "k", "status": "done", "final_scores": {"selection": 0.4}}]
+    records = [CaseRecord(model="a", case_id="k", status="done",
+                          final_scores={"selection": 0.5, "scene_truth": 0.7}),
+               CaseRecord(model="b", case_id="k", status="done", final_scores={"selection": 0.4})]
     rows = build_leaderboard(records)
     write_leaderboard(rows, tmp_path, records)  # no NaN reaches the JSON
     board = json.loads((tmp_path / "leaderboard.json").read_text())
@@ -140,10 +141,11 @@ def test_flagged_renders_stand_beside_the_means(tmp_path):
     """A model whose safety checker blanked renders is scored on fewer images: the leaderboard
     says how many, and says nothing for a model with no flagged render."""
     flagged = _record("sd15", "a", 0.5, 0.6)
-    flagged["rounds"] = [{"candidates": [{"flagged": "safety_checker_blanked"}, {"flagged": None},
-                                         {"flagged": None}, {"flagged": "nan_decode"}]}]
-    blanked = {"model": "sd15", "case_id": "b", "status": "failed", "final_scores": {},
-               "rounds": [{"candidates": [{"flagged": "safety_checker_blanked"}]}]}
+    flagged.rounds = [RoundRecord(candidates=[
+        {"flagged": "safety_checker_blanked"}, {"flagged": None}, {"flagged": None},
+        {"flagged": "nan_decode"}])]
+    blanked = CaseRecord(model="sd15", case_id="b", status="failed", final_scores={},
+                         rounds=[{"candidates": [{"flagged": "safety_checker_blanked"}]}])
     rows = {r.model: r for r in build_leaderboard(RECORDS + [flagged, blanked])}
     assert rows["sd15"].flagged_share == 3 / 5
     assert rows["sd15"].cases_all_flagged == 1

@@ -1,0 +1,315 @@
+"""The case record: everything one case (one reference x one T2I model) left behind.
+
+``cases/<model>/<case>.json`` holds a :class:`CaseRecord`; ``results.jsonl`` holds one
+:class:`ResultLine` per record. The graph builds the record (``repainter.graph.nodes``), the
+store writes it with :func:`~repainter.records.base.dump_record` and reads it with
+:func:`~repainter.records.base.load_record`; every reader uses the attributes below.
+
+Fields a record only sometimes carries (a failed case's ``traceback``, a candidate's ``drawn``
+scene or ``prompt_tokens_dropped``, a baseline's ``strategy``, the ``rescored`` metrics, a grid
+cell's ``mllm``) are written only when they were set, so a record's JSON is exactly what the
+loop produced: the field order below is the key order of the files. Reading one leaves unset
+fields at their defaults (``None`` or empty), the missing-value policy of
+:mod:`repainter.records.base`.
+
+Version 0 is the format written before records carried a ``schema_version`` (identical
+otherwise); version 1 adds ``schema_version`` and nothing else.
+
+>>> record = CaseRecord(case_id="c1", model="sd", status="failed", error="loop: boom",
+...                     traceback=[], rounds=[], final_scores={})
+>>> list(dump_record(record))
+['schema_version', 'case_id', 'model', 'status', 'error', 'traceback', 'rounds', 'final_scores']
+>>> load_record(CaseRecord, {"case_id": "c1", "model": "sd", "status": "done"}).schema_version
+1
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, model_serializer
+
+from repainter.records.base import VersionedRecord, dump_record, load_record, migration
+from repainter.schemas import ImageUnderstandingTree
+
+Scores = dict[str, float | None]
+"""Metric label -> value (None: the metric gave no finite value for this image)."""
+
+
+class RecordPart(BaseModel):
+    """A part of a record: unknown keys and non-finite numbers are refused (a NaN reaching a
+    record is a bug upstream: it fails where the record is built), unset fields are not written.
+
+    Until every reader uses attributes, a part also answers ``part["key"]`` and
+    ``part.get("key")`` as the dict it replaces did (a field that was never set counts as
+    absent): the leaderboard module still reads records that way.
+    """
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @model_serializer(mode="wrap")
+    def _only_set_fields(self, handler):
+        data = handler(self)
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if k in self.model_fields_set}
+        return data
+
+    # -- transitional mapping access (repainter.report.leaderboard, repainter.report.plots) ----
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self.model_fields_set:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return getattr(self, key) if key in self.model_fields_set else default
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.model_fields_set
+
+    def keys(self) -> list[str]:
+        return [k for k in type(self).model_fields if k in self.model_fields_set]
+
+
+class CandidateRecord(RecordPart):
+    """One render of one prompt variant, with its scores (``round`` and ``variant`` are None
+    only in synthetic records, such as the meta-evaluation's oracle)."""
+
+    round: int | None = None
+    variant: int | None = None
+    prompt: str | None = None
+    seed: int | None = None
+    image: str | None = None  # path relative to the run folder
+    flagged: str | None = None  # why it is not scored (safety checker, NaN decode, all black)
+    #: Prompt tokens the T2I model's text encoder dropped (set only where it dropped some).
+    prompt_tokens_dropped: int | None = None
+    #: The scene a simulated T2I model reports it drew (set only for such models).
+    drawn: dict[str, Any] | None = None
+    scores: Scores = Field(default_factory=dict)
+    selection: float | None = None  # None: not selectable (flagged, or a metric gave no value)
+    invalid_reason: str | None = None
+
+    @property
+    def key(self) -> tuple[int | None, int | None]:
+        """(round, variant): names the candidate within its case."""
+        return (self.round, self.variant)
+
+
+class Difference(RecordPart):
+    aspect: str = "content"
+    description: str = ""
+    target: str = ""
+    change: str = ""
+
+
+class CritiqueRecord(RecordPart):
+    """What the MLLM found still differs from the reference (``repainter.schemas.Critique``)."""
+
+    differences: list[Difference] = Field(default_factory=list)
+    summary: str = ""
+
+
+class RoundRecord(RecordPart):
+    """One round of the loop: the prompt, its candidates, the pick, the critique, the revision."""
+
+    round: int | None = None
+    prompt: str | None = None  # the prompt the variants were written from
+    candidates: list[CandidateRecord] = Field(default_factory=list)
+    round_best: int | None = None  # variant of the round's best selectable candidate
+    round_best_selection: float | None = None
+    best_ever_selection: float | None = None
+    critique: CritiqueRecord | None = None
+    revised_prompt: str | None = None
+
+    def best_candidate(self) -> CandidateRecord | None:
+        """The candidate the round picked (None when none of it was selectable)."""
+        if self.round_best is None:
+            return None
+        return next((c for c in self.candidates if c.variant == self.round_best), None)
+
+
+class JudgementRecord(RecordPart):
+    """The MLLM judge's verdict on the best-ever candidate (1 to 5 each)."""
+
+    aesthetic: int
+    semantic: int
+    rationale: str = ""
+    #: Set by a rescore that changed the best-ever candidate: the verdict is of this image.
+    judged_image: str | None = None
+    stale: str | None = None
+
+
+class RenderFlags(RecordPart):
+    """Candidates rendered, how many were flagged (per flag) and the flagged share."""
+
+    candidates: int = 0
+    flagged: int = 0
+    by_flag: dict[str, int] = Field(default_factory=dict)
+    flagged_share: float | None = None
+
+
+class MllmUsage(RecordPart):
+    """Calls, tokens and cost of the MLLM calls made for one case (empty for offline MLLMs)."""
+
+    calls: int | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    total_tokens: int | None = None
+    cached_tokens: int | None = None
+    calls_without_usage: int | None = None
+    cost_usd: float | None = None
+    served_by: list[str] | None = None
+
+
+class RetrievedRender(RecordPart):
+    """The retriever's answer to the best prompt, scored like a candidate."""
+
+    image: str | None = None
+    scores: Scores | None = None
+    selection: float | None = None
+    flagged: str | None = None
+
+
+class DecisionRecord(RecordPart):
+    """Retrieve or generate: which image the rule picked, and whether that was right."""
+
+    rule: str
+    metric: str | None = None
+    margin: float = 0.0
+    choice: str
+    generated_value: int | float | None = None
+    retrieved_value: int | float | None = None
+    retrieved: RetrievedRender | None = None
+    truly_closer: str | None = None  # "generated" / "retrieved" / "tie"; None: not known
+    correct: bool | None = None
+
+
+#: Fields in which two runs of the same spec on the same machine may differ: ``timings`` holds
+#: wall-clock seconds per graph node. ``source`` also differs where the dataset lies elsewhere
+#: (it names the dataset file by its absolute path), so records of one spec run from two
+#: checkouts agree once both are left out. Everything else (prompts, seeds, scores, choices,
+#: judgements, usage counts) is a function of the spec.
+VOLATILE_FIELDS = ("timings",)
+LOCATION_FIELDS = ("source",)
+
+
+class CaseRecord(RecordPart, VersionedRecord):
+    """``cases/<model>/<case>.json``: a finished case, or a failed one with its reason."""
+
+    kind: ClassVar[str] = "case"
+    current_version: ClassVar[int] = 1
+
+    case_id: str
+    model: str  # the T2I model's label (a grid cell's label in a grid)
+    category: str | None = None
+    status: str  # "done" or "failed"
+    error: str | None = None
+    traceback: list[str] | None = None  # a failed case: the last frames
+    reference: str | None = None  # path of the reference in the run folder
+    reference_sha256: str | None = None  # pixel hash of the reference the case ran on
+    source: str | None = None
+    license: str | None = None
+    ground_truth: dict[str, Any] | None = None  # the dataset's scene, where it has one
+    iut: ImageUnderstandingTree | None = None
+    draft_prompt: str | None = None
+    initial_prompt: str | None = None
+    rounds: list[RoundRecord] = Field(default_factory=list)
+    round1_best: CandidateRecord | None = None
+    best: CandidateRecord | None = None  # the best-ever candidate
+    best_ever_by_round: list[float | None] = Field(default_factory=list)
+    stop_reason: str | None = None
+    judgement: JudgementRecord | None = None
+    #: The best-ever candidate's scores, its ``selection`` and the judge's ``judge_*`` scores.
+    final_scores: Scores = Field(default_factory=dict)
+    #: The T2I model's identity (a grid's records carry the T2I label here instead).
+    t2i: dict[str, Any] | str | None = None
+    timings: dict[str, float] = Field(default_factory=dict)  # seconds per graph node
+    mllm_usage: MllmUsage = Field(default_factory=MllmUsage)
+    render_flags: RenderFlags | None = None
+    decision: DecisionRecord | None = None
+    strategy: str | None = None  # set only for the baselines (best_of_n, one_shot)
+    rescored: list[str] | None = None  # metric labels added by ``repainter rescore``
+    # -- set in memory by the aggregating commands, never in a case file --------------------
+    seed: int | None = None  # repainter.seeds: the sub-run's seed
+    seeds_done: int | None = None  # repainter.seeds: seeds the averaged case finished
+    mllm: str | None = None  # repainter.grid: the cell's MLLM
+    run_subdir: str | None = None  # repainter.grid: the cell's sub-run folder
+
+    @property
+    def done(self) -> bool:
+        return self.status == "done"
+
+    @property
+    def strategy_name(self) -> str:
+        """The loop's strategy (records of the default method do not name it)."""
+        return self.strategy or "refine"
+
+    def candidates(self) -> list[CandidateRecord]:
+        """Every candidate of every round, in order."""
+        return [c for r in self.rounds for c in r.candidates]
+
+    def final_score(self, label: str) -> float | None:
+        """A final score by metric label (``selection``, ``judge_semantic`` ...); None if absent."""
+        return self.final_scores.get(label)
+
+    def comparable(self, exclude: frozenset[str] | set[str] = frozenset(VOLATILE_FIELDS)
+                   ) -> dict[str, Any]:
+        """The record as written, without the fields two runs of one spec may differ in."""
+        return {k: v for k, v in dump_record(self).items() if k not in exclude}
+
+
+class ResultLine(RecordPart):
+    """One line of ``results.jsonl``: the flat summary of a case record."""
+
+    case_id: str
+    model: str
+    t2i: dict[str, Any] | str | None = None
+    mllm: str | None = None
+    run_subdir: str | None = None
+    category: str | None = None
+    status: str | None = None
+    error: str | None = None
+    rounds: int = 0
+    stop_reason: str | None = None
+    round1_selection: float | None = None
+    round1_scores: Scores = Field(default_factory=dict)
+    final_scores: Scores = Field(default_factory=dict)
+    best_prompt: str | None = None
+    best_image: str | None = None
+
+    @classmethod
+    def of(cls, record: CaseRecord) -> ResultLine:
+        """The line of ``record`` (a grid's cell fields only where the record has them)."""
+        round1, best = record.round1_best, record.best
+        cell = {k: getattr(record, k) for k in ("t2i", "mllm", "run_subdir")
+                if k in record.model_fields_set}
+        return cls(case_id=record.case_id, model=record.model, **cell,
+                   category=record.category, status=record.status, error=record.error,
+                   rounds=len(record.rounds), stop_reason=record.stop_reason,
+                   round1_selection=round1.selection if round1 else None,
+                   round1_scores=dict(round1.scores) if round1 else {},
+                   final_scores=dict(record.final_scores),
+                   best_prompt=best.prompt if best else None,
+                   best_image=best.image if best else None)
+
+
+@migration(CaseRecord.kind, 0)
+def _case_v0(data: dict[str, Any]) -> dict[str, Any]:
+    # version 0 differs only in having no schema_version
+    return data
+
+
+def load_case_record(data: dict[str, Any]) -> CaseRecord:
+    """A case record as read from a file (older versions migrated)."""
+    return load_record(CaseRecord, data)
+
+
+def dump_case_record(record: CaseRecord) -> dict[str, Any]:
+    """The JSON-ready dict written to ``cases/<model>/<case>.json``."""
+    return dump_record(record)
+
+
+__all__ = ["CandidateRecord", "CaseRecord", "CritiqueRecord", "DecisionRecord", "Difference",
+           "JudgementRecord", "MllmUsage", "RecordPart", "RenderFlags", "ResultLine",
+           "RetrievedRender", "RoundRecord", "Scores", "LOCATION_FIELDS", "VOLATILE_FIELDS",
+           "dump_case_record", "load_case_record"]
