@@ -23,6 +23,7 @@ from typing import Any
 
 from repainter.images import atomic_write_bytes
 from repainter.records.base import dump_record, load_record
+from repainter.records.case import CaseRecord
 from repainter.records.leaderboard import (
     AdaptiveSummary,
     CategoryRow,
@@ -58,37 +59,42 @@ def _interval(values: list[float | None]) -> dict[str, float | None]:
     return {"ci_low": ci[0] if ci else None, "ci_high": ci[1] if ci else None}
 
 
-def _selection_summary(done: list[dict[str, Any]]) -> SelectionSummary:
-    finals = [r["final_scores"].get("selection") for r in done]
+def _round1_selection(record: CaseRecord) -> float | None:
+    return record.round1_best.selection if record.round1_best is not None else None
+
+
+def _selection_summary(done: list[CaseRecord]) -> SelectionSummary:
+    finals = [r.final_score("selection") for r in done]
     return SelectionSummary(
         mean=_mean(finals), **_interval(finals),
-        round1=_mean([(r.get("round1_best") or {}).get("selection") for r in done]),
+        round1=_mean([_round1_selection(r) for r in done]),
         steerability=_mean([
-            r["final_scores"]["selection"] - r["round1_best"]["selection"]
-            for r in done if r.get("round1_best") and r["final_scores"].get("selection") is not None
+            r.final_scores["selection"] - r.round1_best.selection
+            for r in done if _round1_selection(r) is not None
+            and r.final_score("selection") is not None
         ]))
 
 
-def _metric_summary(done: list[dict[str, Any]], name: str) -> MetricSummary:
-    values = [r["final_scores"].get(name) for r in done]
+def _metric_summary(done: list[CaseRecord], name: str) -> MetricSummary:
+    values = [r.final_score(name) for r in done]
     judge = name.startswith("judge_")  # the judge rates the final best only: no round-1 value
     round1 = None if judge else _mean(
-        [((r.get("round1_best") or {}).get("scores") or {}).get(name) for r in done])
+        [r.round1_best.scores.get(name) if r.round1_best is not None else None for r in done])
     return MetricSummary(mean=_mean(values), **_interval(values), round1=round1, judge=judge)
 
 
-def _decision_summary(done: list[dict[str, Any]]) -> DecisionSummary | None:
-    decisions = [r["decision"] for r in done if r.get("decision")]
+def _decision_summary(done: list[CaseRecord]) -> DecisionSummary | None:
+    decisions = [r.decision for r in done if r.decision is not None]
     if not decisions:
         return None
-    judged = [d["correct"] for d in decisions if d.get("correct") is not None]
+    judged = [d.correct for d in decisions if d.correct is not None]
     return DecisionSummary(
         cases=len(decisions),
-        retrieved_share=sum(d["choice"] == "retrieved" for d in decisions) / len(decisions),
+        retrieved_share=sum(d.choice == "retrieved" for d in decisions) / len(decisions),
         accuracy=sum(judged) / len(judged) if judged else None, judged_cases=len(judged))
 
 
-def build_leaderboard(records: list[dict[str, Any]],
+def build_leaderboard(records: list[CaseRecord],
                       models: list[str] | None = None) -> list[LeaderboardRow]:
     """One row per T2I model, best first by mean final selection score.
 
@@ -100,30 +106,30 @@ def build_leaderboard(records: list[dict[str, Any]],
     """
     from repainter.graph.nodes import render_flags_by_model  # lazy: the graph imports langgraph
 
-    models = models or sorted({r["model"] for r in records})
+    models = models or sorted({r.model for r in records})
     flag_shares = render_flags_by_model(records)
     rows = []
     for model in models:
-        mine = [r for r in records if r["model"] == model]
-        done = [r for r in mine if r.get("status") == "done"]
-        metric_names = sorted({k for r in done for k in r.get("final_scores", {})} - {"selection"})
+        mine = [r for r in records if r.model == model]
+        done = [r for r in mine if r.done]
+        metric_names = sorted({k for r in done for k in r.final_scores} - {"selection"})
         row = LeaderboardRow(
-            model=model, strategy=(done[0].get("strategy") or None) if done else None,
+            model=model, strategy=(done[0].strategy or None) if done else None,
             cases=len(mine), done=len(done), failed=len(mine) - len(done),
             selection=_selection_summary(done),
             metrics={name: _metric_summary(done, name) for name in metric_names},
-            mean_rounds=_mean([len(r.get("rounds") or []) for r in done]),
-            seconds_per_case=_mean([sum((r.get("timings") or {}).values()) for r in done]),
-            t2i_seconds_per_case=_mean([(r.get("timings") or {}).get("generate", 0.0) for r in done]),
+            mean_rounds=_mean([len(r.rounds) for r in done]),
+            seconds_per_case=_mean([sum(r.timings.values()) for r in done]),
+            t2i_seconds_per_case=_mean([r.timings.get("generate", 0.0) for r in done]),
             mllm_seconds_per_case=_mean([
-                sum((r.get("timings") or {}).get(node, 0.0) for node in MLLM_NODES) for r in done
+                sum(r.timings.get(node, 0.0) for node in MLLM_NODES) for r in done
             ]),
             decision=_decision_summary(done),  # retrieve-or-generate: who won, and was right
         )
-        usages = [r.get("mllm_usage") or {} for r in mine]
-        if any("total_tokens" in u for u in usages):
-            row.mllm_tokens_per_case = _mean([u.get("total_tokens", 0) for u in usages])
-            row.mllm_cost_usd = sum(u.get("cost_usd", 0.0) for u in usages)
+        usages = [r.mllm_usage for r in mine]
+        if any(u.total_tokens is not None for u in usages):
+            row.mllm_tokens_per_case = _mean([u.total_tokens or 0 for u in usages])
+            row.mllm_cost_usd = sum(u.cost_usd or 0.0 for u in usages)
         flags = flag_shares.get(model) or {}
         if flags.get("flagged"):  # blanked / NaN renders are never scored: say how many were
             row.flagged_share = flags["flagged_share"]
@@ -135,12 +141,9 @@ def build_leaderboard(records: list[dict[str, Any]],
     return rows
 
 
-def _final_scores(records: list[dict[str, Any]], model: str, metric: str) -> dict[str, float]:
-    return {
-        r["case_id"]: r["final_scores"][metric]
-        for r in records
-        if r["model"] == model and r.get("status") == "done" and metric in r.get("final_scores", {})
-    }
+def _final_scores(records: list[CaseRecord], model: str, metric: str) -> dict[str, float | None]:
+    return {r.case_id: r.final_scores[metric] for r in records
+            if r.model == model and r.done and metric in r.final_scores}
 
 
 def comparison_test(comparison: PairedComparison) -> ComparisonTest:
@@ -150,7 +153,7 @@ def comparison_test(comparison: PairedComparison) -> ComparisonTest:
 
 
 def build_comparisons(
-    records: list[dict[str, Any]], leaderboard: list[LeaderboardRow], metric: str = "selection",
+    records: list[CaseRecord], leaderboard: list[LeaderboardRow], metric: str = "selection",
     correction: str = DEFAULT_CORRECTION,
 ) -> ComparisonFamily:
     """Paired tests between every two models on one metric, in leaderboard order (a ranked above
@@ -185,7 +188,7 @@ def compared_metrics(leaderboard: list[LeaderboardRow]) -> list[str]:
 
 
 def build_metric_comparisons(
-    records: list[dict[str, Any]], leaderboard: list[LeaderboardRow],
+    records: list[CaseRecord], leaderboard: list[LeaderboardRow],
     correction: str = DEFAULT_CORRECTION,
 ) -> dict[str, ComparisonFamily]:
     """Paired tests for every metric column: metric -> its corrected family of pairs."""
@@ -193,13 +196,12 @@ def build_metric_comparisons(
             for metric in compared_metrics(leaderboard)}
 
 
-def build_category_table(records: list[dict[str, Any]]) -> list[CategoryRow]:
+def build_category_table(records: list[CaseRecord]) -> list[CategoryRow]:
     """Mean final selection score per model x category, with its bootstrap interval."""
     rows = []
-    for model, category in sorted({(r["model"], r.get("category") or "default") for r in records}):
-        values = [r["final_scores"]["selection"] for r in records
-                  if r["model"] == model and (r.get("category") or "default") == category
-                  and r.get("status") == "done"]
+    for model, category in sorted({(r.model, r.category or "default") for r in records}):
+        values = [r.final_scores["selection"] for r in records
+                  if r.model == model and (r.category or "default") == category and r.done]
         rows.append(CategoryRow(model=model, category=category, done=len(values),
                                 selection_final=_mean(values), **_interval(values)))
     return rows
@@ -333,7 +335,7 @@ def leaderboard_markdown(
 
 
 def build_leaderboard_record(
-    rows: list[LeaderboardRow], records: list[dict[str, Any]] = (), correction: str = DEFAULT_CORRECTION,
+    rows: list[LeaderboardRow], records: list[CaseRecord] = (), correction: str = DEFAULT_CORRECTION,
 ) -> Leaderboard:
     """The leaderboard file's record: ``rows``, and with ``records`` paired tests for every
     metric and the category table."""
@@ -345,7 +347,7 @@ def build_leaderboard_record(
 
 
 def write_leaderboard(
-    rows: list[LeaderboardRow], run_dir: str | Path, records: list[dict[str, Any]] = (),
+    rows: list[LeaderboardRow], run_dir: str | Path, records: list[CaseRecord] = (),
     correction: str | None = None,
 ) -> Leaderboard:
     """Write leaderboard.{json,csv,md,tex}; with ``records``, also paired tests for every metric

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from repainter.images import atomic_write_bytes
+from repainter.records.case import CaseRecord
 from repainter.records.leaderboard import CategoryRow
 
 #: Colours per model (colour-blind friendly: Okabe-Ito), reused by the HTML legend.
@@ -30,11 +31,11 @@ def _finite(values: Sequence[Any]) -> list[float]:
     return [float(v) for v in values if v is not None and math.isfinite(float(v))]
 
 
-def best_ever_matrix(records: list[dict[str, Any]], model: str) -> list[list[float]]:
+def best_ever_matrix(records: list[CaseRecord], model: str) -> list[list[float]]:
     """Per finished case of ``model``: best-ever selection after each round (carried forward when
     a case stopped early, since best-ever never decreases)."""
-    done = [r for r in records if r["model"] == model and r.get("status") == "done"]
-    curves = [_finite(r.get("best_ever_by_round") or []) for r in done]
+    done = [r for r in records if r.model == model and r.done]
+    curves = [_finite(r.best_ever_by_round) for r in done]
     curves = [c for c in curves if c]
     if not curves:
         return []
@@ -42,7 +43,7 @@ def best_ever_matrix(records: list[dict[str, Any]], model: str) -> list[list[flo
     return [c + [c[-1]] * (length - len(c)) for c in curves]
 
 
-def progress_series(records: list[dict[str, Any]], models: list[str]) -> dict[str, dict[str, list]]:
+def progress_series(records: list[CaseRecord], models: list[str]) -> dict[str, dict[str, list]]:
     """model -> {"round": [...], "mean": [...], "low": [...], "high": [...], "n": n} of the
     best-ever selection score per round, mean over the model's finished cases (band: mean +- 1.96
     standard errors)."""
@@ -75,7 +76,7 @@ def _style(ax) -> None:
     ax.set_axisbelow(True)
 
 
-def plot_progress(records: list[dict[str, Any]], models: list[str], path: str | Path) -> bool:
+def plot_progress(records: list[CaseRecord], models: list[str], path: str | Path) -> bool:
     """Best-ever selection score per round, mean over cases per model; False if nothing to plot."""
     from matplotlib.figure import Figure
 

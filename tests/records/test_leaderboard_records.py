@@ -13,6 +13,7 @@ import pytest
 
 from repainter.grid import grid_markdown
 from repainter.records.base import RecordVersionError, dump_record, load_record
+from repainter.records.case import CaseRecord
 from repainter.records.leaderboard import Leaderboard, LeaderboardRow
 from repainter.report.latex import leaderboard_latex
 from repainter.report.leaderboard import (
@@ -126,16 +127,16 @@ def test_variant_written_by_version_0_migrates_and_renders_the_same(kind):
         assert markdown.endswith(adaptive_markdown(board.adaptive))
 
 
-def _collision_records() -> list[dict]:
+def _collision_records() -> list[CaseRecord]:
     def record(model, case, final, done_metric, steer_metric):
-        return {"model": model, "case_id": case, "status": "done", "rounds": [{}],
-                "round1_best": {"selection": final - 0.25, "scores": {"done": 0.0}},
-                "final_scores": {"selection": final, "done": done_metric,
-                                 "steerability": steer_metric}}
+        return CaseRecord(model=model, case_id=case, status="done", rounds=[{}],
+                          round1_best={"selection": final - 0.25, "scores": {"done": 0.0}},
+                          final_scores={"selection": final, "done": done_metric,
+                                        "steerability": steer_metric})
 
     return [record("a", "k1", 0.9, 0.11, 0.71), record("a", "k2", 0.8, 0.13, 0.73),
             record("b", "k1", 0.5, 0.21, 0.81), record("b", "k2", 0.4, 0.23, 0.83),
-            {"model": "b", "case_id": "k3", "status": "failed", "error": "x", "final_scores": {}}]
+            CaseRecord(model="b", case_id="k3", status="failed", error="x", final_scores={})]
 
 
 def test_metrics_labelled_like_built_in_columns_keep_both(tmp_path):
