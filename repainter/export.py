@@ -49,9 +49,11 @@ from __future__ import annotations
 import itertools
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from repainter.records import CandidateRecord, CaseRecord
 from repainter.store import RunStore, slug
 
 PAIRS = ("best_vs_rest", "all")
@@ -84,15 +86,13 @@ def _higher_is_better(run_dir: Path, metric: str, override: bool | None) -> bool
         return True
 
 
-def _value(candidate: dict[str, Any], metric: str) -> float | None:
-    if candidate.get("flagged") or candidate.get("invalid_reason"):
+def _value(candidate: CandidateRecord, metric: str) -> float | None:
+    """The candidate's value of ``metric`` (None: flagged, invalid or not measured; records hold
+    no NaN, see :mod:`repainter.records.base`)."""
+    if candidate.flagged or candidate.invalid_reason:
         return None
-    value = candidate.get("selection") if metric == "selection" else (
-        candidate.get("scores") or {}).get(metric)
-    if value is None:
-        return None
-    value = float(value)
-    return value if value == value and abs(value) != float("inf") else None
+    value = candidate.selection if metric == "selection" else candidate.scores.get(metric)
+    return None if value is None else float(value)
 
 
 def _offline_world_warnings(run_dir: Path) -> list[str]:
@@ -126,6 +126,40 @@ def export_preferences(
     world's models on another dataset is refused unless ``force`` (its pairs teach nothing).
     """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
+    _check_request(run_dir, out_dir, pairs=pairs, group=group, caption=caption,
+                   min_margin=min_margin, force=force)
+    sign = 1.0 if _higher_is_better(run_dir, metric, higher_is_better) else -1.0
+    records = [r for r in RunStore(run_dir).records()
+               if r.done and (models is None or r.model in models)]
+    score_keys = sorted({k for r in records for c in r.candidates() for k in c.scores})
+    files = _Files(run_dir, out_dir)
+    rows: list[dict[str, Any]] = []
+    skipped_missing = 0
+    for record in records:
+        ref_rel = record.reference or f"references/{slug(record.case_id)}.png"
+        for members in _groups(record, group):
+            scored, missing = _scored(members, metric, run_dir)
+            skipped_missing += missing
+            # best first; ties broken by round then variant so the output is deterministic
+            scored.sort(key=lambda mv: (-sign * mv[1], mv[0].candidate.round or 0,
+                                        mv[0].candidate.variant))
+            for (chosen, v_c), (rejected, v_r) in _pairs_of(scored, pairs):
+                margin = sign * (v_c - v_r)
+                if margin <= 0 or margin < min_margin:
+                    continue
+                rows.append(_row(record, chosen, rejected, v_c, v_r, margin, metric, caption,
+                                 score_keys, files.copy, ref_rel))
+    return _write_export(out_dir, rows, {
+        "run_dir": str(run_dir.resolve()), "pairs": pairs, "group": group, "metric": metric,
+        "higher_is_better": sign > 0, "min_margin": min_margin, "caption": caption,
+        "models": models, "cases": len(records), "rows": len(rows), "images": len(files.copied),
+        "skipped_missing_images": skipped_missing,
+    })
+
+
+def _check_request(run_dir: Path, out_dir: Path, *, pairs: str, group: str, caption: str,
+                   min_margin: float, force: bool) -> None:
+    """Refuse settings or folders an export cannot use (ExportError says why)."""
     if pairs not in PAIRS:
         raise ExportError(f"pairs must be one of {', '.join(PAIRS)}, not {pairs!r}")
     if group not in GROUPS:
@@ -141,57 +175,67 @@ def export_preferences(
     warnings = _offline_world_warnings(run_dir)
     if warnings and not force:
         raise ExportError(f"{warnings[0]}; pass --force to export anyway")
-    sign = 1.0 if _higher_is_better(run_dir, metric, higher_is_better) else -1.0
-    records = [r for r in RunStore(run_dir).records()
-               if r.get("status") == "done" and (models is None or r.get("model") in models)]
-    score_keys = sorted({k for r in records for rnd in r.get("rounds") or []
-                         for c in rnd.get("candidates") or [] for k in (c.get("scores") or {})})
-    rows: list[dict[str, Any]] = []
-    copied: set[str] = set()
 
-    def copy(src_rel: str, dest_rel: str) -> str:
-        if dest_rel not in copied:
-            src, dest = run_dir / src_rel, out_dir / dest_rel
+
+@dataclass(frozen=True)
+class _Member:
+    """A candidate and the prompt its round's variants were written from."""
+
+    candidate: CandidateRecord
+    round_prompt: str | None
+
+
+def _groups(record: CaseRecord, group: str) -> list[list[_Member]]:
+    """The candidates that are compared with each other: per round, or the whole case."""
+    rounds = [[_Member(c, rnd.prompt or c.prompt) for c in rnd.candidates] for rnd in record.rounds]
+    if group == "case":
+        return [[m for members in rounds for m in members]]
+    return rounds
+
+
+def _scored(members: list[_Member], metric: str, run_dir: Path
+            ) -> tuple[list[tuple[_Member, float]], int]:
+    """(member, value) of the members with a value and an image; and how many images are
+    missing from the run folder."""
+    scored, missing = [], 0
+    for member in members:
+        value = _value(member.candidate, metric)
+        if value is None or not member.candidate.image:
+            continue
+        if not (run_dir / member.candidate.image).is_file():
+            missing += 1
+            continue
+        scored.append((member, value))
+    return scored, missing
+
+
+def _pairs_of(scored: list, pairs: str) -> list:
+    """(better, worse) pairs of a group sorted best first."""
+    if pairs == "best_vs_rest":
+        return [(scored[0], other) for other in scored[1:]] if scored else []
+    return list(itertools.combinations(scored, 2))
+
+
+class _Files:
+    """Copies run-folder images into the export, each once."""
+
+    def __init__(self, run_dir: Path, out_dir: Path):
+        self.run_dir, self.out_dir = run_dir, out_dir
+        self.copied: set[str] = set()
+
+    def copy(self, src_rel: str, dest_rel: str) -> str:
+        if dest_rel not in self.copied:
+            src, dest = self.run_dir / src_rel, self.out_dir / dest_rel
             if not src.is_file():
                 raise ExportError(f"{src} is missing from the run folder")
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, dest)
-            copied.add(dest_rel)
+            self.copied.add(dest_rel)
         return dest_rel
 
-    skipped_missing = 0
-    for record in records:
-        case_id = record["case_id"]
-        groups: list[tuple[str, list[dict[str, Any]]]] = []
-        for rnd in record.get("rounds") or []:
-            members = [{**c, "_round_prompt": rnd.get("prompt") or c.get("prompt")}
-                       for c in rnd.get("candidates") or []]
-            groups.append((f"r{rnd.get('round')}", members))
-        if group == "case":
-            groups = [("all", [c for _, members in groups for c in members])]
-        ref_rel = record.get("reference") or f"references/{slug(case_id)}.png"
-        for _, members in groups:
-            scored = []
-            for c in members:
-                value = _value(c, metric)
-                if value is None or not c.get("image"):
-                    continue
-                if not (run_dir / c["image"]).is_file():
-                    skipped_missing += 1
-                    continue
-                scored.append((c, value))
-            # best first; ties broken by round then variant so the output is deterministic
-            scored.sort(key=lambda cv: (-sign * cv[1], cv[0].get("round", 0), cv[0]["variant"]))
-            if pairs == "best_vs_rest":
-                candidates = [(scored[0], other) for other in scored[1:]] if scored else []
-            else:
-                candidates = list(itertools.combinations(scored, 2))
-            for (chosen, v_c), (rejected, v_r) in candidates:
-                margin = sign * (v_c - v_r)
-                if margin <= 0 or margin < min_margin:
-                    continue
-                rows.append(_row(record, chosen, rejected, v_c, v_r, margin, metric, caption,
-                                 score_keys, copy, ref_rel))
+
+def _write_export(out_dir: Path, rows: list[dict[str, Any]], summary: dict[str, Any]) -> Path:
+    """data.jsonl, metadata.jsonl (the imagefolder layout) and export.json; return data.jsonl."""
     out_dir.mkdir(parents=True, exist_ok=True)
     data = out_dir / "data.jsonl"
     _write_jsonl(data, rows)
@@ -202,47 +246,43 @@ def export_preferences(
         meta_rows.append({"jpg_0_file_name": row["jpg_0"], "jpg_1_file_name": row["jpg_1"],
                           "reference_file_name": row["reference"], **meta})
     _write_jsonl(out_dir / "metadata.jsonl", meta_rows)
-    (out_dir / "export.json").write_text(json.dumps({
-        "run_dir": str(run_dir.resolve()), "pairs": pairs, "group": group, "metric": metric,
-        "higher_is_better": sign > 0, "min_margin": min_margin, "caption": caption,
-        "models": models, "cases": len(records), "rows": len(rows), "images": len(copied),
-        "skipped_missing_images": skipped_missing,
-    }, indent=2) + "\n", encoding="utf-8")
+    (out_dir / "export.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return data
 
 
-def _row(record, chosen, rejected, v_c, v_r, margin, metric, caption, score_keys, copy,
-         ref_rel) -> dict[str, Any]:
-    model, case_id = record["model"], record["case_id"]
+def _row(record: CaseRecord, chosen_member: _Member, rejected_member: _Member, v_c, v_r, margin,
+         metric, caption, score_keys, copy, ref_rel) -> dict[str, Any]:
+    model, case_id = record.model, record.case_id
+    chosen, rejected = chosen_member.candidate, rejected_member.candidate
     base = f"images/candidates/{slug(model)}/{slug(case_id)}"
 
-    def image(c: dict[str, Any]) -> str:
-        return copy(c["image"], f"{base}/r{c.get('round', 0)}_v{c['variant']}.png")
+    def image(c: CandidateRecord) -> str:
+        return copy(c.image, f"{base}/r{c.round or 0}_v{c.variant}.png")
 
-    text = {"chosen": chosen["prompt"], "round": chosen["_round_prompt"],
-            "initial": record.get("initial_prompt") or chosen["_round_prompt"]}[caption]
+    round_prompt = chosen_member.round_prompt
+    text = {"chosen": chosen.prompt, "round": round_prompt,
+            "initial": record.initial_prompt or round_prompt}[caption]
     img_c, img_r = image(chosen), image(rejected)
     ref = copy(ref_rel, f"images/references/{Path(ref_rel).name}")
 
-    def tag(c: dict[str, Any]) -> str:
-        return f"r{c.get('round', 0)}v{c['variant']}"
+    def tag(c: CandidateRecord) -> str:
+        return f"r{c.round or 0}v{c.variant}"
 
-    def scores(c: dict[str, Any]) -> dict[str, float | None]:
-        got = c.get("scores") or {}
-        return {k: got.get(k) for k in score_keys}
+    def scores(c: CandidateRecord) -> dict[str, float | None]:
+        return {k: c.scores.get(k) for k in score_keys}
 
     return {
         "id": f"{model}/{case_id}/{tag(chosen)}-{tag(rejected)}",
-        "model": model, "case_id": case_id, "category": record.get("category"),
+        "model": model, "case_id": case_id, "category": record.category,
         "caption": text,
         "jpg_0": img_c, "jpg_1": img_r, "label_0": 1, "label_1": 0,
         "image_chosen": img_c, "image_rejected": img_r, "reference": ref,
-        "prompt_chosen": chosen["prompt"], "prompt_rejected": rejected["prompt"],
+        "prompt_chosen": chosen.prompt, "prompt_rejected": rejected.prompt,
         "metric": metric, "score_chosen": v_c, "score_rejected": v_r, "margin": margin,
-        "round_chosen": chosen.get("round"), "round_rejected": rejected.get("round"),
-        "variant_chosen": chosen["variant"], "variant_rejected": rejected["variant"],
-        "seed_chosen": chosen.get("seed"), "seed_rejected": rejected.get("seed"),
-        "selection_chosen": chosen.get("selection"), "selection_rejected": rejected.get("selection"),
+        "round_chosen": chosen.round, "round_rejected": rejected.round,
+        "variant_chosen": chosen.variant, "variant_rejected": rejected.variant,
+        "seed_chosen": chosen.seed, "seed_rejected": rejected.seed,
+        "selection_chosen": chosen.selection, "selection_rejected": rejected.selection,
         "scores_chosen": scores(chosen), "scores_rejected": scores(rejected),
     }
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,8 @@ import yaml
 from repainter.backends.base import Metric, Reference
 from repainter.graph.nodes import finite_or_none, metric_scores, selection_score
 from repainter.images import atomic_write_bytes, load_image
+from repainter.records import CandidateRecord, CaseRecord, dump_record
+from repainter.records.run_info import RunInfo
 from repainter.report.leaderboard import build_leaderboard, write_leaderboard
 from repainter.result import RunResult
 from repainter.spec import ComponentSpec, RunSpec, SpecError, build_spec, load_spec
@@ -88,30 +91,31 @@ def _new_spec(spec: RunSpec, components: list[ComponentSpec],
         raise RescoreError(str(exc)) from exc
 
 
-def _reference(store: RunStore, record: dict[str, Any]) -> Reference:
-    path = store.root / (record.get("reference") or store.reference_relpath(record["case_id"]))
+def _reference(store: RunStore, record: CaseRecord) -> Reference:
+    path = store.root / (record.reference or store.reference_relpath(record.case_id))
     return Reference(
-        id=record["case_id"], image=load_image(path), category=record.get("category") or "default",
-        ground_truth=record.get("ground_truth"), source=record.get("source") or "",
-        license=record.get("license") or "",
+        id=record.case_id, image=load_image(path), category=record.category or "default",
+        ground_truth=record.ground_truth, source=record.source or "",
+        license=record.license or "",
     )
 
 
-def _score_record(store: RunStore, record: dict[str, Any], metrics: list[Metric]
-                  ) -> dict[tuple[int, int], dict[str, float | None]]:
+NewScores = dict[tuple[int, int], dict[str, float | None]]
+
+
+def _score_record(store: RunStore, record: CaseRecord, metrics: list[Metric]) -> NewScores:
     """(round, variant) -> {metric: value} for every scorable candidate of one record."""
     reference = _reference(store, record)
-    candidates = [c for rnd in record.get("rounds") or [] for c in rnd.get("candidates") or []
-                  if not c.get("flagged") and c.get("image")]
-    images = [load_image(store.root / c["image"]) for c in candidates]
-    scores: dict[tuple[int, int], dict[str, float | None]] = {
-        (c["round"], c["variant"]): {} for c in candidates
-    }
+    candidates = [c for c in record.candidates() if not c.flagged and c.image]
+    images = [load_image(store.root / c.image) for c in candidates]
+    scores: NewScores = {c.key: {} for c in candidates}
     for metric in metrics:
         if not images:
             continue
         try:
-            pairs = metric_scores(metric, metric.prepare(reference), candidates, images)
+            # metric_scores reads the graph's candidate dicts (image, drawn scene)
+            pairs = metric_scores(metric, metric.prepare(reference),
+                                  [dump_record(c) for c in candidates], images)
         except ValueError as exc:  # strict zip: a metric returned the wrong number of scores
             raise RuntimeError(f"{metric.name}: {exc}") from exc
         for candidate, value in pairs:
@@ -119,58 +123,62 @@ def _score_record(store: RunStore, record: dict[str, Any], metrics: list[Metric]
     return scores
 
 
-def _apply(record: dict[str, Any], new: dict[tuple[int, int], dict[str, Any]],
-           reselect: dict[str, float] | None, selection_metrics: dict[str, Metric]) -> dict[str, Any]:
+def _reselect(record: CaseRecord, weights: dict[str, float],
+              selection_metrics: dict[str, Metric]) -> tuple[CandidateRecord | None, ...]:
+    """Recompute every selection score, round best and the best-ever curve of ``record`` (in
+    place); return the new best-ever candidate and round 1's best."""
+    best: CandidateRecord | None = None
+    curve = []
+    for rnd in record.rounds:
+        for cand in rnd.candidates:
+            if cand.flagged:
+                continue
+            cand.selection = selection_score(cand.scores, weights, selection_metrics)
+            if cand.selection is None:
+                cand.invalid_reason = cand.invalid_reason or "rescored: missing or non-finite score"
+        selectable = [c for c in rnd.candidates if c.selection is not None]
+        round_best = max(selectable, key=lambda c: c.selection, default=None)
+        if round_best is not None and (best is None or round_best.selection > best.selection):
+            best = round_best
+        rnd.round_best = round_best.variant if round_best else None
+        rnd.round_best_selection = round_best.selection if round_best else None
+        rnd.best_ever_selection = best.selection if best else None
+        curve.append(rnd.best_ever_selection)
+    record.best_ever_by_round = curve
+    first = record.rounds[0] if record.rounds else None
+    return best, first.best_candidate() if first else None
+
+
+def _apply(record: CaseRecord, new: NewScores, reselect: dict[str, float] | None,
+           selection_metrics: dict[str, Metric]) -> CaseRecord:
     """A copy of ``record`` with the new scores (and, with ``reselect``, the new choices)."""
-    record = {**record, "rounds": [dict(r) for r in record.get("rounds") or []]}
-    by_key: dict[tuple[int, int], dict[str, Any]] = {}
-    for rnd in record["rounds"]:
-        rnd["candidates"] = [dict(c) for c in rnd.get("candidates") or []]
-        for cand in rnd["candidates"]:
-            key = (cand["round"], cand["variant"])
-            by_key[key] = cand
-            if key in new:
-                cand["scores"] = {**(cand.get("scores") or {}), **new[key]}
-    old_best = record.get("best") or {}
-    old_best_key = (old_best.get("round"), old_best.get("variant"))
+    old_best = record.best
+    record = record.model_copy(deep=True)
+    by_key: dict[tuple, CandidateRecord] = {}
+    for cand in record.candidates():
+        by_key[cand.key] = cand
+        if cand.key in new:
+            cand.scores = {**cand.scores, **new[cand.key]}
     if reselect is not None:
-        best = None
-        curve = []
-        for rnd in record["rounds"]:
-            for cand in rnd["candidates"]:
-                if cand.get("flagged"):
-                    continue
-                cand["selection"] = selection_score(cand.get("scores") or {}, reselect, selection_metrics)
-                if cand["selection"] is None:
-                    cand["invalid_reason"] = cand.get("invalid_reason") or "rescored: missing or non-finite score"
-            selectable = [c for c in rnd["candidates"] if c.get("selection") is not None]
-            round_best = max(selectable, key=lambda c: c["selection"], default=None)
-            if round_best is not None and (best is None or round_best["selection"] > best["selection"]):
-                best = round_best
-            rnd["round_best"] = round_best["variant"] if round_best else None
-            rnd["round_best_selection"] = round_best["selection"] if round_best else None
-            rnd["best_ever_selection"] = best["selection"] if best else None
-            curve.append(rnd["best_ever_selection"])
-        record["best_ever_by_round"] = curve
-        best_key = (best["round"], best["variant"]) if best else None
-        first = record["rounds"][0] if record["rounds"] else None
-        r1_key = (first["round"], first["round_best"]) if first and first.get("round_best") is not None else None
+        best, round1 = _reselect(record, reselect, selection_metrics)
+        best_key, r1_key = (best.key if best else None), (round1.key if round1 else None)
     else:
-        best_key = old_best_key if old_best else None
-        r1 = record.get("round1_best") or {}
-        r1_key = (r1.get("round"), r1.get("variant")) if r1 else None
-    record["best"] = dict(by_key[best_key]) if best_key in by_key else record.get("best")
-    record["round1_best"] = dict(by_key[r1_key]) if r1_key in by_key else record.get("round1_best")
-    best = record.get("best") or {}
-    final = dict(record.get("final_scores") or {})
-    judge = {k: v for k, v in final.items() if k.startswith("judge_")}
-    final = {**(best.get("scores") or {}), "selection": best.get("selection")}
-    if best_key == old_best_key:
+        best_key = old_best.key if old_best else None
+        r1_key = record.round1_best.key if record.round1_best else None
+    # copies: the record's best and round-1 best are candidates of their own in the file
+    record.best = by_key[best_key].model_copy() if best_key in by_key else record.best
+    record.round1_best = (by_key[r1_key].model_copy() if r1_key in by_key
+                          else record.round1_best)
+    best = record.best
+    judge = {k: v for k, v in record.final_scores.items() if k.startswith("judge_")}
+    final = {**(best.scores if best else {}), "selection": best.selection if best else None}
+    if best_key == (old_best.key if old_best else (None, None)):
         final.update(judge)
-    elif record.get("judgement"):
-        record["judgement"] = {**record["judgement"], "judged_image": old_best.get("image"),
-                               "stale": "the best-ever candidate changed when rescored"}
-    record["final_scores"] = final
+    elif record.judgement is not None:
+        record.judgement = record.judgement.model_copy(update={
+            "judged_image": old_best.image if old_best else None,
+            "stale": "the best-ever candidate changed when rescored"})
+    record.final_scores = final
     return record
 
 
@@ -206,11 +214,51 @@ def _rescore(
     reselect: bool,
     report: bool,
 ) -> RunResult:
+    store, spec = _open_run(run_dir)
+    plan = _plan(spec, metrics, selection, reselect)
+    started = time.perf_counter()
+    models = [t.display_name for t in plan.spec.t2i]
+    records = [r for r in store.records() if r.model in models]
+    updated = _rescored_records(store, records, plan)
+    info = _record_rescore(store, spec, plan, updated, started)
+    store.write_results_jsonl(updated)
+    leaderboard = build_leaderboard(updated, models)
+    write_leaderboard(leaderboard, store.root, updated)
+    if report:
+        from repainter.report.html import write_report
+
+        write_report(store.root)
+    return RunResult(run_dir=store.root, spec=plan.spec, records=updated, leaderboard=leaderboard,
+                     info=info)
+
+
+def _open_run(run_dir: str | Path) -> tuple[RunStore, RunSpec]:
     store = RunStore(run_dir)
     spec_path = store.root / SPEC_FILE
     if not spec_path.exists():
         raise RescoreError(f"{store.root} is not a run folder (no {SPEC_FILE})")
-    spec = load_spec(spec_path)
+    return store, load_spec(spec_path)
+
+
+@dataclass
+class _Plan:
+    """What a rescore does: the metrics to add, the new spec and, with reselect, the weights."""
+
+    components: list[ComponentSpec]
+    spec: RunSpec  # the run's spec with the new metrics (and weights)
+    metrics: list[Metric]  # built from ``components``
+    weights: dict[str, float] | None  # new selection weights (reselect), else None
+    selection_metrics: dict[str, Metric]  # every weighted metric (reselect)
+    reselect: bool
+
+    @property
+    def labels(self) -> list[str]:
+        return [c.display_name for c in self.components]
+
+
+def _plan(spec: RunSpec, metrics: Iterable[ComponentSpec | str | dict[str, Any]],
+          selection: dict[str, float] | None, reselect: bool) -> _Plan:
+    """Validate the request and build its metrics; nothing is written yet."""
     components = [parse_metric(m) for m in metrics]
     if selection is not None and not reselect:
         raise RescoreError("new selection weights need reselect=True (--reselect)")
@@ -223,7 +271,6 @@ def _rescore(
     built = [_build_metric(c) for c in components]
 
     selection_metrics: dict[str, Metric] = {}
-    weights = new_spec.selection if reselect else None
     if reselect:
         # similarity() of every weighted metric; only metrics not rescored now are built anew
         known = {m.name: m for m in built}
@@ -231,50 +278,50 @@ def _rescore(
             name = component.display_name
             if name in new_spec.selection:
                 selection_metrics[name] = known.get(name) or _build_metric(component)
+    return _Plan(components, new_spec, built, new_spec.selection if reselect else None,
+                 selection_metrics, reselect)
 
-    started = time.perf_counter()
-    models = [t.display_name for t in new_spec.t2i]
-    records = [r for r in store.records() if r.get("model") in models]
+
+def _rescored_records(store: RunStore, records: list[CaseRecord], plan: _Plan
+                      ) -> list[CaseRecord]:
+    """Every record with the new scores (failed ones as they were). All scores are computed
+    before anything is written: a failure leaves the folder as it was."""
     updated = []
     for record in records:
-        if record.get("status") != "done":
+        if not record.done:
             updated.append(record)
             continue
         try:
-            new = _score_record(store, record, built)
+            new = _score_record(store, record, plan.metrics)
         except Exception as exc:  # a broken image or metric: stop before anything is written
             raise RescoreError(
-                f"{record['model']} / {record['case_id']}: {type(exc).__name__}: {exc}"
+                f"{record.model} / {record.case_id}: {type(exc).__name__}: {exc}"
             ) from exc
-        fresh = _apply(record, new, weights, selection_metrics)
-        fresh["rescored"] = sorted({*record.get("rescored", []), *labels})
+        fresh = _apply(record, new, plan.weights, plan.selection_metrics)
+        fresh.rescored = sorted({*(record.rescored or []), *plan.labels})
         updated.append(fresh)
+    return updated
 
-    # -- write: records, spec, run info, results, leaderboard, report ---------------------------
+
+def _record_rescore(store: RunStore, spec: RunSpec, plan: _Plan, updated: list[CaseRecord],
+                    started: float) -> RunInfo:
+    """Write the rescored records, the new spec and the rescore's entry in run.json."""
     for record in updated:
-        if record.get("status") == "done":
+        if record.done:
             store.write_case_record(record)
-    atomic_write_bytes(spec_path, new_spec.to_yaml().encode("utf-8"))
+    atomic_write_bytes(store.root / SPEC_FILE, plan.spec.to_yaml().encode("utf-8"))
     info = store.read_run_info()
     entry = {
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "metrics": labels,
-        "components": [c.model_dump(mode="json") for c in components],
-        "reselect": reselect,
-        "selection": dict(new_spec.selection) if reselect else None,
-        "cases": sum(1 for r in updated if r.get("status") == "done"),
+        "metrics": plan.labels,
+        "components": [c.model_dump(mode="json") for c in plan.components],
+        "reselect": plan.reselect,
+        "selection": dict(plan.spec.selection) if plan.reselect else None,
+        "cases": sum(1 for r in updated if r.done),
         "previous_spec_fingerprint": spec.fingerprint(),
         "seconds": round(time.perf_counter() - started, 3),
     }
-    info.update(rescored=[*(info.rescored or []), entry], spec_fingerprint=new_spec.fingerprint())
+    info.update(rescored=[*(info.rescored or []), entry],
+                spec_fingerprint=plan.spec.fingerprint())
     store.write_run_info(info)
-    store.write_results_jsonl(updated)
-    leaderboard = build_leaderboard(updated, models)
-    write_leaderboard(leaderboard, store.root, updated)
-    if report:
-        from repainter.report.html import write_report
-
-        write_report(store.root)
-    return RunResult(run_dir=store.root, spec=new_spec, records=updated, leaderboard=leaderboard,
-                     info=info)
-
+    return info

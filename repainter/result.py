@@ -8,7 +8,7 @@ from pathlib import Path
 from statistics import fmean
 from typing import Any
 
-from repainter.graph.state import round_best_candidate
+from repainter.records import CandidateRecord, CaseRecord, DecisionRecord
 from repainter.records.leaderboard import LeaderboardRow, MetricSummary
 from repainter.records.run_info import RunInfo
 from repainter.report.leaderboard import build_leaderboard
@@ -33,7 +33,7 @@ def _intervals(row: LeaderboardRow) -> dict[str, Any]:
 class RunResult:
     run_dir: Path
     spec: Any  # RunSpec
-    records: list[dict[str, Any]]
+    records: list[CaseRecord]
     leaderboard: list[LeaderboardRow]
     info: RunInfo = field(default_factory=RunInfo)
 
@@ -51,14 +51,14 @@ class RunResult:
         return cls(store.root, spec, records, build_leaderboard(records, models), store.read_run_info())
 
     @property
-    def failed(self) -> list[dict[str, Any]]:
-        return [r for r in self.records if r.get("status") != "done"]
+    def failed(self) -> list[CaseRecord]:
+        return [r for r in self.records if not r.done]
 
     def summary(self) -> dict[str, Any]:
         """Machine-readable summary per T2I model (what ``repainter run --json`` prints)."""
         models = {}
         for row in self.leaderboard:
-            done = [r for r in self.records if r["model"] == row.model and r.get("status") == "done"]
+            done = [r for r in self.records if r.model == row.model and r.done]
             entry = {
                 "cases": row.cases,
                 "done": row.done,
@@ -67,7 +67,7 @@ class RunResult:
                 "selection_final_best": row.selection.mean,
             }
             for truth in TRUTH_METRICS:  # ground-truth fidelity, where the run measured it
-                if any(truth in r.get("final_scores", {}) for r in done):
+                if any(truth in r.final_scores for r in done):
                     summary = row.metrics.get(truth) or MetricSummary()
                     entry[f"{truth}_round1_best"] = summary.round1
                     entry[f"{truth}_final_best"] = summary.mean
@@ -84,11 +84,11 @@ class RunResult:
 
     def best_ever_curves(self) -> dict[tuple[str, str], list[float | None]]:
         """(model, case) -> the best-ever selection score after each round."""
-        return {(r["model"], r["case_id"]): r.get("best_ever_by_round", []) for r in self.records}
+        return {(r.model, r.case_id): r.best_ever_by_round for r in self.records}
 
-    def _path(self, relative: str | None, record: dict[str, Any] | None = None) -> str | None:
+    def _path(self, relative: str | None, record: CaseRecord | None = None) -> str | None:
         """Absolute path of a record's file (a grid's records live in their MLLM's sub-run)."""
-        base = self.run_dir / ((record or {}).get("run_subdir") or "")
+        base = self.run_dir / ((record.run_subdir if record else None) or "")
         return str(base / relative) if relative else None
 
     def to_pandas(self):
@@ -105,41 +105,40 @@ class RunResult:
         """
         import pandas as pd
 
-        rows = []
-        for record in self.records:
-            final = record.get("best") or {}
-            best_ever: dict[str, Any] | None = None
-            for rnd in record.get("rounds") or []:
-                candidates = rnd.get("candidates") or []
-                best = round_best_candidate(rnd) or {}
-                if best and best.get("selection") is not None and (
-                    best_ever is None or best["selection"] > best_ever["selection"]
-                ):
-                    best_ever = best
-                keeper = best_ever or {}
-                selections = [c["selection"] for c in candidates if c.get("selection") is not None]
-                rows.append({
-                    "model": record["model"], "case_id": record["case_id"],
-                    **({"t2i": record["t2i"], "mllm": record["mllm"]} if "mllm" in record else {}),
-                    "category": record.get("category"), "status": record.get("status"),
-                    "round": rnd["round"], "prompt": rnd.get("prompt"),
-                    "round_best_variant": best.get("variant"),
-                    "round_best_prompt": best.get("prompt"),
-                    "round_best_seed": best.get("seed"),
-                    "round_best_image": self._path(best.get("image"), record),
-                    "round_best_selection": rnd.get("round_best_selection"),
-                    "best_ever_selection": rnd.get("best_ever_selection"),
-                    "best_ever_round": keeper.get("round"),
-                    "best_ever_variant": keeper.get("variant"),
-                    "best_ever_image": self._path(keeper.get("image"), record),
-                    "is_final_best": bool(best) and best.get("round") == final.get("round")
-                    and best.get("variant") == final.get("variant"),
-                    **{f"score_{k}": v for k, v in (best.get("scores") or {}).items()},
-                    "mean_candidate_selection": fmean(selections or [float("nan")]),
-                    "n_candidates": len(candidates),
-                    "reference_image": self._path(record.get("reference"), record),
-                })
+        rows = [row for record in self.records for row in self._round_rows(record)]
         return pd.DataFrame(rows)
+
+    def _round_rows(self, record: CaseRecord) -> list[dict[str, Any]]:
+        """The rows of :meth:`to_pandas` for one record (one per round)."""
+        rows = []
+        best_ever: CandidateRecord | None = None
+        for rnd in record.rounds:
+            best = rnd.best_candidate()
+            if best is not None and best.selection is not None and (
+                best_ever is None or best.selection > best_ever.selection
+            ):
+                best_ever = best
+            selections = [c.selection for c in rnd.candidates if c.selection is not None]
+            rows.append({
+                "model": record.model, "case_id": record.case_id, **_grid_columns(record),
+                "category": record.category, "status": record.status,
+                "round": rnd.round, "prompt": rnd.prompt,
+                "round_best_variant": best.variant if best else None,
+                "round_best_prompt": best.prompt if best else None,
+                "round_best_seed": best.seed if best else None,
+                "round_best_image": self._path(best.image if best else None, record),
+                "round_best_selection": rnd.round_best_selection,
+                "best_ever_selection": rnd.best_ever_selection,
+                "best_ever_round": best_ever.round if best_ever else None,
+                "best_ever_variant": best_ever.variant if best_ever else None,
+                "best_ever_image": self._path(best_ever.image if best_ever else None, record),
+                "is_final_best": best is not None and best.key == _key(record.best),
+                **{f"score_{k}": v for k, v in (best.scores if best else {}).items()},
+                "mean_candidate_selection": fmean(selections or [float("nan")]),
+                "n_candidates": len(rnd.candidates),
+                "reference_image": self._path(record.reference, record),
+            })
+        return rows
 
     def cases_frame(self):
         """One row per case x model: status, final best scores, round-1 best, prompts, images."""
@@ -147,27 +146,25 @@ class RunResult:
 
         rows = []
         for record in self.records:
-            best = record.get("best") or {}
-            round1 = record.get("round1_best") or {}
-            final = record.get("final_scores") or {}
-            r1_sel, final_sel = round1.get("selection"), final.get("selection")
+            best, round1, final = record.best, record.round1_best, record.final_scores
+            r1_sel, final_sel = round1.selection if round1 else None, final.get("selection")
             rows.append({
-                "model": record["model"], "case_id": record["case_id"],
-                **({"t2i": record["t2i"], "mllm": record["mllm"]} if "mllm" in record else {}),
-                "category": record.get("category"), "status": record.get("status"),
-                "error": record.get("error"),
-                "rounds": len(record.get("rounds") or []),
-                "stop_reason": record.get("stop_reason"),
+                "model": record.model, "case_id": record.case_id, **_grid_columns(record),
+                "category": record.category, "status": record.status,
+                "error": record.error,
+                "rounds": len(record.rounds),
+                "stop_reason": record.stop_reason,
                 "selection_round1": r1_sel,
                 "selection_final": final_sel,
                 "gain": (final_sel - r1_sel) if None not in (r1_sel, final_sel) else None,
                 **{f"final_{k}": v for k, v in final.items() if k != "selection"},
-                "best_round": best.get("round"), "best_variant": best.get("variant"),
-                "best_prompt": best.get("prompt"),
-                "best_image": self._path(best.get("image"), record),
-                "reference_image": self._path(record.get("reference"), record),
-                "license": record.get("license"), "source": record.get("source"),
-                **_decision_columns(record.get("decision")),
+                "best_round": best.round if best else None,
+                "best_variant": best.variant if best else None,
+                "best_prompt": best.prompt if best else None,
+                "best_image": self._path(best.image if best else None, record),
+                "reference_image": self._path(record.reference, record),
+                "license": record.license, "source": record.source,
+                **_decision_columns(record.decision),
             })
         return pd.DataFrame(rows)
 
@@ -175,7 +172,7 @@ class RunResult:
 
     def __repr__(self) -> str:
         """Short in a plain REPL (the records stay in ``.records``)."""
-        done = sum(1 for r in self.records if r.get("status") == "done")
+        done = sum(1 for r in self.records if r.done)
         models = [row.model for row in self.leaderboard]
         return (f"RunResult(run_dir={str(self.run_dir)!r}, models={models}, "
                 f"cases={done} done / {len(self.records) - done} failed, "
@@ -253,10 +250,10 @@ def render_html(result: RunResult, max_cases: int = 4, thumb: int = 96) -> str:
     parts.append("</tbody></table>")
 
     models = [row.model for row in result.leaderboard] or sorted(
-        {r["model"] for r in result.records})
-    by_case: dict[str, dict[str, dict[str, Any]]] = {}
+        {r.model for r in result.records})
+    by_case: dict[str, dict[str, CaseRecord]] = {}
     for record in result.records:
-        by_case.setdefault(record["case_id"], {})[record["model"]] = record
+        by_case.setdefault(record.case_id, {})[record.model] = record
     shown = list(by_case)[:max_cases]
     if shown:
         parts.append(f'<div style="margin-top:6px"><b>reference vs best render</b> '
@@ -265,24 +262,24 @@ def render_html(result: RunResult, max_cases: int = 4, thumb: int = 96) -> str:
         records = by_case[case_id]
         first = next(iter(records.values()))
         parts.append('<div style="margin:4px 0;white-space:nowrap;overflow-x:auto">')
-        caption = f"{case_id} · {first.get('category') or ''}".strip(" ·")
-        if first.get("license"):
-            caption += f" · {first['license']}"
-        parts.append(_cell_image(result.run_dir, first.get("reference"), thumb, caption))
+        caption = f"{case_id} · {first.category or ''}".strip(" ·")
+        if first.license:
+            caption += f" · {first.license}"
+        parts.append(_cell_image(result.run_dir, first.reference, thumb, caption))
         for model in models:
             record = records.get(model)
             if record is None:
                 continue
-            if record.get("status") != "done":
-                label = f"{model}: failed ({record.get('error') or 'unknown'})"[:160]
+            if not record.done:
+                label = f"{model}: failed ({record.error or 'unknown'})"[:160]
                 parts.append(_cell_image(result.run_dir, None, thumb, label))
                 continue
-            best = record.get("best") or {}
-            score = (record.get("final_scores") or {}).get("selection")
-            parts.append(_cell_image(result.run_dir, best.get("image"), thumb,
-                                     f"{model}: {_fmt(score)} (r{best.get('round', '?')})"))
-        best_prompt = next((((r.get("best") or {}).get("prompt")) for r in records.values()
-                            if r.get("best")), None)
+            best = record.best
+            score = record.final_scores.get("selection")
+            best_round = best.round if best and best.round is not None else "?"
+            parts.append(_cell_image(result.run_dir, best.image if best else None, thumb,
+                                     f"{model}: {_fmt(score)} (r{best_round})"))
+        best_prompt = next((r.best.prompt for r in records.values() if r.best), None)
         if best_prompt:
             parts.append(f'<div style="font-size:11px;color:#555;white-space:normal">'
                          f"{escape(best_prompt[:300])}</div>")
@@ -291,12 +288,21 @@ def render_html(result: RunResult, max_cases: int = 4, thumb: int = 96) -> str:
     return "".join(parts)
 
 
-def _decision_columns(decision: dict[str, Any] | None) -> dict[str, Any]:
+def _decision_columns(decision: DecisionRecord | None) -> dict[str, Any]:
     """Retrieve-or-generate outcome of a case, when the spec asked for one."""
-    if not decision:
+    if decision is None:
         return {}
-    return {"decision_choice": decision.get("choice"),
-            "decision_generated_value": decision.get("generated_value"),
-            "decision_retrieved_value": decision.get("retrieved_value"),
-            "decision_truly_closer": decision.get("truly_closer"),
-            "decision_correct": decision.get("correct")}
+    return {"decision_choice": decision.choice,
+            "decision_generated_value": decision.generated_value,
+            "decision_retrieved_value": decision.retrieved_value,
+            "decision_truly_closer": decision.truly_closer,
+            "decision_correct": decision.correct}
+
+
+def _grid_columns(record: CaseRecord) -> dict[str, Any]:
+    """A grid cell's T2I model and MLLM (records of a plain run have no such columns)."""
+    return {"t2i": record.t2i, "mllm": record.mllm} if record.mllm is not None else {}
+
+
+def _key(candidate: CandidateRecord | None) -> tuple[int | None, int | None] | None:
+    return candidate.key if candidate is not None else None

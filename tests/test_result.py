@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 import repainter
+from repainter.records import CaseRecord
 from repainter.report.leaderboard import build_leaderboard
 from repainter.result import RunResult
 from repainter.spec import build_spec
@@ -65,16 +66,16 @@ def test_repr_html_has_leaderboard_and_embedded_thumbnails(result):
     assert "file://" not in html and 'src="/' not in html
 
 
-def _record(model: str, case_id: str, prompt: str, image: str | None) -> dict:
+def _record(model: str, case_id: str, prompt: str, image: str | None) -> CaseRecord:
     best = {"round": 1, "variant": 0, "prompt": prompt, "seed": 1, "image": image,
             "scores": {"ssim": 0.5}, "selection": 0.5}
-    return {
-        "model": model, "case_id": case_id, "category": "<b>cat</b>", "status": "done",
-        "reference": image, "license": "<i>lic</i>",
-        "rounds": [{"round": 1, "prompt": prompt, "candidates": [best], "round_best": 0,
-                    "round_best_selection": 0.5, "best_ever_selection": 0.5}],
-        "round1_best": best, "best": best, "final_scores": {"ssim": 0.5, "selection": 0.5},
-    }
+    return CaseRecord(
+        model=model, case_id=case_id, category="<b>cat</b>", status="done",
+        reference=image, license="<i>lic</i>",
+        rounds=[{"round": 1, "prompt": prompt, "candidates": [best], "round_best": 0,
+                 "round_best_selection": 0.5, "best_ever_selection": 0.5}],
+        round1_best=best, best=best, final_scores={"ssim": 0.5, "selection": 0.5},
+    )
 
 
 def test_repr_html_escapes_labels_prompts_and_errors(tmp_path):
@@ -82,8 +83,8 @@ def test_repr_html_escapes_labels_prompts_and_errors(tmp_path):
     evil = "<script>alert('x')</script>"
     records = [
         _record(evil, "case<1>", f"a prompt {evil} & more", "ref.png"),
-        {"model": evil, "case_id": "broken", "category": "x", "status": "failed",
-         "error": f"boom {evil}", "rounds": [], "final_scores": {}},
+        CaseRecord(model=evil, case_id="broken", category="x", status="failed",
+                   error=f"boom {evil}", rounds=[], final_scores={}),
     ]
     result = RunResult(run_dir=tmp_path, spec=None, records=records,
                        leaderboard=build_leaderboard(records))
