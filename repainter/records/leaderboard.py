@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from repainter.records.base import VersionedRecord, finite_or_none, migration
 
@@ -31,9 +31,10 @@ Stat = Annotated[float | None, BeforeValidator(finite_or_none)]
 
 
 class _Part(BaseModel):
-    """A part of a record (not a file of its own): unknown keys are refused."""
+    """A part of a record (not a file of its own): unknown keys are refused, and a value set
+    after construction (seed spreads, usage) is validated too, so a NaN statistic becomes None."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 class MetricSummary(_Part):
@@ -84,7 +85,7 @@ class LeaderboardRow(_Part):
     cases: int = 0
     done: int = 0
     failed: int = 0
-    selection: SelectionSummary = SelectionSummary()
+    selection: SelectionSummary = Field(default_factory=SelectionSummary)
     #: Every other metric and judge score, by label.
     metrics: dict[str, MetricSummary] = {}
     mean_rounds: Stat = None
