@@ -50,8 +50,8 @@ def test_sigkilled_run_resumes_and_skips_finished_cases(tmp_path):
     for path, mtime in before.items():
         assert after[path] == mtime, f"{path.name} was redone"
     info = repainter.RunResult.load(run_dir).info
-    assert info["cases"]["reused"] == len(before)
-    assert info["cases"]["done"] == CASES - len(before)
+    assert info.cases.reused == len(before)
+    assert info.cases.done == CASES - len(before)
 
 
 class _CrashOnce:
