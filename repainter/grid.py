@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from repainter.records import CaseRecord
 from repainter.report.leaderboard import (
     add_leaderboard_section,
     build_comparisons,
@@ -99,14 +100,14 @@ def run_grid(spec: RunSpec, on_event=None, case_ids: list[str] | None = None) ->
         info.update(status="finished", finished_at=now_iso(),
                     wall_seconds=round(time.perf_counter() - started, 3), mllm_usage=usage,
                     cases={"total": len(records),
-                           "done": sum(r.get("status") == "done" for r in records)})
+                           "done": sum(r.done for r in records)})
         store.write_run_info(info)
         write_grid_report(root, leaderboard)
     return RunResult(run_dir=root, spec=spec, records=records, leaderboard=leaderboard["grid"],
                      info=info)
 
 
-def grid_records(spec: RunSpec, case_ids: list[str] | None = None) -> list[dict[str, Any]]:
+def grid_records(spec: RunSpec, case_ids: list[str] | None = None) -> list[CaseRecord]:
     """Every sub-run's records of the spec's models (and ``case_ids``), tagged with the cell."""
     t2i = {t.display_name for t in spec.t2i}
     wanted = set(case_ids) if case_ids is not None else None
@@ -114,15 +115,16 @@ def grid_records(spec: RunSpec, case_ids: list[str] | None = None) -> list[dict[
     for mllm in spec.mllms:
         folder = child_dir(spec.run_dir, mllm)
         for record in RunStore(folder).records():
-            if record["model"] not in t2i or (wanted is not None and record["case_id"] not in wanted):
+            if record.model not in t2i or (wanted is not None and record.case_id not in wanted):
                 continue
-            records.append({**record, "t2i": record["model"], "mllm": mllm.display_name,
-                            "model": cell_label(record["model"], mllm.display_name),
-                            "run_subdir": str(folder.relative_to(spec.run_dir))})
+            records.append(record.model_copy(update={
+                "t2i": record.model, "mllm": mllm.display_name,
+                "model": cell_label(record.model, mllm.display_name),
+                "run_subdir": str(folder.relative_to(spec.run_dir))}))
     return records
 
 
-def build_grid_leaderboard(spec: RunSpec, records: list[dict[str, Any]],
+def build_grid_leaderboard(spec: RunSpec, records: list[CaseRecord],
                            usage: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """The full grid, the MLLM ranking per T2I model, the T2I ranking per MLLM (each with
     paired tests), and each MLLM's token use and cost."""
@@ -132,7 +134,7 @@ def build_grid_leaderboard(spec: RunSpec, records: list[dict[str, Any]],
 
     def ranking(key: str, value: str) -> dict[str, Any]:
         mine = [r for r in rows if r[key] == value]
-        recs = [r for r in records if r[key] == value]
+        recs = [r for r in records if getattr(r, key) == value]  # key: "t2i" or "mllm"
         return {"ranking": [{**r, "rank": i} for i, r in enumerate(mine, 1)],
                 "comparisons": build_comparisons(recs, mine, correction=spec.correction)}
 
@@ -142,7 +144,7 @@ def build_grid_leaderboard(spec: RunSpec, records: list[dict[str, Any]],
             "mllm_usage": usage}
 
 
-def write_grid_leaderboard(spec: RunSpec, records: list[dict[str, Any]],
+def write_grid_leaderboard(spec: RunSpec, records: list[CaseRecord],
                            usage: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """leaderboard.{json,csv,md} of the grid cells, then the MLLM axis appended."""
     board = build_grid_leaderboard(spec, records, usage)
@@ -244,7 +246,7 @@ def load_grid(root: str | Path, spec: RunSpec, info: dict[str, Any]) -> RunResul
     return RunResult(Path(root), spec, records, grid_rows(spec, records), info)
 
 
-def grid_rows(spec: RunSpec, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def grid_rows(spec: RunSpec, records: list[CaseRecord]) -> list[dict[str, Any]]:
     """Leaderboard rows of every cell, best first, with their ``t2i`` and ``mllm``."""
     cells = {cell_label(t.display_name, m.display_name): (t.display_name, m.display_name)
              for m in spec.mllms for t in spec.t2i}
