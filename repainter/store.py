@@ -220,8 +220,10 @@ def refuse_foreign_folder(root: Path) -> None:
 class RunStore:
     def __init__(self, root: str | Path):
         self.root = Path(root)
-        #: Case record files found unreadable (corrupt JSON, not a record), relative paths.
+        #: Case record files found unreadable (corrupt JSON, not a record, an invalid or newer
+        #: record), relative paths; :attr:`unreadable_reasons` says why for each.
         self.unreadable: list[str] = []
+        self.unreadable_reasons: dict[str, str] = {}
 
     # -- spec ------------------------------------------------------------------------------
 
@@ -334,6 +336,7 @@ class RunStore:
         except (OSError, ValueError) as exc:  # JSON, version and validation errors included
             if relative not in self.unreadable:
                 self.unreadable.append(relative)
+                self.unreadable_reasons[relative] = str(exc)
                 logger.warning("skipping unreadable case record %s (the case is redone on the "
                                "next run)", exc)
             return None

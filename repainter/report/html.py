@@ -644,8 +644,9 @@ def _failures_view(records: list[CaseRecord], store: RunStore, colours: dict[str
                  "colour": colours.get(r.model, "#888")}
                 for r in records if not r.done]
     failures += [{"model": "-", "case_id": path, "anchor": "failures", "category": None,
-                  "error": f"unreadable case record {path}: skipped (the case is redone by the "
-                  "next run)", "traceback": None, "colour": "#888"} for path in store.unreadable]
+                  "error": f"unreadable case record {store.unreadable_reasons.get(path, path)}: "
+                  "skipped (the case is redone by the next run)", "traceback": None,
+                  "colour": "#888"} for path in store.unreadable]
     return failures
 
 
