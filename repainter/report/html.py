@@ -347,7 +347,7 @@ def _model_case_view(record: CaseRecord, images: _Images, colour: str,
     best, round1 = record.best, record.round1_best
     round1_selection = round1.selection if round1 else None
     final = record.final_scores
-    selection = final.get("selection")
+    selection = record.final_score("selection")
     curve = record.best_ever_by_round
     return {
         "model": record.model,

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from repainter.images import atomic_write_bytes
+from repainter.records import CaseRecord
 
 #: Colours per model (colour-blind friendly: Okabe-Ito), reused by the HTML legend.
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
@@ -29,11 +30,12 @@ def _finite(values: Sequence[Any]) -> list[float]:
     return [float(v) for v in values if v is not None and math.isfinite(float(v))]
 
 
-def best_ever_matrix(records: list[dict[str, Any]], model: str) -> list[list[float]]:
+def best_ever_matrix(records: list[CaseRecord], model: str) -> list[list[float]]:
     """Per finished case of ``model``: best-ever selection after each round (carried forward when
     a case stopped early, since best-ever never decreases)."""
-    done = [r for r in records if r["model"] == model and r.get("status") == "done"]
-    curves = [_finite(r.get("best_ever_by_round") or []) for r in done]
+    done = [r for r in records if r.model == model and r.done]
+    # None: a round with no selectable candidate yet (records hold no NaN)
+    curves = [[v for v in r.best_ever_by_round if v is not None] for r in done]
     curves = [c for c in curves if c]
     if not curves:
         return []
