@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
 from repainter.records.base import VersionedRecord, dump_record, load_record, migration
-from repainter.schemas import ImageUnderstandingTree
+from repainter.schemas import Critique, Difference, ImageUnderstandingTree
 
 Scores = dict[str, float | None]
 """Metric label -> value (None: the metric gave no finite value for this image)."""
@@ -95,18 +95,8 @@ class CandidateRecord(RecordPart):
         return (self.round, self.variant)
 
 
-class Difference(RecordPart):
-    aspect: str = "content"
-    description: str = ""
-    target: str = ""
-    change: str = ""
-
-
-class CritiqueRecord(RecordPart):
-    """What the MLLM found still differs from the reference (``repainter.schemas.Critique``)."""
-
-    differences: list[Difference] = Field(default_factory=list)
-    summary: str = ""
+#: What the MLLM found still differs from the reference: the reply's own schema, as stored.
+CritiqueRecord = Critique
 
 
 class RoundRecord(RecordPart):
