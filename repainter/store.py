@@ -385,7 +385,7 @@ class RunStore:
 
 def result_line(record: CaseRecord) -> dict[str, Any]:
     """The flat summary of one case record written to results.jsonl."""
-    return ResultLine.of(record).model_dump(mode="json")
+    return dump_record(ResultLine.of(record))
 
 
 def load_case_file(path: Path, name: str | None = None) -> CaseRecord:

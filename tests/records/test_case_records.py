@@ -15,8 +15,10 @@ from repainter.records import (
     VOLATILE_FIELDS,
     CaseRecord,
     RecordVersionError,
+    ResultLine,
     dump_record,
     load_case_record,
+    load_record,
 )
 from repainter.result import RunResult
 from repainter.store import RunStore, load_case_file
@@ -87,7 +89,8 @@ def test_report_result_and_rescore_work_on_the_migrated_fixture(run_copy):
 @pytest.mark.slow
 def test_a_run_of_the_fixture_spec_writes_the_same_records(tmp_path, run_copy):
     """Same spec, today's code: equal records but for wall-clock seconds (``timings``) and the
-    dataset file's absolute path (``source``), the same results.jsonl, the same means."""
+    dataset file's absolute path (``source``), results.jsonl byte for byte but for each line's
+    new ``schema_version``, the same means."""
     from repainter.runner import run
     from repainter.spec import load_spec
 
@@ -99,7 +102,12 @@ def test_a_run_of_the_fixture_spec_writes_the_same_records(tmp_path, run_copy):
     assert {(r.model, r.case_id) for r in fresh.records} == set(old)
     for record in fresh.records:
         assert record.comparable(ignored) == old[(record.model, record.case_id)].comparable(ignored)
-    assert (fresh.run_dir / "results.jsonl").read_bytes() == (RUN_V0 / "results.jsonl").read_bytes()
+    lines = (fresh.run_dir / "results.jsonl").read_text(encoding="utf-8").splitlines()
+    old_lines = (RUN_V0 / "results.jsonl").read_text(encoding="utf-8").splitlines()
+    assert lines == [json.dumps({"schema_version": 1, **json.loads(line)}, ensure_ascii=False)
+                     for line in old_lines]
+    assert [load_record(ResultLine, json.loads(line)) for line in old_lines] == [
+        load_record(ResultLine, json.loads(line)) for line in lines]
     assert fresh.summary()["models"] == RunResult.load(run_copy).summary()["models"]
 
 
