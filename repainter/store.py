@@ -7,7 +7,7 @@
       references/<case>.png        each reference as the loop saw it
       descriptions/<case>.json     the MLLM's Image Understanding Tree, shared by all models
       images/<model>/<case>/r<round>_v<variant>.png
-      cases/<model>/<case>.json    the full record of one case x model
+      cases/<model>/<case>.json    the full record of one case x model (repainter.records.CaseRecord)
       results.jsonl                one line per case x model (rebuilt from the records)
       leaderboard.{json,csv,md}
 """
