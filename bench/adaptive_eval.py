@@ -35,6 +35,7 @@ from scipy.stats import kendalltau
 
 from repainter import run
 from repainter.adaptive import adaptive_loop
+from repainter.records import CaseRecord
 from repainter.sim.zoo import ladders
 from repainter.spec import BudgetSpec, build_spec
 
@@ -76,7 +77,7 @@ def zoo_scores(scenes_variants: int, rounds: int, variants: int, tmp: Path):
     scores = {m: {} for m in models}
     for r in result.records:
         if r.get("status") == "done":
-            scores[r["model"]][r["case_id"]] = r["final_scores"][TRUTH]
+            scores[r.model][r.case_id] = r.final_scores[TRUTH]
     cases = sorted(set.intersection(*(set(s) for s in scores.values())))
     return models, np.array([[scores[m][c] for c in cases] for m in models])
 
@@ -94,13 +95,13 @@ def simulate(matrix: np.ndarray, models: list[str], sims: int, draws: int, budge
             swap = rng.random(draws) < 0.5
             drawn[:, swap] = drawn[::-1, swap]
         ids = [f"r{k:04d}" for k in range(draws)]
-        records = [{"model": m, "case_id": ids[k], "status": "done",
-                    "final_scores": {TRUTH: float(drawn[i, k])}}
+        records = [CaseRecord(model=m, case_id=ids[k], status="done",
+                              final_scores={TRUTH: float(drawn[i, k])})
                    for i, m in enumerate(models) for k in range(draws)]
 
         def run_batch(batch_ids, records=records):
             wanted = set(batch_ids)
-            return [r for r in records if r["case_id"] in wanted], models, None
+            return [r for r in records if r.case_id in wanted], models, None
 
         _, summary = adaptive_loop(ids, budget, run_batch)
         used = summary["references_used"]

@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 import repainter  # noqa: E402
 from repainter.spec import build_spec  # noqa: E402
-from repainter.store import slug  # noqa: E402
+from repainter.store import load_case_file, slug  # noqa: E402
 from repainter.testing import ALL_KINDS, FaultPlan, OpenAICompatServer  # noqa: E402
 
 KEY_ENV = "REPAINTER_RELIABILITY_BENCH_KEY"
@@ -72,16 +72,15 @@ def audit(run_dir: Path, expected: list[str], secret: str) -> dict[str, Any]:
     for case_id in expected:
         path = run_dir / "cases" / "procedural" / f"{slug(case_id)}.json"
         try:
-            records[case_id] = json.loads(path.read_text())
+            records[case_id] = load_case_file(path)
         except (OSError, ValueError) as exc:
             lost.append(f"{case_id}: no readable record ({exc})")
     for case_id, record in records.items():
-        if record.get("status") != "done":
-            if not record.get("error"):
+        if not record.done:
+            if not record.error:
                 lost.append(f"{case_id}: failed without a reason")
             continue
-        files = [record["reference"]] + [c["image"] for r in record["rounds"]
-                                         for c in r["candidates"]]
+        files = [record.reference] + [c.image for c in record.candidates()]
         lost += [f"{case_id}: missing {f}" for f in files if not (run_dir / f).is_file()]
         try:
             json.loads((run_dir / "descriptions" / f"{slug(case_id)}.json").read_text())
@@ -95,10 +94,10 @@ def audit(run_dir: Path, expected: list[str], secret: str) -> dict[str, Any]:
         lost.append(f"results.jsonl unreadable ({exc})")
     leaks = [str(p.relative_to(run_dir)) for p in run_dir.rglob("*")
              if p.is_file() and secret.encode() in p.read_bytes()]
-    done = [r for r in records.values() if r.get("status") == "done"]
-    failed = [r for r in records.values() if r.get("status") != "done"]
+    done = [r for r in records.values() if r.done]
+    failed = [r for r in records.values() if not r.done]
     return {"done": len(done), "failed": len(failed), "lost": lost, "key_leaks": leaks,
-            "errors": [r.get("error") or "" for r in failed],
+            "errors": [r.error or "" for r in failed],
             "record_bytes_max": max((p.stat().st_size for p in (run_dir / "cases").rglob("*.json")),
                                     default=0)}
 
@@ -112,7 +111,7 @@ def run_scenario(name: str, kinds: list[str], rate: float, limit: int, seed: int
         result = repainter.run(spec_for(run_dir, server.url, limit, seed, concurrency))
         wall = time.perf_counter() - start
         stats = server.stats()
-    expected = sorted({r["case_id"] for r in result.records})
+    expected = sorted({r.case_id for r in result.records})
     found = audit(run_dir, expected, secret)
     usage = result.info["mllm_usage"]
     row = {

@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 import repainter  # noqa: E402
 from repainter.images import image_sha256, load_image  # noqa: E402
+from repainter.records import CaseRecord, DecisionRecord  # noqa: E402
 from repainter.report.leaderboard import build_leaderboard  # noqa: E402
 from repainter.spec import build_spec  # noqa: E402
 from repainter.world.dataset import WorldDataset  # noqa: E402
@@ -84,21 +85,21 @@ def spec_for(run_dir: Path, rule: str, generators: list[dict[str, Any]], *, limi
     })
 
 
-def _forced(records: list[dict[str, Any]], choice: str) -> list[dict[str, Any]]:
+def _forced(records: list[CaseRecord], choice: str) -> list[CaseRecord]:
     """The records with every decision's choice set to ``choice`` (and judged like the node)."""
     out = []
     for record in records:
-        decision = record.get("decision")
-        if decision:
-            truth = decision.get("truly_closer")
-            decision = {**decision, "choice": choice,
-                        "correct": None if truth in (None, "tie") else truth == choice}
-        out.append({**record, "decision": decision})
+        decision = record.decision
+        if decision is not None:
+            truth = decision.truly_closer
+            decision = decision.model_copy(update={
+                "choice": choice, "correct": None if truth in (None, "tie") else truth == choice})
+        out.append(record.model_copy(update={"decision": decision}))
     return out
 
 
-def _retrieved_item(run_dir: Path, decision: dict[str, Any], by_hash: dict[str, str]) -> str:
-    image = load_image(run_dir / decision["retrieved"]["image"]).convert("RGB")
+def _retrieved_item(run_dir: Path, decision: DecisionRecord, by_hash: dict[str, str]) -> str:
+    image = load_image(run_dir / decision.retrieved.image).convert("RGB")
     return by_hash.get(image_sha256(image), "?")
 
 
@@ -127,21 +128,21 @@ def evaluate(rule: str, work: Path, *, generators: list[dict[str, Any]] | None =
     gallery = WorldDataset(variants=gallery_variants)
     kinds = gallery.variant_kinds()
     by_hash = {image_sha256(item.load().image.convert("RGB")): item.id for item in gallery.items()}
-    decided = [r for r in result.records if r.get("decision")]
+    decided = [r for r in result.records if r.decision is not None]
     boards = {name: {row["model"]: row for row in build_leaderboard(records)}
               for name, records in (("rule", decided), ("generate", _forced(decided, "generated")),
                                     ("retrieve", _forced(decided, "retrieved")))}
     cases = []
     for record in decided:
-        d = record["decision"]
+        d = record.decision
         item = _retrieved_item(run_dir, d, by_hash)
         cases.append({
-            "model": record["model"], "case_id": record["case_id"], "category": record["category"],
-            "choice": d["choice"], "truly_closer": d["truly_closer"], "correct": d["correct"],
-            "generated_value": d["generated_value"], "retrieved_value": d["retrieved_value"],
-            "generated_f1": (record["best"].get("scores") or {}).get("object_f1"),
-            "retrieved_f1": (d["retrieved"].get("scores") or {}).get("object_f1"),
-            "retrieved_item": item, "relation": _relation(record["case_id"], item, kinds),
+            "model": record.model, "case_id": record.case_id, "category": record.category,
+            "choice": d.choice, "truly_closer": d.truly_closer, "correct": d.correct,
+            "generated_value": d.generated_value, "retrieved_value": d.retrieved_value,
+            "generated_f1": record.best.scores.get("object_f1"),
+            "retrieved_f1": (d.retrieved.scores or {}).get("object_f1"),
+            "retrieved_item": item, "relation": _relation(record.case_id, item, kinds),
         })
     rows = []
     for component in generators:

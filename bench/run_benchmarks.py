@@ -66,7 +66,7 @@ def _random_real_size_models(folder: Path) -> dict:
 
 def _run_summary(result) -> dict:
     info = result.info
-    rounds = sum(len(r.get("rounds") or []) for r in result.records)
+    rounds = sum(len(r.rounds) for r in result.records)
     backend = info["backend"]
     return {
         "cases": len(result.records),
@@ -219,7 +219,7 @@ def scenario_mllm_concurrency(workdir: Path) -> dict:
             out[label] = {"wall_seconds": wall, "requests": stats["requests"],
                           "peak_in_flight": stats["peak_in_flight"],
                           "calls_per_second": stats["requests"] / wall,
-                          "done": sum(r["status"] == "done" for r in result.records)}
+                          "done": sum(r.done for r in result.records)}
     out["speedup"] = out["sequential"]["wall_seconds"] / out["concurrent"]["wall_seconds"]
     return out
 

@@ -44,6 +44,7 @@ sys.path.insert(0, str(ROOT))
 import repainter  # noqa: E402
 from repainter.backends.base import Reference  # noqa: E402
 from repainter.images import load_image  # noqa: E402
+from repainter.records import dump_record  # noqa: E402
 from repainter.registry import METRICS  # noqa: E402
 from repainter.report.stats import sign_flip_p_value  # noqa: E402
 from repainter.sim.zoo import ladders, true_quality  # noqa: E402
@@ -85,7 +86,8 @@ def run_ladder(ladder, seed: int, scenes: Path, out: Path, rounds: int, variants
     })
     repainter.run(spec)
     store = RunStore(spec.run_dir)
-    records = [r for r in store.records() if r.get("status") == "done"]
+    # plain copies: the analysis below annotates them (extra metrics, best-of-n truth)
+    records = [dump_record(r) for r in store.records() if r.done]
     extra = {name: METRICS.create(name) for name in EXTRA_METRICS}
     best_of_n(records, ladder, store.root, rounds * variants)
     for record in records:

@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from repainter.records import CaseRecord
 from repainter.records.leaderboard import AdaptiveSummary
 from repainter.spec import BudgetSpec, RunSpec
 
@@ -113,10 +114,10 @@ def sequential_decision(model_a: str, model_b: str, differences: Sequence[float]
                         float(wealth[first]))
 
 
-def pairs_of_interest(records: list[dict[str, Any]], models: list[str]) -> list[tuple[str, str]]:
+def pairs_of_interest(records: list[CaseRecord], models: list[str]) -> list[tuple[str, str]]:
     """Every two models; in a grid (records carry ``t2i`` and ``mllm``), only the pairs that
     share a T2I model (an MLLM ranking) or share an MLLM (a T2I ranking)."""
-    axes = {r["model"]: (r.get("t2i"), r.get("mllm")) for r in records}
+    axes = {r.model: (r.t2i, r.mllm) for r in records}
     pairs = []
     for a, b in combinations(models, 2):
         (ta, ma), (tb, mb) = axes.get(a, (None, None)), axes.get(b, (None, None))
@@ -125,19 +126,19 @@ def pairs_of_interest(records: list[dict[str, Any]], models: list[str]) -> list[
     return pairs
 
 
-def paired_differences(records: list[dict[str, Any]], a: str, b: str, order: list[str],
+def paired_differences(records: list[CaseRecord], a: str, b: str, order: list[str],
                        metric: str) -> list[float]:
     """a - b on the references both finished, in ``order``."""
     scores: dict[str, dict[str, float]] = {a: {}, b: {}}
     for r in records:
-        if r["model"] in scores and r.get("status") == "done":
-            value = (r.get("final_scores") or {}).get(metric)
-            if value is not None and math.isfinite(value):
-                scores[r["model"]][r["case_id"]] = value
+        if r.model in scores and r.done:
+            value = r.final_scores.get(metric)
+            if value is not None:  # records hold no NaN (repainter.records.base)
+                scores[r.model][r.case_id] = value
     return [scores[a][c] - scores[b][c] for c in order if c in scores[a] and c in scores[b]]
 
 
-def decide_all(records: list[dict[str, Any]], models: list[str], order: list[str],
+def decide_all(records: list[CaseRecord], models: list[str], order: list[str],
                budget: BudgetSpec) -> list[PairDecision]:
     """The sequential decision of every pair of interest over the references in ``order``."""
     return [sequential_decision(a, b, paired_differences(records, a, b, order, budget.metric),
@@ -156,7 +157,7 @@ def reference_order(case_ids: list[str], seed: int) -> list[str]:
 
 
 def adaptive_loop(order: list[str], budget: BudgetSpec,
-                  run_batch: Callable[[list[str]], tuple[list[dict[str, Any]], list[str], Any]]
+                  run_batch: Callable[[list[str]], tuple[list[CaseRecord], list[str], Any]]
                   ) -> tuple[Any, dict[str, Any]]:
     """Spend references in ``order`` batch by batch until every pair of interest is decided.
 

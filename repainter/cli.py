@@ -310,7 +310,7 @@ def _execute(checked, *, as_json: bool, quiet: bool, verbose: bool = False) -> N
     out = _console()
     out.print(_summary_table(result))
     for record in result.failed:
-        out.print(f"[yellow]failed[/yellow] {record['model']} {record['case_id']}: {record['error']}")
+        out.print(f"[yellow]failed[/yellow] {record.model} {record.case_id}: {record.error}")
     out.print(f"run folder: {result.run_dir} · log: {result.run_dir / 'logs' / 'run.log'}")
 
 

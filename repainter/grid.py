@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from repainter.records import CaseRecord
 from repainter.records.leaderboard import GridRanking, GridSection, LeaderboardRow
 from repainter.records.run_info import RunInfo
 from repainter.report.leaderboard import (
@@ -101,13 +102,13 @@ def run_grid(spec: RunSpec, on_event=None, case_ids: list[str] | None = None) ->
         info.update(status="finished", finished_at=now_iso(),
                     wall_seconds=round(time.perf_counter() - started, 3), mllm_usage=usage,
                     cases={"total": len(records),
-                           "done": sum(r.get("status") == "done" for r in records)})
+                           "done": sum(r.done for r in records)})
         store.write_run_info(info)
         write_grid_report(root, rows, section)
     return RunResult(run_dir=root, spec=spec, records=records, leaderboard=rows, info=info)
 
 
-def grid_records(spec: RunSpec, case_ids: list[str] | None = None) -> list[dict[str, Any]]:
+def grid_records(spec: RunSpec, case_ids: list[str] | None = None) -> list[CaseRecord]:
     """Every sub-run's records of the spec's models (and ``case_ids``), tagged with the cell."""
     t2i = {t.display_name for t in spec.t2i}
     wanted = set(case_ids) if case_ids is not None else None
@@ -115,15 +116,16 @@ def grid_records(spec: RunSpec, case_ids: list[str] | None = None) -> list[dict[
     for mllm in spec.mllms:
         folder = child_dir(spec.run_dir, mllm)
         for record in RunStore(folder).records():
-            if record["model"] not in t2i or (wanted is not None and record["case_id"] not in wanted):
+            if record.model not in t2i or (wanted is not None and record.case_id not in wanted):
                 continue
-            records.append({**record, "t2i": record["model"], "mllm": mllm.display_name,
-                            "model": cell_label(record["model"], mllm.display_name),
-                            "run_subdir": str(folder.relative_to(spec.run_dir))})
+            records.append(record.model_copy(update={
+                "t2i": record.model, "mllm": mllm.display_name,
+                "model": cell_label(record.model, mllm.display_name),
+                "run_subdir": str(folder.relative_to(spec.run_dir))}))
     return records
 
 
-def build_grid_leaderboard(spec: RunSpec, records: list[dict[str, Any]],
+def build_grid_leaderboard(spec: RunSpec, records: list[CaseRecord],
                            usage: dict[str, dict[str, Any]]
                            ) -> tuple[list[LeaderboardRow], GridSection]:
     """The full grid's rows, and its section: the MLLM ranking per T2I model, the T2I ranking
@@ -132,9 +134,9 @@ def build_grid_leaderboard(spec: RunSpec, records: list[dict[str, Any]],
     mllms = [m.display_name for m in spec.mllms]
     rows = grid_rows(spec, records)
 
-    def ranking(key: str, value: str) -> GridRanking:
+    def ranking(key: str, value: str) -> GridRanking:  # key: "t2i" or "mllm"
         mine = [r for r in rows if getattr(r, key) == value]
-        recs = [r for r in records if r[key] == value]
+        recs = [r for r in records if getattr(r, key) == value]
         return GridRanking(ranking=[r.model_copy(update={"rank": i}) for i, r in enumerate(mine, 1)],
                            comparisons=build_comparisons(recs, mine, correction=spec.correction))
 
@@ -143,7 +145,7 @@ def build_grid_leaderboard(spec: RunSpec, records: list[dict[str, Any]],
                              mllm_usage=usage)
 
 
-def write_grid_leaderboard(spec: RunSpec, records: list[dict[str, Any]],
+def write_grid_leaderboard(spec: RunSpec, records: list[CaseRecord],
                            usage: dict[str, dict[str, Any]]
                            ) -> tuple[list[LeaderboardRow], GridSection]:
     """leaderboard.{json,csv,md} of the grid cells, then the MLLM axis appended."""
@@ -245,7 +247,7 @@ def load_grid(root: str | Path, spec: RunSpec, info: RunInfo) -> RunResult:
     return RunResult(Path(root), spec, records, grid_rows(spec, records), info)
 
 
-def grid_rows(spec: RunSpec, records: list[dict[str, Any]]) -> list[LeaderboardRow]:
+def grid_rows(spec: RunSpec, records: list[CaseRecord]) -> list[LeaderboardRow]:
     """Leaderboard rows of every cell, best first, with their ``t2i`` and ``mllm``."""
     cells = {cell_label(t.display_name, m.display_name): (t.display_name, m.display_name)
              for m in spec.mllms for t in spec.t2i}

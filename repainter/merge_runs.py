@@ -100,7 +100,7 @@ def merge_runs(run_dirs: list[str | Path], out_dir: str | Path | None = None):
     if (store.root / SPEC_FILE).exists() or (store.root / "cases").is_dir():
         raise UserError(f"{store.root} already holds a run; choose another folder with -o")
 
-    per_run_cases = [{r["case_id"] for r in s.records()} for s, _ in runs]
+    per_run_cases = [{r.case_id for r in s.records()} for s, _ in runs]
     shared = set.intersection(*per_run_cases)
     if not shared:
         raise UserError("the runs share no references; compare runs over the same dataset")
@@ -108,7 +108,7 @@ def merge_runs(run_dirs: list[str | Path], out_dir: str | Path | None = None):
     for source, component in models:
         label = component.display_name
         for record in source.records():
-            if record["model"] == label and record["case_id"] in shared:
+            if record.model == label and record.case_id in shared:
                 store.write_case_record(record)
         _copy_tree(source.root / "images" / slug(label), store.root / "images" / slug(label))
     for source, _spec in runs:
@@ -116,7 +116,7 @@ def merge_runs(run_dirs: list[str | Path], out_dir: str | Path | None = None):
             _copy_tree(source.root / folder, store.root / folder)
 
     labels = [component.display_name for _, component in models]
-    records = [r for r in store.records() if r["case_id"] in shared]
+    records = [r for r in store.records() if r.case_id in shared]
     store.write_results_jsonl(records)
     leaderboard = build_leaderboard(records, labels)
     write_leaderboard(leaderboard, store.root, records)

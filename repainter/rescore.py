@@ -114,12 +114,13 @@ def _score_record(store: RunStore, record: CaseRecord, metrics: list[Metric]) ->
             continue
         try:
             # metric_scores reads the graph's candidate dicts (image, drawn scene)
-            pairs = metric_scores(metric, metric.prepare(reference),
-                                  [dump_record(c) for c in candidates], images)
+            as_dicts = [dump_record(c) for c in candidates]
+            pairs = metric_scores(metric, metric.prepare(reference), as_dicts, images)
         except ValueError as exc:  # strict zip: a metric returned the wrong number of scores
             raise RuntimeError(f"{metric.name}: {exc}") from exc
+        record_of = {id(d): c for d, c in zip(as_dicts, candidates, strict=True)}
         for candidate, value in pairs:
-            scores[(candidate["round"], candidate["variant"])][metric.name] = finite_or_none(value)
+            scores[record_of[id(candidate)].key][metric.name] = finite_or_none(value)
     return scores
 
 

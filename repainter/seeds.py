@@ -21,12 +21,12 @@ Example:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from statistics import fmean, stdev
 from typing import Any
 
 from repainter.images import atomic_write_bytes
+from repainter.records import CandidateRecord, CaseRecord
 from repainter.records.leaderboard import LeaderboardRow
 from repainter.records.run_info import CaseCounts, RunInfo
 from repainter.report.leaderboard import build_leaderboard, compared_metrics, write_leaderboard
@@ -60,30 +60,32 @@ def run_seeds(spec: RunSpec, on_event: Callable[[dict[str, Any]], None] | None =
     return aggregate_seeds(spec, results)
 
 
-def average_over_seeds(per_seed: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+def average_over_seeds(per_seed: list[list[CaseRecord]]) -> list[CaseRecord]:
     """One record per (model, case) whose final scores are the mean over the seeds it finished."""
-    grouped: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    grouped: dict[tuple[str, str], list[CaseRecord]] = {}
     for records in per_seed:
         for record in records:
-            grouped.setdefault((record["model"], record["case_id"]), []).append(record)
+            grouped.setdefault((record.model, record.case_id), []).append(record)
     averaged = []
     for (model, case_id), mine in grouped.items():
-        done = [r for r in mine if r.get("status") == "done"]
-        record = {"model": model, "case_id": case_id, "category": mine[0].get("category"),
-                  "status": "done" if done else "failed", "seeds_done": len(done),
-                  **({"strategy": mine[0]["strategy"]} if mine[0].get("strategy") else {})}
+        done = [r for r in mine if r.done]
+        fields: dict[str, Any] = {
+            "model": model, "case_id": case_id, "category": mine[0].category,
+            "status": "done" if done else "failed", "seeds_done": len(done),
+            **({"strategy": mine[0].strategy} if mine[0].strategy else {})}
         if done:
-            names = set.intersection(*(set(r["final_scores"]) for r in done))
-            record["final_scores"] = {n: _mean([r["final_scores"][n] for r in done]) for n in names}
-            record["round1_best"] = {"selection": _mean(
-                [(r.get("round1_best") or {}).get("selection") for r in done])}
-        averaged.append(record)
+            names = set.intersection(*(set(r.final_scores) for r in done))
+            fields["final_scores"] = {n: _mean([r.final_scores[n] for r in done]) for n in names}
+            fields["round1_best"] = CandidateRecord(selection=_mean(
+                [r.round1_best.selection if r.round1_best else None for r in done]))
+        averaged.append(CaseRecord(**fields))
     return averaged
 
 
 def _mean(values: list[float | None]) -> float | None:
-    finite = [v for v in values if v is not None and math.isfinite(v)]
-    return fmean(finite) if finite else None
+    """The mean of the measured values (records hold no NaN: None is "not measured")."""
+    measured = [v for v in values if v is not None]
+    return fmean(measured) if measured else None
 
 
 def _row_of(rows: list[LeaderboardRow], model: str) -> LeaderboardRow | None:
@@ -138,5 +140,6 @@ def aggregate_seeds(spec: RunSpec, results: list[RunResult]) -> RunResult:
                    wall_seconds=round(sum(r.info.wall_seconds or 0.0 for r in results), 3),
                    cases=CaseCounts(done=total("done"), failed=total("failed")))
     RunStore(spec.run_dir).write_run_info(info)
-    records = [{**record, "seed": r.spec.seed} for r in results for record in r.records]
+    records = [record.model_copy(update={"seed": r.spec.seed})
+               for r in results for record in r.records]
     return RunResult(run_dir=spec.run_dir, spec=spec, records=records, leaderboard=rows, info=info)

@@ -7,7 +7,7 @@
       references/<case>.png        each reference as the loop saw it
       descriptions/<case>.json     the MLLM's Image Understanding Tree, shared by all models
       images/<model>/<case>/r<round>_v<variant>.png
-      cases/<model>/<case>.json    the full record of one case x model
+      cases/<model>/<case>.json    the full record of one case x model (repainter.records.CaseRecord)
       results.jsonl                one line per case x model (rebuilt from the records)
       leaderboard.{json,csv,md}
 """
@@ -221,8 +221,10 @@ def refuse_foreign_folder(root: Path) -> None:
 class RunStore:
     def __init__(self, root: str | Path):
         self.root = Path(root)
-        #: Case record files found unreadable (corrupt JSON, not a record), relative paths.
+        #: Case record files found unreadable (corrupt JSON, not a record, an invalid or newer
+        #: record), relative paths; :attr:`unreadable_reasons` says why for each.
         self.unreadable: list[str] = []
+        self.unreadable_reasons: dict[str, str] = {}
 
     # -- spec ------------------------------------------------------------------------------
 
@@ -335,6 +337,7 @@ class RunStore:
         except (OSError, ValueError) as exc:  # JSON, version and validation errors included
             if relative not in self.unreadable:
                 self.unreadable.append(relative)
+                self.unreadable_reasons[relative] = str(exc)
                 logger.warning("skipping unreadable case record %s (the case is redone on the "
                                "next run)", exc)
             return None
@@ -385,7 +388,7 @@ class RunStore:
 
 def result_line(record: CaseRecord) -> dict[str, Any]:
     """The flat summary of one case record written to results.jsonl."""
-    return ResultLine.of(record).model_dump(mode="json")
+    return dump_record(ResultLine.of(record))
 
 
 def load_case_file(path: Path, name: str | None = None) -> CaseRecord:

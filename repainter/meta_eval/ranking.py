@@ -25,18 +25,18 @@ from typing import Any
 import numpy as np
 
 from repainter.meta_eval.degradations import kendall_tau
+from repainter.records import CaseRecord
 from repainter.report.stats import sign_flip_p_value
 
 
-def case_matrix(records: list[dict[str, Any]], models: Sequence[str], metric: str,
+def case_matrix(records: list[CaseRecord], models: Sequence[str], metric: str,
                 higher_is_better: bool = True) -> tuple[list[str], np.ndarray]:
     """(case ids, cases x models array) of final scores on the cases every model finished."""
     by_model: dict[str, dict[str, float]] = {m: {} for m in models}
     for record in records:
-        value = (record.get("final_scores") or {}).get(metric)
-        if record.get("status") == "done" and record["model"] in by_model and value is not None \
-                and math.isfinite(value):
-            by_model[record["model"]][record["case_id"]] = value if higher_is_better else -value
+        value = record.final_scores.get(metric)  # None: not measured (records hold no NaN)
+        if record.done and record.model in by_model and value is not None:
+            by_model[record.model][record.case_id] = value if higher_is_better else -value
     cases = sorted(set.intersection(*(set(v) for v in by_model.values()))) if models else []
     return cases, np.array([[by_model[m][c] for m in models] for c in cases], dtype=np.float64)
 

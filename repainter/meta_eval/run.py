@@ -21,6 +21,7 @@ from typing import Any
 from repainter.meta_eval.config import WEIGHT_FREE, MetaEvalConfig
 from repainter.meta_eval.ladders import Ladder, bench_zoo, default_ladders, labelled
 from repainter.meta_eval.ranking import ladder_validity
+from repainter.records import CandidateRecord, CaseRecord, finite_or_none
 from repainter.records.leaderboard import LeaderboardRow
 from repainter.registry import METRICS
 from repainter.spec import ComponentSpec, RunSpec, build_spec
@@ -80,10 +81,10 @@ def _directions(spec: RunSpec) -> dict[str, bool]:
     return out
 
 
-def _per_seed_records(result) -> dict[int, list[dict[str, Any]]]:
-    out: dict[int, list[dict[str, Any]]] = {}
+def _per_seed_records(result) -> dict[int, list[CaseRecord]]:
+    out: dict[int, list[CaseRecord]] = {}
     for record in result.records:
-        out.setdefault(record["seed"], []).append(record)
+        out.setdefault(record.seed, []).append(record)
     return out
 
 
@@ -136,7 +137,7 @@ def oracle_prompt(ground_truth: dict[str, Any], t2i_name: str = "sim") -> str:
     return scene_to_prompt(SceneSpec.model_validate(ground_truth))
 
 
-def oracle_records(spec: RunSpec, label: str = "oracle") -> list[dict[str, Any]]:
+def oracle_records(spec: RunSpec, label: str = "oracle") -> list[CaseRecord]:
     """The oracle baseline at the loop's render budget: the ground-truth prompt rendered
     rounds x variants times with the loop's own seeds; the selection score picks the best, as in
     the loop. Cases without ground truth are left out."""
@@ -163,19 +164,20 @@ def oracle_records(spec: RunSpec, label: str = "oracle") -> list[dict[str, Any]]
             images = [g.image.convert("RGB") for g in generated]
             # simulated models report the scene they drew; drawn-scene metrics score that
             candidates = [{"index": i, **drawn_scene_of(g)} for i, g in enumerate(generated)]
-            scores: list[dict[str, float]] = [{} for _ in images]
+            scores: list[dict[str, float | None]] = [{} for _ in images]
             for metric in components.metrics:
                 for candidate, value in metric_scores(metric, metric.prepare(reference),
                                                       candidates, images):
-                    scores[candidate["index"]][metric.name] = float(value)
+                    scores[candidate["index"]][metric.name] = finite_or_none(value)
             selections = [selection_score(s, spec.selection, by_name) for s in scores]
             best = max(range(len(images)), key=lambda i: -math.inf if selections[i] is None else selections[i])
-            records.append({"model": label, "case_id": item.id, "category": reference.category,
-                            "status": "done", "strategy": "oracle", "initial_prompt": prompt,
-                            "final_scores": {**scores[best], "selection": selections[best]},
-                            "round1_best": {"selection": max(
-                                (s for s in selections[:spec.loop.variants] if s is not None),
-                                default=None)}})
+            records.append(CaseRecord(
+                model=label, case_id=item.id, category=reference.category, status="done",
+                strategy="oracle", initial_prompt=prompt,
+                final_scores={**scores[best], "selection": selections[best]},
+                round1_best=CandidateRecord(selection=max(
+                    (s for s in selections[:spec.loop.variants] if s is not None),
+                    default=None))))
     finally:
         components.close()
     return records
@@ -224,7 +226,7 @@ def run_baselines(config: MetaEvalConfig) -> dict[str, Any]:
              for metric, family in comparisons.items()}
     return {
         "model": model, "budget_renders": config.rounds * config.variants,
-        "seeds": config.seeds, "cases": len({r["case_id"] for r in averaged}),
+        "seeds": config.seeds, "cases": len({r.case_id for r in averaged}),
         "oracle": has_oracle, "run_dir": str(result.run_dir),
         "means": {row.model: {m: _mean_of(row, m) for m in directions} for row in rows},
         "tests": tests,

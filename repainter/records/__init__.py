@@ -16,6 +16,8 @@ from repainter.records.base import (
     upgrade,
 )
 from repainter.records.case import (
+    LOCATION_FIELDS,
+    VOLATILE_FIELDS,
     CandidateRecord,
     CaseRecord,
     CritiqueRecord,
@@ -38,4 +40,5 @@ __all__ = ["RecordVersionError", "VersionedRecord", "dump_record", "finite_or_no
            # case records (repainter.records.case)
            "CandidateRecord", "CaseRecord", "CritiqueRecord", "DecisionRecord", "Difference",
            "JudgementRecord", "MllmUsage", "RecordPart", "RenderFlags", "ResultLine",
-           "RetrievedRender", "RoundRecord", "Scores", "dump_case_record", "load_case_record"]
+           "RetrievedRender", "RoundRecord", "Scores", "LOCATION_FIELDS", "VOLATILE_FIELDS",
+           "dump_case_record", "load_case_record"]

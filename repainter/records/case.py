@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
 from repainter.records.base import VersionedRecord, dump_record, load_record, migration
-from repainter.schemas import ImageUnderstandingTree
+from repainter.schemas import Critique, Difference, ImageUnderstandingTree
 
 Scores = dict[str, float | None]
 """Metric label -> value (None: the metric gave no finite value for this image)."""
@@ -95,18 +95,8 @@ class CandidateRecord(RecordPart):
         return (self.round, self.variant)
 
 
-class Difference(RecordPart):
-    aspect: str = "content"
-    description: str = ""
-    target: str = ""
-    change: str = ""
-
-
-class CritiqueRecord(RecordPart):
-    """What the MLLM found still differs from the reference (``repainter.schemas.Critique``)."""
-
-    differences: list[Difference] = Field(default_factory=list)
-    summary: str = ""
+#: What the MLLM found still differs from the reference: the reply's own schema, as stored.
+CritiqueRecord = Critique
 
 
 class RoundRecord(RecordPart):
@@ -258,8 +248,12 @@ class CaseRecord(RecordPart, VersionedRecord):
         return {k: v for k, v in dump_record(self).items() if k not in exclude}
 
 
-class ResultLine(RecordPart):
-    """One line of ``results.jsonl``: the flat summary of a case record."""
+class ResultLine(RecordPart, VersionedRecord):
+    """One line of ``results.jsonl``: the flat summary of a case record (rebuilt from the records
+    whenever they change; version 0 lines had no ``schema_version`` and are otherwise the same)."""
+
+    kind: ClassVar[str] = "result-line"
+    current_version: ClassVar[int] = 1
 
     case_id: str
     model: str
@@ -297,6 +291,11 @@ class ResultLine(RecordPart):
 def _case_v0(data: dict[str, Any]) -> dict[str, Any]:
     # version 0 differs only in having no schema_version
     return data
+
+
+@migration(ResultLine.kind, 0)
+def _result_line_v0(data: dict[str, Any]) -> dict[str, Any]:
+    return data  # version 0 differs only in having no schema_version
 
 
 def load_case_record(data: dict[str, Any]) -> CaseRecord:

@@ -355,7 +355,7 @@ def _model_case_view(record: CaseRecord, images: _Images, colour: str,
     best, round1 = record.best, record.round1_best
     round1_selection = round1.selection if round1 else None
     final = record.final_scores
-    selection = final.get("selection")
+    selection = record.final_score("selection")
     curve = record.best_ever_by_round
     return {
         "model": record.model,
@@ -663,8 +663,9 @@ def _failures_view(records: list[CaseRecord], store: RunStore, colours: dict[str
                  "colour": colours.get(r.model, "#888")}
                 for r in records if not r.done]
     failures += [{"model": "-", "case_id": path, "anchor": "failures", "category": None,
-                  "error": f"unreadable case record {path}: skipped (the case is redone by the "
-                  "next run)", "traceback": None, "colour": "#888"} for path in store.unreadable]
+                  "error": f"unreadable case record {store.unreadable_reasons.get(path, path)}: "
+                  "skipped (the case is redone by the next run)", "traceback": None,
+                  "colour": "#888"} for path in store.unreadable]
     return failures
 
 

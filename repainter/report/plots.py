@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from repainter.images import atomic_write_bytes
-from repainter.records.case import CaseRecord
+from repainter.records import CaseRecord
 from repainter.records.leaderboard import CategoryRow
 
 #: Colours per model (colour-blind friendly: Okabe-Ito), reused by the HTML legend.
@@ -35,7 +35,8 @@ def best_ever_matrix(records: list[CaseRecord], model: str) -> list[list[float]]
     """Per finished case of ``model``: best-ever selection after each round (carried forward when
     a case stopped early, since best-ever never decreases)."""
     done = [r for r in records if r.model == model and r.done]
-    curves = [_finite(r.best_ever_by_round) for r in done]
+    # None: a round with no selectable candidate yet (records hold no NaN)
+    curves = [[v for v in r.best_ever_by_round if v is not None] for r in done]
     curves = [c for c in curves if c]
     if not curves:
         return []

@@ -9,6 +9,8 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
+from repainter.records import CaseRecord
+
 #: Image grids sent to trackers: the first N references.
 GRID_CASES = 4
 GRID_TILE = 160
@@ -56,7 +58,7 @@ def _number(value: Any) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def _grid(run_dir: Path, case_id: str, records: list[dict[str, Any]], models: list[str],
+def _grid(run_dir: Path, case_id: str, records: list[CaseRecord], models: list[str],
           out: Path) -> Path | None:
     """Reference | each model's best render, one row, labelled."""
     from repainter.store import RunStore
@@ -64,8 +66,8 @@ def _grid(run_dir: Path, case_id: str, records: list[dict[str, Any]], models: li
     reference = run_dir / RunStore(run_dir).reference_relpath(case_id)
     tiles = [("reference", reference)]
     for model in models:
-        record = next((r for r in records if r["model"] == model and r["case_id"] == case_id), None)
-        image = ((record or {}).get("best") or {}).get("image")
+        record = next((r for r in records if r.model == model and r.case_id == case_id), None)
+        image = record.best.image if record is not None and record.best is not None else None
         tiles.append((model, run_dir / image if image else None))
     if not reference.exists():
         return None
@@ -106,7 +108,7 @@ def build_payload(run_dir: str | Path) -> Payload:
     for model, series in progress_series(result.records, models).items():
         for step, mean in zip(series["round"], series["mean"]):
             curves.setdefault(step, {})[f"{model}/best_ever_selection"] = float(mean)
-    cases = list(dict.fromkeys(r["case_id"] for r in result.records))[:GRID_CASES]
+    cases = list(dict.fromkeys(r.case_id for r in result.records))[:GRID_CASES]
     images = []
     for case_id in cases:
         grid = _grid(result.run_dir, case_id, result.records, models,
