@@ -30,7 +30,10 @@ from pydantic import (
 
 from repainter.presets import PRESETS
 
-#: Leaderboard / record fields a metric label must not take (it would overwrite or break them).
+#: Record fields a metric label must not take. leaderboard.json nests each metric's statistics
+#: (a label cannot overwrite a built-in column there), but the flat views still derive columns
+#: from labels: the leaderboard CSV and tracker metrics, ``results.jsonl``, the data frames of
+#: ``RunResult``, and a case's ``final_scores`` (which holds ``selection`` and ``judge_*``).
 RESERVED_METRIC_LABELS = frozenset({
     "rank", "model", "cases", "done", "failed", "selection", "selection_round1",
     "selection_final", "steerability", "mean_rounds", "seconds_per_case", "t2i_seconds_per_case",
