@@ -61,7 +61,7 @@ def describer_ranking(scenes: int, seeds: list[int], rounds: int, variants: int,
                                     seed=seed, dataset={"limit": scenes},
                                     loop={"rounds": rounds, "variants": variants}))
         result = run(spec)
-        means = {row["mllm"]: row[TRUTH] for row in result.leaderboard}
+        means = {row.mllm: row.metrics[TRUTH].mean for row in result.leaderboard}
         tau = kendalltau([means[m] for m in truth], list(range(len(truth), 0, -1))).statistic
         rows.append((seed, tau, [round(means[m], 4) for m in truth]))
     return rows

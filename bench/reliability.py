@@ -113,7 +113,7 @@ def run_scenario(name: str, kinds: list[str], rate: float, limit: int, seed: int
         stats = server.stats()
     expected = sorted({r.case_id for r in result.records})
     found = audit(run_dir, expected, secret)
-    usage = result.info["mllm_usage"]
+    usage = result.info.mllm_usage
     row = {
         "scenario": name, "rate": rate, "kinds": kinds, "cases": limit,
         "calls": int(usage["calls"]), "requests": stats["requests"],

@@ -40,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 import repainter  # noqa: E402
 from repainter.images import image_sha256, load_image  # noqa: E402
 from repainter.records import CaseRecord, DecisionRecord  # noqa: E402
+from repainter.records.leaderboard import DecisionSummary  # noqa: E402
 from repainter.report.leaderboard import build_leaderboard  # noqa: E402
 from repainter.spec import build_spec  # noqa: E402
 from repainter.world.dataset import WorldDataset  # noqa: E402
@@ -113,6 +114,12 @@ def _relation(case_id: str, item: str, kinds: dict[str, tuple[str, str]]) -> str
     return "variant of another scene" if kind else "another scene"
 
 
+def _accuracy(board: dict[str, DecisionSummary | None], model: str) -> float | None:
+    """The leaderboard's decision accuracy of ``model`` (None where it decided nothing)."""
+    decision = board.get(model)
+    return decision.accuracy if decision is not None else None
+
+
 def evaluate(rule: str, work: Path, *, generators: list[dict[str, Any]] | None = None,
              limit: int | None = None, rounds: int = 2, variants: int = 2,
              gallery_variants: int = 2, cache_dir: Path | None = None) -> dict[str, Any]:
@@ -129,7 +136,7 @@ def evaluate(rule: str, work: Path, *, generators: list[dict[str, Any]] | None =
     kinds = gallery.variant_kinds()
     by_hash = {image_sha256(item.load().image.convert("RGB")): item.id for item in gallery.items()}
     decided = [r for r in result.records if r.decision is not None]
-    boards = {name: {row["model"]: row for row in build_leaderboard(records)}
+    boards = {name: {row.model: row.decision for row in build_leaderboard(records)}
               for name, records in (("rule", decided), ("generate", _forced(decided, "generated")),
                                     ("retrieve", _forced(decided, "retrieved")))}
     cases = []
@@ -148,16 +155,16 @@ def evaluate(rule: str, work: Path, *, generators: list[dict[str, Any]] | None =
     for component in generators:
         model = component["label"]
         mine = [c for c in cases if c["model"] == model]
-        lead = boards["rule"].get(model, {})
+        lead = boards["rule"].get(model) or DecisionSummary(cases=0)
         rows.append({
-            "rule": rule, "model": model, "cases": lead.get("decision_cases", 0),
-            "retrieved_share": lead.get("decision_retrieved_share"),
+            "rule": rule, "model": model, "cases": lead.cases,
+            "retrieved_share": lead.retrieved_share,
             "ties": sum(c["truly_closer"] == "tie" for c in mine),
             "unknown": sum(c["truly_closer"] is None for c in mine),
-            "judged": lead.get("decision_judged_cases", 0),
-            "accuracy": lead.get("decision_accuracy"),
-            "always_generate": boards["generate"].get(model, {}).get("decision_accuracy"),
-            "always_retrieve": boards["retrieve"].get(model, {}).get("decision_accuracy"),
+            "judged": lead.judged_cases,
+            "accuracy": lead.accuracy,
+            "always_generate": _accuracy(boards["generate"], model),
+            "always_retrieve": _accuracy(boards["retrieve"], model),
             "truth_retrieved": sum(c["truly_closer"] == "retrieved" for c in mine),
             "truth_generated": sum(c["truly_closer"] == "generated" for c in mine),
         })

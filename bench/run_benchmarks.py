@@ -69,18 +69,18 @@ def _random_real_size_models(folder: Path) -> dict:
 def _run_summary(result) -> dict:
     info = result.info
     rounds = sum(len(r.rounds) for r in result.records)
-    backend = info["backend"]
+    backend = info.backend
     return {
         "cases": len(result.records),
         "case_rounds": rounds,
-        "wall_seconds": info["wall_seconds"],
-        "loop_seconds": info["loop_seconds"],
+        "wall_seconds": info.wall_seconds,
+        "loop_seconds": info.loop_seconds,
         "backend_seconds": backend["total_seconds"],
-        "framework_seconds": info["framework_seconds"],
-        "framework_share": info["framework_seconds"] / info["loop_seconds"],
-        "framework_ms_per_case_round": 1000 * info["framework_seconds"] / max(rounds, 1),
+        "framework_seconds": info.framework_seconds,
+        "framework_share": info.framework_seconds / info.loop_seconds,
+        "framework_ms_per_case_round": 1000 * info.framework_seconds / max(rounds, 1),
         "backend_calls": sum(backend["calls"].values()),
-        "cache": info.get("cache"),
+        "cache": info.cache,
     }
 
 
@@ -112,7 +112,7 @@ def scenario_rerun(workdir: Path) -> dict:
     fresh = run(build_spec({"output_dir": str(workdir / "b"), "runtime": shared}))
     new_folder = time.perf_counter() - started
     def model_calls(result) -> int:  # MLLM and T2I calls (not metrics, not dataset decoding)
-        calls = result.info["backend"]["calls"]
+        calls = result.info.backend["calls"]
         return sum(n for key, n in calls.items() if key.startswith(("mllm:", "t2i:")))
 
     return {
@@ -120,7 +120,7 @@ def scenario_rerun(workdir: Path) -> dict:
         "same_folder_backend_calls": model_calls(again),
         "new_folder_seconds": new_folder,
         "new_folder_backend_calls": model_calls(fresh),
-        "new_folder_cache": fresh.info["cache"],
+        "new_folder_cache": fresh.info.cache,
         "cases": len(fresh.records),
     }
 

@@ -72,7 +72,7 @@ def throughput(args) -> None:
             started = time.perf_counter()
             result = runner.run(spec, on_event=on_event)
             wall = time.perf_counter() - started
-            assert result.info["cases"]["done"] == args.cases, result.info["cases"]
+            assert result.info.cases.done == args.cases, result.info.cases
             first = marks.get("ready", started)
             rows.append({"executor": executor, "workers": workers, "concurrency": concurrency,
                          "cases": args.cases, "wall_s": wall,
@@ -260,7 +260,7 @@ def _large_one(args) -> None:
 
         result = runner.run(run_dir / "spec.yaml")
         records = len(result.records)
-        assert result.info["cases"]["reused"] == records and not result.info["backend"]
+        assert result.info.cases.reused == records and not result.info.backend
     else:
         from repainter.report.html import write_report
 
