@@ -75,7 +75,7 @@ console = _console(stderr=True)
 
 def _version(value: bool) -> None:
     if value:
-        from repainter import __version__
+        from repainter.version import __version__
 
         typer.echo(f"repainter {__version__}")
         raise typer.Exit()

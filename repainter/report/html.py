@@ -565,7 +565,7 @@ def build_report_context(run_dir: str | Path, *, max_cases: int = MAX_CASES,
     if cases_info.get("reused"):
         facts.append(("reused from an earlier run", cases_info["reused"]))
     if info.get("adaptive"):
-        from repainter.adaptive import adaptive_line
+        from repainter.report.adaptive import adaptive_line
 
         facts.append(("adaptive budget", adaptive_line(info["adaptive"])))
     facts += summary_facts(info.get("environment"))
@@ -747,7 +747,7 @@ def write_report(run_dir: str | Path, *, max_cases: int = MAX_CASES,
     run_dir = Path(run_dir)
     spec = _load_spec(run_dir)
     if spec is not None and spec.is_grid:  # an MLLM x T2I grid: its own page, sub-runs linked
-        from repainter.grid import rebuild_grid_report
+        from repainter.report.grid import rebuild_grid_report
 
         return rebuild_grid_report(run_dir, spec)
     with run_folder_lock(run_dir, "report", create=False):

@@ -59,7 +59,7 @@ from PIL import Image
 from pydantic import BaseModel, Field, ValidationError
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
-import repainter
+from repainter.version import __version__
 from repainter.backends.base import MLLMBackend, current_prompt_budget
 from repainter.deadline import deadline_http_client, total_deadline
 from repainter.instrument import CURRENT_CASE
@@ -496,7 +496,7 @@ class OpenAIMLLM(MLLMBackend):
             "default_headers": self._header_names,  # names only: values may hold secrets
             "templates": templates_digest(),
             "schemas": _schemas_digest(),
-            "repainter": repainter.__version__,
+            "repainter": __version__,
         }
 
     def usage(self) -> dict[str, float]:
