@@ -464,8 +464,8 @@ def fetch(
     """Download a manifest's images into the cache and verify them against its checksum lock."""
     from rich.markup import escape
 
-    from repainter.datasets import DatasetError
-    from repainter.fetch import DownloadError, fetch_dataset
+    from repainter.datasets import DatasetError, fetch_dataset
+    from repainter.fetch import DownloadError
 
     failures: list[str] = []
 

@@ -31,6 +31,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from repainter.offline import is_offline
+
 if TYPE_CHECKING:  # pragma: no cover
     from repainter.spec import RunSpec
 
@@ -57,7 +59,6 @@ LPIPS_BACKBONES: dict[str, tuple[str, str]] = {
 
 KINDS = ("diffusers", "transformers", "open_clip", "lpips", "api_key")
 
-_TRUE = {"1", "true", "yes", "on"}
 
 
 class WeightsNotFoundError(RuntimeError):
@@ -94,14 +95,6 @@ class WeightRequirement:
 
 
 # -- offline detection, paths -----------------------------------------------------------------
-
-
-def is_offline() -> bool:
-    """True when the user asked for no network (read from the environment at call time)."""
-    return any(
-        os.environ.get(var, "").strip().lower() in _TRUE
-        for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "REPAINTER_OFFLINE")
-    )
 
 
 def looks_like_path(name: str) -> bool:
