@@ -37,6 +37,7 @@ from repainter.dar.dialogues import (
     scene_dialogue,
     world_dialogues,
 )
+from repainter.dar.folder import read_result, run_dar_spec
 from repainter.dar.report import summary_markdown, write_dar
 from repainter.dar.run import (
     HITS_AT,
@@ -44,9 +45,7 @@ from repainter.dar.run import (
     DARResult,
     TurnRecord,
     load_spec_dialogues,
-    read_result,
     run_dar,
-    run_dar_spec,
 )
 from repainter.dar.scoring import (
     GalleryIndex,

@@ -185,7 +185,7 @@ def fmt_seconds(value: Any) -> str:
 # -- images ------------------------------------------------------------------------------------
 
 
-class _Images:
+class ReportImages:
     """Relative URLs of run-folder images as seen from report/index.html, thumbnailed if big."""
 
     def __init__(self, run_dir: Path, report_dir: Path):
@@ -297,7 +297,7 @@ def _critique_view(critique: Any) -> dict[str, Any] | None:
     return {"summary": critique.get("summary"), "differences": differences}
 
 
-def _model_case_view(record: dict[str, Any], images: _Images, colour: str,
+def _model_case_view(record: dict[str, Any], images: ReportImages, colour: str,
                      metric_order: list[str], detailed: bool = True) -> dict[str, Any]:
     best = record.get("best") or {}
     round1 = record.get("round1_best") or {}
@@ -507,7 +507,7 @@ def build_report_context(run_dir: str | Path, *, max_cases: int = MAX_CASES,
                                    + [""] * (max_rounds - len(series[m]["mean"]))})
 
     # cases, grouped by reference, max_cases per page
-    images = _Images(run_dir, report_dir)
+    images = ReportImages(run_dir, report_dir)
     groups: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
     for record in sorted(records, key=lambda r: (str(r.get("category") or ""), str(r["case_id"]))):
         groups.setdefault(record["case_id"], []).append(record)
@@ -682,7 +682,7 @@ def write_card_index(run_dir: Path, spec, records: list[dict[str, Any]]) -> None
 
 
 def _case_view(case_id: str, mine: list[dict[str, Any]], detailed: bool, models: list[str],
-               colours: dict[str, str], metric_order: list[str], images: _Images, run_dir: Path,
+               colours: dict[str, str], metric_order: list[str], images: ReportImages, run_dir: Path,
                store: RunStore) -> dict[str, Any]:
     """One reference's card: its reference, description and each model's outcome."""
     order = {m: i for i, m in enumerate(models)}
@@ -720,7 +720,8 @@ def page_file(number: int) -> str:
 # -- rendering ---------------------------------------------------------------------------------
 
 
-def _environment() -> Environment:
+def template_environment() -> Environment:
+    """The report pages' Jinja2 environment (autoescape on, strict undefined, ``fmt`` filter)."""
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=True,
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["fmt"] = fmt
@@ -730,7 +731,7 @@ def _environment() -> Environment:
 
 def render_report(context: dict[str, Any]) -> str:
     """The report page for ``context`` (from :func:`build_report_context`)."""
-    return _environment().get_template("index.html.j2").render(**context)
+    return template_environment().get_template("index.html.j2").render(**context)
 
 
 def write_report(run_dir: str | Path, *, max_cases: int = MAX_CASES,
