@@ -62,11 +62,11 @@ def parse_metric(value: ComponentSpec | str | dict[str, Any]) -> ComponentSpec:
 
 
 def _build_metric(component: ComponentSpec) -> Metric:
-    from repainter.components import ComponentError, _create
+    from repainter.components import ComponentError, create_component
     from repainter.registry import METRICS, UnknownComponentError
 
     try:
-        metric = _create(METRICS, component)
+        metric = create_component(METRICS, component)
     except (UnknownComponentError, ComponentError, ValueError) as exc:
         raise RescoreError(str(exc)) from exc
     metric.name = component.display_name

@@ -20,7 +20,7 @@ from repainter.records.dar import DARSummary, load_record
 def run_dar_spec(spec: Any) -> DARResult:
     """Run a :class:`~repainter.dar.spec.DARSpec` and write its folder (see :func:`write_dar`)."""
     from repainter.cache import CachedMLLM, CachedT2I, ResponseCache
-    from repainter.components import _create
+    from repainter.components import create_component
     from repainter.datasets import load_dataset
     from repainter.images import atomic_write_bytes
     from repainter.registry import MLLM, T2I
@@ -32,8 +32,8 @@ def run_dar_spec(spec: Any) -> DARResult:
         spec.gallery.categories, spec.gallery.limit)
     index = GalleryIndex.build(gallery_items, spec.text_scorer, spec.embedding)
     dialogues = load_spec_dialogues(spec, index.ids)
-    t2i = _create(T2I, spec.t2i)
-    mllm = _create(MLLM, spec.mllm) if spec.mllm is not None else None
+    t2i = create_component(T2I, spec.t2i)
+    mllm = create_component(MLLM, spec.mllm) if spec.mllm is not None else None
     cache = ResponseCache(out / "cache.sqlite") if spec.cache else None
     if cache is not None:
         t2i = CachedT2I(t2i, cache)

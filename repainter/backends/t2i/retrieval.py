@@ -67,7 +67,8 @@ METHODS = ("clip", "scene")
 
 # -- the scene method's features and matching -------------------------------------------------
 
-_SHAPES = ("circle", "ellipse", "square", "diamond", "triangle", "star")
+#: The code of the ``shape`` column of :func:`scene_features` (its index here; -1: unknown).
+SCENE_SHAPES = ("circle", "ellipse", "square", "diamond", "triangle", "star")
 _STYLES = ("flat", "outlined", "textured")
 #: Columns of the per-object feature table.
 _OBJ_COLS = ("item", "shape", "r", "g", "b", "x", "y", "size", "style")
@@ -91,7 +92,7 @@ def scene_features(ids: list[str], references: list[Reference]) -> dict[str, np.
         for o in seen.objects:
             if o.size < MIN_SCENE_OBJECT:
                 continue
-            objects.append([index, _SHAPES.index(o.shape) if o.shape in _SHAPES else -1, *o.rgb,
+            objects.append([index, SCENE_SHAPES.index(o.shape) if o.shape in SCENE_SHAPES else -1, *o.rgb,
                             o.x, o.y, o.size, _STYLES.index(o.style) if o.style in _STYLES else 0])
     return {"background": np.array(backgrounds, dtype=np.float64).reshape(-1, 7),
             "objects": np.array(objects, dtype=np.float64).reshape(-1, len(_OBJ_COLS))}
@@ -147,8 +148,8 @@ def scene_scores(prompt: str, features: dict[str, np.ndarray]) -> np.ndarray:
                 pair[ci] += np.minimum(np.hypot(objs[:, 5] - cx, objs[:, 6] - cy), 1.0)
             else:
                 pair[ci] += 0.15
-            if clause.shape in _SHAPES:
-                pair[ci] += np.where(objs[:, 1] == _SHAPES.index(clause.shape), 0.0, 0.5)
+            if clause.shape in SCENE_SHAPES:
+                pair[ci] += np.where(objs[:, 1] == SCENE_SHAPES.index(clause.shape), 0.0, 0.5)
             else:
                 pair[ci] += 0.15
             if want_lab[ci] is not None:
