@@ -50,7 +50,7 @@ from repainter.backends._torch import (
     select_dtype,
 )
 from repainter.backends.base import GeneratedImage, PromptBudget, T2IBackend
-from repainter.weights import hub_load, is_single_file
+from repainter.weights import SINGLE_FILE, WeightRequirement, hub_load, is_single_file
 
 BLANKED = "safety_checker_blanked"
 NAN_DECODE = "nan_decode"
@@ -139,6 +139,21 @@ class DiffusersT2I(T2IBackend):
     """
 
     kind = "diffusers"
+
+    @classmethod
+    def requirements(cls, params: dict[str, Any]) -> list[WeightRequirement]:
+        """The pipeline (folder, hub id at a revision / variant), or a single checkpoint file
+        and the folder of its configs; nothing when no ``model`` is given."""
+        model = params.get("model")
+        if not model:
+            return []
+        if is_single_file(str(model)):  # the checkpoint file, and the folder of its configs
+            needs = [WeightRequirement("diffusers", "diffusers", str(model), extra=SINGLE_FILE)]
+            if params.get("config"):
+                needs.append(WeightRequirement("diffusers", "diffusers", str(params["config"])))
+            return needs
+        return [WeightRequirement("diffusers", "diffusers", str(model), params.get("revision"),
+                                  params.get("variant"))]
 
     def __init__(
         self,
