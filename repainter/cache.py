@@ -32,7 +32,6 @@ from typing import Any
 
 from PIL import Image
 
-from repainter.version import __version__
 from repainter.backends.base import (
     GeneratedImage,
     Metric,
@@ -47,6 +46,7 @@ from repainter.images import image_sha256
 from repainter.prompts import templates_digest
 from repainter.schemas import Critique, ImageUnderstandingTree, Judgement
 from repainter.spec import canonical_json
+from repainter.version import __version__
 
 
 def request_key(namespace: str, request: dict[str, Any]) -> str:
