@@ -1,7 +1,7 @@
 """The modules of ``repainter/`` import each other without cycles (issue 13).
 
 Every import counts: module-level, inside functions, under ``if TYPE_CHECKING``, and
-``importlib.import_module("repainter....")`` with a literal name. An import of a package is an
+``importlib.import_module("repainter....")`` / ``__import__(...)`` with a literal name. An import of a package is an
 edge to its ``__init__``: ``from repainter.pkg import name`` is an edge to ``repainter.pkg`` and,
 when ``name`` is a submodule, to ``repainter.pkg.name`` too; ``import repainter.pkg.mod`` is an
 edge to ``repainter.pkg.mod`` only.
@@ -59,10 +59,11 @@ def imported_modules(module: str, path: Path, known: set[str]) -> set[str]:
             for alias in node.names:
                 if f"{base}.{alias.name}" in known:
                     add(f"{base}.{alias.name}")
-        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-              and node.func.attr == "import_module" and node.args
-              and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
-            add(node.args[0].value)
+        elif (isinstance(node, ast.Call) and node.args
+              and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)
+              and ((isinstance(node.func, ast.Attribute) and node.func.attr == "import_module")
+                   or (isinstance(node.func, ast.Name) and node.func.id == "__import__"))):
+            add(node.args[0].value)  # a literal name hidden in a call is still an import
     targets.discard(module)
     return targets
 
@@ -148,12 +149,15 @@ def test_the_walker_sees_every_kind_of_import(tmp_path):
     (package / "other.py").write_text(
         "import importlib\nfrom typing import TYPE_CHECKING\n"
         "if TYPE_CHECKING:\n    import repainter.sub\n"
-        "def g():\n    return importlib.import_module('repainter.sub.leaf')\n")
+        "def g():\n    return importlib.import_module('repainter.sub.leaf')\n"
+        "def h():\n    return __import__('repainter')\n")
     graph = import_graph(package)
     assert graph["repainter.sub"] == {"repainter.sub.leaf"}
     assert graph["repainter.sub.leaf"] == {"repainter", "repainter.other"}
-    assert graph["repainter.other"] == {"repainter.sub", "repainter.sub.leaf"}
+    assert graph["repainter.other"] == {"repainter", "repainter.sub", "repainter.sub.leaf"}
     assert find_cycles(graph) == [["repainter.other", "repainter.sub", "repainter.sub.leaf"]]
+    loop = _cycle_path(graph, ["repainter.other", "repainter.sub", "repainter.sub.leaf"])
+    assert loop[0] == loop[-1] and all(b in graph[a] for a, b in zip(loop, loop[1:]))
 
 
 def test_no_import_cycles_among_repainter_modules():
