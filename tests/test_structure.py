@@ -11,7 +11,11 @@ package ``__init__`` or a dunder (``__version__``) is fine.
 from __future__ import annotations
 
 import ast
+import doctest
+import importlib
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1] / "repainter"
 
@@ -73,3 +77,11 @@ def test_no_private_names_are_imported_across_modules():
     offenders = [line for path in sorted(ROOT.rglob("*.py")) for line in private_imports(path)]
     assert not offenders, ("private names imported across modules (make them public where "
                            "they belong):\n" + "\n".join(offenders))
+
+
+@pytest.mark.parametrize("name", [
+    "repainter.scoring", "repainter.offline", "repainter.version", "repainter.gallery",
+    "repainter.records.dar", "repainter.components", "repainter.weights"])
+def test_the_shared_modules_examples_run(name):
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
