@@ -229,6 +229,9 @@ class ReportImages:
         return {"src": "thumbs/" + pure.with_suffix(".jpg").as_posix(), "href": href, "missing": None}
 
 
+_Images = ReportImages  # the name this module's views use
+
+
 # -- context -----------------------------------------------------------------------------------
 
 
@@ -297,7 +300,7 @@ def _critique_view(critique: Any) -> dict[str, Any] | None:
     return {"summary": critique.get("summary"), "differences": differences}
 
 
-def _model_case_view(record: dict[str, Any], images: ReportImages, colour: str,
+def _model_case_view(record: dict[str, Any], images: _Images, colour: str,
                      metric_order: list[str], detailed: bool = True) -> dict[str, Any]:
     best = record.get("best") or {}
     round1 = record.get("round1_best") or {}
@@ -507,7 +510,7 @@ def build_report_context(run_dir: str | Path, *, max_cases: int = MAX_CASES,
                                    + [""] * (max_rounds - len(series[m]["mean"]))})
 
     # cases, grouped by reference, max_cases per page
-    images = ReportImages(run_dir, report_dir)
+    images = _Images(run_dir, report_dir)
     groups: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
     for record in sorted(records, key=lambda r: (str(r.get("category") or ""), str(r["case_id"]))):
         groups.setdefault(record["case_id"], []).append(record)
@@ -682,7 +685,7 @@ def write_card_index(run_dir: Path, spec, records: list[dict[str, Any]]) -> None
 
 
 def _case_view(case_id: str, mine: list[dict[str, Any]], detailed: bool, models: list[str],
-               colours: dict[str, str], metric_order: list[str], images: ReportImages, run_dir: Path,
+               colours: dict[str, str], metric_order: list[str], images: _Images, run_dir: Path,
                store: RunStore) -> dict[str, Any]:
     """One reference's card: its reference, description and each model's outcome."""
     order = {m: i for i, m in enumerate(models)}
