@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from repainter.grid import grid_markdown
 from repainter.records.base import RecordVersionError, dump_record, load_record
 from repainter.records.case import CaseRecord
 from repainter.records.leaderboard import Leaderboard, LeaderboardRow
+from repainter.report.grid import grid_markdown
 from repainter.report.latex import leaderboard_latex
 from repainter.report.leaderboard import (
     _columns,
@@ -121,7 +121,7 @@ def test_variant_written_by_version_0_migrates_and_renders_the_same(kind):
         assert row.metrics["scene_truth"].seed_sd_over_se == data["models"][0][
             "scene_truth_seed_sd_over_se"]
     if kind == "adaptive":
-        from repainter.adaptive import adaptive_markdown
+        from repainter.report.adaptive import adaptive_markdown
 
         assert board.adaptive.model_dump(exclude={"order"}) == data["adaptive"]
         assert markdown.endswith(adaptive_markdown(board.adaptive))
