@@ -31,7 +31,7 @@ def test_seeds_run_one_sub_run_each_and_aggregate(tmp_path):
     assert abs(row["selection_final"] - sum(model_means) / 2) < 1e-9
     assert row["selection_final_seed_sd"] is not None and row["selection_final_seed_sd"] >= 0
     assert "seed sd" in (root / "leaderboard.md").read_text()
-    assert len(result.records) == 8 and {r["seed"] for r in result.records} == {0, 1}
+    assert len(result.records) == 8 and {r.seed for r in result.records} == {0, 1}
 
 
 def test_cli_seeds_flag_checks_its_value(tmp_path):

@@ -114,9 +114,9 @@ def test_blank_images_are_flagged_and_never_chosen(small_spec, monkeypatch):
     _patch_t2i(monkeypatch, BlanksFirst)
     result = run(small_spec)
     for record in result.records:
-        assert record["status"] == "done"
-        for rnd in record["rounds"]:
-            blank = rnd["candidates"][0]
-            assert blank["flagged"] == "all_black" and blank["selection"] is None
-            assert blank["scores"] == {}
-            assert rnd["round_best"] != 0
+        assert record.status == "done"
+        for rnd in record.rounds:
+            blank = rnd.candidates[0]
+            assert blank.flagged == "all_black" and blank.selection is None
+            assert blank.scores == {}
+            assert rnd.round_best != 0
