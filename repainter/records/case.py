@@ -238,6 +238,11 @@ class CaseRecord(RecordPart, VersionedRecord):
         """Every candidate of every round, in order."""
         return [c for r in self.rounds for c in r.candidates]
 
+    @property
+    def round1_selection(self) -> float | None:
+        """The selection score of round 1's best candidate (None: none, or not selectable)."""
+        return self.round1_best.selection if self.round1_best is not None else None
+
     def final_score(self, label: str) -> float | None:
         """A final score by metric label (``selection``, ``judge_semantic`` ...); None if absent."""
         return self.final_scores.get(label)
@@ -280,7 +285,7 @@ class ResultLine(RecordPart, VersionedRecord):
         return cls(case_id=record.case_id, model=record.model, **cell,
                    category=record.category, status=record.status, error=record.error,
                    rounds=len(record.rounds), stop_reason=record.stop_reason,
-                   round1_selection=round1.selection if round1 else None,
+                   round1_selection=record.round1_selection,
                    round1_scores=dict(round1.scores) if round1 else {},
                    final_scores=dict(record.final_scores),
                    best_prompt=best.prompt if best else None,

@@ -345,7 +345,7 @@ def _rounds_view(record: CaseRecord, images: _Images, metric_order: list[str]
 def _model_case_view(record: CaseRecord, images: _Images, colour: str,
                      metric_order: list[str], detailed: bool = True) -> dict[str, Any]:
     best, round1 = record.best, record.round1_best
-    round1_selection = round1.selection if round1 else None
+    round1_selection = record.round1_selection
     final = record.final_scores
     selection = record.final_score("selection")
     curve = record.best_ever_by_round
