@@ -25,7 +25,7 @@ otherwise); version 1 adds ``schema_version`` and nothing else.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
@@ -147,7 +147,7 @@ class MllmUsage(RecordPart):
     total_tokens: int | None = None
     cached_tokens: int | None = None
     calls_without_usage: int | None = None
-    cost_usd: float | None = None
+    cost_usd: float | int | None = None  # an int where no call was priced (sum of nothing)
     served_by: list[str] | None = None
 
 
@@ -192,7 +192,7 @@ class CaseRecord(RecordPart, VersionedRecord):
     case_id: str
     model: str  # the T2I model's label (a grid cell's label in a grid)
     category: str | None = None
-    status: str  # "done" or "failed"
+    status: Literal["done", "failed"]
     error: str | None = None
     traceback: list[str] | None = None  # a failed case: the last frames
     reference: str | None = None  # path of the reference in the run folder
