@@ -716,7 +716,8 @@ def _current_tables(store: RunStore, models: list[str], records: list[CaseRecord
 #: An index of the fields the overview cards, failures and progress table need, one line per
 #: record, with a digest of the record files it was made from: `repainter report` on an
 #: unchanged run reads this one file instead of every record (full records only for the cards
-#: that show whole histories).
+#: that show whole histories). Each line is a CaseRecord (with its schema_version) without the
+#: fields in _NOT_IN_CARDS; an index this repainter cannot read is rebuilt from the records.
 CARD_INDEX = "cards.jsonl"
 _NOT_IN_CARDS = ("rounds", "iut", "ground_truth", "draft_prompt", "initial_prompt", "t2i",
                  "mllm_usage")
