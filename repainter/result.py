@@ -147,8 +147,8 @@ class RunResult:
 
         rows = []
         for record in self.records:
-            best, round1, final = record.best, record.round1_best, record.final_scores
-            r1_sel, final_sel = round1.selection if round1 else None, record.final_score("selection")
+            best, final = record.best, record.final_scores
+            r1_sel, final_sel = record.round1_selection, record.final_score("selection")
             rows.append({
                 "model": record.model, "case_id": record.case_id, **_grid_columns(record),
                 "category": record.category, "status": record.status,

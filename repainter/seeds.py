@@ -80,7 +80,7 @@ def average_over_seeds(per_seed: list[list[CaseRecord]]) -> list[CaseRecord]:
             names = set.intersection(*(set(r.final_scores) for r in done))
             fields["final_scores"] = {n: _mean([r.final_scores[n] for r in done]) for n in names}
             fields["round1_best"] = CandidateRecord(selection=_mean(
-                [r.round1_best.selection if r.round1_best else None for r in done]))
+                [r.round1_selection for r in done]))
         averaged.append(CaseRecord(**fields))
     return averaged
 

@@ -61,7 +61,7 @@ def test_adaptive_run_stops_early_on_clearly_different_models(tmp_path):
     assert summary.all_pairs_decided and summary.stopped_early
     assert summary.references_used < 40 and summary.references_saved > 0
     assert summary.pairs[0].decision == "a>b"  # faithful above broken
-    assert {r["case_id"] for r in result.records} == set(summary.order)
+    assert {r.case_id for r in result.records} == set(summary.order)
     run_json = json.loads((tmp_path / "run" / "run.json").read_text())
     assert run_json["adaptive"]["references_used"] == summary.references_used
     assert "## Adaptive budget" in (tmp_path / "run" / "leaderboard.md").read_text()
@@ -82,9 +82,9 @@ def test_adaptive_run_uses_every_reference_on_identical_models(tmp_path):
 def test_growing_the_budget_continues_and_keeps_what_ran(tmp_path):
     twin = {**FAITHFUL, "label": "twin"}
     first = run(adaptive_spec(tmp_path, [FAITHFUL, twin], max_cases=12))
-    before = {(r["model"], r["case_id"]): r["final_scores"] for r in first.records}
+    before = {(r.model, r.case_id): r.final_scores for r in first.records}
     grown = run(adaptive_spec(tmp_path, [FAITHFUL, twin], max_cases=18))
     assert grown.info.adaptive.order[:12] == first.info.adaptive.order
-    after = {(r["model"], r["case_id"]): r["final_scores"] for r in grown.records}
+    after = {(r.model, r.case_id): r.final_scores for r in grown.records}
     assert all(after[key] == value for key, value in before.items())
     assert grown.info.cases.reused == 24 and grown.info.cases.done == 12

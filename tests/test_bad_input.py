@@ -104,16 +104,16 @@ def bad_run(tmp_path_factory):
 
 def test_each_bad_item_fails_alone_with_its_reason(bad_run):
     expected, result = bad_run
-    records = {r["case_id"]: r for r in result.records}
+    records = {r.case_id: r for r in result.records}
     assert set(records) == set(expected)
     for name, outcome in expected.items():
         record = records[name]
         if outcome is None:
-            assert record["status"] == "done", (name, record.get("error"))
+            assert record.status == "done", (name, record.error)
         else:
-            assert record["status"] == "failed", name
-            assert outcome in record["error"], (name, record["error"])
-            assert name in record["error"] or "images/" in record["error"]
+            assert record.status == "failed", name
+            assert outcome in record.error, (name, record.error)
+            assert name in record.error or "images/" in record.error
     assert len(expected) >= 16
 
 
@@ -168,11 +168,11 @@ def test_nan_scores_are_recorded_as_none_and_never_selected(tmp_path, monkeypatc
     })
     result = run(spec)
     for record in result.records:
-        assert record["status"] == "done"
-        second = record["rounds"][0]["candidates"][1]
-        assert second["scores"]["flaky"] is None and second["selection"] is None
-        assert "non-finite" in second["invalid_reason"]
-        assert record["best"]["variant"] == 0
+        assert record.status == "done"
+        second = record.rounds[0].candidates[1]
+        assert second.scores["flaky"] is None and second.selection is None
+        assert "non-finite" in second.invalid_reason
+        assert record.best.variant == 0
     assert (result.run_dir / "results.jsonl").read_text().count("NaN") == 0
 
 
@@ -200,8 +200,8 @@ def test_ground_truth_metrics_are_skipped_where_there_is_no_ground_truth(bad_run
         "metrics": [*result.spec.metrics, type(result.spec.metrics[0])(name="object_f1")],
     })
     again = run(spec)
-    done = [r for r in again.records if r["status"] == "done"]
-    assert done and all("object_f1" not in r["final_scores"] for r in done)
+    done = [r for r in again.records if r.status == "done"]
+    assert done and all("object_f1" not in r.final_scores for r in done)
 
 
 def test_sixteen_bit_and_float_images_keep_their_brightness():

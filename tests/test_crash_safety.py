@@ -154,7 +154,7 @@ def test_compare_of_models_sharing_no_finished_case_writes_everything(tmp_path, 
 
     monkeypatch.setattr(prepare_module, "prepare_context", prepare)
     result = run(spec)
-    assert sorted(r["status"] for r in result.records) == ["done", "done", "failed", "failed"]
+    assert sorted(r.status for r in result.records) == ["done", "done", "failed", "failed"]
     board = json.loads((spec.run_dir / "leaderboard.json").read_text())
     (pair,) = board["comparisons"]["selection"]["tests"]
     assert pair["n"] == 0

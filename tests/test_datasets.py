@@ -251,9 +251,9 @@ def test_a_run_goes_on_past_a_broken_item_and_records_the_licence(images, tmp_pa
         "loop": {"rounds": 1, "variants": 1},
     })
     result = repainter.run(spec)
-    by_id = {r["case_id"]: r for r in result.records}
-    assert by_id["a"]["status"] == "done" and by_id["a"]["license"] == "CC0-1.0"
-    assert by_id["gone"]["status"] == "failed" and "not found" in by_id["gone"]["error"]
+    by_id = {r.case_id: r for r in result.records}
+    assert by_id["a"].status == "done" and by_id["a"].license == "CC0-1.0"
+    assert by_id["gone"].status == "failed" and "not found" in by_id["gone"].error
 
 
 # -- property: the parser never escapes the root and fails only with DatasetError ---------------

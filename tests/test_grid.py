@@ -133,5 +133,5 @@ def test_adaptive_grid_ranks_mllms_and_stops_when_settled(tmp_path):
     summary = result.info.adaptive
     assert [(p.model_a, p.model_b) for p in summary.pairs] == [("good@sharp", "good@blind")]
     assert summary.references_used <= 30
-    assert {r["case_id"] for r in result.records} == set(summary.order)
+    assert {r.case_id for r in result.records} == set(summary.order)
     assert "Adaptive budget" in (tmp_path / "run" / "report" / "index.html").read_text()

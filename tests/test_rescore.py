@@ -141,13 +141,13 @@ def test_rescoring_a_metric_again_replaces_it(run_dir):
 def test_reselect_with_new_weights(run_dir, no_models):
     result = rescore(run_dir, ["psnr"], selection={"psnr": 1.0}, reselect=True)
     for record in result.records:
-        candidates = [c for r in record["rounds"] for c in r["candidates"]]
+        candidates = [c for r in record.rounds for c in r.candidates]
         for c in candidates:
-            assert c["selection"] == pytest.approx(c["scores"]["psnr"] / 100.0)
-        best = max(candidates, key=lambda c: c["selection"])
-        assert record["best"]["selection"] == pytest.approx(best["selection"])
-        assert record["final_scores"]["selection"] == pytest.approx(best["selection"])
-        assert record["best_ever_by_round"][-1] == pytest.approx(best["selection"])
+            assert c.selection == pytest.approx(c.scores["psnr"] / 100.0)
+        best = max(candidates, key=lambda c: c.selection)
+        assert record.best.selection == pytest.approx(best.selection)
+        assert record.final_scores["selection"] == pytest.approx(best.selection)
+        assert record.best_ever_by_round[-1] == pytest.approx(best.selection)
     assert load_spec(run_dir / "spec.yaml").selection == {"psnr": 1.0}
 
 

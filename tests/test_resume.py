@@ -92,9 +92,9 @@ def test_interrupted_case_resumes_at_the_node_that_failed(small_spec, monkeypatc
 
     monkeypatch.setattr(prepare_module, "prepare_context", instrumented(crash=True))
     first = run(small_spec)
-    failed = [r for r in first.records if r["status"] == "failed"]
-    assert len(failed) == 1 and "simulated crash" in failed[0]["error"]
-    case = failed[0]["case_id"]
+    failed = [r for r in first.records if r.status == "failed"]
+    assert len(failed) == 1 and "simulated crash" in failed[0].error
+    case = failed[0].case_id
     round1 = sorted((small_spec.run_dir / "images").glob(f"*/{case}/r1_*.png"))
     assert round1
     stamps = {p: p.stat().st_mtime_ns for p in round1}
@@ -102,9 +102,9 @@ def test_interrupted_case_resumes_at_the_node_that_failed(small_spec, monkeypatc
 
     monkeypatch.setattr(prepare_module, "prepare_context", instrumented(crash=False))
     second = run(small_spec)
-    assert all(r["status"] == "done" for r in second.records)
-    record = next(r for r in second.records if r["case_id"] == case)
-    assert len(record["rounds"]) == small_spec.loop.rounds
+    assert all(r.status == "done" for r in second.records)
+    record = next(r for r in second.records if r.case_id == case)
+    assert len(record.rounds) == small_spec.loop.rounds
     assert {p: p.stat().st_mtime_ns for p in round1} == stamps, "round 1 was rendered again"
     assert len(describe_calls) == len(first.records), "a reference was described twice"
     assert second.info.cases.reused == len(first.records) - 1
@@ -148,13 +148,13 @@ def test_a_reference_changed_before_the_resume_restarts_its_case(tmp_path, monke
         return prepare
 
     monkeypatch.setattr(prepare_module, "prepare_context", instrumented(crash=True))
-    assert run(spec).records[0]["status"] == "failed"
+    assert run(spec).records[0].status == "failed"
     noise(1).save(images / "a.png")  # the user replaces the reference before resuming
     new_digest = image_sha256(load_image(images / "a.png"))
     monkeypatch.setattr(prepare_module, "prepare_context", instrumented(crash=False))
     record = run(spec).records[0]
-    assert record["status"] == "done"
-    assert record["reference_sha256"] == new_digest
+    assert record.status == "done"
+    assert record.reference_sha256 == new_digest
     assert described[-1] == new_digest, "the new reference was not described again"
-    assert image_sha256(load_image(tmp_path / "run" / record["reference"])) == new_digest
-    assert len(record["rounds"]) == 2 and record["rounds"][0]["candidates"]
+    assert image_sha256(load_image(tmp_path / "run" / record.reference)) == new_digest
+    assert len(record.rounds) == 2 and record.rounds[0].candidates

@@ -34,7 +34,7 @@ def test_seeds_run_one_sub_run_each_and_aggregate(tmp_path):
     assert result.leaderboard[0].flat()["selection_final_seed_sd"] == row["selection"]["seed_sd"]
     assert json.loads((root / "run.json").read_text())["seeds"] == [0, 1]
     assert "seed sd" in (root / "leaderboard.md").read_text()
-    assert len(result.records) == 8 and {r["seed"] for r in result.records} == {0, 1}
+    assert len(result.records) == 8 and {r.seed for r in result.records} == {0, 1}
 
 
 def test_cli_seeds_flag_checks_its_value(tmp_path):

@@ -60,11 +60,11 @@ def test_the_describer_sees_the_story_and_the_last_image_is_scored(tmp_path, mon
                         if (b.get("response_format") or {}).get("json_schema", {}).get("name")
                         == "ImageUnderstandingTree")
     (record,) = result.records
-    assert record["status"] == "done"
+    assert record.status == "done"
     content = describe["messages"][-1]["content"]
     images = [part for part in content if part.get("type") == "image_url"]
     texts = " ".join(part.get("text", "") for part in content if part.get("type") == "text")
     assert len(images) == 3  # two story images, then the reference
     assert "The cat chases it across the garden." in texts and "falls asleep" in texts
-    saved = Image.open(result.run_dir / record["reference"])
+    saved = Image.open(result.run_dir / record.reference)
     assert saved.size == (64, 48)  # the last image is the one scored

@@ -25,7 +25,7 @@ otherwise); version 1 adds ``schema_version`` and nothing else.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
@@ -147,7 +147,7 @@ class MllmUsage(RecordPart):
     total_tokens: int | None = None
     cached_tokens: int | None = None
     calls_without_usage: int | None = None
-    cost_usd: float | None = None
+    cost_usd: float | int | None = None  # an int where no call was priced (sum of nothing)
     served_by: list[str] | None = None
 
 
@@ -192,7 +192,7 @@ class CaseRecord(RecordPart, VersionedRecord):
     case_id: str
     model: str  # the T2I model's label (a grid cell's label in a grid)
     category: str | None = None
-    status: str  # "done" or "failed"
+    status: Literal["done", "failed"]
     error: str | None = None
     traceback: list[str] | None = None  # a failed case: the last frames
     reference: str | None = None  # path of the reference in the run folder
@@ -238,6 +238,11 @@ class CaseRecord(RecordPart, VersionedRecord):
         """Every candidate of every round, in order."""
         return [c for r in self.rounds for c in r.candidates]
 
+    @property
+    def round1_selection(self) -> float | None:
+        """The selection score of round 1's best candidate (None: none, or not selectable)."""
+        return self.round1_best.selection if self.round1_best is not None else None
+
     def final_score(self, label: str) -> float | None:
         """A final score by metric label (``selection``, ``judge_semantic`` ...); None if absent."""
         return self.final_scores.get(label)
@@ -280,7 +285,7 @@ class ResultLine(RecordPart, VersionedRecord):
         return cls(case_id=record.case_id, model=record.model, **cell,
                    category=record.category, status=record.status, error=record.error,
                    rounds=len(record.rounds), stop_reason=record.stop_reason,
-                   round1_selection=round1.selection if round1 else None,
+                   round1_selection=record.round1_selection,
                    round1_scores=dict(round1.scores) if round1 else {},
                    final_scores=dict(record.final_scores),
                    best_prompt=best.prompt if best else None,

@@ -356,7 +356,7 @@ def _rounds_view(record: CaseRecord, images: _Images, metric_order: list[str]
 def _model_case_view(record: CaseRecord, images: _Images, colour: str,
                      metric_order: list[str], detailed: bool = True) -> dict[str, Any]:
     best, round1 = record.best, record.round1_best
-    round1_selection = round1.selection if round1 else None
+    round1_selection = record.round1_selection
     final = record.final_scores
     selection = record.final_score("selection")
     curve = record.best_ever_by_round
@@ -739,7 +739,8 @@ def _current_tables(store: RunStore, models: list[str], records: list[CaseRecord
 #: An index of the fields the overview cards, failures and progress table need, one line per
 #: record, with a digest of the record files it was made from: `repainter report` on an
 #: unchanged run reads this one file instead of every record (full records only for the cards
-#: that show whole histories).
+#: that show whole histories). Each line is a CaseRecord (with its schema_version) without the
+#: fields in _NOT_IN_CARDS; an index this repainter cannot read is rebuilt from the records.
 CARD_INDEX = "cards.jsonl"
 _NOT_IN_CARDS = ("rounds", "iut", "ground_truth", "draft_prompt", "initial_prompt", "t2i",
                  "mllm_usage")

@@ -121,15 +121,15 @@ def test_in_a_run_no_case_retrieves_itself(tmp_path):
     })
     result = repainter.run(spec)
     for record in result.records:
-        assert record["status"] == "done"
-        assert record["t2i"]["exclude"] == record["case_id"]
-        ref = result.run_dir / record["reference"]
+        assert record.status == "done"
+        assert record.t2i["exclude"] == record.case_id
+        ref = result.run_dir / record.reference
         from repainter.images import load_image
 
         ref_hash = image_sha256(load_image(ref))
-        for rnd in record["rounds"]:
-            for cand in rnd["candidates"]:
-                assert image_sha256(load_image(result.run_dir / cand["image"])) != ref_hash
+        for rnd in record.rounds:
+            for cand in rnd.candidates:
+                assert image_sha256(load_image(result.run_dir / cand.image)) != ref_hash
 
 
 # -- clip method with a tiny open_clip model --------------------------------------------------

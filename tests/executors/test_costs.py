@@ -41,7 +41,7 @@ def test_renders_are_stored_once_and_checkpoints_of_finished_cases_pruned(tmp_pa
     shutil.rmtree(run_dir / "cases")
     again = runner.run(_spec(run_dir))
     assert again.info.cache["t2i"] == {"hits": 12, "misses": 0}
-    assert [r["final_scores"] for r in again.records] == [r["final_scores"] for r in first.records]
+    assert [r.final_scores for r in again.records] == [r.final_scores for r in first.records]
 
     # a render whose file was deleted is a miss and renders again
     shutil.rmtree(run_dir / "cases")

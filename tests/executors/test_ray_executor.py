@@ -49,7 +49,7 @@ def test_ray_and_local_give_identical_records_and_reuse_each_other(cluster, tmp_
     assert on_ray.info.executor["name"] == "ray"
     assert on_ray.info.cases.model_dump(exclude_none=True) == {"done": 3, "failed": 0, "reused": 0, "total": 3}
     assert _comparable(tmp_path / "ray") == _comparable(tmp_path / "local")
-    assert [r["case_id"] for r in on_ray.records] == [r["case_id"] for r in local.records]
+    assert [r.case_id for r in on_ray.records] == [r.case_id for r in local.records]
 
     # one worker running two references at once (threads in the actor): the same records
     threaded = runner.run(_spec(tmp_path / "threaded", "ray", num_workers=1, cases_per_worker=2))
@@ -82,7 +82,7 @@ def test_a_killed_worker_loses_no_case_and_counts_none_twice(cluster, tmp_path):
     result = runner.finalize(plan, counts, execution, seconds)
     assert killed and execution.executor["lost_workers"] >= 1
     assert counts == {"done": 3, "failed": 0, "reused": 0}
-    assert len(result.records) == 3 and all(r["status"] == "done" for r in result.records)
+    assert len(result.records) == 3 and all(r.status == "done" for r in result.records)
     assert _comparable(tmp_path / "killed") == _comparable(baseline)
 
 
@@ -96,4 +96,4 @@ def test_a_case_whose_worker_keeps_dying_is_recorded_failed(cluster, tmp_path):
     counts, execution, seconds = runner.execute(plan, lambda event: None, executor=executor)
     assert counts["failed"] == 3 and counts["done"] == 0
     records = runner.finalize(plan, counts, execution, seconds).records
-    assert all("worker lost 2 times" in r["error"] for r in records)
+    assert all("worker lost 2 times" in r.error for r in records)

@@ -21,29 +21,29 @@ def strategies_run(tmp_path_factory):
 
 
 def _records(result, label):
-    return [r for r in result.records if r["model"] == label]
+    return [r for r in result.records if r.model == label]
 
 
 def _renders(record):
-    return [c for r in record["rounds"] for c in r["candidates"]]
+    return [c for r in record.rounds for c in r.candidates]
 
 
 def test_best_of_n_has_the_refine_render_budget_with_distinct_seeds(strategies_run):
     for refine, best in zip(_records(strategies_run, "refine"), _records(strategies_run, "best-of-n"),
                             strict=True):
         assert len(_renders(best)) == len(_renders(refine)) == 4
-        seeds = [c["seed"] for c in _renders(best)]
+        seeds = [c.seed for c in _renders(best)]
         assert len(set(seeds)) == len(seeds)
         # the same seeds as the method: a paired comparison of prompts, not of luck
-        assert seeds == [c["seed"] for c in _renders(refine)]
-        assert {c["prompt"] for c in _renders(best)} == {best["initial_prompt"]}
-        assert best["strategy"] == "best_of_n" and "strategy" not in refine
+        assert seeds == [c.seed for c in _renders(refine)]
+        assert {c.prompt for c in _renders(best)} == {best.initial_prompt}
+        assert best.strategy == "best_of_n" and refine.strategy is None
 
 
 def test_baselines_make_no_critique_or_revision(strategies_run):
     for label in ("best-of-n", "one-shot"):
         for record in _records(strategies_run, label):
-            assert all(r["critique"] is None and r["revised_prompt"] is None for r in record["rounds"])
+            assert all(r.critique is None and r.revised_prompt is None for r in record.rounds)
     # every critique / revise / variant-writing call the MLLM made is the method's own:
     # 3 cases x 1 critique and revision (2 rounds), 3 cases x 2 rounds of variants
     calls = strategies_run.info.mllm_usage
@@ -54,13 +54,13 @@ def test_baselines_make_no_critique_or_revision(strategies_run):
 def test_one_shot_renders_the_initial_prompt_once(strategies_run):
     for record in _records(strategies_run, "one-shot"):
         (only,) = _renders(record)
-        assert only["prompt"] == record["initial_prompt"]
-        assert record["stop_reason"] == "round_limit"
+        assert only.prompt == record.initial_prompt
+        assert record.stop_reason == "round_limit"
 
 
 def test_refine_still_critiques_and_the_leaderboard_tests_the_gain(strategies_run):
     for record in _records(strategies_run, "refine"):
-        assert record["rounds"][0]["critique"] is not None
+        assert record.rounds[0].critique is not None
     board = json.loads((strategies_run.run_dir / "leaderboard.json").read_text())
     assert board["correction"] == "holm"
     pairs = {(c["model_a"], c["model_b"]) for c in board["comparisons"]["selection"]["tests"]}
@@ -98,6 +98,6 @@ def test_cli_strategy_flag_is_recorded_in_the_spec(tmp_path):
     from repainter.result import RunResult
 
     (record,) = RunResult.load(out).records
-    assert record["strategy"] == "one_shot" and len(record["rounds"]) == 1
+    assert record.strategy == "one_shot" and len(record.rounds) == 1
     bad = CliRunner().invoke(app, ["run", "--strategy", "twice", "-o", str(tmp_path / "x")])
     assert bad.exit_code == 2

@@ -79,7 +79,7 @@ def test_a_crashing_batch_fails_its_case_and_the_run_goes_on(small_spec, monkeyp
     items = load_dataset("world").select(limit=4)
     # a prompt clause that appears in only the first case's prompts makes only that case crash
     probe = run(small_spec)
-    prompts = {r["case_id"]: r["initial_prompt"] for r in probe.records}
+    prompts = {r.case_id: r.initial_prompt for r in probe.records}
     target = items[0].id
     needle = next(clause for clause in prompts[target].split(", ")
                   if all(clause not in p for case, p in prompts.items() if case != target))
@@ -87,10 +87,10 @@ def test_a_crashing_batch_fails_its_case_and_the_run_goes_on(small_spec, monkeyp
     rerun = small_spec.model_copy(update={"output_dir": str(small_spec.run_dir) + "-faulty"})
     _patch_t2i(monkeypatch, lambda b: FailsForPrompt(b, needle))
     result = run(rerun)
-    by_case = {r["case_id"]: r for r in result.records}
-    assert by_case[target]["status"] == "failed"
-    assert "renderer crashed" in by_case[target]["error"]
-    assert all(r["status"] == "done" for c, r in by_case.items() if c != target)
+    by_case = {r.case_id: r for r in result.records}
+    assert by_case[target].status == "failed"
+    assert "renderer crashed" in by_case[target].error
+    assert all(r.status == "done" for c, r in by_case.items() if c != target)
     assert result.info.cases.model_dump(exclude_none=True) == {"done": 3, "failed": 1, "reused": 0, "total": 4}
 
 
@@ -114,9 +114,9 @@ def test_blank_images_are_flagged_and_never_chosen(small_spec, monkeypatch):
     _patch_t2i(monkeypatch, BlanksFirst)
     result = run(small_spec)
     for record in result.records:
-        assert record["status"] == "done"
-        for rnd in record["rounds"]:
-            blank = rnd["candidates"][0]
-            assert blank["flagged"] == "all_black" and blank["selection"] is None
-            assert blank["scores"] == {}
-            assert rnd["round_best"] != 0
+        assert record.status == "done"
+        for rnd in record.rounds:
+            blank = rnd.candidates[0]
+            assert blank.flagged == "all_black" and blank.selection is None
+            assert blank.scores == {}
+            assert rnd.round_best != 0

@@ -51,6 +51,19 @@ def test_version_0_records_migrate_and_write_back_unchanged_but_for_the_version(
     assert _text(data) == text  # the fixture itself is in the store's format
 
 
+def test_version_0_results_lines_migrate_and_match_their_records(run_copy):
+    from repainter.store import result_line
+
+    lines = (RUN_V0 / "results.jsonl").read_text(encoding="utf-8").splitlines()
+    migrated = [load_record(ResultLine, json.loads(line)) for line in lines]
+    assert [dump_record(m) for m in migrated] == [{"schema_version": 1, **json.loads(line)}
+                                                  for line in lines]
+    # each line is what today's code derives from the (migrated) record
+    records = {(r.model, r.case_id): r for r in RunStore(run_copy).records()}
+    assert [result_line(records[(m.model, m.case_id)]) for m in migrated] == [
+        dump_record(m) for m in migrated]
+
+
 def test_fixture_records_read_as_typed_records(run_copy):
     records = RunStore(run_copy).records()
     assert len(records) == 6 and all(r.done for r in records)

@@ -160,7 +160,7 @@ def test_api_key_never_reaches_the_run_folder_or_logs(tmp_path, serve, fault_spe
     first = repainter.run(fault_spec(runs[0], mixed.url, limit=3))
     second = repainter.run(fault_spec(runs[1], echo.url, limit=2))
     assert first.info.cases.done == 3 and second.info.cases.failed == 2
-    assert "***" in second.records[0]["error"]
+    assert "***" in second.records[0].error
 
     needle = secret.encode()
     files = [p for run in runs for p in run.rglob("*") if p.is_file()]

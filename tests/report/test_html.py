@@ -96,8 +96,8 @@ def test_prompt_diffs_between_rounds(finished):
     assert "<ins>" in html and "<del>" in html
     # the world's revisions change words between round 1 and round 2 of some case
     record = next(r for r in finished.records
-                  if r["status"] == "done" and r["rounds"][0]["prompt"] != r["rounds"][1]["prompt"])
-    inserted = [t for op, t in word_diff(record["rounds"][0]["prompt"], record["rounds"][1]["prompt"])
+                  if r.status == "done" and r.rounds[0].prompt != r.rounds[1].prompt)
+    inserted = [t for op, t in word_diff(record.rounds[0].prompt, record.rounds[1].prompt)
                 if op == "ins"]
     assert inserted and any(f"<ins>{t}</ins>" in html for t in inserted)
 

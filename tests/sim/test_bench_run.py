@@ -29,17 +29,17 @@ def bench_run(tmp_path_factory):
 
 
 def test_small_run_scores_drawn_scenes(bench_run):
-    records = {r["model"]: r for r in bench_run.records}
+    records = {r.model: r for r in bench_run.records}
     sim, procedural = records["sim"], records["procedural"]
-    assert sim["status"] == "done" and procedural["status"] == "done"
-    candidate = sim["rounds"][0]["candidates"][0]
-    assert candidate["drawn"]["objects"] is not None
-    assert 0.0 <= candidate["scores"]["scene_truth"] <= 1.0
-    assert "scene_truth" in sim["final_scores"]
+    assert sim.status == "done" and procedural.status == "done"
+    candidate = sim.rounds[0].candidates[0]
+    assert candidate.drawn["objects"] is not None
+    assert 0.0 <= candidate.scores["scene_truth"] <= 1.0
+    assert "scene_truth" in sim.final_scores
     # a model that reports no drawn scene is left unscored by scene_truth, not failed
-    assert "drawn" not in procedural["rounds"][0]["candidates"][0]
-    assert "scene_truth" not in procedural["final_scores"]
-    assert procedural["final_scores"]["selection"] is not None
+    assert procedural.rounds[0].candidates[0].drawn is None
+    assert "scene_truth" not in procedural.final_scores
+    assert procedural.final_scores["selection"] is not None
 
 
 def test_rescore_reads_the_drawn_scene_from_the_record(bench_run, tmp_path):
@@ -48,10 +48,10 @@ def test_rescore_reads_the_drawn_scene_from_the_record(bench_run, tmp_path):
     (target / "spec.yaml").write_text(
         (target / "spec.yaml").read_text().replace(str(bench_run.run_dir), str(target)))
     result = rescore(target, [{"name": "scene_truth", "label": "truth_again"}], report=False)
-    sim = next(r for r in result.records if r["model"] == "sim")
-    for rnd in sim["rounds"]:
-        for c in rnd["candidates"]:
-            assert c["scores"]["truth_again"] == pytest.approx(c["scores"]["scene_truth"])
+    sim = next(r for r in result.records if r.model == "sim")
+    for rnd in sim.rounds:
+        for c in rnd.candidates:
+            assert c.scores["truth_again"] == pytest.approx(c.scores["scene_truth"])
 
 
 def test_ladders_contract():
@@ -79,7 +79,7 @@ def test_a_render_answered_from_the_cache_keeps_its_drawn_scene(tmp_path):
 
     first, second = repainter.run(spec("a")), repainter.run(spec("b"))
     (a,), (b,) = first.records, second.records
-    assert a["final_scores"]["scene_truth"] == b["final_scores"]["scene_truth"]
+    assert a.final_scores["scene_truth"] == b.final_scores["scene_truth"]
     assert second.info.cache["t2i"] == {"hits": 2, "misses": 0}  # both renders from the cache
-    cached = b["rounds"][0]["candidates"][0]
-    assert cached["drawn"] == a["rounds"][0]["candidates"][0]["drawn"]
+    cached = b.rounds[0].candidates[0]
+    assert cached.drawn == a.rounds[0].candidates[0].drawn
