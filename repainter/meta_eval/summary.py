@@ -22,13 +22,29 @@ def _p(value: float | None) -> str:
     return "-" if value is None else ("<0.001" if value < 0.001 else f"{value:.3g}")
 
 
-def _ladder_sections(ladders: dict[str, Any], truth: str | None) -> list[str]:
+def _quality_note(ladder: dict[str, Any]) -> str:
+    """'; true quality a 0.72 > b 0.67 (gap 0.056, min 0.025) ...' where the bench knows it."""
+    quality, gaps = ladder.get("true_quality"), ladder.get("gaps")
+    if not quality or not gaps:
+        return ""
+    steps = [f"{_f(quality[0], 3)}"] + [
+        f"{_f(q, 3)} (gap {_f(g['gap'], 3)}{'' if g['meets'] else ' < min'})"
+        for q, g in zip(quality[1:], gaps)]
+    return f"; true quality {' > '.join(steps)}, minimum gap {gaps[0]['minimum']:g}"
+
+
+def _ladder_sections(ladders: dict[str, Any], truth: str | None,
+                     true_order: str | None = None) -> list[str]:
     names = list(ladders)
     metrics = list(dict.fromkeys(m for ladder in ladders.values() for m in ladder["metrics"]))
     lines = ["## (a) Ranking validity on ladders", ""]
+    if true_order:
+        lines += [true_order, ""]
     for name, ladder in ladders.items():
         lines.append(f"- **{name}** ({'nested' if ladder['nested'] else 'non-nested'}, "
-                     f"{len(ladder['models'])} models, best first): {ladder['description']}")
+                     f"{len(ladder['models'])} models, best first"
+                     + ("" if ladder.get("required", True) else "; stress ladder, not required")
+                     + f"): {ladder['description']}" + _quality_note(ladder))
     lines += ["", "Kendall tau between each metric's ranking of the models and the true order "
               "(1 = perfect): tau on the cases' seed-averaged scores [95% bootstrap CI over "
               "cases]; in brackets after it, the mean of the per-seed taus.", ""]
@@ -112,22 +128,55 @@ def _seed_section(ladders: dict[str, Any]) -> list[str]:
                            "SD/SE (max)"], rows)
 
 
+def _acceptance_lines(ladders: dict[str, Any], truth: str | None, label: str) -> list[str]:
+    """The issue's acceptance on a set of ladders: selection tau >= TRUSTED on each (mean over
+    seeds) and the truth metric separating every adjacent rung."""
+    sel = [ladder["metrics"].get("selection", {}).get("tau_seed_mean") for ladder in ladders.values()]
+    ok = all(t is not None and t >= TRUSTED for t in sel)
+    lines = [f"- {label} ({', '.join(ladders)}): default selection score, tau per ladder (mean "
+             f"over seeds): {', '.join(_f(t, 2) for t in sel)}: "
+             + ("meets" if ok else "does NOT meet") + f" tau >= {TRUSTED} on every ladder."]
+    if truth:
+        seps = [ladder["metrics"].get(truth) for ladder in ladders.values()]
+        all_sep = all(s is not None and s["adjacent_separated"] == 1.0 for s in seps)
+        lines.append(f"- {label}: truth metric `{truth}` " + ("separates" if all_sep else "does NOT separate")
+                     + " every adjacent rung (seed-averaged cases): "
+                     + ", ".join(f"{round(s['adjacent_separated'] * len(s['adjacent']))}/"
+                                 f"{len(s['adjacent'])}" for s in seps if s) + ".")
+    return lines
+
+
+def _resolution_line(ladders: dict[str, Any], truth: str | None) -> list[str]:
+    """The smallest true-quality gap the truth metric separated, and the largest it did not."""
+    seen, missed = [], []
+    for ladder in ladders.values():
+        result = ladder["metrics"].get(truth or "")
+        for gap, row in zip(ladder.get("gaps") or [], (result or {}).get("adjacent") or []):
+            (seen if row["separated"] else missed).append((gap["gap"], ladder.get("nested", False)))
+    if not seen and not missed:
+        return []
+    parts = []
+    for nested, kind in ((True, "nested"), (False, "non-nested")):
+        ok = [g for g, n in seen if n == nested]
+        bad = [g for g, n in missed if n == nested]
+        if ok or bad:
+            parts.append(f"{kind} pairs: smallest true-quality gap separated "
+                         f"{_f(min(ok), 3) if ok else '-'}, largest not separated "
+                         f"{_f(max(bad), 3) if bad else '-'}")
+    return [f"- Resolution of `{truth}` at this size: " + "; ".join(parts) + "."]
+
+
 def _headline(data: dict[str, Any], truth: str | None) -> list[str]:
     lines = ["## Headline", ""]
     ladders = data.get("ladders") or {}
     if ladders:
-        sel = [ladder["metrics"].get("selection", {}).get("tau_seed_mean") for ladder in ladders.values()]
-        ok = all(t is not None and t >= TRUSTED for t in sel)
-        lines.append(f"- Default selection score, tau per ladder (mean over seeds): "
-                     f"{', '.join(_f(t, 2) for t in sel)}: "
-                     + ("meets" if ok else "does NOT meet") + f" tau >= {TRUSTED} on every ladder.")
-        if truth:
-            seps = [ladder["metrics"].get(truth) for ladder in ladders.values()]
-            all_sep = all(s is not None and s["adjacent_separated"] == 1.0 for s in seps)
-            lines.append(f"- Truth metric `{truth}` " + ("separates" if all_sep else "does NOT separate")
-                         + " every adjacent rung (seed-averaged cases): "
-                         + ", ".join(f"{round(s['adjacent_separated'] * len(s['adjacent']))}/"
-                                     f"{len(s['adjacent'])}" for s in seps if s) + ".")
+        required = {n: lad for n, lad in ladders.items() if lad.get("required", True)}
+        stress = {n: lad for n, lad in ladders.items() if not lad.get("required", True)}
+        if required:
+            lines += _acceptance_lines(required, truth, "Required ladders")
+        if stress:
+            lines += _acceptance_lines(stress, truth, "Stress ladders (not required)")
+        lines += _resolution_line(ladders, truth)
         best = {}
         for ladder in ladders.values():
             for metric, r in ladder["metrics"].items():
@@ -167,7 +216,7 @@ def validity_markdown(data: dict[str, Any]) -> str:
     lines += _headline(data, truth)
     lines.append("")
     if data.get("ladders"):
-        lines += _ladder_sections(data["ladders"], truth)
+        lines += _ladder_sections(data["ladders"], truth, data.get("true_order"))
     if data.get("degradations"):
         lines += _degradation_section(data["degradations"])
     if data.get("baselines"):
