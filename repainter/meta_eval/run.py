@@ -146,7 +146,8 @@ def _true_quality(ladder: Ladder) -> dict[str, Any]:
     bench = zoo.Ladder(ladder.name, ladder.description, ladder.nested, ladder.models,
                        ladder.required)
     return {"true_quality": list(zoo.true_qualities(bench).values()),
-            "gaps": zoo.ladder_gaps(bench)}
+            "gaps": zoo.ladder_gaps(bench),
+            "params": [dict(m.get("params") or {}) for m in ladder.models]}
 
 
 def oracle_prompt(ground_truth: dict[str, Any], t2i_name: str = "sim") -> str:

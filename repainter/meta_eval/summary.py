@@ -166,6 +166,50 @@ def _resolution_line(ladders: dict[str, Any], truth: str | None) -> list[str]:
     return [f"- Resolution of `{truth}` at this size: " + "; ".join(parts) + "."]
 
 
+def _step(ladder: dict[str, Any], worse: int) -> str:
+    """What rung ``worse`` changes against the rung above (nested: the raised rates)."""
+    params = ladder.get("params")
+    if not params:
+        return ""
+    above, below = params[worse - 1], params[worse]
+    changed = {k: v for k, v in below.items() if above.get(k) != v} if ladder.get("nested") else below
+    return " (" + ", ".join(f"{k} {v}" for k, v in changed.items()) + ")" if changed else ""
+
+
+def _misses(ladders: dict[str, Any], truth: str | None) -> list[str]:
+    """Where the default selection falls short of TRUSTED: the adjacent pairs it does not
+    separate that the truth metric does, with both differences."""
+    lines = []
+    for name, ladder in ladders.items():
+        sel, true = ladder["metrics"].get("selection"), ladder["metrics"].get(truth or "")
+        if not sel or not true or sel["tau_seed_mean"] >= TRUSTED:
+            continue
+        pairs = [f"{s['better']} > {s['worse']}{_step(ladder, k + 1)}: {truth} "
+                 f"{_signed(t['mean_difference'])} (p {_p(t['p_value'])}), selection "
+                 f"{_signed(s['mean_difference'])} (p {_p(s['p_value'])})"
+                 for k, (s, t) in enumerate(zip(sel["adjacent"], true["adjacent"]))
+                 if t["separated"] and not s["separated"]]
+        if pairs:
+            lines.append(f"- On `{name}` the default selection misses what the truth metric "
+                         "separates: " + "; ".join(pairs) + ".")
+    return lines
+
+
+def _fallback(ladders: dict[str, Any], truth: str | None) -> list[str]:
+    """The issue's fallback: which measured metric reaches TRUSTED on every required ladder."""
+    taus: dict[str, list[float]] = {}
+    for ladder in ladders.values():
+        for metric, r in ladder["metrics"].items():
+            taus.setdefault(metric, []).append(r["tau_seed_mean"])
+    able = [m for m, ts in taus.items() if m not in (truth, "selection") and min(ts) >= TRUSTED]
+    if "selection" in taus and min(taus["selection"]) >= TRUSTED:
+        return []
+    return ["- Metrics of this run that reach tau >= "
+            f"{TRUSTED} on every required ladder: " + (", ".join(able) if able else
+                                                          "none, so no measured metric can "
+                                                          "replace the default selection") + "."]
+
+
 def _headline(data: dict[str, Any], truth: str | None) -> list[str]:
     lines = ["## Headline", ""]
     ladders = data.get("ladders") or {}
@@ -174,16 +218,18 @@ def _headline(data: dict[str, Any], truth: str | None) -> list[str]:
         stress = {n: lad for n, lad in ladders.items() if not lad.get("required", True)}
         if required:
             lines += _acceptance_lines(required, truth, "Required ladders")
+            lines += _misses(required, truth) + _fallback(required, truth)
         if stress:
             lines += _acceptance_lines(stress, truth, "Stress ladders (not required)")
         lines += _resolution_line(ladders, truth)
         best = {}
-        for ladder in ladders.values():
+        for ladder in (required or ladders).values():
             for metric, r in ladder["metrics"].items():
                 best.setdefault(metric, []).append(r["tau_seed_mean"])
         ranked = sorted(((min(v), m) for m, v in best.items() if m != truth), reverse=True)
         if ranked:
-            lines.append("- Worst-ladder tau by metric: " + ", ".join(f"{m} {t:.2f}" for t, m in ranked) + ".")
+            lines.append(f"- Worst {'required ' if required else ''}ladder's tau by metric: "
+                         + ", ".join(f"{m} {t:.2f}" for t, m in ranked) + ".")
     base = data.get("baselines")
     if base and truth:
         family = base["tests"].get(truth, [])

@@ -53,7 +53,9 @@ TRUE_ORDER = (
     "nothing repairs a short token budget on crowded scenes. So a required ladder's adjacent "
     "rungs must differ in true quality by at least 0.025 when nested (one failure added, every "
     "random draw shared) and by at least 0.08 when not (different failure modes, repaired "
-    "unequally; datasets/sim/README.md gives the measurement behind the number). zoo-close "
+    "unequally; datasets/sim/README.md gives the measurement behind the number). The truth "
+    "metric's row in the tables is the order the loop reaches under the protocol, measured "
+    "against this true order. zoo-close "
     "breaks that rule on purpose: it is a stress ladder that shows the resolution limit and is "
     "not part of the acceptance.")
 

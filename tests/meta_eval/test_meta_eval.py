@@ -128,7 +128,7 @@ def test_ladders_load_from_data_and_fall_back():
         Ladder.from_data("x", {"models": [{"name": "procedural"}]})
 
 
-def _ladder_result(taus, separated, gaps, required=True, nested=True):
+def _ladder_result(taus, separated, gaps, required=True, nested=True, truth_separated=None):
     """validity.json's entry for one ladder with two metrics (selection, truth)."""
     def metric(tau, seps):
         adjacent = [{"better": f"m{i}", "worse": f"m{i + 1}", "n": 8, "mean_difference": 0.05,
@@ -141,7 +141,9 @@ def _ladder_result(taus, separated, gaps, required=True, nested=True):
             "true_quality": [0.8 - 0.1 * i for i in range(len(gaps) + 1)],
             "gaps": [{"better": f"m{i}", "worse": f"m{i + 1}", "gap": g, "minimum": 0.08,
                       "meets": g >= 0.08} for i, g in enumerate(gaps)],
-            "metrics": {"selection": metric(taus[0], separated), "truth": metric(taus[1], separated)},
+            "metrics": {"selection": metric(taus[0], separated),
+                        "truth": metric(taus[1], truth_separated or separated)},
+            "params": [{}] + [{"rate": 0.1 * (i + 1)} for i in range(len(gaps))],
             "seed_sensitivity": {}}
 
 
@@ -165,6 +167,17 @@ def test_validity_judges_the_acceptance_on_required_ladders_and_reports_stress_o
            "0.020" in text
     assert "True order = oracle quality." in text and "(gap 0.020 < min)" in text
     assert "ladder close (stress, not required)" in text
+    assert "On `" not in text  # the selection misses nothing on the required ladders
+
+    data["ladders"]["b"] = _ladder_result((0.8, 1.0), [True, False], [0.1, 0.03],
+                                          truth_separated=[True, True])
+    text = validity_markdown(data)
+    assert "Required ladders (a, b): default selection score, tau per ladder (mean over seeds): " \
+           "1.00, 0.80: does NOT meet" in text
+    # the pair the selection misses, with the rate its rung raised, and the fallback's verdict
+    assert "On `b` the default selection misses what the truth metric separates: m1 > m2 " \
+           "(rate 0.2): truth +0.0500 (p 0.01), selection +0.0500 (p 0.3)." in text
+    assert "reach tau >= 0.9 on every required ladder: none" in text
 
 
 def test_quick_sizes_and_the_acceptance_sizes(tmp_path):
