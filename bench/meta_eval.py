@@ -13,15 +13,14 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import re
 import time
 import tracemalloc
 from pathlib import Path
 
 import numpy as np
+from sections import write_section  # bench/ is sys.path[0] when run as a script
 
 ROOT = Path(__file__).resolve().parents[1]
-BEGIN, END = "<!-- meta-eval:begin -->", "<!-- meta-eval:end -->"
 
 
 def _measure(fn):
@@ -70,24 +69,17 @@ def main(argv=None) -> int:
     parser.add_argument("--validity", type=Path, help="validity.json of a meta-eval run")
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
-    lines = [BEGIN, "## Statistics and meta-eval", "",
+    lines = ["## Statistics and meta-eval", "",
              f"`python bench/meta_eval.py{' --validity ' + str(args.validity) if args.validity else ''}`"
              f" on {platform.processor() or platform.machine()}, Python {platform.python_version()}.", "",
              "Chunked resampling: time and peak memory per call (one-array resampling at n = 20,000 "
              "would need 1.6 GB for the bootstrap).", "", *statistics_rows()]
     if args.validity:
         lines += ["", *meta_eval_rows(args.validity)]
-    lines.append(END)
     section = "\n".join(lines)
     print(section)
     if not args.no_write:
-        target = ROOT / "BENCHMARKS.md"
-        text = target.read_text(encoding="utf-8")
-        if BEGIN in text:
-            text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: section, text, flags=re.S)
-        else:
-            text = text.rstrip("\n") + "\n\n" + section + "\n"
-        target.write_text(text, encoding="utf-8")
+        write_section(ROOT / "BENCHMARKS.md", "meta-eval", section)
     return 0
 
 

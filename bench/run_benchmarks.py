@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from sections import write_section  # bench/ is sys.path[0] when run as a script
+
 ROOT = Path(__file__).resolve().parents[1]
 COMMAND = "python bench/run_benchmarks.py"
 
@@ -334,7 +336,8 @@ def write_markdown(results: dict, rss: dict, path: Path) -> None:
         "",
         f"Throughput ratio: **{c['speedup']:.1f}x** (target >= 8x: {ok(c['speedup'] >= 8)}).",
     ]
-    path.write_text("\n".join(lines) + "\n")
+    # the file's first section: other scripts (bench/scaling.py, bench/meta_eval.py) own the rest
+    write_section(path, "run_benchmarks", "\n".join(lines), at_start=True)
 
 
 def main() -> None:

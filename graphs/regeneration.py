@@ -20,8 +20,8 @@ from repainter.graph import LazyContext, build_graph
 
 def load_context():
     """The spec's RunContext: read the spec, open its run folder, build its components."""
+    from repainter.executors.prepare import prepare_context
     from repainter.preflight import preflight
-    from repainter.runner import prepare_context
     from repainter.spec import load_spec
     from repainter.store import RunStore
 

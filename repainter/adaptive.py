@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from repainter.report.adaptive import adaptive_markdown
 from repainter.spec import BudgetSpec, RunSpec
 
 
@@ -185,10 +186,14 @@ def adaptive_loop(order: list[str], budget: BudgetSpec,
     return result, summary
 
 
-def run_adaptive(spec: RunSpec, on_event: Callable | None = None):
-    """Run ``spec`` with its adaptive budget; returns the RunResult of the references used."""
+def run_adaptive(spec: RunSpec, on_event: Callable | None = None, *, run: Callable):
+    """Run ``spec`` with its adaptive budget; returns the RunResult of the references used.
+
+    ``run`` runs one batch of references (:func:`repainter.runner.run` with ``case_ids``, which
+    calls this: passed in so that this module does not import the runner back).
+    """
+    from repainter.executors.prepare import selected_items
     from repainter.report.leaderboard import add_leaderboard_section
-    from repainter.runner import run, selected_items
     from repainter.store import RunStore, run_folder_lock
 
     order = reference_order([item.id for item in selected_items(spec)], spec.seed)
@@ -221,23 +226,3 @@ def _rewrite_report(spec: RunSpec, root) -> None:
         write_report(root)
     except Exception as exc:  # results are safe on disk; `repainter report` can retry
         logging.getLogger(__name__).warning("could not rewrite the report: %s", exc)
-
-
-def adaptive_line(summary: dict[str, Any]) -> str:
-    """One sentence: references used and saved, and whether every pair was decided."""
-    decided = sum(1 for p in summary["pairs"] if p["decision"])
-    return (f"used {summary['references_used']} of {summary['references_available']} references "
-            f"({summary['references_saved']} saved, {100 * summary['saved_fraction']:.0f}%); "
-            f"{decided} of {len(summary['pairs'])} pairs decided at alpha {summary['alpha']} "
-            f"({summary['method']}, metric {summary['metric']})")
-
-
-def adaptive_markdown(summary: dict[str, Any]) -> str:
-    """The report line and table of an adaptive run."""
-    lines = ["## Adaptive budget", "", adaptive_line(summary).capitalize() + ".", "", "| model_a | model_b | n | decision | decided after | wealth |", "|---|---|---|---|---|---|"]
-    for p in summary["pairs"]:
-        lines.append(f"| {p['model_a']} | {p['model_b']} | {p['n']} | {p['decision'] or 'undecided'}"
-                     f" | {p['decided_after'] or '-'} | {p['wealth']:.3g} |")
-    return "\n".join(lines) + "\n"
-
-

@@ -32,7 +32,6 @@ from typing import Any
 
 from PIL import Image
 
-import repainter
 from repainter.backends.base import (
     GeneratedImage,
     Metric,
@@ -47,6 +46,7 @@ from repainter.images import image_sha256
 from repainter.prompts import templates_digest
 from repainter.schemas import Critique, ImageUnderstandingTree, Judgement
 from repainter.spec import canonical_json
+from repainter.version import __version__
 
 
 def request_key(namespace: str, request: dict[str, Any]) -> str:
@@ -56,7 +56,7 @@ def request_key(namespace: str, request: dict[str, Any]) -> str:
 def request_context() -> dict[str, Any]:
     """What every MLLM request also depends on: templates, T2I prompt budget, project version."""
     return {"templates": templates_digest(), "prompt_budget": current_prompt_budget().as_dict(),
-            "repainter": repainter.__version__}
+            "repainter": __version__}
 
 
 _SCALARS = (str, int, float, bool, type(None))
@@ -69,7 +69,7 @@ def metric_identity(metric: Metric) -> dict[str, Any]:
                 if not k.startswith("_") and isinstance(v, _SCALARS)}
     return {"metric": metric.identity(),
             "class": f"{type(metric).__module__}.{type(metric).__qualname__}",
-            "settings": settings, "repainter": repainter.__version__}
+            "settings": settings, "repainter": __version__}
 
 
 class ResponseCache:

@@ -75,7 +75,7 @@ console = _console(stderr=True)
 
 def _version(value: bool) -> None:
     if value:
-        from repainter import __version__
+        from repainter.version import __version__
 
         typer.echo(f"repainter {__version__}")
         raise typer.Exit()
@@ -464,8 +464,8 @@ def fetch(
     """Download a manifest's images into the cache and verify them against its checksum lock."""
     from rich.markup import escape
 
-    from repainter.datasets import DatasetError
-    from repainter.fetch import DownloadError, fetch_dataset
+    from repainter.datasets import DatasetError, fetch_dataset
+    from repainter.fetch import DownloadError
 
     failures: list[str] = []
 

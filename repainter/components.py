@@ -27,7 +27,22 @@ class ComponentError(ValueError):
     """A component named in the spec could not be built; the message names it."""
 
 
-def _create(registry, component: ComponentSpec):
+def create_component(registry, component: ComponentSpec):
+    """The component ``component`` names, built from ``registry`` with its params.
+
+    A constructor that rejects the params (wrong names or types) is a :class:`ComponentError`
+    naming the component, not a bare TypeError.
+
+    >>> from repainter.registry import METRICS
+    >>> from repainter.spec import ComponentSpec
+    >>> create_component(METRICS, ComponentSpec(name="ssim")).name
+    'ssim'
+    >>> create_component(METRICS, ComponentSpec(name="ssim", params={"nope": 1}))
+    ... # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    repainter.components.ComponentError: metrics 'ssim': bad params (...unexpected keyword argument 'nope')
+    """
     try:
         return registry.create(component.name, **component.params)
     except TypeError as exc:  # wrong parameter names / types for the constructor
@@ -181,11 +196,11 @@ def build_components(spec: RunSpec, cache: ResponseCache | None = None) -> Compo
     clock = BackendClock()
     metrics = []
     for component in spec.metrics:
-        metric = _create(METRICS, component)
+        metric = create_component(METRICS, component)
         # Scores are keyed by label, so one metric can appear twice with different params.
         metric.name = component.display_name
         metrics.append(timed(metric, f"metric:{metric.name}", clock))
-    mllm = timed(_create(MLLM, spec.mllm), f"mllm:{spec.mllm.display_name}", clock)
+    mllm = timed(create_component(MLLM, spec.mllm), f"mllm:{spec.mllm.display_name}", clock)
     for component in spec.t2i:  # an unknown name fails the run now, not at its first render
         T2I.get(component.name)
     lazy = {c.display_name: LazyT2I(_t2i_factory(c, clock)) for c in spec.t2i}
@@ -204,6 +219,6 @@ def build_components(spec: RunSpec, cache: ResponseCache | None = None) -> Compo
 
 def _t2i_factory(component: ComponentSpec, clock: BackendClock) -> Callable[[], T2IBackend]:
     def build() -> T2IBackend:
-        return timed(_create(T2I, component), f"t2i:{component.display_name}", clock)
+        return timed(create_component(T2I, component), f"t2i:{component.display_name}", clock)
 
     return build

@@ -19,14 +19,17 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from repainter.version import __version__
+
 #: Distributions whose versions change results.
 PACKAGES = ("repainter", "torch", "diffusers", "transformers", "open_clip_torch", "lpips",
             "openai", "langgraph", "numpy", "pillow", "scikit-image")
 
 
 def package_versions() -> dict[str, str | None]:
-    versions: dict[str, str | None] = {}
-    for name in PACKAGES:
+    # repainter's own version from the source that runs (an editable install's metadata can lag)
+    versions: dict[str, str | None] = {"repainter": __version__}
+    for name in PACKAGES[1:]:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

@@ -12,11 +12,13 @@ folder and read from there afterwards. Every download is checked:
 
 Cache location: ``cache_dir`` if given, else ``$REPAINTER_CACHE/datasets/<name>``, else
 ``$XDG_CACHE_HOME/repainter/datasets/<name>`` (``~/.cache/repainter/...``). With
-``REPAINTER_OFFLINE=1`` or ``HF_HUB_OFFLINE=1`` nothing is downloaded: a file missing from the
-cache fails its item with a message that says how to fetch it.
+``REPAINTER_OFFLINE=1`` (or ``HF_HUB_OFFLINE`` / ``TRANSFORMERS_OFFLINE``, see
+:mod:`repainter.offline`) nothing is downloaded: a file missing from the cache fails its item
+with a message that says how to fetch it.
 
-``fetch_manifest`` (behind ``repainter fetch``) downloads every URL item of a manifest ahead of a
-run; fetching again is a no-op that re-verifies the cached files against the lock.
+``repainter.datasets.fetch_manifest`` (behind ``repainter fetch``) downloads every URL item of a
+manifest ahead of a run; fetching again is a no-op that re-verifies the cached files against the
+lock.
 """
 
 from __future__ import annotations
@@ -31,13 +33,13 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from repainter.images import atomic_write_bytes
+from repainter.offline import is_offline, offline_reason
 
 #: Refuse downloads larger than this (bytes); reference images are a few MB at most.
 MAX_DOWNLOAD_BYTES = 100 * 1024 * 1024
@@ -78,14 +80,6 @@ def dataset_cache_dir(name: str, cache_dir: str | os.PathLike | None = None) -> 
     if cache_dir:
         return Path(cache_dir).expanduser()
     return cache_root() / "datasets" / name
-
-
-def is_offline() -> bool:
-    """True when ``REPAINTER_OFFLINE`` or ``HF_HUB_OFFLINE`` is set to a true value."""
-    return any(
-        os.environ.get(var, "").strip().lower() in {"1", "true", "yes", "on"}
-        for var in ("REPAINTER_OFFLINE", "HF_HUB_OFFLINE")
-    )
 
 
 def normalize_sha256(value: Any) -> str | None:
@@ -369,7 +363,7 @@ def ensure_cached(
         return CachedFile(target, actual, "cached")
 
     if not allow_download or is_offline():
-        why = ("downloads are off (REPAINTER_OFFLINE / HF_HUB_OFFLINE is set)" if is_offline()
+        why = (f"downloads are off ({offline_reason()})" if is_offline()
                else "downloads are off (allow_download: false)")
         hint = fetch_hint or "fetch it with network first"
         raise OfflineError(f"{item_id}: {url} is not in the cache ({target}) and {why}; {hint}")
@@ -434,69 +428,3 @@ class FetchReport:
             "counts": {s: self.count(s) for s in ("downloaded", "cached", "local", "failed")},
             "items": [asdict(item) for item in self.items],
         }
-
-
-def fetch_manifest(
-    manifest: str | os.PathLike,
-    cache_dir: str | os.PathLike | None = None,
-    *,
-    force: bool = False,
-    timeout: float = DEFAULT_TIMEOUT,
-    on_item: Callable[[FetchedItem], None] | None = None,
-    **dataset_params: Any,
-) -> FetchReport:
-    """Download (or re-verify) every URL item of a manifest into its cache."""
-    from repainter.datasets import ManifestDataset
-
-    dataset = ManifestDataset(str(manifest), cache_dir=cache_dir, timeout=timeout, **dataset_params)
-    return fetch_dataset_items(dataset, force=force, on_item=on_item)
-
-
-def fetch_dataset(
-    name: str,
-    cache_dir: str | os.PathLike | None = None,
-    *,
-    force: bool = False,
-    timeout: float = DEFAULT_TIMEOUT,
-    on_item: Callable[[FetchedItem], None] | None = None,
-) -> FetchReport:
-    """Fetch a registered manifest dataset by name (``evalref-100``) or a manifest file path."""
-    from repainter.datasets import DatasetError, ManifestDataset, load_dataset
-    from repainter.registry import DATASETS
-
-    if name in DATASETS:
-        factory = DATASETS.get(name)
-        if not (isinstance(factory, type) and issubclass(factory, ManifestDataset)):
-            raise DatasetError(f"dataset {name!r} has nothing to fetch (not a manifest dataset); "
-                               "give a manifest file instead")
-        params: dict[str, Any] = {"timeout": timeout}
-        if cache_dir:
-            params["cache_dir"] = str(cache_dir)
-        return fetch_dataset_items(load_dataset(name, params), force=force, on_item=on_item)
-    if Path(name).is_file():
-        return fetch_manifest(name, cache_dir, force=force, timeout=timeout, on_item=on_item)
-    raise DatasetError(f"unknown dataset {name!r}: give a registered manifest dataset "
-                       "(evalref-100) or the path of a manifest file")
-
-
-def fetch_dataset_items(dataset, *, force: bool = False,
-                        on_item: Callable[[FetchedItem], None] | None = None) -> FetchReport:
-    report = FetchReport(dataset=str(dataset.path), cache_dir=str(dataset.cache_dir))
-    for entry in dataset.entries():
-        if entry.url:
-            try:
-                cached = ensure_cached(
-                    entry.id, entry.url, dataset.cache_dir, expected_sha256=entry.sha256,
-                    allow_download=dataset.allow_download, force=force, timeout=dataset.timeout,
-                    fetch_hint=dataset.fetch_hint,
-                )
-                item = FetchedItem(entry.id, cached.status, entry.url, str(cached.path),
-                                   cached.sha256)
-            except DownloadError as exc:
-                item = FetchedItem(entry.id, "failed", entry.url, error=str(exc))
-        else:
-            item = FetchedItem(entry.id, "local", path=str(entry.path))
-        report.items.append(item)
-        if on_item:
-            on_item(item)
-    return report

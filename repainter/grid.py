@@ -10,23 +10,21 @@ leaderboard, whose rows are cells ``<t2i>@<mllm>`` with separate ``t2i`` and ``m
     RUN/mllm/<mllm>/...      an ordinary run folder of that MLLM (its own report)
 
 Adding an MLLM (or a T2I model) to a finished grid re-runs only the new cells: the old MLLMs'
-sub-runs find every case done and make no call.
+sub-runs find every case done and make no call. Reading a grid folder (its records, leaderboard
+and page) lives in :mod:`repainter.report.grid`; this module runs one.
 """
 
 from __future__ import annotations
 
-import html
 import time
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
-from repainter.report.leaderboard import (
-    add_leaderboard_section,
-    build_comparisons,
-    build_leaderboard,
-    format_cell,
-    markdown_table,
-    write_leaderboard,
+from repainter.report.grid import (
+    child_dir,
+    grid_records,
+    write_grid_leaderboard,
+    write_grid_report,
 )
 from repainter.result import RunResult
 from repainter.spec import ComponentSpec, RunSpec
@@ -36,23 +34,7 @@ from repainter.store import (
     check_distinct_names,
     refuse_foreign_folder,
     run_folder_lock,
-    slug,
 )
-
-GRID_SUBFOLDER = "mllm"
-
-
-def cell_label(t2i: str, mllm: str) -> str:
-    """The grid cell's model label.
-
-    >>> cell_label("sdxl", "gpt-4o")
-    'sdxl@gpt-4o'
-    """
-    return f"{t2i}@{mllm}"
-
-
-def child_dir(root: Path, mllm: ComponentSpec) -> Path:
-    return root / GRID_SUBFOLDER / slug(mllm.display_name)
 
 
 def child_spec(spec: RunSpec, mllm: ComponentSpec) -> RunSpec:
@@ -63,10 +45,14 @@ def child_spec(spec: RunSpec, mllm: ComponentSpec) -> RunSpec:
     return RunSpec.model_validate(data)
 
 
-def run_grid(spec: RunSpec, on_event=None, case_ids: list[str] | None = None) -> RunResult:
-    """Run every MLLM's sub-run, then write the grid's records, leaderboard and report."""
+def run_grid(spec: RunSpec, on_event=None, case_ids: list[str] | None = None, *,
+             run: Callable[..., RunResult]) -> RunResult:
+    """Run every MLLM's sub-run, then write the grid's records, leaderboard and report.
+
+    ``run`` runs one MLLM's spec (:func:`repainter.runner.run`, which calls this: passed in so
+    that this module does not import the runner back).
+    """
     from repainter.run_status import now_iso, recorded_outcome
-    from repainter.runner import run
 
     check_distinct_names("MLLM label", [m.display_name for m in spec.mllms])
     root = spec.run_dir
@@ -104,151 +90,3 @@ def run_grid(spec: RunSpec, on_event=None, case_ids: list[str] | None = None) ->
         write_grid_report(root, leaderboard)
     return RunResult(run_dir=root, spec=spec, records=records, leaderboard=leaderboard["grid"],
                      info=info)
-
-
-def grid_records(spec: RunSpec, case_ids: list[str] | None = None) -> list[dict[str, Any]]:
-    """Every sub-run's records of the spec's models (and ``case_ids``), tagged with the cell."""
-    t2i = {t.display_name for t in spec.t2i}
-    wanted = set(case_ids) if case_ids is not None else None
-    records = []
-    for mllm in spec.mllms:
-        folder = child_dir(spec.run_dir, mllm)
-        for record in RunStore(folder).records():
-            if record["model"] not in t2i or (wanted is not None and record["case_id"] not in wanted):
-                continue
-            records.append({**record, "t2i": record["model"], "mllm": mllm.display_name,
-                            "model": cell_label(record["model"], mllm.display_name),
-                            "run_subdir": str(folder.relative_to(spec.run_dir))})
-    return records
-
-
-def build_grid_leaderboard(spec: RunSpec, records: list[dict[str, Any]],
-                           usage: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The full grid, the MLLM ranking per T2I model, the T2I ranking per MLLM (each with
-    paired tests), and each MLLM's token use and cost."""
-    t2i = [t.display_name for t in spec.t2i]
-    mllms = [m.display_name for m in spec.mllms]
-    rows = grid_rows(spec, records)
-
-    def ranking(key: str, value: str) -> dict[str, Any]:
-        mine = [r for r in rows if r[key] == value]
-        recs = [r for r in records if r[key] == value]
-        return {"ranking": [{**r, "rank": i} for i, r in enumerate(mine, 1)],
-                "comparisons": build_comparisons(recs, mine, correction=spec.correction)}
-
-    return {"grid": rows,
-            "mllm_by_t2i": {t: ranking("t2i", t) for t in t2i},
-            "t2i_by_mllm": {m: ranking("mllm", m) for m in mllms},
-            "mllm_usage": usage}
-
-
-def write_grid_leaderboard(spec: RunSpec, records: list[dict[str, Any]],
-                           usage: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """leaderboard.{json,csv,md} of the grid cells, then the MLLM axis appended."""
-    board = build_grid_leaderboard(spec, records, usage)
-    write_leaderboard(board["grid"], spec.run_dir, records, correction=spec.correction)
-    add_leaderboard_section(spec.run_dir, {k: v for k, v in board.items() if k != "grid"},
-                            grid_markdown(board))
-    return board
-
-
-def grid_table(board: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    """Header and rows: T2I models down, MLLMs across, mean final selection score."""
-    mllms = list(board["t2i_by_mllm"])
-    cells = {(r["t2i"], r["mllm"]): r.get("selection_final") for r in board["grid"]}
-    rows = [[t] + [format_cell(cells.get((t, m))) for m in mllms] for t in board["mllm_by_t2i"]]
-    return ["T2I \\ MLLM", *mllms], rows
-
-
-def _ranking_rows(ranking: dict[str, Any], key: str) -> list[list[str]]:
-    return [[str(r["rank"]), r[key], str(r["done"]), format_cell(r.get("selection_final")),
-             format_cell(r.get("mllm_tokens_per_case")), format_cell(r.get("mllm_cost_usd"))]
-            for r in ranking["ranking"]]
-
-
-def _comparison_rows(ranking: dict[str, Any]) -> list[list[str]]:
-    return [[c["model_a"], c["model_b"], str(c["n"]), format_cell(c["mean_difference"]),
-             f"{c['p_value']:.2g}", str(c["significant"])] for c in ranking["comparisons"]]
-
-
-def grid_markdown(board: dict[str, Any]) -> str:
-    """The MLLM axis for people: the grid, the rankings with paired tests, the MLLMs' usage."""
-    header, rows = grid_table(board)
-    lines = ["## MLLM x T2I grid (mean final selection score)", "", *markdown_table(header, rows)]
-    rank_head = ["rank", "model", "done", "selection final", "MLLM tokens/case", "MLLM cost USD"]
-    test_head = ["model_a", "model_b", "n", "mean difference", "p (sign flip)", "significant"]
-    for title, part, key in (("MLLMs ranked for T2I", "mllm_by_t2i", "mllm"),
-                             ("T2I models ranked for MLLM", "t2i_by_mllm", "t2i")):
-        for fixed, ranking in board[part].items():
-            lines += ["", f"### {title} {fixed}", "", *markdown_table(rank_head, _ranking_rows(ranking, key))]
-            if ranking["comparisons"]:
-                lines += ["", *markdown_table(test_head, _comparison_rows(ranking))]
-    usage_keys = sorted({k for u in board["mllm_usage"].values() for k in u})
-    if usage_keys:
-        lines += ["", "## MLLM usage (whole run)", "",
-                  *markdown_table(["mllm", *usage_keys],
-                             [[m, *(format_cell(u.get(k)) for k in usage_keys)]
-                              for m, u in board["mllm_usage"].items()])]
-    return "\n".join(lines) + "\n"
-
-
-def _html_table(header: list[str], rows: list[list[str]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
-                   for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
-
-
-def write_grid_report(root: Path, board: dict[str, Any]) -> Path:
-    """report/index.html of the grid: the grid table, the MLLM ranking per T2I, links to sub-runs."""
-    from repainter.images import atomic_write_bytes
-
-    header, rows = grid_table(board)
-    parts = ["<!doctype html><meta charset='utf-8'><title>repainter grid</title>",
-             "<style>td,th{border:1px solid #ccc;padding:2px 6px}table{border-collapse:collapse}"
-             "</style><h1>MLLM x T2I grid</h1><p>Mean final selection score.</p>",
-             _html_table(header, rows)]
-    adaptive = RunStore(root).read_run_info().get("adaptive")
-    if adaptive:
-        from repainter.adaptive import adaptive_line
-
-        parts.append(f"<p>Adaptive budget: {html.escape(adaptive_line(adaptive))}.</p>")
-    rank_head = ["rank", "MLLM", "done", "selection final", "MLLM tokens/case", "MLLM cost USD"]
-    for t2i, ranking in board["mllm_by_t2i"].items():
-        parts.append(f"<h2>MLLMs ranked for {html.escape(t2i)}</h2>")
-        parts.append(_html_table(rank_head, _ranking_rows(ranking, "mllm")))
-        if ranking["comparisons"]:
-            parts.append(_html_table(["a", "b", "n", "mean diff", "p", "significant"],
-                                     _comparison_rows(ranking)))
-    links = "".join(f"<li><a href='../{GRID_SUBFOLDER}/{html.escape(slug(m))}/report/index.html'>"
-                    f"{html.escape(m)}</a></li>" for m in board["t2i_by_mllm"])
-    parts.append(f"<h2>Per-MLLM reports</h2><ul>{links}</ul>")
-    path = root / "report" / "index.html"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, "\n".join(parts).encode("utf-8"))
-    return path
-
-
-def rebuild_grid_report(root: str | Path, spec: RunSpec) -> Path:
-    """``repainter report`` on a grid folder: the grid page from the sub-runs' records."""
-    root = Path(root)
-    with run_folder_lock(root, "report", create=False):
-        info = RunStore(root).read_run_info()
-        board = build_grid_leaderboard(spec, grid_records(spec), info.get("mllm_usage") or {})
-        return write_grid_report(root, board)
-
-
-def load_grid(root: str | Path, spec: RunSpec, info: dict[str, Any]) -> RunResult:
-    """A grid run folder as a RunResult (rows: cells; records tagged with t2i and mllm)."""
-    records = grid_records(spec)
-    return RunResult(Path(root), spec, records, grid_rows(spec, records), info)
-
-
-def grid_rows(spec: RunSpec, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Leaderboard rows of every cell, best first, with their ``t2i`` and ``mllm``."""
-    cells = {cell_label(t.display_name, m.display_name): (t.display_name, m.display_name)
-             for m in spec.mllms for t in spec.t2i}
-    rows = build_leaderboard(records, list(cells))
-    for row in rows:
-        row["t2i"], row["mllm"] = cells[row["model"]]
-    return rows

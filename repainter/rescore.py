@@ -33,10 +33,10 @@ from typing import Any
 import yaml
 
 from repainter.backends.base import Metric, Reference
-from repainter.graph.nodes import finite_or_none, metric_scores, selection_score
 from repainter.images import atomic_write_bytes, load_image
 from repainter.report.leaderboard import build_leaderboard, write_leaderboard
 from repainter.result import RunResult
+from repainter.scoring import finite_or_none, metric_scores, selection_score
 from repainter.spec import ComponentSpec, RunSpec, SpecError, build_spec, load_spec
 from repainter.store import SPEC_FILE, RunFolderBusyError, RunStore, run_folder_lock
 
@@ -62,11 +62,11 @@ def parse_metric(value: ComponentSpec | str | dict[str, Any]) -> ComponentSpec:
 
 
 def _build_metric(component: ComponentSpec) -> Metric:
-    from repainter.components import ComponentError, _create
+    from repainter.components import ComponentError, create_component
     from repainter.registry import METRICS, UnknownComponentError
 
     try:
-        metric = _create(METRICS, component)
+        metric = create_component(METRICS, component)
     except (UnknownComponentError, ComponentError, ValueError) as exc:
         raise RescoreError(str(exc)) from exc
     metric.name = component.display_name

@@ -43,9 +43,10 @@ class RunResult:
         store = RunStore(run_dir)
         spec = load_spec(store.root / SPEC_FILE)
         if spec.is_grid:  # an MLLM x T2I grid: its cells come from the per-MLLM sub-runs
-            from repainter.grid import load_grid
+            from repainter.report.grid import grid_records, grid_rows
 
-            return load_grid(store.root, spec, store.read_run_info())
+            records = grid_records(spec)
+            return cls(store.root, spec, records, grid_rows(spec, records), store.read_run_info())
         records = store.records()
         models = [t.display_name for t in spec.t2i]
         return cls(store.root, spec, records, build_leaderboard(records, models), store.read_run_info())

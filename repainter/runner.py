@@ -22,17 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import repainter
-from repainter.cache import ResponseCache
-from repainter.components import Components, build_components
-from repainter.datasets import DatasetItem, load_dataset
+from repainter.datasets import DatasetItem
 from repainter.environment import capture as capture_environment
 from repainter.executors import Execution, Executor, Stage, make_executor
+from repainter.executors.prepare import selected_items
 from repainter.executors.worker import CaseTask, EventCallback, case_event
-from repainter.graph import RunContext
 from repainter.graph.nodes import render_flags_by_model
 from repainter.honesty import offline_world_warnings
-from repainter.instrument import timed
 from repainter.logging_setup import logging_events, run_log
 from repainter.preflight import preflight
 from repainter.report.html import REPORT_DIR, write_report
@@ -48,6 +44,7 @@ from repainter.store import (
     refuse_foreign_folder,
     run_folder_lock,
 )
+from repainter.version import __version__
 
 logger = logging.getLogger(__name__)
 
@@ -99,15 +96,15 @@ def run(
     if spec.seeds:  # one sub-run per seed (each with its own folder lock), then aggregated
         from repainter.seeds import run_seeds
 
-        return run_seeds(spec, on_event)
+        return run_seeds(spec, on_event, run=run)
     if spec.budget is not None and spec.budget.mode == "adaptive" and case_ids is None:
         from repainter.adaptive import run_adaptive
 
-        return run_adaptive(spec, on_event)
+        return run_adaptive(spec, on_event, run=run)
     if spec.is_grid:
         from repainter.grid import run_grid
 
-        return run_grid(spec, on_event, case_ids)
+        return run_grid(spec, on_event, case_ids, run=run)
     if not (spec.run_dir / SPEC_FILE).exists():  # before the lock file is made in it
         refuse_foreign_folder(spec.run_dir)
     with run_folder_lock(spec.run_dir, "run"):
@@ -132,7 +129,7 @@ def prepare(spec: RunSpec | str | Path | None = None, overrides: list[str] = (),
     store = RunStore(spec.run_dir)
     resumed = store.init(spec)
     info: dict[str, Any] = {
-        "repainter_version": repainter.__version__,
+        "repainter_version": __version__,
         "python": platform.python_version(),
         "spec_fingerprint": spec.fingerprint(),
         "started_at": now_iso(),
@@ -280,28 +277,3 @@ def plan_records(plan: RunPlan) -> list[dict[str, Any]]:
         if record is not None:
             records.append(record)
     return records
-
-
-def selected_items(spec: RunSpec) -> list[DatasetItem]:
-    """The dataset items the spec selects (categories, limit), in dataset order."""
-    return load_dataset(spec.dataset.name, spec.dataset.params).select(
-        spec.dataset.categories, spec.dataset.limit
-    )
-
-
-def prepare_context(spec: RunSpec, store: RunStore) -> tuple[RunContext, list, Components]:
-    """Select the dataset's items and build the components: everything a graph needs."""
-    items = load_dataset(spec.dataset.name, spec.dataset.params).select(
-        spec.dataset.categories, spec.dataset.limit
-    )
-    check_distinct_names("case id", [i.id for i in items])  # one file per case, model
-    check_distinct_names("T2I label", [t.display_name for t in spec.t2i])
-    cache = None
-    if spec.runtime.cache:
-        folder = Path(spec.runtime.cache_dir) if spec.runtime.cache_dir else store.root
-        cache = ResponseCache(folder / "cache.sqlite")
-    components = build_components(spec, cache)
-    ctx = RunContext(spec=spec, store=store, mllm=components.mllm, t2i=components.t2i,
-                     metrics=components.metrics,
-                     items={i.id: timed(i, "dataset", components.clock) for i in items})
-    return ctx, items, components

@@ -48,10 +48,13 @@ def seed_specs(spec: RunSpec) -> list[RunSpec]:
             for seed in spec.seeds or [spec.seed]]
 
 
-def run_seeds(spec: RunSpec, on_event: Callable[[dict[str, Any]], None] | None = None) -> RunResult:
-    """Run ``spec`` once per seed of ``spec.seeds`` and aggregate (see the module docstring)."""
-    from repainter.runner import run
+def run_seeds(spec: RunSpec, on_event: Callable[[dict[str, Any]], None] | None = None, *,
+              run: Callable[..., RunResult]) -> RunResult:
+    """Run ``spec`` once per seed of ``spec.seeds`` and aggregate (see the module docstring).
 
+    ``run`` runs one seed's spec (:func:`repainter.runner.run`, which calls this: passed in so
+    that this module does not import the runner back).
+    """
     spec.run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(spec.run_dir / SPEC_FILE, spec.to_yaml().encode("utf-8"))
     results = [run(sub, on_event=on_event) for sub in seed_specs(spec)]

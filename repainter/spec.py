@@ -80,8 +80,14 @@ def _plain(value: Any) -> Any:
     return value
 
 
-class _Spec(BaseModel):
+class SpecModel(BaseModel):
+    """Base of every spec section (here and in :mod:`repainter.dar.spec`): unknown keys are
+    errors, assignments are validated."""
+
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+_Spec = SpecModel  # the name this module's sections use
 
 
 class ComponentSpec(_Spec):

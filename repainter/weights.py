@@ -27,9 +27,11 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
+
+from repainter.offline import is_offline
 
 if TYPE_CHECKING:  # pragma: no cover
     from repainter.spec import RunSpec
@@ -55,9 +57,8 @@ LPIPS_BACKBONES: dict[str, tuple[str, str]] = {
     ),
 }
 
-KINDS = ("diffusers", "transformers", "open_clip", "lpips", "api_key")
+KINDS = ("diffusers", "transformers", "open_clip", "lpips", "api_key", "package")
 
-_TRUE = {"1", "true", "yes", "on"}
 
 
 class WeightsNotFoundError(RuntimeError):
@@ -94,14 +95,6 @@ class WeightRequirement:
 
 
 # -- offline detection, paths -----------------------------------------------------------------
-
-
-def is_offline() -> bool:
-    """True when the user asked for no network (read from the environment at call time)."""
-    return any(
-        os.environ.get(var, "").strip().lower() in _TRUE
-        for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "REPAINTER_OFFLINE")
-    )
 
 
 def looks_like_path(name: str) -> bool:
@@ -161,6 +154,9 @@ def how_to_fix(kind: str, model: str, extra: str | None = None) -> str:
         )
     if kind == "api_key":
         return f"export {model}=<your key> (or set base_url to a server that needs none)"
+    if kind == "package":
+        return (f"install the Python package that provides {model!r} (for the built-in model "
+                "backends: pip install -e '.[models]')")
     return "provide the model locally"
 
 
@@ -389,43 +385,38 @@ def is_single_file(model: str) -> bool:
     return model.lower().endswith((".safetensors", ".ckpt"))
 
 
-def requirements_for(component: str, params: dict[str, Any] | None = None) -> list[WeightRequirement]:
-    """What the registered component ``component`` built with ``params`` needs to run."""
-    p = dict(params or {})
-    if component == "diffusers":
-        model = p.get("model")
-        if not model:
-            return []
-        if is_single_file(str(model)):  # the checkpoint file, and the folder of its configs
-            needs = [WeightRequirement(component, "diffusers", str(model), extra=SINGLE_FILE)]
-            if p.get("config"):
-                needs.append(WeightRequirement(component, "diffusers", str(p["config"])))
-            return needs
-        return [WeightRequirement(component, "diffusers", str(model), p.get("revision"),
-                                  p.get("variant"))]
-    if component == "clip_i":
-        model = str(p.get("model", DEFAULT_CLIP_MODEL))
-        if p.get("checkpoint"):
-            return [WeightRequirement(component, "open_clip", model, extra=str(p["checkpoint"]))]
-        if model.startswith(("hf-hub:", "local-dir:")):
-            return [WeightRequirement(component, "open_clip", model)]
-        pretrained = p.get("pretrained", DEFAULT_CLIP_PRETRAINED)
-        if not pretrained:
-            return []
-        return [WeightRequirement(component, "open_clip", model, extra=str(pretrained))]
-    if component == "dinov2":
-        return [WeightRequirement(component, "transformers",
-                                  str(p.get("model", DEFAULT_DINOV2_MODEL)), p.get("revision"))]
-    if component == "lpips":
-        if p.get("random_backbone_for_tests"):
-            return []
-        net = str(p.get("net", DEFAULT_LPIPS_NET))
-        model = str(p.get("backbone_weights") or f"torchvision:{net}")
-        return [WeightRequirement(component, "lpips", model, extra=net)]
-    if component == "openai":
-        if p.get("base_url"):
-            return []  # local servers (vLLM, Ollama ...) often need no key
-        return [WeightRequirement(component, "api_key", str(p.get("api_key_env", "OPENAI_API_KEY")))]
+#: Registry kinds a spec's components come from, in the order a bare name is looked up.
+ROLES = ("t2i", "mllm", "metrics")
+
+
+def requirements_for(component: str, params: dict[str, Any] | None = None,
+                     role: str | None = None) -> list[WeightRequirement]:
+    """What the registered component ``component`` built with ``params`` needs to run.
+
+    The registered class answers (:meth:`repainter.backends.base.DeclaresRequirements.requirements`),
+    so a plugin's component declares its own; ``role`` (t2i / mllm / metrics) names the registry,
+    else the first that knows the name. A component that cannot be imported (a missing extra)
+    needs that package. Unknown names need nothing here (the preflight names them).
+
+    >>> requirements_for("ssim")
+    []
+    >>> requirements_for("openai", {"model": "gpt-4o"})[0].model
+    'OPENAI_API_KEY'
+    """
+    from repainter.registry import METRICS, MLLM, T2I
+
+    registries = {"t2i": T2I, "mllm": MLLM, "metrics": METRICS}
+    for kind in (role,) if role else ROLES:
+        found = registries[kind]
+        if component not in found:
+            continue
+        try:
+            factory = found.get(component)
+        except ImportError as exc:
+            return [WeightRequirement(component, "package", exc.name or str(exc))]
+        ask = getattr(factory, "requirements", None)
+        needs = ask(dict(params or {})) if callable(ask) else []
+        return [replace(need, component=component) for need in needs]
     return []
 
 
@@ -464,6 +455,10 @@ def check_present(req: WeightRequirement) -> bool:
     try:
         if req.kind == "api_key":
             return bool(os.environ.get(req.model))
+        if req.kind == "package":
+            import importlib.util
+
+            return importlib.util.find_spec(req.model) is not None
         if req.kind == "diffusers":
             if req.extra == SINGLE_FILE:
                 return Path(os.path.expanduser(req.model)).is_file()
@@ -502,6 +497,8 @@ def prefetch(req: WeightRequirement) -> str:
         if not os.environ.get(req.model):
             raise _missing("api_key", req.model, "not set")
         return f"${req.model}"
+    if req.kind == "package":
+        raise _missing("package", req.model, "the component could not be imported")
     if is_offline():
         if check_present(req):
             return "already present"
@@ -568,7 +565,7 @@ def doctor_rows(spec: RunSpec) -> list[dict[str, Any]]:
     """
     rows: list[dict[str, Any]] = []
     for role, comp in _components(spec):
-        reqs = requirements_for(comp.name, comp.params)
+        reqs = requirements_for(comp.name, comp.params, role)
         if not reqs:
             rows.append({"role": role, "component": comp.name, "label": comp.display_name,
                          "kind": "none", "model": "", "revision": None, "present": True,
@@ -593,7 +590,7 @@ def prefetch_spec(spec: RunSpec) -> list[dict[str, Any]]:
     """
     rows: list[dict[str, Any]] = []
     for role, comp in _components(spec):
-        for req in requirements_for(comp.name, comp.params):
+        for req in requirements_for(comp.name, comp.params, role):
             row = {"role": role, "component": comp.name, "label": comp.display_name,
                    "kind": req.kind, "model": req.model, "status": "", "location": "",
                    "error": ""}

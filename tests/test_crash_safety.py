@@ -121,7 +121,7 @@ def test_a_corrupt_case_record_is_named_skipped_and_redone(tmp_path, caplog):
 def test_compare_of_models_sharing_no_finished_case_writes_everything(tmp_path, monkeypatch):
     """Issue 12 item 14: NaN statistics crashed `compare` (no leaderboard, no report, run.json
     left "running")."""
-    import repainter.runner as runner_module
+    import repainter.executors.prepare as prepare_module
     from repainter.backends.base import T2IWrapper
     from repainter.instrument import CURRENT_CASE
     from repainter.runner import run
@@ -131,7 +131,7 @@ def test_compare_of_models_sharing_no_finished_case_writes_everything(tmp_path, 
                        "t2i": [{"name": "procedural", "label": "a"},
                                {"name": "procedural", "label": "b"}],
                        "loop": {"rounds": 1, "variants": 1}, "judge": False})
-    original = runner_module.prepare_context
+    original = prepare_module.prepare_context
     from repainter.datasets import load_dataset
 
     cases = [item.id for item in load_dataset("world", {}).select(None, 2)]
@@ -152,7 +152,7 @@ def test_compare_of_models_sharing_no_finished_case_writes_everything(tmp_path, 
         ctx.t2i = {label: FailsOn(b, label) for label, b in ctx.t2i.items()}
         return ctx, items, components
 
-    monkeypatch.setattr(runner_module, "prepare_context", prepare)
+    monkeypatch.setattr(prepare_module, "prepare_context", prepare)
     result = run(spec)
     assert sorted(r["status"] for r in result.records) == ["done", "done", "failed", "failed"]
     board = json.loads((spec.run_dir / "leaderboard.json").read_text())

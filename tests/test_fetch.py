@@ -20,6 +20,8 @@ from repainter.datasets import (
     EvalRef100Dataset,
     ManifestDataset,
     evalref100_manifest,
+    fetch_dataset,
+    fetch_manifest,
     load_dataset,
 )
 from repainter.fetch import (
@@ -28,9 +30,8 @@ from repainter.fetch import (
     OfflineError,
     cache_root,
     dataset_cache_dir,
-    fetch_dataset,
-    fetch_manifest,
 )
+from repainter.offline import OFFLINE_VARIABLES
 
 
 def _png_bytes(color: str, size=(16, 12)) -> bytes:
@@ -85,8 +86,8 @@ def server(monkeypatch):
     for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    monkeypatch.delenv("REPAINTER_OFFLINE", raising=False)
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    for var in OFFLINE_VARIABLES:
+        monkeypatch.delenv(var, raising=False)
     srv = _Server()
     srv.routes = {
         "/img/red.png": (200, "image/png", _png_bytes("red")),
@@ -227,6 +228,12 @@ def test_offline_and_no_download_give_clear_per_item_errors(tmp_path, server, mo
     assert server.total_hits() == 0
 
     monkeypatch.delenv("REPAINTER_OFFLINE")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")  # one switch: the weights' variable too
+    with pytest.raises(OfflineError, match="TRANSFORMERS_OFFLINE=1"):
+        items[0].load()
+    assert server.total_hits() == 0
+
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE")
     fetch_manifest(manifest, cache)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert items[0].load().id == "red"  # cached files load offline
@@ -304,7 +311,7 @@ def test_evalref100_reads_a_prepared_cache(tmp_path, server, monkeypatch):
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
     cache = tmp_path / "cache"
     dataset = EvalRef100Dataset(cache_dir=str(cache), manifest=str(manifest))
-    from repainter.fetch import fetch_dataset_items
+    from repainter.datasets import fetch_dataset_items
 
     assert fetch_dataset_items(dataset).ok
     monkeypatch.setenv("REPAINTER_OFFLINE", "1")

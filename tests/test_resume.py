@@ -74,9 +74,9 @@ class _CrashOnce:
 
 
 def test_interrupted_case_resumes_at_the_node_that_failed(small_spec, monkeypatch):
-    import repainter.runner as runner_module
+    import repainter.executors.prepare as prepare_module
 
-    original = runner_module.prepare_context
+    original = prepare_module.prepare_context
     describe_calls = []
 
     def instrumented(crash: bool):
@@ -90,7 +90,7 @@ def test_interrupted_case_resumes_at_the_node_that_failed(small_spec, monkeypatc
 
         return prepare
 
-    monkeypatch.setattr(runner_module, "prepare_context", instrumented(crash=True))
+    monkeypatch.setattr(prepare_module, "prepare_context", instrumented(crash=True))
     first = run(small_spec)
     failed = [r for r in first.records if r["status"] == "failed"]
     assert len(failed) == 1 and "simulated crash" in failed[0]["error"]
@@ -100,7 +100,7 @@ def test_interrupted_case_resumes_at_the_node_that_failed(small_spec, monkeypatc
     stamps = {p: p.stat().st_mtime_ns for p in round1}
     assert len(describe_calls) == len(first.records)
 
-    monkeypatch.setattr(runner_module, "prepare_context", instrumented(crash=False))
+    monkeypatch.setattr(prepare_module, "prepare_context", instrumented(crash=False))
     second = run(small_spec)
     assert all(r["status"] == "done" for r in second.records)
     record = next(r for r in second.records if r["case_id"] == case)
@@ -116,7 +116,7 @@ def test_a_reference_changed_before_the_resume_restarts_its_case(tmp_path, monke
     import numpy as np
     from PIL import Image
 
-    import repainter.runner as runner_module
+    import repainter.executors.prepare as prepare_module
     from repainter.images import image_sha256, load_image
     from repainter.spec import build_spec
 
@@ -132,7 +132,7 @@ def test_a_reference_changed_before_the_resume_restarts_its_case(tmp_path, monke
                        "dataset": {"name": "folder", "params": {"path": str(images)}},
                        "metrics": ["ssim", "color_histogram"], "judge": False,
                        "loop": {"rounds": 2, "variants": 1}})
-    original = runner_module.prepare_context
+    original = prepare_module.prepare_context
     described = []
 
     def instrumented(crash: bool):
@@ -147,11 +147,11 @@ def test_a_reference_changed_before_the_resume_restarts_its_case(tmp_path, monke
 
         return prepare
 
-    monkeypatch.setattr(runner_module, "prepare_context", instrumented(crash=True))
+    monkeypatch.setattr(prepare_module, "prepare_context", instrumented(crash=True))
     assert run(spec).records[0]["status"] == "failed"
     noise(1).save(images / "a.png")  # the user replaces the reference before resuming
     new_digest = image_sha256(load_image(images / "a.png"))
-    monkeypatch.setattr(runner_module, "prepare_context", instrumented(crash=False))
+    monkeypatch.setattr(prepare_module, "prepare_context", instrumented(crash=False))
     record = run(spec).records[0]
     assert record["status"] == "done"
     assert record["reference_sha256"] == new_digest

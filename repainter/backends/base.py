@@ -16,11 +16,14 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from PIL import Image
 
 from repainter.schemas import Critique, ImageUnderstandingTree, Judgement
+
+if TYPE_CHECKING:  # pragma: no cover
+    from repainter.weights import WeightRequirement
 
 
 @dataclass
@@ -49,7 +52,23 @@ class GeneratedImage:
     on_saved: Callable[[Any], None] | None = field(default=None, repr=False, compare=False)
 
 
-class Backend(ABC):  # noqa: B024 - shared base, no abstract method of its own
+class DeclaresRequirements:
+    """A component that can say, before it is built, what it needs to run.
+
+    ``repainter doctor`` / ``prefetch`` and the run's preflight ask the registered class, so a
+    third-party component (an entry-point plugin) declares its weights and keys the same way
+    as a built-in one.
+    """
+
+    @classmethod
+    def requirements(cls, params: dict[str, Any]) -> list[WeightRequirement]:
+        """The weights, files and API keys an instance built with ``params`` needs (a list of
+        :class:`repainter.weights.WeightRequirement`). Default: nothing. It must not load,
+        download or import anything heavy: it answers from ``params`` alone."""
+        return []
+
+
+class Backend(DeclaresRequirements, ABC):  # noqa: B024 - shared base, no abstract method of its own
     """Common bits: a stable identity recorded with every output."""
 
     #: Short registry name, set by subclasses.
@@ -171,7 +190,7 @@ class MLLMBackend(Backend):
         return {}
 
 
-class Metric(ABC):
+class Metric(DeclaresRequirements, ABC):
     """An image-image metric: a reference and a batch of candidates in, one score each out.
 
     ``prepare`` computes the reference's features once per case; ``score`` compares a batch of

@@ -16,10 +16,11 @@ them (``text`` only), as Hits@1/5/10 and mean rank.
 * :mod:`repainter.dar.scoring`: text scorers (``clip``, ``concepts``, ``scene``), image
   embeddings, the fusion;
 * :mod:`repainter.dar.spec`: the serialisable :class:`DARSpec` saved with every run;
-* :mod:`repainter.dar.run`: :func:`run_dar` (objects in, result out) and :func:`run_dar_spec`
-  (the one path of the CLI, the Python API and notebooks);
-* :mod:`repainter.dar.report`: ``dar.jsonl``, ``dar_summary.json``, ``dar.md``,
-  ``report/dar.html``.
+* :mod:`repainter.dar.run`: :func:`run_dar` (objects in, result out);
+* :mod:`repainter.dar.report`: ``dar.jsonl``, ``dar_summary.json`` (typed, versioned records of
+  :mod:`repainter.records.dar`), ``dar.md``, ``report/dar.html``;
+* :mod:`repainter.dar.folder`: :func:`run_dar_spec` (the one path of the CLI, the Python API and
+  notebooks) and :func:`read_result` (older folders are migrated).
 
 >>> from repainter.dar import DARSpec, run_dar_spec
 >>> spec = DARSpec(output_dir=str(tmp_path / "dar"), dialogues={"limit": 2})  # doctest: +SKIP
@@ -37,6 +38,7 @@ from repainter.dar.dialogues import (
     scene_dialogue,
     world_dialogues,
 )
+from repainter.dar.folder import read_result, run_dar_spec
 from repainter.dar.report import summary_markdown, write_dar
 from repainter.dar.run import (
     HITS_AT,
@@ -44,9 +46,7 @@ from repainter.dar.run import (
     DARResult,
     TurnRecord,
     load_spec_dialogues,
-    read_result,
     run_dar,
-    run_dar_spec,
 )
 from repainter.dar.scoring import (
     GalleryIndex,

@@ -13,8 +13,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from repainter.dar.run import HITS_AT, DARResult
+from repainter.dar.run import DARResult
 from repainter.images import atomic_write_bytes
+from repainter.records.dar import HITS_AT, dump_record
 
 #: Dialogues shown with their renders on the HTML page (the rest are listed in dar.jsonl).
 MAX_CASES_SHOWN = 60
@@ -42,7 +43,7 @@ def plot_hits(summary: dict[str, Any], path: str | Path, k: int = 10) -> bool:
     """Hits@k per turn, text only vs. with generated images; False if nothing to plot."""
     from matplotlib.figure import Figure
 
-    from repainter.report.plots import _save, _style, model_colour
+    from repainter.report.plots import model_colour, save_figure, style_axes
 
     turns = summary["turns"]
     if not turns:
@@ -58,9 +59,9 @@ def plot_hits(summary: dict[str, Any], path: str | Path, k: int = 10) -> bool:
     ax.set_xlabel("turn (0 = caption only)")
     ax.set_ylabel(f"Hits@{k}")
     ax.set_title(f"Hits@{k} per dialogue turn (gallery of {summary['gallery_size']})", fontsize=10)
-    _style(ax)
+    style_axes(ax)
     ax.legend(frameon=False, fontsize=8)
-    _save(fig, Path(path))
+    save_figure(fig, Path(path))
     return True
 
 
@@ -82,7 +83,7 @@ def _case_views(result: DARResult, images) -> list[dict[str, Any]]:
 def render_dar_page(result: DARResult, out_dir: Path) -> str:
     import yaml
 
-    from repainter.report.html import _environment, _Images
+    from repainter.report.html import ReportImages, template_environment
 
     summary = result.summary()
     report_dir = out_dir / "report"
@@ -91,26 +92,31 @@ def render_dar_page(result: DARResult, out_dir: Path) -> str:
     context = {
         "title": f"DAR · {spec.get('name', 'dar') if isinstance(spec, dict) else 'dar'}",
         "summary": summary, "hits_at": HITS_AT, "has_plot": has_plot,
-        "cases": _case_views(result, _Images(out_dir, report_dir)),
+        "cases": _case_views(result, ReportImages(out_dir, report_dir)),
         "hidden": max(0, len({r.case for r in result.records}) - MAX_CASES_SHOWN),
         "spec_yaml": yaml.safe_dump(spec, sort_keys=False) if spec else None,
         "config_json": json.dumps({k: v for k, v in result.config.items() if k != "spec"},
                                   indent=2, default=str),
     }
-    return _environment().get_template("dar.html.j2").render(**context)
+    return template_environment().get_template("dar.html.j2").render(**context)
 
 
 def write_dar(result: DARResult, out_dir: str | Path) -> dict[str, Path]:
-    """Write ``dar.jsonl``, ``dar_summary.json``, ``dar.md`` and ``report/dar.html``."""
+    """Write ``dar.jsonl``, ``dar_summary.json``, ``dar.md`` and ``report/dar.html``.
+
+    The first two are typed, versioned records (:mod:`repainter.records.dar`):
+    :func:`repainter.dar.read_result` reads them back, migrating older versions.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"jsonl": out / "dar.jsonl", "summary": out / "dar_summary.json",
              "markdown": out / "dar.md", "html": out / "report" / "dar.html"}
     atomic_write_bytes(paths["jsonl"], "".join(
-        json.dumps(r.as_dict(), ensure_ascii=False) + "\n" for r in result.records).encode("utf-8"))
-    summary = result.summary()
-    atomic_write_bytes(paths["summary"],
-                       (json.dumps(summary, indent=2, default=str) + "\n").encode("utf-8"))
+        json.dumps(dump_record(r), ensure_ascii=False, allow_nan=False) + "\n"
+        for r in result.records).encode("utf-8"))
+    summary = dump_record(result.summary_record())
+    atomic_write_bytes(paths["summary"], (json.dumps(summary, indent=2, default=str, allow_nan=False)
+                                          + "\n").encode("utf-8"))
     atomic_write_bytes(paths["markdown"], summary_markdown(summary).encode("utf-8"))
     atomic_write_bytes(paths["html"], render_dar_page(result, out).encode("utf-8"))
     return paths

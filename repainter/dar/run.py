@@ -11,10 +11,9 @@ A dialogue whose T2I or MLLM call fails is recorded as failed with the reason; t
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,67 +22,40 @@ import numpy as np
 from repainter.backends.base import T2IBackend
 from repainter.dar.dialogues import Dialogue, DialogueError, concat_query
 from repainter.dar.scoring import GalleryIndex, ahead_and_tied, expected_hits, fuse
+from repainter.records.dar import (
+    HITS_AT,
+    DARFailureRecord,
+    DARSummary,
+    DARTurnRecord,
+    dump_record,
+    load_record,
+)
 
 logger = logging.getLogger(__name__)
 
-HITS_AT = (1, 5, 10)
 #: Gallery ids listed per turn record (the head of the fused ranking), for the report.
 TOP_LISTED = 5
 
 
-@dataclass
-class TurnRecord:
-    """The target's place in the two rankings of one turn: how many gallery images score above
-    it (``*_ahead``) and how many tie with it (``*_tied``). Ties are broken at random in
-    expectation: a constant score (say, a caption no scorer understands) puts the target at the
-    middle of the gallery, not first or last."""
-
-    case: str
-    target: str
-    turn: int
-    query: str
-    text_ahead: int
-    text_tied: int
-    fused_ahead: int
-    fused_tied: int
-    gallery_size: int
-    #: Run-folder paths of the generated images (when the run saves them).
-    images: list[str] = field(default_factory=list)
-    #: The first gallery ids of the fused ranking.
-    top_fused: list[str] = field(default_factory=list)
-
-    @property
-    def rank_text(self) -> float:
-        """Expected rank (1 = first) by the text score alone."""
-        return 1.0 + self.text_ahead + self.text_tied / 2.0
-
-    @property
-    def rank_fused(self) -> float:
-        """Expected rank with the generated images fused in."""
-        return 1.0 + self.fused_ahead + self.fused_tied / 2.0
+class TurnRecord(DARTurnRecord):
+    """The target's place in the two rankings of one turn (:class:`DARTurnRecord`, the line of
+    ``dar.jsonl``). Ties are broken at random in expectation: a constant score (say, a caption no
+    scorer understands) puts the target at the middle of the gallery, not first or last."""
 
     def hits(self, k: int, mode: str) -> float:
         """Probability that the target is in the top ``k`` (``mode``: text or fused)."""
         return expected_hits(getattr(self, f"{mode}_ahead"), getattr(self, f"{mode}_tied"), k)
 
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "rank_text": self.rank_text, "rank_fused": self.rank_fused}
+        return dump_record(self)
 
     @classmethod
     def from_dict(cls, row: dict[str, Any]) -> TurnRecord:
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in row.items() if k in names})
+        """A ``dar.jsonl`` line of any readable schema version."""
+        return load_record(cls, row)
 
 
-@dataclass
-class DARFailure:
-    case: str
-    target: str
-    turn: int
-    error: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+DARFailure = DARFailureRecord
 
 
 @dataclass
@@ -98,7 +70,7 @@ class DARResult:
         rows = sorted((r for r in self.records if r.case == case), key=lambda r: r.turn)
         return {"text": [r.rank_text for r in rows], "fused": [r.rank_fused for r in rows]}
 
-    def summary(self) -> dict[str, Any]:
+    def summary_record(self) -> DARSummary:
         """Per turn: cases, Hits@1/5/10 and mean rank, without (``text``) and with
         (``fused``) generated images. A case shorter than a turn is not counted there."""
         turns: dict[int, list[TurnRecord]] = {}
@@ -114,12 +86,14 @@ class DARResult:
                                   for k in HITS_AT},
                                "mean_rank": float(ranks.mean())}
             per_turn.append(entry)
-        return {"alpha": self.alpha, "images_per_turn": self.images_per_turn,
-                "cases": len({r.case for r in self.records}),
-                "failed": len(self.failures),
-                "gallery_size": max((r.gallery_size for r in self.records), default=0),
-                "config": self.config, "turns": per_turn,
-                "failures": [f.as_dict() for f in self.failures]}
+        return DARSummary(alpha=self.alpha, images_per_turn=self.images_per_turn,
+                          cases=len({r.case for r in self.records}), failed=len(self.failures),
+                          gallery_size=max((r.gallery_size for r in self.records), default=0),
+                          config=self.config, turns=per_turn, failures=self.failures)
+
+    def summary(self) -> dict[str, Any]:
+        """:meth:`summary_record` as written to ``dar_summary.json`` (a plain dict)."""
+        return dump_record(self.summary_record())
 
     def to_pandas(self):
         """One row per (case, turn): query, ranks and hits with and without generated images."""
@@ -241,61 +215,3 @@ def load_spec_dialogues(spec: Any, gallery_ids: Sequence[str] | None = None) -> 
         items = load_dataset(ds.name, ds.params).select(ds.categories, ds.limit)
         found = world_dialogues(items, seed=source.seed)
     return found[: source.limit] if source.limit is not None else found
-
-
-def run_dar_spec(spec: Any) -> DARResult:
-    """Run a :class:`~repainter.dar.spec.DARSpec` and write its folder (see :func:`write_dar`)."""
-    from repainter.cache import CachedMLLM, CachedT2I, ResponseCache
-    from repainter.components import _create
-    from repainter.dar.report import write_dar
-    from repainter.datasets import load_dataset
-    from repainter.images import atomic_write_bytes
-    from repainter.registry import MLLM, T2I
-
-    out = spec.run_dir
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out / "dar_spec.yaml", _spec_yaml(spec).encode("utf-8"))
-    gallery_items = load_dataset(spec.gallery.name, spec.gallery.params).select(
-        spec.gallery.categories, spec.gallery.limit)
-    index = GalleryIndex.build(gallery_items, spec.text_scorer, spec.embedding)
-    dialogues = load_spec_dialogues(spec, index.ids)
-    t2i = _create(T2I, spec.t2i)
-    mllm = _create(MLLM, spec.mllm) if spec.mllm is not None else None
-    cache = ResponseCache(out / "cache.sqlite") if spec.cache else None
-    if cache is not None:
-        t2i = CachedT2I(t2i, cache)
-        mllm = CachedMLLM(mllm, cache) if mllm is not None else None
-    try:
-        result = run_dar(dialogues, gallery_items, t2i, alpha=spec.alpha,
-                         images_per_turn=spec.images_per_turn, seed=spec.seed, mllm=mllm,
-                         image_dir=out / "images", gallery=index)
-    finally:
-        for backend in (t2i, mllm):
-            if backend is not None:
-                backend.close()
-        if cache is not None:
-            result_cache = {"hits": dict(cache.hits), "misses": dict(cache.misses)}
-            cache.close()
-    result.config.update({"spec": spec.model_dump(mode="json"), "fingerprint": spec.fingerprint()})
-    if cache is not None:
-        result.config["cache"] = result_cache
-    write_dar(result, out)
-    return result
-
-
-def _spec_yaml(spec: Any) -> str:
-    import yaml
-
-    return yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)
-
-
-def read_result(out_dir: str | Path) -> DARResult:
-    """Open a DAR folder written by :func:`write_dar`."""
-    out = Path(out_dir)
-    summary = json.loads((out / "dar_summary.json").read_text(encoding="utf-8"))
-    records = [TurnRecord.from_dict(json.loads(line))
-               for line in (out / "dar.jsonl").read_text(encoding="utf-8").splitlines() if line]
-    failures = [DARFailure(**f) for f in summary.get("failures", [])]
-    return DARResult(records=records, alpha=summary["alpha"],
-                     images_per_turn=summary["images_per_turn"], config=summary["config"],
-                     failures=failures)

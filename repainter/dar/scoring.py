@@ -163,7 +163,7 @@ def query_concepts(query: str) -> set[str]:
 
 def image_concepts(features: dict[str, np.ndarray]) -> list[set[str]]:
     """Per image of a ``scene_features`` table: the basic colours and shapes it shows."""
-    from repainter.backends.t2i.retrieval import _SHAPES
+    from repainter.backends.t2i.retrieval import SCENE_SHAPES
     from repainter.world.vocabulary import basic_color, nearest_color_name
 
     found: list[set[str]] = [set() for _ in range(len(features["background"]))]
@@ -173,7 +173,7 @@ def image_concepts(features: dict[str, np.ndarray]) -> list[set[str]]:
         item, shape = int(row[0]), int(row[1])
         found[item].add("color:" + basic_color(nearest_color_name(row[2:5])))
         if shape >= 0:
-            found[item].add("shape:" + _SHAPES[shape])
+            found[item].add("shape:" + SCENE_SHAPES[shape])
     return found
 
 

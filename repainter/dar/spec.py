@@ -26,7 +26,7 @@ from repainter.spec import (
     ComponentSpec,
     DatasetSpec,
     SpecError,
-    _Spec,
+    SpecModel,
     apply_override,
     canonical_json,
     read_spec_file,
@@ -37,7 +37,7 @@ from repainter.spec import (
 DEFAULT_GALLERY = {"name": "world", "params": {"variants": 3, "distractors": 200}}
 
 
-class DialoguesSpec(_Spec):
+class DialoguesSpec(SpecModel):
     """A JSONL manifest of dialogues, or dialogues built from a world dataset's scenes."""
 
     manifest: str | None = None
@@ -48,7 +48,7 @@ class DialoguesSpec(_Spec):
     limit: int | None = Field(default=None, ge=1)
 
 
-class DARSpec(_Spec):
+class DARSpec(SpecModel):
     """A DAR run: dialogues, gallery, models, scorers and fusion."""
 
     name: str = Field(default="dar", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")

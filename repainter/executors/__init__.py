@@ -13,64 +13,20 @@ code, so they differ only in where a case runs.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Protocol
-
-from repainter.executors.worker import (
+from repainter.executors.base import (
     CaseTask,
     CaseWorker,
     EventCallback,
+    Execution,
+    Executor,
+    RecordCallback,
+    Stage,
     case_event,
+    merge_model_memory,
     record_failure,
+    releases_after,
 )
 from repainter.spec import RunSpec
-
-#: Receives each case's record as it finishes (exactly once per planned case).
-RecordCallback = Callable[[CaseTask, dict[str, Any]], None]
-
-
-@dataclass
-class Stage:
-    """Cases that run with the same models loaded.
-
-    ``model`` is the T2I model this stage is about (released after it, model-at-a-time) or None
-    (case-major: every model stays loaded). ``units`` are lists of cases of one reference each,
-    run in order by one worker so that the reference is loaded once.
-    """
-
-    model: str | None
-    units: list[list[CaseTask]] = field(default_factory=list)
-
-    @property
-    def tasks(self) -> list[CaseTask]:
-        return [task for unit in self.units for task in unit]
-
-
-@dataclass
-class Execution:
-    """What an executor reports about the run it executed (goes into run.json)."""
-
-    mllm_usage: dict[str, float] = field(default_factory=dict)
-    cache: dict[str, Any] | None = None
-    backend: dict[str, Any] = field(default_factory=dict)
-    #: Wall time during which at least one backend call was in flight (for framework time).
-    backend_busy_seconds: float = 0.0
-    #: Per T2I label: whether it was loaded and its peak device memory where torch can tell.
-    models: dict[str, dict[str, Any]] = field(default_factory=dict)
-    executor: dict[str, Any] = field(default_factory=dict)
-
-
-class Executor(Protocol):
-    def execute(self, plan, on_record: RecordCallback, emit: EventCallback) -> Execution:
-        """Run ``plan.stages`` (a :class:`repainter.runner.RunPlan`), each record to on_record."""
-
-
-def releases_after(spec: RunSpec, stage: Stage) -> bool:
-    """Whether a stage's model is released after it (the decision's retriever answers every
-    model's cases, so it stays loaded)."""
-    retriever = spec.decision.retriever if spec.decision is not None else None
-    return stage.model is not None and stage.model != retriever
 
 
 def make_executor(spec: RunSpec) -> Executor:
@@ -84,15 +40,6 @@ def make_executor(spec: RunSpec) -> Executor:
     return LocalExecutor()
 
 
-def merge_model_memory(models: dict[str, dict[str, Any]], label: str,
-                       released: dict[str, Any]) -> None:
-    """Keep the largest peak device memory seen for ``label`` (over stages and workers)."""
-    entry = models.setdefault(label, {"loaded": False, "peak_device_bytes": None})
-    entry["loaded"] = entry["loaded"] or bool(released.get("released"))
-    peak = released.get("peak_device_bytes")
-    if peak is not None:
-        entry["peak_device_bytes"] = max(peak, entry["peak_device_bytes"] or 0)
-
-
-__all__ = ["CaseTask", "CaseWorker", "Execution", "Executor", "Stage", "case_event",
-           "make_executor", "merge_model_memory", "record_failure", "releases_after"]
+__all__ = ["CaseTask", "CaseWorker", "EventCallback", "Execution", "Executor", "RecordCallback",
+           "Stage", "case_event", "make_executor", "merge_model_memory", "record_failure",
+           "releases_after"]

@@ -14,7 +14,8 @@ from contextlib import closing
 
 from langgraph.checkpoint.sqlite import SqliteSaver
 
-from repainter.executors import (
+import repainter.executors.prepare as preparing  # module lookup: tests instrument it
+from repainter.executors.base import (
     EventCallback,
     Execution,
     RecordCallback,
@@ -29,11 +30,10 @@ class LocalExecutor:
     """Runs every stage in this process with one set of components."""
 
     def execute(self, plan, on_record: RecordCallback, emit: EventCallback) -> Execution:
-        from repainter import runner  # looked up at call time: tests instrument prepare_context
 
         spec, store = plan.spec, plan.store
 
-        ctx, _items, components = runner.prepare_context(spec, store)
+        ctx, _items, components = preparing.prepare_context(spec, store)
         execution = Execution(executor={"name": "local", "concurrency": spec.runtime.concurrency})
         try:
             with closing(sqlite3.connect(store.checkpoint_path, check_same_thread=False)) as conn:

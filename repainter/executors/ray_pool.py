@@ -32,7 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from repainter.executors import (
+from repainter.executors.base import (
     EventCallback,
     Execution,
     RecordCallback,
@@ -52,7 +52,7 @@ class CaseActor:
     def __init__(self, spec_data: dict[str, Any]):
         from langgraph.checkpoint.memory import InMemorySaver
 
-        from repainter.runner import prepare_context
+        from repainter.executors.prepare import prepare_context
 
         spec = RunSpec.model_validate(spec_data)
         # The driver owns the run folder and its SQLite files: a worker caches nothing on disk.

@@ -19,7 +19,7 @@ from functools import wraps
 
 from langgraph.graph import END, START, StateGraph
 
-from repainter.graph import nodes
+import repainter.graph.nodes as nodes
 from repainter.graph.context import RunContext
 from repainter.graph.state import CaseInput, CaseState
 

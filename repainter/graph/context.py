@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,10 +32,14 @@ class RunContext:
     #: Dataset items by case id; a case's reference is loaded on first use (and saved once).
     items: dict[str, DatasetItem] = field(default_factory=dict)
     references: dict[str, Reference] = field(default_factory=dict)
-    _prepared: dict[tuple[str, str], Any] = field(default_factory=dict, repr=False)
+    # Worker threads run several cases at once over one context: each case's features live in
+    # a scope of their own (case id -> metric name -> features), dropped whole by forget.
+    _prepared: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
     # Renders of cases in flight, by run-folder path: scoring, critique and judging read them
-    # from memory; after a resume they are read back from disk.
+    # from memory; after a resume they are read back from disk. forget walks them, so inserts
+    # and that walk hold _renders_lock (another thread inserting mid-walk would break it).
     _renders: dict[str, Image.Image] = field(default_factory=dict, repr=False)
+    _renders_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def reference(self, case_id: str) -> Reference:
         if case_id not in self.references:
@@ -48,13 +53,14 @@ class RunContext:
 
     def prepared(self, case_id: str, metric: Metric) -> Any:
         """The reference's features for ``metric``, computed once per case."""
-        key = (case_id, metric.name)
-        if key not in self._prepared:
-            self._prepared[key] = metric.prepare(self.reference(case_id))
-        return self._prepared[key]
+        scope = self._prepared.setdefault(case_id, {})
+        if metric.name not in scope:
+            scope[metric.name] = metric.prepare(self.reference(case_id))
+        return scope[metric.name]
 
     def remember_render(self, relative_path: str, image: Image.Image) -> None:
-        self._renders[relative_path] = image
+        with self._renders_lock:
+            self._renders[relative_path] = image
 
     def candidate_image(self, relative_path: str) -> Image.Image:
         image = self._renders.get(relative_path)
@@ -67,8 +73,8 @@ class RunContext:
     def forget(self, case_id: str) -> None:
         """Drop a finished case's reference and features to keep memory flat over long runs."""
         self.references.pop(case_id, None)
-        for key in [k for k in self._prepared if k[0] == case_id]:
-            del self._prepared[key]
+        self._prepared.pop(case_id, None)
         marker = f"/{slug(case_id)}/"
-        for path in [p for p in self._renders if marker in p]:
-            del self._renders[path]
+        with self._renders_lock:
+            for path in [p for p in self._renders if marker in p]:
+                del self._renders[path]

@@ -13,6 +13,7 @@ from repainter.images import reference_digest, save_png
 from repainter.instrument import CURRENT_CASE
 from repainter.prompts import render_prompt
 from repainter.schemas import Critique, ImageUnderstandingTree
+from repainter.scoring import finite_or_none, metric_scores, selection_score
 
 #: The pseudo-model label that work shared by all models (the description) is billed to.
 SHARED = "(shared)"
@@ -245,30 +246,6 @@ def score_candidates(case_id: str, candidates: list[Candidate], ctx: RunContext)
             candidate["invalid_reason"] = f"non-finite score from {', '.join(bad)}"
         candidate["selection"] = selection_score(candidate["scores"], ctx.spec.selection, by_name)
     return pending
-
-
-def metric_scores(metric, prepared: Any, candidates: list[Candidate], images: list) -> list:
-    """(candidate, value) pairs of one metric: on the images, or on the drawn scenes for a
-    ``needs_drawn_scene`` metric (candidates without a drawn scene are left out)."""
-    if not getattr(metric, "needs_drawn_scene", False):  # duck-typed metrics may lack the flag
-        return list(zip(candidates, metric.score(prepared, images), strict=True))
-    drawn = [c for c in candidates if c.get("drawn") is not None]
-    values = metric.score_drawn(prepared, [c["drawn"] for c in drawn]) if drawn else []
-    return list(zip(drawn, values, strict=True))
-
-
-def finite_or_none(value: float) -> float | None:
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
-def selection_score(scores: dict[str, float | None], weights: dict[str, float],
-                    metrics: dict[str, Any]) -> float | None:
-    """Weighted mean of the selection metrics' similarities; None if any of them is missing."""
-    if any(scores.get(name) is None for name in weights):
-        return None
-    total = sum(weights.values())
-    return sum(w * metrics[name].similarity(scores[name]) for name, w in weights.items()) / total
 
 
 def select(state: CaseState, ctx: RunContext) -> dict[str, Any]:

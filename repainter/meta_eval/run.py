@@ -170,7 +170,8 @@ def oracle_records(spec: RunSpec, label: str = "oracle") -> list[dict[str, Any]]
     from repainter.components import build_components
     from repainter.datasets import load_dataset
     from repainter.graph.context import case_seed
-    from repainter.graph.nodes import drawn_scene_of, metric_scores, selection_score
+    from repainter.graph.nodes import drawn_scene_of
+    from repainter.scoring import metric_scores, selection_score
 
     items = load_dataset(spec.dataset.name, spec.dataset.params).select(
         spec.dataset.categories, spec.dataset.limit)

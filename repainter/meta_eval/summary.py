@@ -9,8 +9,7 @@ from typing import Any
 
 from repainter.images import atomic_write_bytes
 from repainter.report.leaderboard import markdown_table
-from repainter.report.validity import TRUSTED, WEAK, trust_table
-from repainter.report.validity import fmt_value as _f
+from repainter.report.validity import TRUSTED, WEAK, fmt_value, trust_table
 from repainter.store import write_json
 
 
@@ -27,8 +26,8 @@ def _quality_note(ladder: dict[str, Any]) -> str:
     quality, gaps = ladder.get("true_quality"), ladder.get("gaps")
     if not quality or not gaps:
         return ""
-    steps = [f"{_f(quality[0], 3)}"] + [
-        f"{_f(q, 3)} (gap {_f(g['gap'], 3)}{'' if g['meets'] else ' < min'})"
+    steps = [f"{fmt_value(quality[0], 3)}"] + [
+        f"{fmt_value(q, 3)} (gap {fmt_value(g['gap'], 3)}{'' if g['meets'] else ' < min'})"
         for q, g in zip(quality[1:], gaps)]
     return f"; true quality {' > '.join(steps)}, minimum gap {gaps[0]['minimum']:g}"
 
@@ -53,8 +52,8 @@ def _ladder_sections(ladders: dict[str, Any], truth: str | None,
         cells = [metric + (" (truth)" if metric == truth else "")]
         for name in names:
             r = ladders[name]["metrics"].get(metric)
-            cells.append("-" if r is None else f"{r['tau']:.2f} [{_f(r['tau_ci_low'], 2)}, "
-                         f"{_f(r['tau_ci_high'], 2)}] (seeds {r['tau_seed_mean']:.2f})")
+            cells.append("-" if r is None else f"{r['tau']:.2f} [{fmt_value(r['tau_ci_low'], 2)}, "
+                         f"{fmt_value(r['tau_ci_high'], 2)}] (seeds {r['tau_seed_mean']:.2f})")
         rows.append(cells)
     lines += markdown_table(["metric", *names], rows)
     lines += ["", "Adjacent rungs separated: the better rung scores higher with a paired "
@@ -80,7 +79,7 @@ def _degradation_section(deg: dict[str, Any]) -> list[str]:
              f"strengths {', '.join(f'{s:g}' for s in deg['strengths'])}; per metric and kind, "
              "Kendall tau between strength and dissimilarity, mean over images (1 = every "
              "stronger damage scored less similar; 0 = blind to it).", ""]
-    rows = [[metric, *[_f(r["kinds"][k]["tau"], 2) for k in kinds], _f(r["all"], 2)]
+    rows = [[metric, *[fmt_value(r["kinds"][k]["tau"], 2) for k in kinds], fmt_value(r["all"], 2)]
             for metric, r in deg["metrics"].items()]
     return lines + markdown_table(["metric", *kinds, "mean"], rows)
 
@@ -95,7 +94,7 @@ def _baseline_section(base: dict[str, Any], truth: str | None) -> list[str]:
              "initial prompt with distinct seeds, no feedback; one_shot = the initial description's "
              "prompt once" + ("; oracle = the ground-truth scene's prompt" if base["oracle"] else "")
              + ". Means of the seed-averaged cases:", ""]
-    rows = [[m + (" (truth)" if m == truth else ""), *[_f(base["means"][lab].get(m)) for lab in labels]]
+    rows = [[m + (" (truth)" if m == truth else ""), *[fmt_value(base["means"][lab].get(m)) for lab in labels]]
             for m in metrics]
     lines += markdown_table(["metric", *labels], rows)
     lines += ["", f"Paired tests (sign-flip on seed-averaged cases; per metric, Holm across all "
@@ -106,7 +105,7 @@ def _baseline_section(base: dict[str, Any], truth: str | None) -> list[str]:
         for c in family:
             rows.append([metric, f"{c['model_a']} - {c['model_b']}", str(c["n"]),
                          _signed(c["mean_difference"]),
-                         f"[{_f(c['ci_low'], 4)}, {_f(c['ci_high'], 4)}]", _p(c["p_value"]),
+                         f"[{fmt_value(c['ci_low'], 4)}, {fmt_value(c['ci_high'], 4)}]", _p(c["p_value"]),
                          _p(c["p_adjusted"]), "yes" if c["significant"] else "no"])
     return lines + markdown_table(["metric", "difference", "n", "mean", "95% CI", "p", "p (Holm)",
                            "significant"], rows)
@@ -121,8 +120,8 @@ def _seed_section(ladders: dict[str, Any]) -> list[str]:
     for ladder in ladders.values():
         for metric, r in ladder["seed_sensitivity"].items():
             merged.setdefault(metric, []).append(r)
-    rows = [[metric, _f(max(r["median_seed_sd"] for r in rs), 4), _f(max(r["max_seed_sd"] for r in rs), 4),
-             _f(max(r["median_ratio"] for r in rs), 2), _f(max(r["max_ratio"] for r in rs), 2)]
+    rows = [[metric, fmt_value(max(r["median_seed_sd"] for r in rs), 4), fmt_value(max(r["max_seed_sd"] for r in rs), 4),
+             fmt_value(max(r["median_ratio"] for r in rs), 2), fmt_value(max(r["max_ratio"] for r in rs), 2)]
             for metric, rs in merged.items()]
     return lines + markdown_table(["metric", "seed SD (median)", "seed SD (max)", "SD/SE (median)",
                            "SD/SE (max)"], rows)
@@ -134,7 +133,7 @@ def _acceptance_lines(ladders: dict[str, Any], truth: str | None, label: str) ->
     sel = [ladder["metrics"].get("selection", {}).get("tau_seed_mean") for ladder in ladders.values()]
     ok = all(t is not None and t >= TRUSTED for t in sel)
     lines = [f"- {label} ({', '.join(ladders)}): default selection score, tau per ladder (mean "
-             f"over seeds): {', '.join(_f(t, 2) for t in sel)}: "
+             f"over seeds): {', '.join(fmt_value(t, 2) for t in sel)}: "
              + ("meets" if ok else "does NOT meet") + f" tau >= {TRUSTED} on every ladder."]
     if truth:
         seps = [ladder["metrics"].get(truth) for ladder in ladders.values()]
@@ -161,8 +160,8 @@ def _resolution_line(ladders: dict[str, Any], truth: str | None) -> list[str]:
         bad = [g for g, n in missed if n == nested]
         if ok or bad:
             parts.append(f"{kind} pairs: smallest true-quality gap separated "
-                         f"{_f(min(ok), 3) if ok else '-'}, largest not separated "
-                         f"{_f(max(bad), 3) if bad else '-'}")
+                         f"{fmt_value(min(ok), 3) if ok else '-'}, largest not separated "
+                         f"{fmt_value(max(bad), 3) if bad else '-'}")
     return [f"- Resolution of `{truth}` at this size: " + "; ".join(parts) + "."]
 
 
@@ -239,7 +238,7 @@ def _headline(data: dict[str, Any], truth: str | None) -> list[str]:
     deg = data.get("degradations")
     if deg:
         lines.append("- Degradations, mean tau over kinds: " + ", ".join(
-            f"{m} {_f(r['all'], 2)}" for m, r in deg["metrics"].items()) + ".")
+            f"{m} {fmt_value(r['all'], 2)}" for m, r in deg["metrics"].items()) + ".")
     return lines
 
 

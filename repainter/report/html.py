@@ -185,7 +185,7 @@ def fmt_seconds(value: Any) -> str:
 # -- images ------------------------------------------------------------------------------------
 
 
-class _Images:
+class ReportImages:
     """Relative URLs of run-folder images as seen from report/index.html, thumbnailed if big."""
 
     def __init__(self, run_dir: Path, report_dir: Path):
@@ -227,6 +227,9 @@ class _Images:
         except OSError:
             return {"src": None, "href": href, "missing": relpath}
         return {"src": "thumbs/" + pure.with_suffix(".jpg").as_posix(), "href": href, "missing": None}
+
+
+_Images = ReportImages  # the name this module's views use
 
 
 # -- context -----------------------------------------------------------------------------------
@@ -565,7 +568,7 @@ def build_report_context(run_dir: str | Path, *, max_cases: int = MAX_CASES,
     if cases_info.get("reused"):
         facts.append(("reused from an earlier run", cases_info["reused"]))
     if info.get("adaptive"):
-        from repainter.adaptive import adaptive_line
+        from repainter.report.adaptive import adaptive_line
 
         facts.append(("adaptive budget", adaptive_line(info["adaptive"])))
     facts += summary_facts(info.get("environment"))
@@ -720,7 +723,8 @@ def page_file(number: int) -> str:
 # -- rendering ---------------------------------------------------------------------------------
 
 
-def _environment() -> Environment:
+def template_environment() -> Environment:
+    """The report pages' Jinja2 environment (autoescape on, strict undefined, ``fmt`` filter)."""
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=True,
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["fmt"] = fmt
@@ -730,7 +734,7 @@ def _environment() -> Environment:
 
 def render_report(context: dict[str, Any]) -> str:
     """The report page for ``context`` (from :func:`build_report_context`)."""
-    return _environment().get_template("index.html.j2").render(**context)
+    return template_environment().get_template("index.html.j2").render(**context)
 
 
 def write_report(run_dir: str | Path, *, max_cases: int = MAX_CASES,
@@ -747,7 +751,7 @@ def write_report(run_dir: str | Path, *, max_cases: int = MAX_CASES,
     run_dir = Path(run_dir)
     spec = _load_spec(run_dir)
     if spec is not None and spec.is_grid:  # an MLLM x T2I grid: its own page, sub-runs linked
-        from repainter.grid import rebuild_grid_report
+        from repainter.report.grid import rebuild_grid_report
 
         return rebuild_grid_report(run_dir, spec)
     with run_folder_lock(run_dir, "report", create=False):

@@ -59,7 +59,8 @@ def progress_series(records: list[dict[str, Any]], models: list[str]) -> dict[st
     return series
 
 
-def _save(fig, path: Path) -> None:
+def save_figure(fig, path: Path) -> None:
+    """Write a matplotlib figure as PNG (Agg, no display), atomically."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     FigureCanvasAgg(fig)
@@ -68,7 +69,8 @@ def _save(fig, path: Path) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def _style(ax) -> None:
+def style_axes(ax) -> None:
+    """The report's plot style: no top/right spines, light horizontal grid."""
     ax.spines[["top", "right"]].set_visible(False)
     ax.grid(axis="y", color="#e5e7eb", linewidth=0.8)
     ax.set_axisbelow(True)
@@ -95,9 +97,9 @@ def plot_progress(records: list[dict[str, Any]], models: list[str], path: str | 
     ax.set_xlabel("round")
     ax.set_ylabel("best-ever selection score")
     ax.set_title("Selection score of the best-ever candidate per round", fontsize=10)
-    _style(ax)
+    style_axes(ax)
     ax.legend(frameon=False, fontsize=8)
-    _save(fig, Path(path))
+    save_figure(fig, Path(path))
     return True
 
 
@@ -134,9 +136,9 @@ def plot_categories(categories: list[dict[str, Any]], models: list[str], path: s
     ax.set_xticklabels(names, fontsize=8)
     ax.set_ylabel("final selection score")
     ax.set_title("Final selection score by category (95% CI)", fontsize=10)
-    _style(ax)
+    style_axes(ax)
     ax.legend(frameon=False, fontsize=8)
-    _save(fig, Path(path))
+    save_figure(fig, Path(path))
     return True
 
 

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from repainter.scoring import cosine_similarities
 from repainter.world.vocabulary import COLORS, SHAPES, lab
 
 #: The named colours an object's or background's colour is spread over.
@@ -116,8 +117,6 @@ class SceneLayoutEmbedding:
     @staticmethod
     def similarities(queries: np.ndarray, gallery: np.ndarray) -> np.ndarray:
         """Cosine, as for the learned embeddings of the identification metric."""
-        from repainter.backends.metrics.identification import cosine_similarities
-
         return cosine_similarities(queries, gallery)
 
 

@@ -279,3 +279,19 @@ def test_prompt_budget_and_dropped_tokens_follow_the_tokenizer(tiny_sd_path):
     (same,) = t2i.generate([cut], [0])
     assert np.abs(_arr(same) - _arr(out[1])).max() <= 1
     assert json.dumps(t2i.identity()["prompt_budget"])
+
+
+def test_single_file_loading_options_it_cannot_honour_warn_and_are_not_recorded(
+        tiny_sd_path, tiny_sd_single_file):
+    # from_single_file drops variant / use_safetensors without a word: the backend says so and
+    # records what it passed, so the identity (the render-cache key) is the plain file's
+    plain = DiffusersT2I(model=str(tiny_sd_single_file), config=str(tiny_sd_path), device="cpu",
+                         steps=2)
+    with pytest.warns(UserWarning, match=r"variant='fp16', use_safetensors=True does not apply"):
+        asked = DiffusersT2I(model=str(tiny_sd_single_file), config=str(tiny_sd_path),
+                             device="cpu", steps=2, variant="fp16", use_safetensors=True)
+    params = asked.identity()["params"]
+    assert params["variant"] is None and "use_safetensors" not in params
+    assert asked.identity() == plain.identity()
+    (a,), (b,) = plain.generate(["a red cat"], [3]), asked.generate(["a red cat"], [3])
+    assert np.array_equal(_arr(a), _arr(b))

@@ -12,8 +12,8 @@ from repainter.backends.metrics.identification import (
     ColourLayoutEmbedding,
     IdentificationMetric,
 )
-from repainter.backends.t2i.retrieval import clear_gallery_features
 from repainter.datasets import load_dataset
+from repainter.gallery import clear_gallery_features
 from repainter.registry import METRICS
 
 GALLERY = {"name": "world", "limit": 16}

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from repainter.backends.t2i import retrieval as retrieval_module
-from repainter.backends.t2i.retrieval import RetrievalT2I, clear_gallery_features
+from repainter.backends.t2i.retrieval import RetrievalT2I
 from repainter.datasets import load_dataset
+from repainter.gallery import clear_gallery_features
 from repainter.images import image_sha256
 from repainter.instrument import CURRENT_CASE
 from repainter.registry import T2I

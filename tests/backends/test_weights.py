@@ -177,3 +177,58 @@ def test_registry_names_resolve_lazily():
         assert _lazy_target(registry, name).__name__ == cls
     assert _lazy_target(METRICS, "lpips").higher_is_better is False
     assert _lazy_target(METRICS, "lpips").name == "lpips"
+
+
+class _PluginProbe:
+    """Stands for a third-party metric registered through an entry point: it declares an API
+    key and a transformers checkpoint, and is never built by doctor."""
+
+    name = "plugin_probe"
+
+    def __init__(self, key_env: str = "PLUGIN_PROBE_KEY", model: str = "someone/probe-model"):
+        raise AssertionError("doctor must not build the component")
+
+    @classmethod
+    def requirements(cls, params):
+        return [WeightRequirement("anything", "api_key", params.get("key_env", "PLUGIN_PROBE_KEY")),
+                WeightRequirement("anything", "transformers",
+                                  params.get("model", "someone/probe-model"))]
+
+
+def test_a_plugin_component_declares_its_requirements_to_doctor(tmp_path, monkeypatch):
+    import json
+
+    from typer.testing import CliRunner
+
+    from repainter.cli import app
+    from repainter.registry import METRICS
+
+    monkeypatch.setitem(METRICS._factories, "plugin_probe", _PluginProbe)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.delenv("PLUGIN_PROBE_KEY", raising=False)
+    monkeypatch.setenv("PROBE_TOKEN", "set")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("metrics: [ssim, {name: plugin_probe, params: {key_env: PROBE_TOKEN}}]\n"
+                    "selection: {ssim: 1.0}\n")
+    assert requirements_for("plugin_probe", {}, "metrics") == [
+        WeightRequirement("plugin_probe", "api_key", "PLUGIN_PROBE_KEY"),
+        WeightRequirement("plugin_probe", "transformers", "someone/probe-model")]
+
+    result = CliRunner().invoke(app, ["doctor", "--spec", str(spec), "--json"])
+    rows = [r for r in json.loads(result.stdout) if r["component"] == "plugin_probe"]
+    assert [(r["kind"], r["model"], r["present"]) for r in rows] == [
+        ("api_key", "PROBE_TOKEN", True), ("transformers", "someone/probe-model", False)]
+    assert "hf download someone/probe-model" in rows[1]["how_to_fix"]
+    assert result.exit_code != 0  # something the spec needs is missing
+
+
+def test_a_component_that_cannot_be_imported_needs_its_package(monkeypatch):
+    from repainter.registry import T2I
+
+    monkeypatch.setitem(T2I._lazy, "needs_absent_pkg", "repainter_absent_pkg_xyz.module:Model")
+    (need,) = requirements_for("needs_absent_pkg", {}, "t2i")
+    assert (need.kind, need.model) == ("package", "repainter_absent_pkg_xyz")
+    assert not check_present(need)
+    with pytest.raises(WeightsNotFoundError, match="pip install"):
+        prefetch(need)

@@ -2,8 +2,8 @@
 
 import pytest
 
+from repainter.executors.prepare import prepare_context
 from repainter.graph import nodes
-from repainter.runner import prepare_context
 from repainter.schemas import Critique, ImageUnderstandingTree
 from repainter.spec import build_spec
 from repainter.store import RunStore

@@ -4,7 +4,7 @@ and blank images (flagged, never scored)."""
 import pytest
 from PIL import Image
 
-import repainter.runner as runner_module
+import repainter.executors.prepare as prepare_module
 from repainter.backends.base import GeneratedImage
 from repainter.backends.t2i.procedural import ProceduralT2I
 from repainter.graph.nodes import CaseFailure, render_batch
@@ -46,14 +46,14 @@ def test_out_of_memory_at_batch_one_fails_with_a_reason():
 
 
 def _patch_t2i(monkeypatch, wrap):
-    original = runner_module.prepare_context
+    original = prepare_module.prepare_context
 
     def prepare(spec, store):
         ctx, items, components = original(spec, store)
         ctx.t2i = {label: wrap(backend) for label, backend in ctx.t2i.items()}
         return ctx, items, components
 
-    monkeypatch.setattr(runner_module, "prepare_context", prepare)
+    monkeypatch.setattr(prepare_module, "prepare_context", prepare)
 
 
 class FailsForPrompt:

@@ -6,8 +6,8 @@ import zlib
 
 import pytest
 
-from repainter.backends.t2i.retrieval import Gallery
 from repainter.datasets import DatasetError, load_dataset
+from repainter.gallery import Gallery
 from repainter.spec import build_spec
 from repainter.world.dataset import WorldDataset
 from repainter.world.generator import VARIANT_KINDS, bundle_rows, scene_variants

@@ -51,6 +51,7 @@ from repainter.images import to_rgb
 from repainter.weights import (
     DEFAULT_CLIP_MODEL,
     DEFAULT_CLIP_PRETRAINED,
+    WeightRequirement,
     WeightsNotFoundError,
     how_to_fix,
     is_offline,
@@ -127,6 +128,19 @@ class ClipImageSimilarity(EmbeddingCosine):
 
     name = "clip_i"
     higher_is_better = True
+
+    @classmethod
+    def requirements(cls, params: dict[str, Any]) -> list[WeightRequirement]:
+        """The open_clip checkpoint: a file, a hub / local-dir model, or architecture@tag."""
+        model = str(params.get("model", DEFAULT_CLIP_MODEL))
+        if params.get("checkpoint"):
+            return [WeightRequirement("clip_i", "open_clip", model, extra=str(params["checkpoint"]))]
+        if model.startswith(("hf-hub:", "local-dir:")):
+            return [WeightRequirement("clip_i", "open_clip", model)]
+        pretrained = params.get("pretrained", DEFAULT_CLIP_PRETRAINED)
+        if not pretrained:
+            return []
+        return [WeightRequirement("clip_i", "open_clip", model, extra=str(pretrained))]
 
     def __init__(
         self,

@@ -26,7 +26,7 @@ from PIL import Image
 
 from repainter.backends._torch import EmbeddingCosine, cached_model, select_device
 from repainter.images import to_rgb
-from repainter.weights import DEFAULT_DINOV2_MODEL, hub_load
+from repainter.weights import DEFAULT_DINOV2_MODEL, WeightRequirement, hub_load
 
 POOLINGS = ("mean", "cls")
 
@@ -36,6 +36,13 @@ class DinoV2Similarity(EmbeddingCosine):
 
     name = "dinov2"
     higher_is_better = True
+
+    @classmethod
+    def requirements(cls, params: dict[str, Any]) -> list[WeightRequirement]:
+        """The transformers checkpoint (hub id at a revision, or a folder)."""
+        return [WeightRequirement("dinov2", "transformers",
+                                  str(params.get("model", DEFAULT_DINOV2_MODEL)),
+                                  params.get("revision"))]
 
     def __init__(
         self,

@@ -50,9 +50,10 @@ import numpy as np
 from PIL import Image
 
 from repainter.backends.base import Metric, Reference
-from repainter.backends.t2i.retrieval import Gallery, gallery_features, resolve_cache_dir
+from repainter.gallery import Gallery, gallery_features, resolve_cache_dir
 from repainter.images import to_rgb
 from repainter.registry import METRICS
+from repainter.scoring import cosine_similarities
 
 _REPORT = re.compile(r"^(rr|hits@(\d+))$")
 
@@ -93,13 +94,6 @@ class ColourLayoutEmbedding:
         d = np.sqrt(np.maximum((queries ** 2).sum(1)[:, None] + (gallery ** 2).sum(1)[None, :]
                                - 2.0 * queries @ gallery.T, 0.0))
         return -d
-
-
-def cosine_similarities(queries: np.ndarray, gallery: np.ndarray) -> np.ndarray:
-    """(len(queries), len(gallery)) cosines of the rows (zero rows stay zero)."""
-    q = queries / np.clip(np.linalg.norm(queries, axis=1, keepdims=True), 1e-12, None)
-    g = gallery / np.clip(np.linalg.norm(gallery, axis=1, keepdims=True), 1e-12, None)
-    return q @ g.T
 
 
 class MetricEmbedding:

@@ -43,6 +43,7 @@ from repainter.images import to_rgb
 from repainter.weights import (
     DEFAULT_LPIPS_NET,
     LPIPS_BACKBONES,
+    WeightRequirement,
     WeightsNotFoundError,
     how_to_fix,
     resolve_lpips_backbone,
@@ -100,6 +101,16 @@ class LPIPSDistance(Metric):
 
     name = "lpips"
     higher_is_better = False
+
+    @classmethod
+    def requirements(cls, params: dict[str, Any]) -> list[WeightRequirement]:
+        """The torchvision backbone of ``net`` (or ``backbone_weights``); none for the random
+        test backbone."""
+        if params.get("random_backbone_for_tests"):
+            return []
+        net = str(params.get("net", DEFAULT_LPIPS_NET))
+        model = str(params.get("backbone_weights") or f"torchvision:{net}")
+        return [WeightRequirement("lpips", "lpips", model, extra=net)]
 
     def __init__(
         self,

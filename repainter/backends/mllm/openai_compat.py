@@ -59,7 +59,6 @@ from PIL import Image
 from pydantic import BaseModel, Field, ValidationError
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
-import repainter
 from repainter.backends.base import MLLMBackend, current_prompt_budget
 from repainter.deadline import deadline_http_client, total_deadline
 from repainter.instrument import CURRENT_CASE
@@ -76,6 +75,8 @@ from repainter.schemas import (
     RevisedPrompt,
     SceneObject,
 )
+from repainter.version import __version__
+from repainter.weights import WeightRequirement
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -372,6 +373,14 @@ class OpenAIMLLM(MLLMBackend):
 
     kind = "openai"
 
+    @classmethod
+    def requirements(cls, params: dict[str, Any]) -> list[WeightRequirement]:
+        """The API key's environment variable; none with a ``base_url`` (local servers such as
+        vLLM or Ollama often need no key)."""
+        if params.get("base_url"):
+            return []
+        return [WeightRequirement("openai", "api_key", str(params.get("api_key_env", "OPENAI_API_KEY")))]
+
     def __init__(
         self,
         model: str,
@@ -496,7 +505,7 @@ class OpenAIMLLM(MLLMBackend):
             "default_headers": self._header_names,  # names only: values may hold secrets
             "templates": templates_digest(),
             "schemas": _schemas_digest(),
-            "repainter": repainter.__version__,
+            "repainter": __version__,
         }
 
     def usage(self) -> dict[str, float]:

@@ -18,7 +18,9 @@ What ran is recorded: steps, guidance and size the pipeline used when they were 
 ``__call__`` defaults; the size of the image it returned), the device type, offload mode, LoRA
 adapters and the diffusers / torch versions (all part of :meth:`identity`, the render-cache key).
 An ``extra`` key the pipeline does not take, or a setting the pipeline would ignore (a negative
-prompt without classifier-free guidance), is an error.
+prompt without classifier-free guidance), is an error. ``variant`` and ``use_safetensors`` do not
+apply to a single checkpoint file (``from_single_file`` would drop them): they are left out with
+a warning, and the identity records what was passed.
 
 Images are flagged so that they are never scored as real renders: ``safety_checker_blanked``
 where the pipeline reported ``nsfw_content_detected``, ``nan_decode`` where the decoded image
@@ -50,7 +52,7 @@ from repainter.backends._torch import (
     select_dtype,
 )
 from repainter.backends.base import GeneratedImage, PromptBudget, T2IBackend
-from repainter.weights import hub_load, is_single_file
+from repainter.weights import SINGLE_FILE, WeightRequirement, hub_load, is_single_file
 
 BLANKED = "safety_checker_blanked"
 NAN_DECODE = "nan_decode"
@@ -120,6 +122,19 @@ def _versions() -> dict[str, str]:
     return {"diffusers": diffusers.__version__, "torch": torch.__version__.split("+")[0]}
 
 
+def _single_file_ignores(model: str, variant: str | None,
+                         use_safetensors: bool | None) -> tuple[None, None]:
+    """Warn about the loading options a single checkpoint file cannot honour (``from_single_file``
+    silently drops them); they are neither passed nor recorded."""
+    ignored = [f"{name}={value!r}" for name, value in (("variant", variant),
+                                                      ("use_safetensors", use_safetensors))
+               if value is not None]
+    if ignored:
+        warnings.warn(f"diffusers: {', '.join(ignored)} does not apply to the single checkpoint "
+                      f"file {model}; ignored (not recorded in the identity)", stacklevel=3)
+    return None, None
+
+
 class DiffusersT2I(T2IBackend):
     """A diffusers text-to-image pipeline, from a hub id, a local folder or a single file.
 
@@ -139,6 +154,21 @@ class DiffusersT2I(T2IBackend):
     """
 
     kind = "diffusers"
+
+    @classmethod
+    def requirements(cls, params: dict[str, Any]) -> list[WeightRequirement]:
+        """The pipeline (folder, hub id at a revision / variant), or a single checkpoint file
+        and the folder of its configs; nothing when no ``model`` is given."""
+        model = params.get("model")
+        if not model:
+            return []
+        if is_single_file(str(model)):  # the checkpoint file, and the folder of its configs
+            needs = [WeightRequirement("diffusers", "diffusers", str(model), extra=SINGLE_FILE)]
+            if params.get("config"):
+                needs.append(WeightRequirement("diffusers", "diffusers", str(params["config"])))
+            return needs
+        return [WeightRequirement("diffusers", "diffusers", str(model), params.get("revision"),
+                                  params.get("variant"))]
 
     def __init__(
         self,
@@ -174,6 +204,8 @@ class DiffusersT2I(T2IBackend):
         if offload not in OFFLOAD_MODES:
             raise ValueError(f"diffusers: offload must be one of {OFFLOAD_MODES}, not {offload!r}")
         self.model = str(model)
+        if is_single_file(self.model):
+            variant, use_safetensors = _single_file_ignores(self.model, variant, use_safetensors)
         self.revision = revision
         self.variant = variant
         self.offload = offload
@@ -274,7 +306,6 @@ class DiffusersT2I(T2IBackend):
         if cls is None or not hasattr(cls, "from_single_file"):
             raise ValueError(f"diffusers: {self.pipeline_class!r} is no pipeline class that "
                              "loads single files (e.g. StableDiffusionXLPipeline)")
-        kwargs.pop("variant", None)
         if self.config:  # component configs from a local folder (or hub id): no hub lookup
             kwargs["config"] = self.config
             kwargs["local_files_only"] = Path(self.config).expanduser().exists()
