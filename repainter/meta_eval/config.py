@@ -22,7 +22,7 @@ QUICK = {"scenes": 8, "rounds": 2, "variants": 2}
 class MetaEvalConfig(BaseModel):
     """Sizes and choices of a meta-evaluation. The defaults are the size the acceptance is
     judged at: 24 scenes (6 per category of the world), seeds 0-2 and the run spec's 3 x 3 loop
-    (about half an hour on 2 CPU cores); ``QUICK`` sizes are a smoke check.
+    (about 17 minutes on 2 shared CPU cores, BENCHMARKS.md); ``QUICK`` sizes are a smoke check.
 
     ``None`` fields take the bench's defaults (the simulation bench where ``repainter.sim`` is
     installed, else the built-in world); see ``repainter.meta_eval.run.resolve``.
