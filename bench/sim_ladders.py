@@ -5,8 +5,8 @@
 
 For each ladder of :func:`repainter.sim.zoo.ladders` (two nested ladders, one failure rate raised
 per rung, and the non-nested zoo ordered by :func:`~repainter.sim.zoo.true_quality`) and each
-seed, the real graph runs (``repainter.run``): the world's scenes (a stratified subset, the first
-``scenes/4`` of each category) as references, the ladder's ``sim`` models, the ``sim-describer``,
+seed, the real graph runs (``repainter.run``): the world's scenes (a stratified subset,
+:func:`repainter.sim.zoo.stratified_scenes`) as references, the ladder's ``sim`` models, the ``sim-describer``,
 the spec's default selection score; every candidate is scored by every candidate selection score.
 
 * **tau** (:func:`scipy.stats.kendalltau`) between a score's leaderboard order (mean over cases
@@ -47,10 +47,9 @@ from repainter.images import load_image  # noqa: E402
 from repainter.records import dump_record  # noqa: E402
 from repainter.registry import METRICS  # noqa: E402
 from repainter.report.stats import sign_flip_p_value  # noqa: E402
-from repainter.sim.zoo import ladders, true_quality  # noqa: E402
+from repainter.sim.zoo import ladders, stratified_scenes, true_quality  # noqa: E402
 from repainter.spec import RunSpec, build_spec  # noqa: E402
 from repainter.store import RunStore  # noqa: E402
-from repainter.world.generator import default_bundle_path  # noqa: E402
 
 #: Candidate weight-free selection scores: label -> {metric: weight} over stored metric scores.
 CANDIDATES = {
@@ -62,19 +61,6 @@ CANDIDATES = {
 }
 #: Metrics scored post hoc on the stored images (not in the run's spec).
 EXTRA_METRICS = ("psnr",)
-
-
-def subset_scenes(n: int, path: Path) -> Path:
-    """The first n/4 scenes of each category of the bundled world, as a scene file."""
-    rows = [json.loads(line) for line in default_bundle_path().read_text().splitlines() if line]
-    per = max(1, n // 4)
-    kept, seen = [], {}
-    for row in rows:
-        if seen.get(row["category"], 0) < per:
-            kept.append(row)
-            seen[row["category"]] = seen.get(row["category"], 0) + 1
-    path.write_text("".join(json.dumps(r) + "\n" for r in kept))
-    return path
 
 
 def run_ladder(ladder, seed: int, scenes: Path, out: Path, rounds: int, variants: int) -> list[dict]:
@@ -220,7 +206,7 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    scenes = subset_scenes(args.scenes, work / "scenes.jsonl")
+    scenes = stratified_scenes(args.scenes, work / "scenes.jsonl")
     default = RunSpec()
     if dict(default.selection) not in CANDIDATES.values():
         CANDIDATES["default selection"] = dict(default.selection)

@@ -674,6 +674,9 @@ def meta_eval_command(
     variants: Annotated[int | None, typer.Option(help="Variants per round.")] = None,
     parts: Annotated[str | None, typer.Option(
         help="Comma-separated subset of ladders,degradations,baselines.")] = None,
+    quick: Annotated[bool, typer.Option(
+        "--quick", help="Smoke-check sizes (8 scenes, 2 x 2 loop; too small to judge the "
+        "acceptance); --scenes / --rounds / --variants still win.")] = False,
     config: Annotated[Path | None, typer.Option(
         "--config", "-c", help="YAML with MetaEvalConfig fields (ladders as data, metrics, "
         "degradation metrics with their weights, ...).")] = None,
@@ -688,8 +691,9 @@ def meta_eval_command(
     from pydantic import ValidationError
 
     from repainter.meta_eval import MetaEvalConfig, meta_eval
+    from repainter.meta_eval.config import QUICK
 
-    options: dict[str, Any] = {}
+    options: dict[str, Any] = dict(QUICK) if quick else {}
     if config is not None:
         try:
             options.update(yaml.safe_load(config.read_text(encoding="utf-8")) or {})

@@ -15,8 +15,14 @@ Part = Literal["ladders", "degradations", "baselines"]
 WEIGHT_FREE = ("ssim", "psnr", "color_histogram")
 
 
+#: Sizes of ``repainter meta-eval --quick``: a smoke check, too small to judge the acceptance.
+QUICK = {"scenes": 8, "rounds": 2, "variants": 2}
+
+
 class MetaEvalConfig(BaseModel):
-    """Sizes and choices of a meta-evaluation; the defaults finish in minutes on 2 CPU cores.
+    """Sizes and choices of a meta-evaluation. The defaults are the size the acceptance is
+    judged at: 24 scenes (6 per category of the world), seeds 0-2 and the run spec's 3 x 3 loop
+    (about 17 minutes on 2 shared CPU cores, BENCHMARKS.md); ``QUICK`` sizes are a smoke check.
 
     ``None`` fields take the bench's defaults (the simulation bench where ``repainter.sim`` is
     installed, else the built-in world); see ``repainter.meta_eval.run.resolve``.
@@ -32,10 +38,11 @@ class MetaEvalConfig(BaseModel):
     parts: list[Part] = Field(default_factory=lambda: ["ladders", "degradations", "baselines"])
     #: Ladder name -> {name, description, nested, models: [best ... worst]}; None = default.
     ladders: dict[str, dict[str, Any]] | None = None
-    scenes: int = Field(default=12, ge=2)
+    #: References per ladder run; on the default world an equal share per category.
+    scenes: int = Field(default=24, ge=2)
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
-    rounds: int = Field(default=2, ge=1)
-    variants: int = Field(default=2, ge=1)
+    rounds: int = Field(default=3, ge=1)
+    variants: int = Field(default=3, ge=1)
     dataset: DatasetSpec | None = None
     mllm: ComponentSpec | None = None
     metrics: list[ComponentSpec] | None = None

@@ -26,6 +26,8 @@ class Ladder:
     description: str
     nested: bool
     models: tuple[dict, ...]  # ComponentSpec dicts ordered BEST -> WORST
+    #: False: a stress ladder, reported apart from the acceptance (e.g. the bench's zoo-close)
+    required: bool = True
 
     @classmethod
     def from_data(cls, name: str, data: Any) -> Ladder:
@@ -35,7 +37,8 @@ class Ladder:
         if len(models) < 2:
             raise ValueError(f"ladder {name!r} needs at least two models, best first")
         return cls(name=str(get("name", name) or name), description=str(get("description", "") or ""),
-                   nested=bool(get("nested", False)), models=models)
+                   nested=bool(get("nested", False)), models=models,
+                   required=bool(get("required", True)))
 
 
 def _procedural(ignore: list[str]) -> dict:

@@ -57,13 +57,27 @@ def resolve(config: MetaEvalConfig) -> tuple[MetaEvalConfig, dict[str, Ladder], 
     return config.model_copy(update=filled), ladders, bench
 
 
+def _dataset(config: MetaEvalConfig) -> dict[str, Any]:
+    """The references: the config's dataset (its first ``scenes``), or by default the world's
+    scenes with an equal share per category (the mix the bench's true quality is defined on;
+    the world's first scenes are all single objects)."""
+    if config.dataset is not None:
+        return {**config.dataset.model_dump(), "limit": config.scenes}
+    zoo = bench_zoo()
+    if zoo is None:
+        return {"name": "world", "limit": config.scenes}
+    path = zoo.stratified_scenes(config.scenes, Path(config.output_dir) / "scenes.jsonl")
+    return {"name": "world", "params": {"path": str(path.resolve())}}
+
+
 def _spec(config: MetaEvalConfig, t2i: list[dict], folder: str) -> RunSpec:
     data: dict[str, Any] = {
         "name": "meta-eval", "output_dir": folder, "t2i": t2i, "seeds": config.seeds,
         "mllm": config.mllm.model_dump(), "metrics": [m.model_dump() for m in config.metrics],
         "loop": {"rounds": config.rounds, "variants": config.variants}, "judge": config.judge,
-        "dataset": {**(config.dataset.model_dump() if config.dataset else {"name": "world"}),
-                    "limit": config.scenes},
+        "dataset": _dataset(config),
+        # ladders share models (every nested ladder starts at the default sim): one cache
+        "runtime": {"cache_dir": str(Path(config.output_dir) / "cache")},
     }
     if config.selection is not None:
         data["selection"] = config.selection
@@ -114,6 +128,7 @@ def run_ladders(config: MetaEvalConfig, ladders: dict[str, Ladder]) -> dict[str,
         directions = _directions(spec)
         out[name] = {
             "description": ladder.description, "nested": ladder.nested, "models": models,
+            "required": ladder.required, **_true_quality(ladder),
             "run_dir": str(result.run_dir),
             "metrics": ladder_validity(_per_seed_records(result), models, directions,
                                        resamples=config.bootstrap_resamples),
@@ -121,6 +136,19 @@ def run_ladders(config: MetaEvalConfig, ladders: dict[str, Ladder]) -> dict[str,
             "seconds": round(time.perf_counter() - started, 1),
         }
     return out
+
+
+def _true_quality(ladder: Ladder) -> dict[str, Any]:
+    """The bench's true quality of each rung and its adjacent gaps, where the bench knows them
+    (simulated ``sim`` models); empty otherwise."""
+    zoo = bench_zoo()
+    if zoo is None or any(m.get("name") != "sim" for m in ladder.models):
+        return {}
+    bench = zoo.Ladder(ladder.name, ladder.description, ladder.nested, ladder.models,
+                       ladder.required)
+    return {"true_quality": list(zoo.true_qualities(bench).values()),
+            "gaps": zoo.ladder_gaps(bench),
+            "params": [dict(m.get("params") or {}) for m in ladder.models]}
 
 
 def oracle_prompt(ground_truth: dict[str, Any], t2i_name: str = "sim") -> str:
@@ -280,6 +308,9 @@ def meta_eval(config: MetaEvalConfig | None = None, **options: Any) -> dict[str,
     started = time.perf_counter()
     data: dict[str, Any] = {"bench": bench, "command": config.command,
                             "config": config.model_dump(mode="json")}
+    zoo = bench_zoo()
+    if bench == "sim" and zoo is not None:
+        data["true_order"] = zoo.TRUE_ORDER
     if "ladders" in config.parts:
         data["ladders"] = run_ladders(config, ladders)
     if "degradations" in config.parts:

@@ -21,13 +21,29 @@ def _p(value: float | None) -> str:
     return "-" if value is None else ("<0.001" if value < 0.001 else f"{value:.3g}")
 
 
-def _ladder_sections(ladders: dict[str, Any], truth: str | None) -> list[str]:
+def _quality_note(ladder: dict[str, Any]) -> str:
+    """'; true quality a 0.72 > b 0.67 (gap 0.056, min 0.025) ...' where the bench knows it."""
+    quality, gaps = ladder.get("true_quality"), ladder.get("gaps")
+    if not quality or not gaps:
+        return ""
+    steps = [f"{fmt_value(quality[0], 3)}"] + [
+        f"{fmt_value(q, 3)} (gap {fmt_value(g['gap'], 3)}{'' if g['meets'] else ' < min'})"
+        for q, g in zip(quality[1:], gaps)]
+    return f"; true quality {' > '.join(steps)}, minimum gap {gaps[0]['minimum']:g}"
+
+
+def _ladder_sections(ladders: dict[str, Any], truth: str | None,
+                     true_order: str | None = None) -> list[str]:
     names = list(ladders)
     metrics = list(dict.fromkeys(m for ladder in ladders.values() for m in ladder["metrics"]))
     lines = ["## (a) Ranking validity on ladders", ""]
+    if true_order:
+        lines += [true_order, ""]
     for name, ladder in ladders.items():
         lines.append(f"- **{name}** ({'nested' if ladder['nested'] else 'non-nested'}, "
-                     f"{len(ladder['models'])} models, best first): {ladder['description']}")
+                     f"{len(ladder['models'])} models, best first"
+                     + ("" if ladder.get("required", True) else "; stress ladder, not required")
+                     + f"): {ladder['description']}" + _quality_note(ladder))
     lines += ["", "Kendall tau between each metric's ranking of the models and the true order "
               "(1 = perfect): tau on the cases' seed-averaged scores [95% bootstrap CI over "
               "cases]; in brackets after it, the mean of the per-seed taus.", ""]
@@ -111,29 +127,108 @@ def _seed_section(ladders: dict[str, Any]) -> list[str]:
                            "SD/SE (max)"], rows)
 
 
+def _acceptance_lines(ladders: dict[str, Any], truth: str | None, label: str) -> list[str]:
+    """The issue's acceptance on a set of ladders: selection tau >= TRUSTED on each (mean over
+    seeds) and the truth metric separating every adjacent rung."""
+    sel = [ladder["metrics"].get("selection", {}).get("tau_seed_mean") for ladder in ladders.values()]
+    ok = all(t is not None and t >= TRUSTED for t in sel)
+    lines = [f"- {label} ({', '.join(ladders)}): default selection score, tau per ladder (mean "
+             f"over seeds): {', '.join(fmt_value(t, 2) for t in sel)}: "
+             + ("meets" if ok else "does NOT meet") + f" tau >= {TRUSTED} on every ladder."]
+    if truth:
+        seps = [ladder["metrics"].get(truth) for ladder in ladders.values()]
+        all_sep = all(s is not None and s["adjacent_separated"] == 1.0 for s in seps)
+        lines.append(f"- {label}: truth metric `{truth}` " + ("separates" if all_sep else "does NOT separate")
+                     + " every adjacent rung (seed-averaged cases): "
+                     + ", ".join(f"{round(s['adjacent_separated'] * len(s['adjacent']))}/"
+                                 f"{len(s['adjacent'])}" for s in seps if s) + ".")
+    return lines
+
+
+def _resolution_line(ladders: dict[str, Any], truth: str | None) -> list[str]:
+    """The smallest true-quality gap the truth metric separated, and the largest it did not."""
+    seen, missed = [], []
+    for ladder in ladders.values():
+        result = ladder["metrics"].get(truth or "")
+        for gap, row in zip(ladder.get("gaps") or [], (result or {}).get("adjacent") or []):
+            (seen if row["separated"] else missed).append((gap["gap"], ladder.get("nested", False)))
+    if not seen and not missed:
+        return []
+    parts = []
+    for nested, kind in ((True, "nested"), (False, "non-nested")):
+        ok = [g for g, n in seen if n == nested]
+        bad = [g for g, n in missed if n == nested]
+        if ok or bad:
+            parts.append(f"{kind} pairs: smallest true-quality gap separated "
+                         f"{fmt_value(min(ok), 3) if ok else '-'}, largest not separated "
+                         f"{fmt_value(max(bad), 3) if bad else '-'}")
+    return [f"- Resolution of `{truth}` at this size: " + "; ".join(parts) + "."]
+
+
+def _step(ladder: dict[str, Any], worse: int) -> str:
+    """What rung ``worse`` changes against the rung above (nested: the raised rates)."""
+    params = ladder.get("params")
+    if not params:
+        return ""
+    above, below = params[worse - 1], params[worse]
+    changed = {k: v for k, v in below.items() if above.get(k) != v} if ladder.get("nested") else below
+    return " (" + ", ".join(f"{k} {v}" for k, v in changed.items()) + ")" if changed else ""
+
+
+def _misses(ladders: dict[str, Any], truth: str | None) -> list[str]:
+    """Where the default selection falls short of TRUSTED: the adjacent pairs it does not
+    separate that the truth metric does, with both differences."""
+    lines = []
+    for name, ladder in ladders.items():
+        sel, true = ladder["metrics"].get("selection"), ladder["metrics"].get(truth or "")
+        if not sel or not true or sel["tau_seed_mean"] >= TRUSTED:
+            continue
+        pairs = [f"{s['better']} > {s['worse']}{_step(ladder, k + 1)}: {truth} "
+                 f"{_signed(t['mean_difference'])} (p {_p(t['p_value'])}), selection "
+                 f"{_signed(s['mean_difference'])} (p {_p(s['p_value'])})"
+                 for k, (s, t) in enumerate(zip(sel["adjacent"], true["adjacent"]))
+                 if t["separated"] and not s["separated"]]
+        if pairs:
+            lines.append(f"- On `{name}` the default selection misses what the truth metric "
+                         "separates: " + "; ".join(pairs) + ".")
+    return lines
+
+
+def _fallback(ladders: dict[str, Any], truth: str | None) -> list[str]:
+    """The issue's fallback: which measured metric reaches TRUSTED on every required ladder."""
+    taus: dict[str, list[float]] = {}
+    for ladder in ladders.values():
+        for metric, r in ladder["metrics"].items():
+            taus.setdefault(metric, []).append(r["tau_seed_mean"])
+    able = [m for m, ts in taus.items() if m not in (truth, "selection") and min(ts) >= TRUSTED]
+    if "selection" in taus and min(taus["selection"]) >= TRUSTED:
+        return []
+    return ["- Metrics of this run that reach tau >= "
+            f"{TRUSTED} on every required ladder: " + (", ".join(able) if able else
+                                                          "none, so no measured metric can "
+                                                          "replace the default selection") + "."]
+
+
 def _headline(data: dict[str, Any], truth: str | None) -> list[str]:
     lines = ["## Headline", ""]
     ladders = data.get("ladders") or {}
     if ladders:
-        sel = [ladder["metrics"].get("selection", {}).get("tau_seed_mean") for ladder in ladders.values()]
-        ok = all(t is not None and t >= TRUSTED for t in sel)
-        lines.append(f"- Default selection score, tau per ladder (mean over seeds): "
-                     f"{', '.join(fmt_value(t, 2) for t in sel)}: "
-                     + ("meets" if ok else "does NOT meet") + f" tau >= {TRUSTED} on every ladder.")
-        if truth:
-            seps = [ladder["metrics"].get(truth) for ladder in ladders.values()]
-            all_sep = all(s is not None and s["adjacent_separated"] == 1.0 for s in seps)
-            lines.append(f"- Truth metric `{truth}` " + ("separates" if all_sep else "does NOT separate")
-                         + " every adjacent rung (seed-averaged cases): "
-                         + ", ".join(f"{round(s['adjacent_separated'] * len(s['adjacent']))}/"
-                                     f"{len(s['adjacent'])}" for s in seps if s) + ".")
+        required = {n: lad for n, lad in ladders.items() if lad.get("required", True)}
+        stress = {n: lad for n, lad in ladders.items() if not lad.get("required", True)}
+        if required:
+            lines += _acceptance_lines(required, truth, "Required ladders")
+            lines += _misses(required, truth) + _fallback(required, truth)
+        if stress:
+            lines += _acceptance_lines(stress, truth, "Stress ladders (not required)")
+        lines += _resolution_line(ladders, truth)
         best = {}
-        for ladder in ladders.values():
+        for ladder in (required or ladders).values():
             for metric, r in ladder["metrics"].items():
                 best.setdefault(metric, []).append(r["tau_seed_mean"])
         ranked = sorted(((min(v), m) for m, v in best.items() if m != truth), reverse=True)
         if ranked:
-            lines.append("- Worst-ladder tau by metric: " + ", ".join(f"{m} {t:.2f}" for t, m in ranked) + ".")
+            lines.append(f"- Worst {'required ' if required else ''}ladder's tau by metric: "
+                         + ", ".join(f"{m} {t:.2f}" for t, m in ranked) + ".")
     base = data.get("baselines")
     if base and truth:
         family = base["tests"].get(truth, [])
@@ -166,7 +261,7 @@ def validity_markdown(data: dict[str, Any]) -> str:
     lines += _headline(data, truth)
     lines.append("")
     if data.get("ladders"):
-        lines += _ladder_sections(data["ladders"], truth)
+        lines += _ladder_sections(data["ladders"], truth, data.get("true_order"))
     if data.get("degradations"):
         lines += _degradation_section(data["degradations"])
     if data.get("baselines"):

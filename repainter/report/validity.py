@@ -27,7 +27,8 @@ def trust_table(data: dict[str, Any]) -> list[dict[str, str]]:
     for name, ladder in (data.get("ladders") or {}).items():
         for metric, result in ladder["metrics"].items():
             tau = result.get("tau_seed_mean")
-            rows.append({"metric": metric, "error": f"ladder {name}",
+            stress = "" if ladder.get("required", True) else " (stress, not required)"
+            rows.append({"metric": metric, "error": f"ladder {name}{stress}",
                          "tau": fmt_value(tau, 2), "verdict": verdict(tau)})
     for metric, result in ((data.get("degradations") or {}).get("metrics") or {}).items():
         for kind, entry in result["kinds"].items():

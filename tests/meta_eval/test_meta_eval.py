@@ -126,3 +126,71 @@ def test_ladders_load_from_data_and_fall_back():
     assert len(procedural_ladders()["nested-background-first"].models) == 6
     with pytest.raises(ValueError, match="at least two"):
         Ladder.from_data("x", {"models": [{"name": "procedural"}]})
+
+
+def _ladder_result(taus, separated, gaps, required=True, nested=True, truth_separated=None):
+    """validity.json's entry for one ladder with two metrics (selection, truth)."""
+    def metric(tau, seps):
+        adjacent = [{"better": f"m{i}", "worse": f"m{i + 1}", "n": 8, "mean_difference": 0.05,
+                     "p_value": 0.01 if s else 0.3, "separated": s} for i, s in enumerate(seps)]
+        return {"cases": 8, "tau": tau, "tau_ci_low": tau, "tau_ci_high": tau,
+                "tau_per_seed": [tau], "tau_seed_mean": tau, "adjacent": adjacent,
+                "adjacent_separated": sum(seps) / len(seps), "adjacent_separated_per_seed": 0.5}
+    return {"description": "d", "nested": nested, "required": required,
+            "models": [f"m{i}" for i in range(len(gaps) + 1)],
+            "true_quality": [0.8 - 0.1 * i for i in range(len(gaps) + 1)],
+            "gaps": [{"better": f"m{i}", "worse": f"m{i + 1}", "gap": g, "minimum": 0.08,
+                      "meets": g >= 0.08} for i, g in enumerate(gaps)],
+            "metrics": {"selection": metric(taus[0], separated),
+                        "truth": metric(taus[1], truth_separated or separated)},
+            "params": [{}] + [{"rate": 0.1 * (i + 1)} for i in range(len(gaps))],
+            "seed_sensitivity": {}}
+
+
+def test_validity_judges_the_acceptance_on_required_ladders_and_reports_stress_ones_apart():
+    from repainter.meta_eval.summary import validity_markdown
+
+    data = {"bench": "sim", "true_order": "True order = oracle quality.",
+            "config": {"truth": "truth", "scenes": 8, "seeds": [0], "rounds": 3, "variants": 3},
+            "ladders": {"a": _ladder_result((1.0, 1.0), [True, True], [0.1, 0.09]),
+                        "close": _ladder_result((0.4, 0.5), [True, False], [0.06, 0.02],
+                                                required=False, nested=False)}}
+    text = validity_markdown(data)
+    assert "Required ladders (a): default selection score, tau per ladder (mean over seeds): " \
+           "1.00: meets" in text
+    assert "Required ladders: truth metric `truth` separates every adjacent rung" in text
+    assert "Stress ladders (not required) (close): default selection score, tau per ladder " \
+           "(mean over seeds): 0.40: does NOT meet" in text
+    # resolution: smallest gap separated / largest not, per kind of pair
+    assert "nested pairs: smallest true-quality gap separated 0.090, largest not separated -" in text
+    assert "non-nested pairs: smallest true-quality gap separated 0.060, largest not separated " \
+           "0.020" in text
+    assert "True order = oracle quality." in text and "(gap 0.020 < min)" in text
+    assert "ladder close (stress, not required)" in text
+    assert "On `" not in text  # the selection misses nothing on the required ladders
+
+    data["ladders"]["b"] = _ladder_result((0.8, 1.0), [True, False], [0.1, 0.03],
+                                          truth_separated=[True, True])
+    text = validity_markdown(data)
+    assert "Required ladders (a, b): default selection score, tau per ladder (mean over seeds): " \
+           "1.00, 0.80: does NOT meet" in text
+    # the pair the selection misses, with the rate its rung raised, and the fallback's verdict
+    assert "On `b` the default selection misses what the truth metric separates: m1 > m2 " \
+           "(rate 0.2): truth +0.0500 (p 0.01), selection +0.0500 (p 0.3)." in text
+    assert "reach tau >= 0.9 on every required ladder: none" in text
+
+
+def test_quick_sizes_and_the_acceptance_sizes(tmp_path):
+    from repainter.meta_eval.config import QUICK, MetaEvalConfig
+
+    defaults = MetaEvalConfig()
+    # the acceptance is judged at the run spec's loop (RunSpec().loop), 6 scenes per category
+    assert (defaults.rounds, defaults.variants) == (repainter.RunSpec().loop.rounds,
+                                                    repainter.RunSpec().loop.variants)
+    assert defaults.scenes == 24 and QUICK["scenes"] < defaults.scenes
+    outcome = CliRunner().invoke(app, [
+        "meta-eval", "--quick", "--variants", "1", "--parts", "degradations", "-o", str(tmp_path),
+        "--config", str(_config(tmp_path))])
+    assert outcome.exit_code == 0, outcome.output
+    config = json.loads((tmp_path / "validity.json").read_text())["config"]
+    assert (config["scenes"], config["rounds"], config["variants"]) == (8, 2, 1)

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
 
 import repainter
 from repainter.rescore import rescore
-from repainter.sim.zoo import ladders, oracle_prompt, true_quality
+from repainter.sim.zoo import (
+    MIN_GAP,
+    ladder_gaps,
+    ladders,
+    oracle_prompt,
+    stratified_scenes,
+    true_quality,
+)
 from repainter.spec import RunSpec, build_spec
 
 
@@ -83,3 +91,24 @@ def test_a_render_answered_from_the_cache_keeps_its_drawn_scene(tmp_path):
     assert second.info["cache"]["t2i"] == {"hits": 2, "misses": 0}  # both renders from the cache
     cached = b.rounds[0].candidates[0]
     assert cached.drawn == a.rounds[0].candidates[0].drawn
+
+
+def test_required_ladders_keep_their_minimum_gaps_and_the_stress_ladder_is_marked():
+    found = ladders()
+    assert [name for name, lad in found.items() if not lad.required] == ["zoo-close"]
+    for name, lad in found.items():
+        gaps = ladder_gaps(lad)
+        assert len(gaps) == len(lad.models) - 1
+        assert all(g["minimum"] == MIN_GAP["nested" if lad.nested else "non-nested"] for g in gaps)
+        if lad.required:
+            # every rung's step changes the true quality by the stated minimum (issue 11)
+            assert all(g["meets"] for g in gaps), (name, gaps)
+        else:
+            assert not all(g["meets"] for g in gaps)
+
+
+def test_stratified_scenes_take_every_category_in_turn(tmp_path):
+    path = stratified_scenes(6, tmp_path / "scenes.jsonl")
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [r["category"] for r in rows] == ["single", "single", "pair", "pair", "crowded", "styled"]
+    assert len({r["id"] for r in rows}) == 6
