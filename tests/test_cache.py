@@ -41,8 +41,7 @@ def _spec(tmp_path, folder="run", **extra):
 
 def _comparable(records):
     """Records without wall-clock timings, keyed by (model, case)."""
-    return {(r["model"], r["case_id"]): {k: v for k, v in r.items() if k != "timings"}
-            for r in records}
+    return {(r.model, r.case_id): r.comparable() for r in records}
 
 
 def test_response_cache_round_trip_and_counts(tmp_path):

@@ -34,6 +34,21 @@ from repainter.records.case import (
     dump_case_record,
     load_case_record,
 )
+from repainter.records.leaderboard import (
+    AdaptiveSummary,
+    CategoryRow,
+    ComparisonFamily,
+    ComparisonTest,
+    DecisionSummary,
+    GridRanking,
+    GridSection,
+    Leaderboard,
+    LeaderboardRow,
+    MetricSummary,
+    PairDecision,
+    SelectionSummary,
+)
+from repainter.records.run_info import CaseCounts, GridAxes, RunInfo
 
 __all__ = ["RecordVersionError", "VersionedRecord", "dump_record", "finite_or_none", "load_record",
            "migration", "upgrade",
@@ -41,4 +56,10 @@ __all__ = ["RecordVersionError", "VersionedRecord", "dump_record", "finite_or_no
            "CandidateRecord", "CaseRecord", "CritiqueRecord", "DecisionRecord", "Difference",
            "JudgementRecord", "MllmUsage", "RecordPart", "RenderFlags", "ResultLine",
            "RetrievedRender", "RoundRecord", "Scores", "LOCATION_FIELDS", "VOLATILE_FIELDS",
-           "dump_case_record", "load_case_record"]
+           "dump_case_record", "load_case_record",
+           # leaderboard.json (repainter.records.leaderboard)
+           "AdaptiveSummary", "CategoryRow", "ComparisonFamily", "ComparisonTest",
+           "DecisionSummary", "GridRanking", "GridSection", "Leaderboard", "LeaderboardRow",
+           "MetricSummary", "PairDecision", "SelectionSummary",
+           # run.json (repainter.records.run_info)
+           "CaseCounts", "GridAxes", "RunInfo"]

@@ -54,22 +54,6 @@ class RecordPart(BaseModel):
             return {k: v for k, v in data.items() if k in self.model_fields_set}
         return data
 
-    # -- transitional mapping access (repainter.report.leaderboard, repainter.report.plots) ----
-
-    def __getitem__(self, key: str) -> Any:
-        if key not in self.model_fields_set:
-            raise KeyError(key)
-        return getattr(self, key)
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return getattr(self, key) if key in self.model_fields_set else default
-
-    def __contains__(self, key: object) -> bool:
-        return key in self.model_fields_set
-
-    def keys(self) -> list[str]:
-        return [k for k in type(self).model_fields if k in self.model_fields_set]
-
 
 class CandidateRecord(RecordPart):
     """One render of one prompt variant, with its scores (``round`` and ``variant`` are None
