@@ -91,7 +91,7 @@ def test_adding_a_model_to_a_finished_comparison_calls_only_for_it(tmp_path, cal
     assert grown.info.cases.reused == 4 and grown.info.cases.done == 4
     kept = {k: v for k, v in _comparable(grown.records).items() if k[0] == "procedural"}
     assert kept == _comparable(first.records)
-    assert {r["model"] for r in grown.records} == {"procedural", "colourblind"}
+    assert {r.model for r in grown.records} == {"procedural", "colourblind"}
 
 
 @pytest.mark.slow
