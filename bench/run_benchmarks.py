@@ -281,10 +281,9 @@ def write_markdown(results: dict, rss: dict, path: Path) -> None:
         f"{m['framework_ms_per_case_round']:.1f} | < 2%: {ok(m['framework_share'] < 0.02)} | "
         f"{rss['models']:.0f} |",
         "",
-        "Since issue 14 the executor builds the components inside the timed loop, so \"framework\"",
-        "also holds one-time setup: loading the three real-size models. A cProfile of the models",
-        "scenario (2026-11-30) put 3.2 s of its 3.6 s framework time in `prepare_context`; timing",
-        "setup apart from the loop is an open follow-up, so the models row's target reads not met.",
+        "Since issue 14 the executor builds the components (`prepare_context`) inside the timed",
+        "loop, so \"framework\" also holds one-time setup: loading the real-size models. Timing",
+        "setup apart from the loop is an open follow-up; until then the models row overstates it.",
         "",
         "## Scoring throughput: batched vs the reference method's per-image path",
         "",

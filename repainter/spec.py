@@ -90,10 +90,9 @@ class SpecModel(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-_Spec = SpecModel  # the name this module's sections use
 
 
-class ComponentSpec(_Spec):
+class ComponentSpec(SpecModel):
     """A registered component by name, with the parameters its constructor takes."""
 
     name: str = Field(min_length=1)
@@ -136,7 +135,7 @@ class T2ISpec(ComponentSpec):
         return _omit_defaults(handler(self), {"strategy": None})
 
 
-class DatasetSpec(_Spec):
+class DatasetSpec(SpecModel):
     name: str = "world"
     params: dict[str, Any] = Field(default_factory=dict)
     categories: list[str] | None = None
@@ -148,7 +147,7 @@ class DatasetSpec(_Spec):
         return {"name": value} if isinstance(value, str) else value
 
 
-class EarlyStopSpec(_Spec):
+class EarlyStopSpec(SpecModel):
     """Stop a case before the round limit once its best-ever score has plateaued.
 
     The loop stops after ``patience`` consecutive rounds that raise the best-ever selection score
@@ -161,7 +160,7 @@ class EarlyStopSpec(_Spec):
     target: float | None = None
 
 
-class LoopSpec(_Spec):
+class LoopSpec(SpecModel):
     rounds: int = Field(default=3, ge=1, le=100)
     variants: int = Field(default=3, ge=1, le=64)
     #: Which candidate the MLLM critiques and revises: this round's best (the reference method)
@@ -177,7 +176,7 @@ class LoopSpec(_Spec):
         return _omit_defaults(handler(self), {"strategy": DEFAULT_STRATEGY})
 
 
-class DecisionSpec(_Spec):
+class DecisionSpec(SpecModel):
     """Retrieve-or-generate (TIGeR's decision, GILL's decision module), per case and model.
 
     After the loop, the T2I model labelled ``retriever`` (a ``retrieval`` backend) answers the best
@@ -193,7 +192,7 @@ class DecisionSpec(_Spec):
     margin: float = 0.0
 
 
-class RaySpec(_Spec):
+class RaySpec(SpecModel):
     """The Ray executor's pool: one actor per worker, each with its own pipelines."""
 
     #: Cluster to join ("auto", "ray://host:10001", ...); None: ``RAY_ADDRESS``, else a local
@@ -210,7 +209,7 @@ class RaySpec(_Spec):
     max_retries: int = Field(default=2, ge=0, le=100)
 
 
-class RuntimeSpec(_Spec):
+class RuntimeSpec(SpecModel):
     """How a run executes. None of it changes results, so it is left out of the fingerprint."""
 
     #: Cases (references) in flight at once; MLLM calls of different cases overlap.
@@ -240,7 +239,7 @@ def _folder_part(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.") or "_"
 
 
-class BudgetSpec(_Spec):
+class BudgetSpec(SpecModel):
     """How many references a run spends. ``full``: every selected reference. ``adaptive``:
     references in a fixed seeded random order, ``batch`` at a time from ``min_cases`` up to
     ``max_cases``, stopping once an anytime-valid paired test (see :mod:`repainter.adaptive`)
@@ -262,7 +261,7 @@ class BudgetSpec(_Spec):
         return self
 
 
-class RunSpec(_Spec):
+class RunSpec(SpecModel):
     """Everything that defines a run. ``RunSpec()`` is the offline simulation bench: the world's
     scenes as references, the simulated T2I model ``sim``, the ``sim-describer`` MLLM and the
     ground-truth metric ``scene_truth`` (see datasets/sim/README.md)."""

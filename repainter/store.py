@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import os
 import re
 import sys
@@ -31,7 +30,7 @@ from PIL import Image
 from pydantic import ValidationError
 
 from repainter.images import atomic_write_bytes, save_png
-from repainter.records.base import RecordVersionError, dump_record, load_record
+from repainter.records.base import RecordVersionError, dump_record, finite_or_none, load_record
 from repainter.records.case import CaseRecord, ResultLine, load_case_record
 from repainter.records.run_info import RunInfo
 from repainter.spec import RunSpec, load_spec
@@ -177,7 +176,7 @@ def json_safe(data: Any) -> Any:
     {'p': None, 'xs': [1.0, None], 'n': 3}
     """
     if isinstance(data, float):
-        return data if math.isfinite(data) else None
+        return finite_or_none(data)
     if isinstance(data, dict):
         return {k: json_safe(v) for k, v in data.items()}
     if isinstance(data, list | tuple):

@@ -249,7 +249,6 @@ class ReportImages:
         return {"src": "thumbs/" + pure.with_suffix(".jpg").as_posix(), "href": href, "missing": None}
 
 
-_Images = ReportImages  # the name this module's views use
 
 
 # -- context -----------------------------------------------------------------------------------
@@ -309,7 +308,7 @@ def _critique_view(critique: CritiqueRecord | None) -> dict[str, Any] | None:
 
 
 def _candidate_view(cand: CandidateRecord, rnd: RoundRecord, best: CandidateRecord | None,
-                    images: _Images, metric_order: list[str]) -> dict[str, Any]:
+                    images: ReportImages, metric_order: list[str]) -> dict[str, Any]:
     return {
         "variant": cand.variant,
         "image": images(cand.image),
@@ -325,7 +324,7 @@ def _candidate_view(cand: CandidateRecord, rnd: RoundRecord, best: CandidateReco
     }
 
 
-def _rounds_view(record: CaseRecord, images: _Images, metric_order: list[str]
+def _rounds_view(record: CaseRecord, images: ReportImages, metric_order: list[str]
                  ) -> list[dict[str, Any]]:
     """Each round's prompt (as a word diff from the previous one), candidates and critique."""
     rounds = []
@@ -353,7 +352,7 @@ def _rounds_view(record: CaseRecord, images: _Images, metric_order: list[str]
     return rounds
 
 
-def _model_case_view(record: CaseRecord, images: _Images, colour: str,
+def _model_case_view(record: CaseRecord, images: ReportImages, colour: str,
                      metric_order: list[str], detailed: bool = True) -> dict[str, Any]:
     best, round1 = record.best, record.round1_best
     round1_selection = record.round1_selection
@@ -618,7 +617,7 @@ def _cases_view(run_dir: Path, store: RunStore, records: list[CaseRecord], light
                 models: list[str], colours: dict[str, str], metric_order: list[str],
                 max_cases: int, max_detailed: int) -> dict[str, Any]:
     """The case cards grouped by reference (``max_cases`` per page), licences and failures."""
-    images = _Images(run_dir, run_dir / REPORT_DIR)
+    images = ReportImages(run_dir, run_dir / REPORT_DIR)
     groups: OrderedDict[str, list[CaseRecord]] = OrderedDict()
     for record in sorted(records, key=lambda r: (str(r.category or ""), str(r.case_id))):
         groups.setdefault(record.case_id, []).append(record)
@@ -792,7 +791,7 @@ def _stored_description(run_dir: Path, case_id: str) -> ImageUnderstandingTree |
 
 
 def _case_view(case_id: str, mine: list[CaseRecord], detailed: bool, models: list[str],
-               colours: dict[str, str], metric_order: list[str], images: _Images, run_dir: Path,
+               colours: dict[str, str], metric_order: list[str], images: ReportImages, run_dir: Path,
                store: RunStore) -> dict[str, Any]:
     """One reference's card: its reference, description and each model's outcome."""
     order = {m: i for i, m in enumerate(models)}

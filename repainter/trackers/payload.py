@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from PIL import Image, ImageDraw
 
-from repainter.records import CaseRecord
+from repainter.records import CaseRecord, finite_or_none
 
 #: Image grids sent to trackers: the first N references.
 GRID_CASES = 4
@@ -55,7 +54,7 @@ def flatten(data: Any, prefix: str = "") -> dict[str, str]:
 def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return float(value) if math.isfinite(value) else None
+    return finite_or_none(value)
 
 
 def _grid(run_dir: Path, case_id: str, records: list[CaseRecord], models: list[str],
