@@ -666,8 +666,10 @@ def dar_command(
 
 @app.command("meta-eval")
 def meta_eval_command(
-    output_dir: Annotated[str, typer.Option("--output-dir", "-o", help="Folder for the ladder and "
-                                            "baseline runs.")] = "runs/meta-eval",
+    # None, not the default folder: a --config file's output_dir must win over an unset flag
+    output_dir: Annotated[str | None, typer.Option("--output-dir", "-o", help="Folder for the "
+                                                   "ladder and baseline runs [default: the "
+                                                   "config's, else runs/meta-eval].")] = None,
     validity: Annotated[str | None, typer.Option(
         "--validity", help="Where to write VALIDITY.md (validity.json next to it); default: in "
         "the output folder.")] = None,

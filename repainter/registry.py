@@ -134,3 +134,5 @@ T2I.register_lazy("sim", "repainter.sim.t2i:SimT2I")
 MLLM.register_lazy("sim-describer", "repainter.sim.describer:SimDescriber")
 METRICS.register_lazy("scene_truth", "repainter.sim.truth:SceneTruth")
 METRICS.register_lazy("lab_layout", "repainter.backends.metrics.lab_layout:LabLayoutSimilarity")
+METRICS.register_lazy("texture_energy",
+                       "repainter.backends.metrics.texture_energy:TextureEnergySimilarity")

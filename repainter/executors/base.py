@@ -49,6 +49,10 @@ class Execution:
     backend: dict[str, Any] = field(default_factory=dict)
     #: Wall time during which at least one backend call was in flight (for framework time).
     backend_busy_seconds: float = 0.0
+    #: Wall time spent before the first case could start: building the components (loading
+    #: metric models) or starting the worker pool. One-time cost, kept apart from the loop's
+    #: per-case framework time.
+    setup_seconds: float = 0.0
     #: Per T2I label: whether it was loaded and its peak device memory where torch can tell.
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
     executor: dict[str, Any] = field(default_factory=dict)

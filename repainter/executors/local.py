@@ -9,6 +9,7 @@ flight at once (threads; MLLM calls overlap, T2I batches are throttled).
 from __future__ import annotations
 
 import sqlite3
+import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 
@@ -33,8 +34,10 @@ class LocalExecutor:
 
         spec, store = plan.spec, plan.store
 
+        setup_started = time.perf_counter()
         ctx, _items, components = preparing.prepare_context(spec, store)
-        execution = Execution(executor={"name": "local", "concurrency": spec.runtime.concurrency})
+        execution = Execution(executor={"name": "local", "concurrency": spec.runtime.concurrency},
+                              setup_seconds=time.perf_counter() - setup_started)
         try:
             with closing(sqlite3.connect(store.checkpoint_path, check_same_thread=False)) as conn:
                 # WAL with synchronous=NORMAL: a killed process loses nothing committed (only a

@@ -27,6 +27,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 from collections import Counter, deque
 from collections.abc import Callable
 from pathlib import Path
@@ -120,6 +121,7 @@ class RayExecutor:
         spec, store = plan.spec, plan.store
         self.items = {item.id: item for item in plan.items}
 
+        setup_started = time.perf_counter()
         started_here = self._connect(ray)
         cfg = self.config
         actor_class = ray.remote(CaseActor).options(
@@ -133,6 +135,7 @@ class RayExecutor:
         try:
             # the pool is up (components built in every actor) before the first case goes out
             ray.get([actor.pid.remote() for actor in self.actors])
+            execution.setup_seconds = time.perf_counter() - setup_started
             emit({"event": "workers_ready", "workers": len(self.actors)})
             for stage in plan.stages:
                 self._run_stage(ray, stage, store, spec_data, actor_class, on_record, emit,

@@ -273,8 +273,44 @@ def _degradation_metrics(config: MetaEvalConfig) -> list[ComponentSpec]:
     return chosen
 
 
+class SelectionScore:
+    """The selection score as one metric: the weighted mean of its metrics' similarities
+    (:func:`repainter.scoring.selection_score`), so the degradation check rates the score the
+    loop actually selects by, next to its parts."""
+
+    name = "selection"
+    higher_is_better = True
+
+    def __init__(self, metrics: dict[str, Any], weights: dict[str, float]):
+        self.metrics, self.weights = metrics, weights
+
+    def prepare(self, reference) -> dict[str, Any]:
+        return {label: metric.prepare(reference) for label, metric in self.metrics.items()}
+
+    def score(self, prepared: dict[str, Any], images: list) -> list[float | None]:
+        from repainter.scoring import selection_score
+
+        raw = {label: metric.score(prepared[label], images) for label, metric in self.metrics.items()}
+        return [selection_score({label: values[i] for label, values in raw.items()},
+                                self.weights, self.metrics) for i in range(len(images))]
+
+    def similarity(self, value: float) -> float:
+        return value
+
+
+def _selection_for_degradations(config: MetaEvalConfig,
+                                metrics: dict[str, Any]) -> SelectionScore | None:
+    """The run's selection score when every metric it weighs compares images (none is a truth
+    metric) and was built for the check; None otherwise."""
+    weights = config.selection if config.selection is not None else RunSpec().selection
+    if len(weights) < 2 or not set(weights) <= set(metrics):
+        return None  # one metric: its own row already is the selection's
+    return SelectionScore({label: metrics[label] for label in weights}, dict(weights))
+
+
 def run_degradations(config: MetaEvalConfig) -> dict[str, Any]:
-    """(b): graded degradations of real photos (or a dataset's references), tau per metric."""
+    """(b): graded degradations of real photos (or a dataset's references), tau per metric
+    (and of the selection score, where it combines several image metrics)."""
     from repainter.meta_eval.degradations import degradation_validity, skimage_references
 
     started = time.perf_counter()
@@ -291,6 +327,9 @@ def run_degradations(config: MetaEvalConfig) -> dict[str, Any]:
     for component in _degradation_metrics(config):
         metric = METRICS.create(component.name, **component.params)
         metrics[component.display_name] = metric
+    selection = _selection_for_degradations(config, metrics)
+    if selection is not None:
+        metrics["selection"] = selection
     results = degradation_validity(metrics, references, config.degradation_kinds,
                                    config.degradation_strengths)
     return {"references": source, "images": len(references), "size": config.degradation_size,

@@ -7,6 +7,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -70,8 +71,25 @@ def test_framework_time_is_not_negative_under_concurrency(tmp_path):
     info = result.info
     assert info.backend["total_seconds"] > 0
     assert 0 <= info.backend_busy_seconds <= info.loop_seconds
+    assert 0 < info.setup_seconds < info.loop_seconds
     # each figure is rounded to 0.1 ms on its own
-    assert abs(info.framework_seconds - (info.loop_seconds - info.backend_busy_seconds)) < 3e-4
+    expected = info.loop_seconds - info.setup_seconds - info.backend_busy_seconds
+    assert abs(info.framework_seconds - expected) < 4e-4
+
+
+def test_setup_time_is_the_component_build_and_kept_out_of_framework_time(tmp_path, monkeypatch):
+    import repainter.executors.prepare as preparing
+
+    build = preparing.prepare_context
+
+    def slow_build(*args, **kwargs):
+        time.sleep(0.3)  # a slow model load: the loop's per-case time must not absorb it
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(preparing, "prepare_context", slow_build)
+    info = runner.run(_spec(tmp_path / "run")).info
+    assert info.setup_seconds >= 0.3
+    assert info.framework_seconds <= info.loop_seconds - 0.3
 
 
 def test_import_repainter_loads_no_graph_library():

@@ -194,3 +194,34 @@ def test_quick_sizes_and_the_acceptance_sizes(tmp_path):
     assert outcome.exit_code == 0, outcome.output
     config = json.loads((tmp_path / "validity.json").read_text())["config"]
     assert (config["scenes"], config["rounds"], config["variants"]) == (8, 2, 1)
+
+
+def test_the_config_files_output_dir_wins_over_an_unset_flag(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "meta.yaml"
+    config.write_text(f"output_dir: {tmp_path / 'from-config'}\nparts: [degradations]\n"
+                      "degradation_images: [chelsea]\ndegradation_size: 32\n"
+                      "degradation_kinds: [blur]\n")
+    outcome = CliRunner().invoke(app, ["meta-eval", "--config", str(config)])
+    assert outcome.exit_code == 0, outcome.output
+    assert (tmp_path / "from-config" / "validity.json").exists()
+    assert not (tmp_path / "runs").exists()
+
+
+def test_degradations_rate_the_selection_score_itself_when_it_combines_metrics(tmp_path):
+    data = repainter.meta_eval(
+        parts=["degradations"], degradation_images=["chelsea"], degradation_size=32,
+        degradation_kinds=["blur", "colour_shift"], output_dir=str(tmp_path),
+        metrics=[{"name": "lab_layout"}, {"name": "ssim"}], selection={"lab_layout": 3.0, "ssim": 1.0})
+    results = data["degradations"]["metrics"]
+    assert {"selection", "lab_layout", "ssim"} <= set(results)
+    lab, ssim = (np.array(results[m]["kinds"]["colour_shift"]["similarity"])
+                 for m in ("lab_layout", "ssim"))
+    combined = np.array(results["selection"]["kinds"]["colour_shift"]["similarity"])
+    assert combined == pytest.approx(0.75 * lab + 0.25 * ssim)
+    # one weighted metric: its own row already is the selection's
+    single = repainter.meta_eval(
+        parts=["degradations"], degradation_images=["chelsea"], degradation_size=32,
+        degradation_kinds=["blur"], output_dir=str(tmp_path / "one"),
+        metrics=[{"name": "lab_layout"}], selection={"lab_layout": 1.0})
+    assert "selection" not in single["degradations"]["metrics"]

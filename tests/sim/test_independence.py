@@ -2,7 +2,8 @@
 
 The describer must not reach the T2I model's parser or the world grammar; the truth metric must
 not reach the describer's detector (its perception, or the world's image analysis); the T2I
-parser must not reach the describer's phrasing. A new import that breaks one of these fails here.
+parser must not reach the describer's phrasing; the default selection's metrics see pixels only
+(no ground truth, no detector, no renderer). A new import that breaks one of these fails here.
 """
 
 from __future__ import annotations
@@ -79,6 +80,10 @@ def reachable(name: str) -> set[str]:
     ("repainter.sim.lexicon", {"repainter.sim.phrasing", "repainter.sim.describer"}),
     ("repainter.sim.t2i", {"repainter.sim.phrasing", "repainter.sim.describer",
                            "repainter.sim.perception", "repainter.world.grammar"}),
+    *[(f"repainter.backends.metrics.{metric}",
+       {"repainter.sim.truth", "repainter.sim.perception", "repainter.sim.t2i",
+        "repainter.world.analysis", "repainter.world.scene"})
+      for metric in ("lab_layout", "texture_energy")],
 ])
 def test_forbidden_imports_are_unreachable(module, forbidden):
     reached = reachable(module)
