@@ -411,6 +411,11 @@ def build_report_context(run_dir: str | Path, *, max_cases: int = MAX_CASES,
     metric_order = [m.display_name for m in spec.metrics] if spec is not None else []
     correction = spec.correction if spec is not None else "holm"
     tables = load_tables(store, models, records, leaderboard, correction)
+    if light and not tables.saved:
+        # leaderboard.json is stale: the tables are computed, and they need what the card
+        # index leaves out (the rounds, for the mean rounds per case)
+        records, light = [r for r in store.records() if r.model in models], False
+        tables = load_tables(store, models, records, leaderboard, correction)
     plots = write_plots(run_dir, records, models, tables)
     info = store.read_run_info()
     cases = _cases_view(run_dir, store, records, light, models, colours, metric_order,

@@ -143,3 +143,16 @@ def test_report_of_an_unchanged_run_reads_its_card_index_not_every_record(tmp_pa
     record.write_text(record.read_text())
     html.write_report(spec.run_dir)
     assert full_reads == [1]
+
+
+def test_a_report_from_the_card_index_with_a_stale_leaderboard_counts_the_rounds(tmp_path):
+    # the card index leaves the rounds out; tables computed again must not read them from it
+    import repainter.report.html as html
+
+    spec = _spec(tmp_path / "run")
+    result = runner.run(spec)
+    (spec.run_dir / "leaderboard.json").unlink()  # stale / missing: tables are computed
+    context = html.build_report_context(spec.run_dir)
+    expected = {row.model: html.fmt(row.mean_rounds, 1) for row in result.leaderboard}
+    assert all(float(v) > 0 for v in expected.values())
+    assert {row["model"]: row["rounds"] for row in context["board"]} == expected
