@@ -22,7 +22,7 @@ from statistics import fmean
 from typing import Any
 
 from repainter.images import atomic_write_bytes
-from repainter.records.base import dump_record, load_record
+from repainter.records.base import dump_record, finite_or_none, load_record
 from repainter.records.case import CaseRecord
 from repainter.records.leaderboard import (
     AdaptiveSummary,
@@ -50,7 +50,7 @@ LEADERBOARD_FILE = "leaderboard.json"
 
 
 def _mean(values: list[float]) -> float | None:
-    finite = [v for v in values if v is not None and math.isfinite(v)]
+    finite = [v for v in map(finite_or_none, values) if v is not None]
     return fmean(finite) if finite else None
 
 

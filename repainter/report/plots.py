@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from repainter.images import atomic_write_bytes
-from repainter.records import CaseRecord
+from repainter.records import CaseRecord, finite_or_none
 from repainter.records.leaderboard import CategoryRow
 
 #: Colours per model (colour-blind friendly: Okabe-Ito), reused by the HTML legend.
@@ -28,7 +28,7 @@ def model_colour(index: int) -> str:
 
 
 def _finite(values: Sequence[Any]) -> list[float]:
-    return [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    return [v for v in map(finite_or_none, values) if v is not None]
 
 
 def best_ever_matrix(records: list[CaseRecord], model: str) -> list[list[float]]:
