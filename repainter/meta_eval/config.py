@@ -21,7 +21,9 @@ QUICK = {"scenes": 8, "rounds": 2, "variants": 2}
 
 class MetaEvalConfig(BaseModel):
     """Sizes and choices of a meta-evaluation. The defaults are the size the acceptance is
-    judged at: 24 scenes (6 per category of the world), seeds 0-2 and the run spec's 3 x 3 loop
+    judged at: all 32 scenes of the world (8 per category: the set the bench's true quality is
+    defined on; 24 left the style rung of ``attributes`` at the edge of resolution), seeds 0-2
+    and the run spec's 3 x 3 loop
     (about 17 minutes on 2 shared CPU cores, BENCHMARKS.md); ``QUICK`` sizes are a smoke check.
 
     ``None`` fields take the bench's defaults (the simulation bench where ``repainter.sim`` is
@@ -39,7 +41,7 @@ class MetaEvalConfig(BaseModel):
     #: Ladder name -> {name, description, nested, models: [best ... worst]}; None = default.
     ladders: dict[str, dict[str, Any]] | None = None
     #: References per ladder run; on the default world an equal share per category.
-    scenes: int = Field(default=24, ge=2)
+    scenes: int = Field(default=32, ge=2)
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
     rounds: int = Field(default=3, ge=1)
     variants: int = Field(default=3, ge=1)

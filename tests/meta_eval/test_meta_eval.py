@@ -187,7 +187,7 @@ def test_quick_sizes_and_the_acceptance_sizes(tmp_path):
     # the acceptance is judged at the run spec's loop (RunSpec().loop), 6 scenes per category
     assert (defaults.rounds, defaults.variants) == (repainter.RunSpec().loop.rounds,
                                                     repainter.RunSpec().loop.variants)
-    assert defaults.scenes == 24 and QUICK["scenes"] < defaults.scenes
+    assert defaults.scenes == 32 and QUICK["scenes"] < defaults.scenes
     outcome = CliRunner().invoke(app, [
         "meta-eval", "--quick", "--variants", "1", "--parts", "degradations", "-o", str(tmp_path),
         "--config", str(_config(tmp_path))])
