@@ -59,7 +59,8 @@ CANDIDATES = {
     "psnr": {"psnr": 1.0},
     "lab_layout": {"lab_layout": 1.0},
     "texture_energy": {"texture_energy": 1.0},
-    "lab_layout+texture_energy": {"lab_layout": 1.0, "texture_energy": 1.0},
+    "lab_layout+texture_energy 1:1": {"lab_layout": 1.0, "texture_energy": 1.0},
+    "lab_layout+texture_energy 1:2": {"lab_layout": 1.0, "texture_energy": 2.0},
 }
 #: Metrics scored post hoc on the stored images (not in the run's spec).
 EXTRA_METRICS = ("psnr",)

@@ -291,7 +291,7 @@ class RunSpec(SpecModel):
     #: (texture_energy, which sees the texture and outlines lab_layout averages away); VALIDITY.md
     #: measures it and datasets/sim/README.md says how the weights were chosen.
     selection: dict[str, float] = Field(
-        default_factory=lambda: {"lab_layout": 1.0, "texture_energy": 1.0}
+        default_factory=lambda: {"lab_layout": 1.0, "texture_energy": 2.0}
     )
     loop: LoopSpec = Field(default_factory=LoopSpec)
     judge: bool = True

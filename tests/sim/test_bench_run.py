@@ -24,7 +24,7 @@ def test_the_default_spec_is_the_bench():
     spec = RunSpec()
     assert [t.name for t in spec.t2i] == ["sim"] and spec.mllm.name == "sim-describer"
     assert {"scene_truth", "lab_layout", "texture_energy"} <= {m.name for m in spec.metrics}
-    assert spec.selection == {"lab_layout": 1.0, "texture_energy": 1.0}
+    assert spec.selection == {"lab_layout": 1.0, "texture_energy": 2.0}
 
 
 @pytest.fixture(scope="module")
