@@ -194,6 +194,26 @@ def _misses(ladders: dict[str, Any], truth: str | None) -> list[str]:
     return lines
 
 
+def _truth_misses(ladders: dict[str, Any], truth: str | None) -> list[str]:
+    """The adjacent pairs the truth metric of the loop's picks does not separate: their gap in
+    true quality (one oracle render) next to the difference the loop left (it repairs some
+    failures, so a gap can shrink below what the bench resolves)."""
+    lines = []
+    for name, ladder in ladders.items():
+        true = ladder["metrics"].get(truth or "")
+        gaps = ladder.get("gaps") or []
+        if not true:
+            continue
+        pairs = [f"{t['better']} > {t['worse']}{_step(ladder, k + 1)}: true-quality gap "
+                 f"{fmt_value(gaps[k]['gap'], 3) if k < len(gaps) else '-'}, {truth} of the "
+                 f"loop's picks {_signed(t['mean_difference'])} (p {_p(t['p_value'])})"
+                 for k, t in enumerate(true["adjacent"]) if not t["separated"]]
+        if pairs:
+            lines.append(f"- On `{name}` the truth metric does not separate: " + "; ".join(pairs)
+                         + ".")
+    return lines
+
+
 def _fallback(ladders: dict[str, Any], truth: str | None) -> list[str]:
     """The issue's fallback: which measured metric reaches TRUSTED on every required ladder."""
     taus: dict[str, list[float]] = {}
@@ -217,7 +237,8 @@ def _headline(data: dict[str, Any], truth: str | None) -> list[str]:
         stress = {n: lad for n, lad in ladders.items() if not lad.get("required", True)}
         if required:
             lines += _acceptance_lines(required, truth, "Required ladders")
-            lines += _misses(required, truth) + _fallback(required, truth)
+            lines += (_misses(required, truth) + _truth_misses(required, truth)
+                      + _fallback(required, truth))
         if stress:
             lines += _acceptance_lines(stress, truth, "Stress ladders (not required)")
         lines += _resolution_line(ladders, truth)

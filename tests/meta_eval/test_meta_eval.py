@@ -179,6 +179,14 @@ def test_validity_judges_the_acceptance_on_required_ladders_and_reports_stress_o
            "(rate 0.2): truth +0.0500 (p 0.01), selection +0.0500 (p 0.3)." in text
     assert "reach tau >= 0.9 on every required ladder: none" in text
 
+    # a pair the truth metric of the loop's picks leaves unseparated is named with both gaps
+    data["ladders"]["c"] = _ladder_result((1.0, 1.0), [True, True], [0.1, 0.04],
+                                          truth_separated=[True, False])
+    text = validity_markdown(data)
+    assert "On `c` the truth metric does not separate: m1 > m2 (rate 0.2): true-quality gap " \
+           "0.040, truth of the loop's picks +0.0500 (p 0.3)." in text
+    assert "truth metric `truth` does NOT separate every adjacent rung" in text
+
 
 def test_quick_sizes_and_the_acceptance_sizes(tmp_path):
     from repainter.meta_eval.config import QUICK, MetaEvalConfig

@@ -15,8 +15,9 @@ Why it exists: the default selection score ``lab_layout`` compares pooled mean c
 cannot see a fine checker pattern or a thin outline: a textured object drawn flat has the same
 mean colour in every cell (``tests/sim/test_lab_layout.py``). On the simulation bench's
 ``attributes`` ladder that left the ``style_bias 1.0`` rung unseparated (VALIDITY.md). This
-metric sees exactly that and is blind to colour (a colour shift leaves detail unchanged), so it
-is meant to be combined with a colour-layout score, as the default selection does.
+metric sees exactly that; colour reaches it only through the contrast of edges (a recoloured
+object with the same outline scores far closer than a flat one against a textured one), so it is
+meant to be combined with a colour-layout score, as the default selection does.
 
 >>> from PIL import Image, ImageDraw
 >>> from repainter.backends.base import Reference
