@@ -237,9 +237,11 @@ def finalize(plan: RunPlan, counts: dict[str, int], execution: Execution,
         backend=execution.backend,
         backend_busy_seconds=round(execution.backend_busy_seconds, 4),
         setup_seconds=round(execution.setup_seconds, 4),
-        # wall time of the loop after setup that no backend call was running in: never negative
-        # under concurrency
+        release_seconds=round(execution.release_seconds, 4),
+        # wall time of the loop, without loading and releasing models, that no backend call was
+        # running in: never negative under concurrency
         framework_seconds=round(max(0.0, loop_seconds - execution.setup_seconds
+                                    - execution.release_seconds
                                     - execution.backend_busy_seconds), 4),
         environment=capture_environment(),  # after the run: the device is known once loaded
         spec=plan.spec.model_dump(mode="json"),

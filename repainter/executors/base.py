@@ -53,6 +53,9 @@ class Execution:
     #: metric models) or starting the worker pool. One-time cost, kept apart from the loop's
     #: per-case framework time.
     setup_seconds: float = 0.0
+    #: Wall time spent releasing models (after a model's stage, and at the end): also one-time
+    #: model management, not per-case framework time.
+    release_seconds: float = 0.0
     #: Per T2I label: whether it was loaded and its peak device memory where torch can tell.
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
     executor: dict[str, Any] = field(default_factory=dict)

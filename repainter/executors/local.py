@@ -48,9 +48,9 @@ class LocalExecutor:
                 for stage in plan.stages:
                     self._run_stage(worker, stage, spec.runtime.concurrency, on_record, emit)
                     if releases_after(spec, stage):
-                        merge_model_memory(execution.models, stage.model, worker.release(stage.model))
+                        self._release(worker, stage.model, execution)
                 for label in components.lazy:  # whatever is still loaded
-                    merge_model_memory(execution.models, label, worker.release(label))
+                    self._release(worker, label, execution)
         finally:
             components.close()
         execution.mllm_usage = components.mllm.usage()
@@ -58,6 +58,12 @@ class LocalExecutor:
         execution.backend = components.clock.summary()
         execution.backend_busy_seconds = components.clock.busy_seconds
         return execution
+
+    @staticmethod
+    def _release(worker: CaseWorker, label: str, execution: Execution) -> None:
+        started = time.perf_counter()
+        merge_model_memory(execution.models, label, worker.release(label))
+        execution.release_seconds += time.perf_counter() - started
 
     @staticmethod
     def _run_stage(worker: CaseWorker, stage: Stage, concurrency: int,

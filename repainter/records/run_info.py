@@ -88,7 +88,9 @@ class RunInfo(VersionedRecord):
     backend_busy_seconds: float | None = None
     #: Part of ``loop_seconds`` spent building components / starting workers (one-time).
     setup_seconds: float | None = None
-    #: ``loop_seconds`` minus setup and minus the time a backend call was in flight.
+    #: Part of ``loop_seconds`` spent releasing models (one-time, per model).
+    release_seconds: float | None = None
+    #: ``loop_seconds`` minus setup, release and the time a backend call was in flight.
     framework_seconds: float | None = None
     #: Versions, git commit, device (a comparison of runs: per source run folder).
     environment: dict[str, Any] | None = None

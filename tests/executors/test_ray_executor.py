@@ -47,6 +47,10 @@ def test_ray_and_local_give_identical_records_and_reuse_each_other(cluster, tmp_
     local = runner.run(_spec(tmp_path / "local", "local"))
     on_ray = runner.run(_spec(tmp_path / "ray", "ray"))
     assert on_ray.info.executor["name"] == "ray"
+    # starting the pool and releasing the workers' models are timed apart from the cases
+    info = on_ray.info
+    assert info.setup_seconds > 0 and info.release_seconds >= 0
+    assert info.framework_seconds <= info.loop_seconds - info.setup_seconds + 1e-3
     assert on_ray.info.cases.model_dump(exclude_none=True) == {"done": 3, "failed": 0, "reused": 0, "total": 3}
     assert _comparable(tmp_path / "ray") == _comparable(tmp_path / "local")
     assert [r.case_id for r in on_ray.records] == [r.case_id for r in local.records]
