@@ -233,3 +233,20 @@ def test_degradations_rate_the_selection_score_itself_when_it_combines_metrics(t
         degradation_kinds=["blur"], output_dir=str(tmp_path / "one"),
         metrics=[{"name": "lab_layout"}], selection={"lab_layout": 1.0})
     assert "selection" not in single["degradations"]["metrics"]
+
+
+def test_the_ideal_pick_config_is_valid_and_holds_the_current_nested_ladders():
+    # datasets/sim/truth-selection.yaml reruns the nested ladders with the loop selecting by the
+    # ground truth; it must stay a valid config and name today's ladders
+    from pathlib import Path
+
+    import yaml
+
+    from repainter.meta_eval.config import MetaEvalConfig
+    from repainter.sim.zoo import ladders
+
+    path = Path(repainter.__file__).resolve().parents[1] / "datasets" / "sim" / "truth-selection.yaml"
+    config = MetaEvalConfig.model_validate(yaml.safe_load(path.read_text()))
+    assert config.selection == {"scene_truth": 1.0} and config.parts == ["ladders"]
+    for name, data in config.ladders.items():
+        assert [dict(m) for m in ladders()[name].models] == data["models"]
