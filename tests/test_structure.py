@@ -81,7 +81,8 @@ def test_no_private_names_are_imported_across_modules():
 
 @pytest.mark.parametrize("name", [
     "repainter.scoring", "repainter.offline", "repainter.version", "repainter.gallery",
-    "repainter.records.dar", "repainter.components", "repainter.weights"])
+    "repainter.records.dar", "repainter.components", "repainter.weights",
+    "repainter.backends.metrics._preprocess"])
 def test_the_shared_modules_examples_run(name):
     result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0

@@ -23,6 +23,18 @@ def resize_policy(size: int | None) -> str:
     return f"both resized (bicubic, aspect not kept) to {size}x{size}"
 
 
+def pool_cells(array: np.ndarray, cells: int) -> np.ndarray:
+    """Average-pool the first two axes of a square ``array`` into ``cells`` x ``cells`` blocks
+    (rows and columns beyond a multiple of ``cells`` are dropped); trailing axes are kept.
+
+    >>> pool_cells(np.arange(16.0).reshape(4, 4), 2).tolist()
+    [[2.5, 4.5], [10.5, 12.5]]
+    """
+    k = array.shape[0] // cells
+    trimmed = array[: k * cells, : k * cells]
+    return trimmed.reshape((cells, k, cells, k) + array.shape[2:]).mean(axis=(1, 3))
+
+
 def resize_square(img: Image.Image, size: int) -> np.ndarray:
     """RGB uint8 array of ``img`` resized (bicubic, aspect not kept) to ``size`` x ``size``."""
     return rgb_array(img, (size, size))

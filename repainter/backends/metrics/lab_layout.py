@@ -36,15 +36,7 @@ from scipy import ndimage
 from skimage.color import rgb2lab
 
 from repainter.backends.base import Metric, Reference
-from repainter.backends.metrics._preprocess import resize_square
-
-
-def _pool(array: np.ndarray, cells: int) -> np.ndarray:
-    size = array.shape[0]
-    k = size // cells
-    trimmed = array[: k * cells, : k * cells]
-    shape = (cells, k, cells, k) + array.shape[2:]
-    return trimmed.reshape(shape).mean(axis=(1, 3))
+from repainter.backends.metrics._preprocess import pool_cells, resize_square
 
 
 class LabLayoutSimilarity(Metric):
@@ -86,8 +78,8 @@ class LabLayoutSimilarity(Metric):
             area = np.bincount(regions.ravel())
             weight = np.where(regions > 0, area[1:].mean() / area[regions], 0.0)
         cells = self.content_cells
-        pooled_w = _pool(weight, cells).reshape(-1)
-        pooled_lab = (_pool(lab * weight[..., None], cells).reshape(-1, 3)
+        pooled_w = pool_cells(weight, cells).reshape(-1)
+        pooled_lab = (pool_cells(lab * weight[..., None], cells).reshape(-1, 3)
                       / np.maximum(pooled_w, 1e-9)[:, None])
         keep = pooled_w > 1e-6
         return {"lab": lab, "weight": weight, "background": background,
@@ -113,8 +105,8 @@ class LabLayoutSimilarity(Metric):
         weight = self.background_weight + np.maximum(ref["weight"], cand["weight"])
         values = []
         for cells in self.scales:
-            w = _pool(weight, cells)
-            distance = np.linalg.norm(_pool(ref["lab"], cells) - _pool(cand["lab"], cells), axis=2)
+            w = pool_cells(weight, cells)
+            distance = np.linalg.norm(pool_cells(ref["lab"], cells) - pool_cells(cand["lab"], cells), axis=2)
             values.append(float((w * (1.0 - np.minimum(distance / self.max_delta, 1.0))).sum() / w.sum()))
         return float(np.mean(values))
 

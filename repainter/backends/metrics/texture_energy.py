@@ -46,16 +46,13 @@ from scipy import ndimage
 from skimage.color import rgb2lab
 
 from repainter.backends.base import Metric, Reference
+from repainter.backends.metrics._preprocess import pool_cells
 from repainter.images import to_rgb
 
 
-def _pool(array: np.ndarray, cells: int) -> np.ndarray:
-    k = array.shape[0] // cells
-    return array[: k * cells, : k * cells].reshape(cells, k, cells, k).mean(axis=(1, 3))
-
-
 class TextureEnergySimilarity(Metric):
-    """Multi-scale similarity of local detail energy in [0, 1] (weight-free, colour-blind)."""
+    """Multi-scale similarity of local detail energy in [0, 1] (weight-free; colour counts
+    only through edge contrast)."""
 
     name = "texture_energy"
     higher_is_better = True
@@ -79,7 +76,7 @@ class TextureEnergySimilarity(Metric):
         lab = rgb2lab(np.asarray(small, dtype=np.float64) / 255.0)
         blurred = ndimage.gaussian_filter(lab, sigma=(self.sigma, self.sigma, 0))
         detail = np.linalg.norm(lab - blurred, axis=2)
-        return [_pool(detail, cells) for cells in self.scales]
+        return [pool_cells(detail, cells) for cells in self.scales]
 
     def prepare(self, reference: Reference) -> list[np.ndarray]:
         return self._energies(reference.image)
