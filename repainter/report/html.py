@@ -410,12 +410,11 @@ def build_report_context(run_dir: str | Path, *, max_cases: int = MAX_CASES,
     colours = {m: model_colour(i) for i, m in enumerate(models)}
     metric_order = [m.display_name for m in spec.metrics] if spec is not None else []
     correction = spec.correction if spec is not None else "holm"
-    tables = load_tables(store, models, records, leaderboard, correction)
-    if light and not tables.saved:
-        # leaderboard.json is stale: the tables are computed, and they need what the card
-        # index leaves out (the rounds, for the mean rounds per case)
-        records, light = [r for r in store.records() if r.model in models], False
-        tables = load_tables(store, models, records, leaderboard, correction)
+    tables = saved_tables(store, models, records)
+    if tables is None:
+        if light:  # computing needs what the card index leaves out (the rounds per case)
+            records, light = [r for r in store.records() if r.model in models], False
+        tables = compute_tables(records, models, leaderboard, correction)
     plots = write_plots(run_dir, records, models, tables)
     info = store.read_run_info()
     cases = _cases_view(run_dir, store, records, light, models, colours, metric_order,
@@ -464,13 +463,19 @@ class ReportTables:
     saved: bool
 
 
-def load_tables(store: RunStore, models: list[str], records: list[CaseRecord],
-                leaderboard: list[LeaderboardRow] | None, correction: str) -> ReportTables:
-    """The tables of leaderboard.json where it is current for ``records``, else computed."""
+def saved_tables(store: RunStore, models: list[str], records: list[CaseRecord]
+                 ) -> ReportTables | None:
+    """The tables of leaderboard.json where it was written from exactly ``records``, else None."""
     saved = _current_tables(store, models, records)
-    if saved is not None:  # leaderboard.json was written from exactly these records
-        rows, by_metric, categories = saved
-        return ReportTables(rows, by_metric, categories, saved=True)
+    if saved is None:
+        return None
+    rows, by_metric, categories = saved
+    return ReportTables(rows, by_metric, categories, saved=True)
+
+
+def compute_tables(records: list[CaseRecord], models: list[str],
+                   leaderboard: list[LeaderboardRow] | None, correction: str) -> ReportTables:
+    """The tables computed from full records (``leaderboard``: rows the caller already built)."""
     rows = leaderboard if leaderboard is not None else (
         build_leaderboard(records, models) if records else [])
     categories = build_category_table(records) if records else []
