@@ -5,7 +5,9 @@ bookkeeping. Executors import this module, never the ``repainter.executors`` pac
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -59,6 +61,15 @@ class Execution:
     #: Per T2I label: whether it was loaded and its peak device memory where torch can tell.
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
     executor: dict[str, Any] = field(default_factory=dict)
+
+    @contextmanager
+    def releasing(self) -> Iterator[None]:
+        """Adds the wall time of the block to ``release_seconds`` (every executor's releases)."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.release_seconds += time.perf_counter() - started
 
 
 class Executor(Protocol):

@@ -61,9 +61,8 @@ class LocalExecutor:
 
     @staticmethod
     def _release(worker: CaseWorker, label: str, execution: Execution) -> None:
-        started = time.perf_counter()
-        merge_model_memory(execution.models, label, worker.release(label))
-        execution.release_seconds += time.perf_counter() - started
+        with execution.releasing():
+            merge_model_memory(execution.models, label, worker.release(label))
 
     @staticmethod
     def _run_stage(worker: CaseWorker, stage: Stage, concurrency: int,

@@ -141,14 +141,12 @@ class RayExecutor:
                 self._run_stage(ray, stage, store, spec_data, actor_class, on_record, emit,
                                 execution)
                 if releases_after(spec, stage):
-                    released_at = time.perf_counter()
-                    for released in self._on_every_actor(ray, "release", stage.model,
-                                                         replace=(actor_class, spec_data)):
-                        merge_model_memory(execution.models, stage.model, released)
-                    execution.release_seconds += time.perf_counter() - released_at
-            released_at = time.perf_counter()
-            self._collect(ray, execution)  # every worker releases what it still holds
-            execution.release_seconds += time.perf_counter() - released_at
+                    with execution.releasing():
+                        for released in self._on_every_actor(ray, "release", stage.model,
+                                                             replace=(actor_class, spec_data)):
+                            merge_model_memory(execution.models, stage.model, released)
+            with execution.releasing():  # every worker releases what it still holds
+                self._collect(ray, execution)
             execution.executor["lost_workers"] = self.lost_workers
         finally:
             for actor in self.actors:
