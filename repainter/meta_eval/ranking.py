@@ -19,7 +19,7 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -29,12 +29,28 @@ from repainter.records import CaseRecord
 from repainter.report.stats import sign_flip_p_value
 
 
+def final_score(record: CaseRecord, metric: str) -> float | None:
+    """The metric's score at the candidate the loop picked (None: not measured)."""
+    return record.final_scores.get(metric)
+
+
+def best_rendered(record: CaseRecord, metric: str) -> float | None:
+    """The metric's best score over every candidate the loop rendered, as if the loop had
+    picked by it (an ideal re-pick: it tells "the loop never rendered it" apart from "the
+    selection did not pick it"). Assumes higher is better; None where no candidate has it."""
+    values = [c.scores[metric] for rnd in record.rounds for c in rnd.candidates
+              if c.scores.get(metric) is not None]
+    return max(values) if values else None
+
+
 def case_matrix(records: list[CaseRecord], models: Sequence[str], metric: str,
-                higher_is_better: bool = True) -> tuple[list[str], np.ndarray]:
-    """(case ids, cases x models array) of final scores on the cases every model finished."""
+                higher_is_better: bool = True, value_of: Callable[[CaseRecord, str], float | None]
+                = final_score) -> tuple[list[str], np.ndarray]:
+    """(case ids, cases x models array) of final scores (or ``value_of``) on the cases every
+    model finished."""
     by_model: dict[str, dict[str, float]] = {m: {} for m in models}
     for record in records:
-        value = record.final_scores.get(metric)  # None: not measured (records hold no NaN)
+        value = value_of(record, metric)  # None: not measured (records hold no NaN)
         if record.done and record.model in by_model and value is not None:
             by_model[record.model][record.case_id] = value if higher_is_better else -value
     cases = sorted(set.intersection(*(set(v) for v in by_model.values()))) if models else []
@@ -77,12 +93,15 @@ def adjacent_separation(matrix: np.ndarray, models: Sequence[str], *, alpha: flo
 
 
 def ladder_validity(per_seed_records: dict[int, list[dict[str, Any]]], models: Sequence[str],
-                    metrics: dict[str, bool], *, resamples: int = 1000) -> dict[str, dict[str, Any]]:
+                    metrics: dict[str, bool], *, resamples: int = 1000,
+                    value_of: Callable[[CaseRecord, str], float | None] = final_score,
+                    ) -> dict[str, dict[str, Any]]:
     """Per metric (label -> higher_is_better): tau on the seed-averaged cases with its bootstrap
-    interval, tau per seed and its mean, and the adjacent-rung separation table."""
+    interval, tau per seed and its mean, and the adjacent-rung separation table. ``value_of``
+    reads a record's value (default: the score of the loop's pick)."""
     out = {}
     for metric, higher in metrics.items():
-        matrices = {seed: case_matrix(records, models, metric, higher)
+        matrices = {seed: case_matrix(records, models, metric, higher, value_of)
                     for seed, records in per_seed_records.items()}
         shared = sorted(set.intersection(*(set(cases) for cases, _ in matrices.values())))
         if not shared:

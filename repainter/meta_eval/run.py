@@ -20,7 +20,7 @@ from typing import Any
 
 from repainter.meta_eval.config import WEIGHT_FREE, MetaEvalConfig
 from repainter.meta_eval.ladders import Ladder, bench_zoo, default_ladders, labelled
-from repainter.meta_eval.ranking import ladder_validity
+from repainter.meta_eval.ranking import best_rendered, ladder_validity
 from repainter.records import CandidateRecord, CaseRecord, finite_or_none
 from repainter.records.leaderboard import LeaderboardRow
 from repainter.registry import METRICS
@@ -133,10 +133,24 @@ def run_ladders(config: MetaEvalConfig, ladders: dict[str, Ladder]) -> dict[str,
             "run_dir": str(result.run_dir),
             "metrics": ladder_validity(_per_seed_records(result), models, directions,
                                        resamples=config.bootstrap_resamples),
+            # the truth of the best render the loop made: what an ideal pick would have shown
+            "best_rendered": _best_rendered(config, _per_seed_records(result), models,
+                                            directions),
             "seed_sensitivity": _seed_sensitivity(result.leaderboard, list(directions)),
             "seconds": round(time.perf_counter() - started, 1),
         }
     return out
+
+
+def _best_rendered(config: MetaEvalConfig, per_seed: dict[int, list[CaseRecord]],
+                   models: list[str], directions: dict[str, bool]) -> dict[str, Any] | None:
+    """Tau and adjacent separation of the truth metric at each case's best render (an ideal
+    re-pick among the loop's candidates); None without a higher-is-better truth metric."""
+    if not config.truth or not directions.get(config.truth, False):
+        return None
+    found = ladder_validity(per_seed, models, {config.truth: True},
+                            resamples=config.bootstrap_resamples, value_of=best_rendered)
+    return found.get(config.truth)
 
 
 def _true_quality(ladder: Ladder) -> dict[str, Any]:

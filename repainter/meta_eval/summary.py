@@ -47,11 +47,17 @@ def _ladder_sections(ladders: dict[str, Any], truth: str | None,
     lines += ["", "Kendall tau between each metric's ranking of the models and the true order "
               "(1 = perfect): tau on the cases' seed-averaged scores [95% bootstrap CI over "
               "cases]; in brackets after it, the mean of the per-seed taus.", ""]
+    # (row label, the row's result on one ladder); the last row is a diagnostic, not a metric
+    entries = [(metric + (" (truth)" if metric == truth else ""),
+                lambda ladder, metric=metric: ladder["metrics"].get(metric)) for metric in metrics]
+    if truth and any(ladder.get("best_rendered") for ladder in ladders.values()):
+        entries.append((f"{truth} at each case's best render (ideal re-pick)",
+                        lambda ladder: ladder.get("best_rendered")))
     rows = []
-    for metric in metrics:
-        cells = [metric + (" (truth)" if metric == truth else "")]
+    for label, result_of in entries:
+        cells = [label]
         for name in names:
-            r = ladders[name]["metrics"].get(metric)
+            r = result_of(ladders[name])
             cells.append("-" if r is None else f"{r['tau']:.2f} [{fmt_value(r['tau_ci_low'], 2)}, "
                          f"{fmt_value(r['tau_ci_high'], 2)}] (seeds {r['tau_seed_mean']:.2f})")
         rows.append(cells)
@@ -60,10 +66,10 @@ def _ladder_sections(ladders: dict[str, Any], truth: str | None,
               "sign-flip p < 0.05 (uncorrected), on seed-averaged cases / within one seed's run "
               "(mean over seeds).", ""]
     rows = []
-    for metric in metrics:
-        cells = [metric]
+    for label, result_of in entries:
+        cells = [label.removesuffix(" (truth)")]
         for name in names:
-            r = ladders[name]["metrics"].get(metric)
+            r = result_of(ladders[name])
             pairs = len(r["adjacent"]) if r else 0
             cells.append("-" if r is None else f"{round(r['adjacent_separated'] * pairs)}/{pairs}"
                          f" / {r['adjacent_separated_per_seed']:.2f}")
@@ -214,6 +220,22 @@ def _truth_misses(ladders: dict[str, Any], truth: str | None) -> list[str]:
     return lines
 
 
+def _best_rendered_line(ladders: dict[str, Any], truth: str | None, label: str) -> list[str]:
+    """Whether the truth metric separates every adjacent rung at each case's best render (the
+    loop's candidates re-picked by the truth itself): a pair separated here but not at the
+    loop's picks is lost by the selection, not by the loop."""
+    found = {name: lad["best_rendered"] for name, lad in ladders.items() if lad.get("best_rendered")}
+    if not truth or not found:
+        return []
+    counts = [f"{round(r['adjacent_separated'] * len(r['adjacent']))}/{len(r['adjacent'])}"
+              for r in found.values()]
+    every = all(r["adjacent_separated"] == 1.0 for r in found.values())
+    return [f"- {label} ({', '.join(found)}): truth metric `{truth}` at each case's best render "
+            "(the loop's candidates re-picked by the truth, an ideal pick) "
+            + ("separates" if every else "does NOT separate")
+            + " every adjacent rung: " + ", ".join(counts) + "."]
+
+
 def _fallback(ladders: dict[str, Any], truth: str | None) -> list[str]:
     """The issue's fallback: which measured metric reaches TRUSTED on every required ladder."""
     taus: dict[str, list[float]] = {}
@@ -238,6 +260,7 @@ def _headline(data: dict[str, Any], truth: str | None) -> list[str]:
         if required:
             lines += _acceptance_lines(required, truth, "Required ladders")
             lines += (_misses(required, truth) + _truth_misses(required, truth)
+                      + _best_rendered_line(required, truth, "Required ladders")
                       + _fallback(required, truth))
         if stress:
             lines += _acceptance_lines(stress, truth, "Stress ladders (not required)")

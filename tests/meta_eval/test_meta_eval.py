@@ -187,6 +187,33 @@ def test_validity_judges_the_acceptance_on_required_ladders_and_reports_stress_o
            "0.040, truth of the loop's picks +0.0500 (p 0.3)." in text
     assert "truth metric `truth` does NOT separate every adjacent rung" in text
 
+    # the same pair at each case's best render (the loop's candidates re-picked by the truth)
+    data["ladders"]["c"]["best_rendered"] = data["ladders"]["c"]["metrics"]["truth"] | {
+        "adjacent_separated": 1.0, "adjacent": [dict(a, separated=True) for a in
+                                                data["ladders"]["c"]["metrics"]["truth"]["adjacent"]]}
+    text = validity_markdown(data)
+    assert "Required ladders (c): truth metric `truth` at each case's best render (the loop's " \
+           "candidates re-picked by the truth, an ideal pick) separates every adjacent rung: " \
+           "2/2." in text
+    assert "| truth at each case's best render (ideal re-pick) | - | - | - | 2/2 / 0.50 |" in text
+
+
+def test_best_rendered_reads_every_candidate_not_only_the_pick():
+    from repainter.meta_eval.ranking import best_rendered, case_matrix, final_score
+    from repainter.records import CaseRecord
+
+    def record(model, truths, picked):
+        return CaseRecord.model_validate({
+            "case_id": "c", "model": model, "status": "done",
+            "final_scores": {"truth": truths[picked]},
+            "rounds": [{"round": 1, "candidates": [{"scores": {"truth": t}} for t in truths]}]})
+
+    records = [record("a", [0.2, 0.9, 0.5], picked=0), record("b", [0.4, None, 0.6], picked=2)]
+    assert best_rendered(records[1], "truth") == 0.6 and best_rendered(records[0], "x") is None
+    _, picked = case_matrix(records, ["a", "b"], "truth", value_of=final_score)
+    _, best = case_matrix(records, ["a", "b"], "truth", value_of=best_rendered)
+    assert picked.tolist() == [[0.2, 0.6]] and best.tolist() == [[0.9, 0.6]]
+
 
 def test_quick_sizes_and_the_acceptance_sizes(tmp_path):
     from repainter.meta_eval.config import QUICK, MetaEvalConfig
@@ -243,10 +270,15 @@ def test_the_ideal_pick_config_is_valid_and_holds_the_current_nested_ladders():
     import yaml
 
     from repainter.meta_eval.config import MetaEvalConfig
-    from repainter.sim.zoo import ladders
+    from repainter.meta_eval.ladders import Ladder
+    from repainter.sim.zoo import ladders, retired_ladders
 
     path = Path(repainter.__file__).resolve().parents[1] / "datasets" / "sim" / "truth-selection.yaml"
     config = MetaEvalConfig.model_validate(yaml.safe_load(path.read_text()))
     assert config.selection == {"scene_truth": 1.0} and config.parts == ["ladders"]
+    current = {**{n: lad for n, lad in ladders().items() if lad.nested}, **retired_ladders()}
+    assert set(config.ladders) == set(current)  # every nested ladder, and the retired ones
     for name, data in config.ladders.items():
-        assert [dict(m) for m in ladders()[name].models] == data["models"]
+        assert [dict(m) for m in current[name].models] == data["models"]
+        # the retired ladder runs as a stress ladder, apart from the acceptance
+        assert Ladder.from_data(name, data).required == current[name].required

@@ -11,10 +11,11 @@ flat and the other is not; ``c = stability``), averaged with weights ``max(e_ref
 floor`` so that cells with detail in either image count and flat background does not swamp them.
 The score is the mean over scales, in [0, 1].
 
-Why it exists: the default selection score ``lab_layout`` compares pooled mean colours, so it
+Why it exists: ``lab_layout`` (the former default selection) compares pooled mean colours, so it
 cannot see a fine checker pattern or a thin outline: a textured object drawn flat has the same
-mean colour in every cell (``tests/sim/test_lab_layout.py``). On the simulation bench's
-``attributes`` ladder that left the ``style_bias 1.0`` rung unseparated (VALIDITY.md). This
+mean colour in every cell (``tests/sim/test_lab_layout.py``). On the simulation bench's former
+5-rung ``attributes`` ladder that left the ``style_bias 1.0`` rung unseparated
+(datasets/sim/README.md). This
 metric sees exactly that; colour reaches it only through the contrast of edges (a recoloured
 object with the same outline scores far closer than a flat one against a textured one), so it is
 meant to be combined with a colour-layout score, as the default selection does.
