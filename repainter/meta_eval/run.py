@@ -127,15 +127,15 @@ def run_ladders(config: MetaEvalConfig, ladders: dict[str, Ladder]) -> dict[str,
         result = run(spec)
         models = [t.display_name for t in spec.t2i]
         directions = _directions(spec)
+        per_seed = _per_seed_records(result)
         out[name] = {
             "description": ladder.description, "nested": ladder.nested, "models": models,
             "required": ladder.required, **_true_quality(ladder),
             "run_dir": str(result.run_dir),
-            "metrics": ladder_validity(_per_seed_records(result), models, directions,
+            "metrics": ladder_validity(per_seed, models, directions,
                                        resamples=config.bootstrap_resamples),
             # the truth of the best render the loop made: what an ideal pick would have shown
-            "best_rendered": _best_rendered(config, _per_seed_records(result), models,
-                                            directions),
+            "best_rendered": _best_rendered(config, per_seed, models, directions),
             "seed_sensitivity": _seed_sensitivity(result.leaderboard, list(directions)),
             "seconds": round(time.perf_counter() - started, 1),
         }

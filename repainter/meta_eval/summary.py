@@ -70,9 +70,8 @@ def _ladder_sections(ladders: dict[str, Any], truth: str | None,
         cells = [label.removesuffix(" (truth)")]
         for name in names:
             r = result_of(ladders[name])
-            pairs = len(r["adjacent"]) if r else 0
-            cells.append("-" if r is None else f"{round(r['adjacent_separated'] * pairs)}/{pairs}"
-                         f" / {r['adjacent_separated_per_seed']:.2f}")
+            cells.append("-" if r is None else
+                         f"{_separated(r)} / {r['adjacent_separated_per_seed']:.2f}")
         rows.append(cells)
     lines += markdown_table(["metric", *names], rows)
     return lines
@@ -133,6 +132,12 @@ def _seed_section(ladders: dict[str, Any]) -> list[str]:
                            "SD/SE (max)"], rows)
 
 
+def _separated(result: dict[str, Any]) -> str:
+    """"k/n": how many of a result's n adjacent pairs are separated (seed-averaged cases)."""
+    pairs = len(result["adjacent"])
+    return f"{round(result['adjacent_separated'] * pairs)}/{pairs}"
+
+
 def _acceptance_lines(ladders: dict[str, Any], truth: str | None, label: str) -> list[str]:
     """The issue's acceptance on a set of ladders: selection tau >= TRUSTED on each (mean over
     seeds) and the truth metric separating every adjacent rung."""
@@ -146,8 +151,7 @@ def _acceptance_lines(ladders: dict[str, Any], truth: str | None, label: str) ->
         all_sep = all(s is not None and s["adjacent_separated"] == 1.0 for s in seps)
         lines.append(f"- {label}: truth metric `{truth}` " + ("separates" if all_sep else "does NOT separate")
                      + " every adjacent rung (seed-averaged cases): "
-                     + ", ".join(f"{round(s['adjacent_separated'] * len(s['adjacent']))}/"
-                                 f"{len(s['adjacent'])}" for s in seps if s) + ".")
+                     + ", ".join(_separated(s) for s in seps if s) + ".")
     return lines
 
 
@@ -227,8 +231,7 @@ def _best_rendered_line(ladders: dict[str, Any], truth: str | None, label: str) 
     found = {name: lad["best_rendered"] for name, lad in ladders.items() if lad.get("best_rendered")}
     if not truth or not found:
         return []
-    counts = [f"{round(r['adjacent_separated'] * len(r['adjacent']))}/{len(r['adjacent'])}"
-              for r in found.values()]
+    counts = [_separated(r) for r in found.values()]
     every = all(r["adjacent_separated"] == 1.0 for r in found.values())
     return [f"- {label} ({', '.join(found)}): truth metric `{truth}` at each case's best render "
             "(the loop's candidates re-picked by the truth, an ideal pick) "

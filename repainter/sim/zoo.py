@@ -83,13 +83,13 @@ class Ladder:
     required: bool = True
 
 
-def _nested(name: str, description: str, steps: list[dict]) -> Ladder:
+def _nested(name: str, description: str, steps: list[dict], required: bool = True) -> Ladder:
     params: dict = {}
     models = [{"name": "sim", "label": f"{name}-0", "params": {}}]
     for k, step in enumerate(steps, 1):
         params = {**params, **step}
         models.append({"name": "sim", "label": f"{name}-{k}", "params": dict(params)})
-    return Ladder(name, description, True, tuple(models))
+    return Ladder(name, description, True, tuple(models), required)
 
 
 #: A model that makes none of the failures (it still knows only its own lexicon).
@@ -178,9 +178,8 @@ def retired_ladders() -> dict[str, Ladder]:
     with_style = _nested("attributes-with-style", "the attributes ladder with style_bias 1.0 "
                          "before vocabulary 0.2 (retired: fails the ideal-pick rule)",
                          [{"binding_leak": 0.6}, {"background_bias": 0.8}, {"style_bias": 1.0},
-                          {"vocabulary": 0.2}])
-    return {with_style.name: Ladder(with_style.name, with_style.description, True,
-                                    with_style.models, required=False)}
+                          {"vocabulary": 0.2}], required=False)
+    return {with_style.name: with_style}
 
 
 def oracle_prompt(scene: dict) -> str:
