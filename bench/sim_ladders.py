@@ -62,6 +62,8 @@ CANDIDATES = {
     "lab_layout+texture_energy 1:1": {"lab_layout": 1.0, "texture_energy": 1.0},
     "lab_layout+texture_energy 1:2": {"lab_layout": 1.0, "texture_energy": 2.0},
     "lab_layout+texture_energy 3:1": {"lab_layout": 3.0, "texture_energy": 1.0},
+    "region_match": {"region_match": 1.0},
+    "region_match+texture_energy 1:1": {"region_match": 1.0, "texture_energy": 1.0},
 }
 #: Metrics scored post hoc on the stored images (not in the run's spec).
 EXTRA_METRICS = ("psnr",)

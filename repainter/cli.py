@@ -18,8 +18,9 @@ from typer.core import TyperGroup
 from repainter.errors import USER_ERROR_EXIT, UserError, one_line, user_message
 from repainter.spec import SpecError, load_spec
 
-#: Wide enough that tables are never cut when the output is a pipe or a file (rich uses 80).
-PIPE_WIDTH = 200
+#: Wide enough that tables are never cut when the output is a pipe or a file (rich uses 80);
+#: tables do not expand, so a narrow one stays narrow.
+PIPE_WIDTH = 400
 
 
 def _console(stderr: bool = False) -> Console:

@@ -136,3 +136,5 @@ METRICS.register_lazy("scene_truth", "repainter.sim.truth:SceneTruth")
 METRICS.register_lazy("lab_layout", "repainter.backends.metrics.lab_layout:LabLayoutSimilarity")
 METRICS.register_lazy("texture_energy",
                        "repainter.backends.metrics.texture_energy:TextureEnergySimilarity")
+METRICS.register_lazy("region_match",
+                       "repainter.backends.metrics.region_match:RegionMatchSimilarity")

@@ -278,8 +278,9 @@ class RunSpec(SpecModel):
         default_factory=lambda: ComponentSpec(name="sim-describer"))
     metrics: list[ComponentSpec] = Field(
         default_factory=lambda: [
-            ComponentSpec(name="lab_layout"),
+            ComponentSpec(name="region_match"),
             ComponentSpec(name="texture_energy"),
+            ComponentSpec(name="lab_layout"),
             ComponentSpec(name="ssim"),
             ComponentSpec(name="color_histogram"),
             ComponentSpec(name="scene_truth"),
@@ -287,11 +288,12 @@ class RunSpec(SpecModel):
         min_length=1,
     )
     #: Metric label (its name unless given a label) -> weight of its similarity in the selection score (weights are normalised).
-    #: Default: where which colour is (lab_layout) and where how much fine detail is
-    #: (texture_energy, which sees the texture and outlines lab_layout averages away); VALIDITY.md
-    #: measures it and datasets/sim/README.md says how the weights were chosen.
+    #: Default: which objects are there, in which colour, place, size and shape (region_match)
+    #: and where how much fine detail is (texture_energy, which sees the texture and outlines
+    #: region_match does not grade); VALIDITY.md measures it and datasets/sim/README.md says how
+    #: it was chosen.
     selection: dict[str, float] = Field(
-        default_factory=lambda: {"lab_layout": 1.0, "texture_energy": 2.0}
+        default_factory=lambda: {"region_match": 1.0, "texture_energy": 1.0}
     )
     loop: LoopSpec = Field(default_factory=LoopSpec)
     judge: bool = True

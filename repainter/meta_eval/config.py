@@ -22,7 +22,7 @@ QUICK = {"scenes": 8, "rounds": 2, "variants": 2}
 class MetaEvalConfig(BaseModel):
     """Sizes and choices of a meta-evaluation. The defaults are the size the acceptance is
     judged at: all 32 scenes of the world (8 per category: the set the bench's true quality is
-    defined on), seeds 0-2 and the run spec's 3 x 3 loop (about 11 minutes on 2 shared CPU
+    defined on), seeds 0-2 and the run spec's 3 x 3 loop (about 12 minutes on 2 shared CPU
     cores, BENCHMARKS.md); ``QUICK`` sizes are a smoke check.
 
     ``None`` fields take the bench's defaults (the simulation bench where ``repainter.sim`` is

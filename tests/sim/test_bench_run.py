@@ -23,8 +23,8 @@ from repainter.spec import RunSpec, build_spec
 def test_the_default_spec_is_the_bench():
     spec = RunSpec()
     assert [t.name for t in spec.t2i] == ["sim"] and spec.mllm.name == "sim-describer"
-    assert {"scene_truth", "lab_layout", "texture_energy"} <= {m.name for m in spec.metrics}
-    assert spec.selection == {"lab_layout": 1.0, "texture_energy": 2.0}
+    assert {"scene_truth", "region_match", "texture_energy"} <= {m.name for m in spec.metrics}
+    assert spec.selection == {"region_match": 1.0, "texture_energy": 1.0}
 
 
 @pytest.fixture(scope="module")

@@ -83,7 +83,7 @@ def reachable(name: str) -> set[str]:
     *[(f"repainter.backends.metrics.{metric}",
        {"repainter.sim.truth", "repainter.sim.perception", "repainter.sim.t2i",
         "repainter.world.analysis", "repainter.world.scene"})
-      for metric in ("lab_layout", "texture_energy")],
+      for metric in ("lab_layout", "texture_energy", "region_match")],
 ])
 def test_forbidden_imports_are_unreachable(module, forbidden):
     reached = reachable(module)

@@ -18,7 +18,7 @@ mean colour in every cell (``tests/sim/test_lab_layout.py``). On the simulation 
 (datasets/sim/README.md). This
 metric sees exactly that; colour reaches it only through the contrast of edges (a recoloured
 object with the same outline scores far closer than a flat one against a textured one), so it is
-meant to be combined with a colour-layout score, as the default selection does.
+meant to be combined with a colour score, as the default selection does (with ``region_match``).
 
 >>> from PIL import Image, ImageDraw
 >>> from repainter.backends.base import Reference
