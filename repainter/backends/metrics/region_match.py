@@ -64,6 +64,8 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 from skimage.color import rgb2lab
 from skimage.segmentation import expand_labels
 
@@ -155,39 +157,30 @@ class RegionMatchSimilarity(Metric):
     def _regions(self, lab: np.ndarray, foreground: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         """(mask, core) per region: cores are connected flat foreground; every other foreground
         pixel (an edge's fringe, an outline) joins the nearest core within ``fringe`` pixels."""
+        # the largest colour step from a pixel to any of its 4-neighbours
         step = np.zeros(lab.shape[:2])
-        for axis in (0, 1):
-            jump = np.linalg.norm(np.diff(lab, axis=axis), axis=2)
-            pad = [(0, 0), (0, 0)]
-            pad[axis] = (1, 0)
-            step = np.maximum(step, np.pad(jump, pad))
-            pad[axis] = (0, 1)
-            step = np.maximum(step, np.pad(jump, pad))
-        core = foreground & (step < self.edge_delta)
-        cores, count = ndimage.label(core)
+        down = np.linalg.norm(np.diff(lab, axis=0), axis=2)
+        right = np.linalg.norm(np.diff(lab, axis=1), axis=2)
+        for view, jump in ((step[1:], down), (step[:-1], down),
+                           (step[:, 1:], right), (step[:, :-1], right)):
+            np.maximum(view, jump, out=view)
+        cores, count = ndimage.label(foreground & (step < self.edge_delta))
         grown = np.where(foreground, expand_labels(cores, distance=self.fringe), 0)
-        # touching pieces of one colour are one region (a star's points can lose their link
+        # touching regions of one colour are one region (a star's points can lose their link
         # to its body where the fringe is wider than the neck)
-        root = np.arange(count + 1)
-
-        def find(i: int) -> int:
-            while root[i] != i:
-                root[i] = root[root[i]]
-                i = root[i]
-            return i
-
-        mean = np.array([lab[cores == i].mean(axis=0) for i in range(1, count + 1)]).reshape(-1, 3)
-        pairs = set()
+        index = np.arange(1, count + 1)
+        mean = np.stack([ndimage.mean(lab[..., c], cores, index) for c in range(3)], axis=-1)
+        pairs = []
         for a, b in ((grown[:, :-1], grown[:, 1:]), (grown[:-1], grown[1:])):
             touch = (a > 0) & (b > 0) & (a != b)
-            pairs.update(zip(a[touch].tolist(), b[touch].tolist()))
-        for a, b in sorted(pairs):
-            if np.linalg.norm(mean[a - 1] - mean[b - 1]) < self.edge_delta:
-                root[find(a)] = find(b)
-        groups: dict[int, list[int]] = {}
-        for i in range(1, count + 1):
-            groups.setdefault(find(i), []).append(i)
-        return [(np.isin(grown, members), np.isin(cores, members)) for members in groups.values()]
+            pairs.append(np.stack([a[touch], b[touch]], axis=1))
+        pairs = np.concatenate(pairs)
+        close = np.linalg.norm(mean[pairs[:, 0] - 1] - mean[pairs[:, 1] - 1], axis=1) < self.edge_delta
+        merge = coo_matrix((np.ones(int(close.sum())), (pairs[close, 0], pairs[close, 1])),
+                           shape=(count + 1, count + 1))
+        _, group = connected_components(merge, directed=False)
+        return [(np.isin(grown, members), np.isin(cores, members))
+                for members in (index[group[1:] == g] for g in np.unique(group[1:]))]
 
     def _canonical(self, mask: np.ndarray, cy: float, cx: float) -> np.ndarray:
         radius = math.sqrt(mask.sum() / math.pi)
