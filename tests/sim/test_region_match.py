@@ -8,7 +8,7 @@ from PIL import Image
 from skimage import data
 
 from repainter.backends.base import Reference
-from repainter.backends.metrics.region_match import RegionMatchSimilarity
+from repainter.backends.metrics.region_match import Layout, RegionMatchSimilarity
 from repainter.registry import METRICS
 from repainter.spec import RunSpec
 from repainter.world.generator import CATEGORIES, generate_scene
@@ -71,14 +71,29 @@ def test_every_kind_of_error_costs_and_a_missing_object_costs_most():
     assert extra < min(shape, colour, place, size)
 
 
-def test_the_pairing_follows_the_objects_not_the_list_order():
-    # two objects swapping places is not two recolourings: the matching pairs each with its twin
-    swapped = at_256(RED.model_copy(update={"x": BLUE.x, "y": BLUE.y}),
-                     BLUE.model_copy(update={"x": RED.x, "y": RED.y}))
-    same_places_other_colours = at_256(RED.model_copy(update={"rgb": BLUE.rgb}),
-                                       BLUE.model_copy(update={"rgb": RED.rgb}))
-    moved, recoloured = score(at_256(RED, BLUE), swapped, same_places_other_colours)
-    assert 0.5 < moved < 1 and 0.5 < recoloured < 1
+def test_the_pairing_is_the_best_one_whatever_the_order_of_the_regions():
+    # two objects swapped: each region is paired with the one that earns most, not by list order
+    metric = RegionMatchSimilarity()
+    reference = metric.layout(at_256(RED, BLUE))
+    swapped = metric.layout(at_256(RED.model_copy(update={"x": BLUE.x, "y": BLUE.y}),
+                                   BLUE.model_copy(update={"x": RED.x, "y": RED.y})))
+    credit = [[metric._pair_credit(a, b) for b in swapped.regions] for a in reference.regions]
+    straight, crossed = credit[0][0] + credit[1][1], credit[0][1] + credit[1][0]
+    assert straight != pytest.approx(crossed)
+    best = max(straight, crossed) / 2
+    reordered = Layout(background=swapped.background, regions=swapped.regions[::-1])
+    assert metric._objects(reference, swapped) == pytest.approx(best)
+    assert metric._objects(reference, reordered) == pytest.approx(best)
+
+
+def test_image_modes_read_alike():
+    rgb = at_256(RED, BLUE)
+    rgba, grey = rgb.convert("RGBA"), rgb.convert("L")
+    same_rgba, grey_score = score(rgb, rgba, grey)
+    assert same_rgba == pytest.approx(1.0)
+    assert score(grey, grey.convert("RGB")) == [pytest.approx(1.0)]
+    assert grey_score < 1.0  # the colour is gone, the objects are not
+    assert len(RegionMatchSimilarity().layout(grey).regions) == 2
 
 
 def test_background_gradient_is_modelled_not_segmented():
@@ -89,7 +104,7 @@ def test_background_gradient_is_modelled_not_segmented():
     assert solid < same
 
 
-def test_empty_scenes_photos_and_sizes():
+def test_empty_scenes_and_photos_score_within_range():
     empty = at_256()
     assert score(empty, empty, at_256(RED)) == [pytest.approx(1.0), pytest.approx(0.25)]
     photo = Image.fromarray(data.astronaut())
@@ -102,7 +117,8 @@ def test_registered_in_the_default_selection_with_its_settings_recorded():
     assert isinstance(METRICS.create("region_match"), RegionMatchSimilarity)
     assert RunSpec().selection == {"region_match": 1.0, "texture_energy": 1.0}
     assert RegionMatchSimilarity(position_range=0.3).identity()["position_range"] == 0.3
-    for bad in ({"size": 8}, {"edge_delta": 0}, {"min_area": -1}, {"object_weight": 1.5}):
+    for bad in ({"size": 8}, {"edge_delta": 0}, {"min_area": -1}, {"fringe": -1},
+                {"object_weight": 1.5}):
         with pytest.raises(ValueError, match="region_match"):
             RegionMatchSimilarity(**bad)
 

@@ -10,29 +10,34 @@ to one, and grades each matched pair attribute by attribute:
 2. **Background.** A plane (``L, a, b`` each affine in ``x, y``) is fitted to the border pixels,
    twice, the second time without border pixels more than ``foreground_delta`` (CIE76) away from
    the first fit: a solid background or a linear gradient, with objects cut by the edge ignored.
-   Pixels further than ``foreground_delta`` from the plane are foreground.
+   Pixels further than ``foreground_delta`` from the plane are foreground. (When fewer than 8
+   border pixels fit the first plane, objects cover the border and that plane is kept.)
 3. **Regions.** A foreground pixel is *core* when no 4-neighbour differs from it by
    ``edge_delta`` or more (flat colour); connected cores are the seeds. Every other foreground
    pixel (an edge's blended fringe, an outline ring) joins the nearest seed within ``fringe``
    pixels, so an outlined object is one region coloured by its fill. Touching regions whose
    core colours are within ``edge_delta`` are one region (a star's points can lose their link to
    its body where the fringe is wider than the neck), and regions under ``min_area`` of the
-   image are dropped (anti-aliasing fragments).
+   image are dropped (anti-aliasing fragments). A stroke too thin to hold a flat core (a line or
+   an unfilled outline under about 4 px wide at ``size``) has no seed and is not read at all.
 4. **Matching.** A pair's credit is the mean of four credits in [0, 1]: colour
    ``1 - dE / max_delta`` (mean CIELAB), position ``1 - distance / position_range`` (centroids,
    image fractions), size ``1 - |ln(area ratio)| / ln(4)`` and shape ``(IoU - 0.5) / 0.5``, the
    IoU of the two regions centred on their centroids and scaled to equal area (orientation kept,
    so a diamond is not a square). Regions are matched one to one to maximise the summed credit
    (Hungarian); the objects' score is that sum over the larger of the two region counts, so a
-   missing or an extra object costs a whole object.
+   missing or an extra object costs a whole object, while a wrong object in its place still
+   earns whatever credit its colour, place, size and shape earn. The shape grid spans 2.4
+   equal-area radii each way, so a very elongated region is cut at its ends.
 5. **Score** = ``object_weight`` x objects + (1 - ``object_weight``) x background, where the
    background credit is ``1 - mean dE / max_delta`` between the two fitted planes over a 3 x 3 grid.
 
-What it is for: scenes of distinct objects on a plain or graded background, such as the
-offline world (icons and diagrams are images of the same kind, but only the bench has measured
-it). On photographs the regions are whatever flat patches the thresholds find: on graded damage
-of the scikit-image photos it ranks at a mean Kendall tau of 0.72 (SSIM 0.97; VALIDITY.md, part
-b), so a model-based metric (``clip_i``, ``dinov2``) is the better choice there.
+What it is for: scenes of distinct filled objects on a plain or graded background, such as the
+offline world (the only kind of image on which it has been validated). Both images are squashed
+to a square, so compare images of one aspect ratio; thin line drawings are not its kind (above).
+On photographs the regions are whatever flat patches the thresholds find: on graded damage of
+the scikit-image photos it ranks at a mean Kendall tau of 0.72 (SSIM 0.97; VALIDITY.md, part b),
+so a model-based metric (``clip_i``, ``dinov2``) is the better choice there.
 
 Why it exists: the pixel-pooled scores (``lab_layout``, ``texture_energy``) weigh a wrong shape
 about as much as a misplaced or missing object, so on the simulation bench they could not order a
@@ -111,8 +116,9 @@ class RegionMatchSimilarity(Metric):
                  position_range: float = 0.5, object_weight: float = 0.75):
         if size < 16:
             raise ValueError("region_match size must be >= 16")
-        if min(foreground_delta, edge_delta, max_delta, position_range) <= 0 or min_area < 0:
-            raise ValueError("region_match deltas and ranges must be > 0, min_area >= 0")
+        if min(foreground_delta, edge_delta, max_delta, position_range) <= 0 or min_area < 0 \
+                or fringe < 0:
+            raise ValueError("region_match deltas and ranges must be > 0, min_area and fringe >= 0")
         if not 0.0 <= object_weight <= 1.0:
             raise ValueError("region_match object_weight must be in [0, 1]")
         self.size = int(size)
