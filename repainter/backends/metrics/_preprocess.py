@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 from PIL import Image
+from skimage.color import rgb2lab
 
 from repainter.images import to_rgb
 
@@ -33,6 +34,18 @@ def pool_cells(array: np.ndarray, cells: int) -> np.ndarray:
     k = array.shape[0] // cells
     trimmed = array[: k * cells, : k * cells]
     return trimmed.reshape((cells, k, cells, k) + array.shape[2:]).mean(axis=(1, 3))
+
+
+def box_lab(img: Image.Image, size: int) -> np.ndarray:
+    """CIELAB (float64) of ``img`` resized with a box filter (aspect not kept) to ``size`` x
+    ``size``: every output pixel averages its block, so a pattern at least a pixel wide at
+    ``size`` survives and a finer one averages out.
+
+    >>> box_lab(Image.new("RGB", (8, 6), (255, 255, 255)), 4).shape
+    (4, 4, 3)
+    """
+    small = to_rgb(img).resize((size, size), Image.Resampling.BOX)
+    return rgb2lab(np.asarray(small, dtype=np.float64) / 255.0)
 
 
 def resize_square(img: Image.Image, size: int) -> np.ndarray:

@@ -71,11 +71,10 @@ from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
-from skimage.color import rgb2lab
 from skimage.segmentation import expand_labels
 
 from repainter.backends.base import Metric, Reference
-from repainter.images import to_rgb
+from repainter.backends.metrics._preprocess import box_lab
 
 #: Side of the grid each region's mask is resampled onto for the shape IoU, and its half-width
 #: in units of the region's equal-area radius (2.4 holds a 1.6:1 ellipse or a star's points).
@@ -136,8 +135,7 @@ class RegionMatchSimilarity(Metric):
     # -- reading an image ----------------------------------------------------------------------
 
     def _lab(self, image: Image.Image) -> np.ndarray:
-        rgb = np.asarray(to_rgb(image).resize((self.size, self.size), Image.Resampling.BOX))
-        return ndimage.uniform_filter(rgb2lab(rgb / 255.0), size=(2, 2, 1), mode="nearest")
+        return ndimage.uniform_filter(box_lab(image, self.size), size=(2, 2, 1), mode="nearest")
 
     def _background(self, lab: np.ndarray) -> np.ndarray:
         n = self.size
@@ -201,12 +199,12 @@ class RegionMatchSimilarity(Metric):
         foreground = np.linalg.norm(lab - self._plane_image(plane), axis=2) > self.foreground_delta
         regions = []
         total = float(self.size * self.size)
-        for mask, colour_from in self._regions(lab, foreground):
+        for mask, core in self._regions(lab, foreground):
             area = float(mask.sum())
             if area / total < self.min_area:
                 continue
             cy, cx = ndimage.center_of_mass(mask)
-            regions.append(Region(colour=lab[colour_from].mean(axis=0),
+            regions.append(Region(colour=lab[core].mean(axis=0),
                                   x=(cx + 0.5) / self.size, y=(cy + 0.5) / self.size,
                                   area=area / total, mask=self._canonical(mask, cy, cx)))
         return Layout(background=plane, regions=tuple(regions))

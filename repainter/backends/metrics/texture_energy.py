@@ -44,11 +44,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 from scipy import ndimage
-from skimage.color import rgb2lab
 
 from repainter.backends.base import Metric, Reference
-from repainter.backends.metrics._preprocess import pool_cells
-from repainter.images import to_rgb
+from repainter.backends.metrics._preprocess import box_lab, pool_cells
 
 
 class TextureEnergySimilarity(Metric):
@@ -73,8 +71,7 @@ class TextureEnergySimilarity(Metric):
                 "scales": list(self.scales), "stability": self.stability, "floor": self.floor}
 
     def _energies(self, image: Image.Image) -> list[np.ndarray]:
-        small = to_rgb(image).resize((self.size, self.size), Image.Resampling.BOX)
-        lab = rgb2lab(np.asarray(small, dtype=np.float64) / 255.0)
+        lab = box_lab(image, self.size)
         blurred = ndimage.gaussian_filter(lab, sigma=(self.sigma, self.sigma, 0))
         detail = np.linalg.norm(lab - blurred, axis=2)
         return [pool_cells(detail, cells) for cells in self.scales]
