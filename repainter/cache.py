@@ -9,13 +9,23 @@ by default, or a shared folder named in the spec), safe across threads and proce
 Three wrappers put any backend behind the cache:
 
 * ``CachedMLLM`` - every MLLM role's reply, keyed on the whole request: the backend's identity
-  (for the OpenAI backend: max_tokens, extra_body, the response format in use, hashes of its
-  schemas), the hash of the prompt templates, the T2I prompt budget the templates are rendered
-  with and the project version, besides the role's inputs;
+  (for the OpenAI backend: max_tokens, extra_body, the response format and token parameter in
+  use, hashes of its schemas), the hash of the prompt templates, the T2I prompt budget the
+  templates are rendered with and the project version, besides the role's inputs. A reply is
+  stored under the identity the backend has once it answered: a call that stepped the response
+  format down (``json_schema`` -> ``json_object``) stores its reply under the weaker mode, so
+  such a reply is never served to a request that would run in the stronger one (schema-guided
+  and free JSON replies differ); a fresh backend pays one miss to learn the step-down again. A
+  hit tells the backend (``note_cache_hit``), so the case still records the mode it ran in;
 * ``CachedT2I`` - rendered images (a batch renders only its misses, still as one batch);
 * ``CachedMetric`` - scores per (metric's full identity: its ``identity()``, class and public
   settings, and the project version; reference, candidate); the reference's features are only
   computed when some candidate is not cached.
+
+A path is no identity: the built-in model backends' identities hold the content of the local files
+they load (a LoRA, a single-file checkpoint, a model folder, a metric's checkpoint) and the cached
+commit of their hub ids (:mod:`repainter.file_identity`), so a file replaced at the same path is
+a miss, never an old render or score.
 """
 
 from __future__ import annotations
@@ -155,15 +165,21 @@ class CachedMLLM(MLLMBackend):
     def identity(self) -> dict[str, Any]:
         return self.inner.identity()
 
+    def _key(self, role: str, request: dict[str, Any]) -> str:
+        return request_key("mllm", {"backend": self.inner.identity(), "role": role, **request,
+                                    **request_context()})
+
     def _call(self, role: str, request: dict[str, Any], compute: Callable[[], Any],
               encode: Callable[[Any], Any], decode: Callable[[Any], Any]) -> Any:
-        key = request_key("mllm", {"backend": self.inner.identity(), "role": role, **request,
-                                   **request_context()})
-        found = self.cache.get("mllm", key)
+        found = self.cache.get("mllm", self._key(role, request))
         if found is not None:
+            noted = getattr(self.inner, "note_cache_hit", None)
+            if noted is not None:
+                noted(role)
             return decode(found[0])
         result = compute()
-        self.cache.put("mllm", key, encode(result))
+        # keyed by the identity after the call: the response format it actually ran in
+        self.cache.put("mllm", self._key(role, request), encode(result))
         return result
 
     def describe(self, image, context=()):
@@ -214,6 +230,14 @@ class CachedMLLM(MLLMBackend):
 
     def case_usage(self, model: str, case_id: str) -> dict[str, float]:
         return self.inner.case_usage(model, case_id)  # cache hits cost nothing
+
+    def adaptations(self) -> list[dict[str, Any]]:
+        summary = getattr(self.inner, "adaptations", None)
+        return summary() if summary is not None else []
+
+    def case_adaptations(self, model: str, case_id: str) -> list[dict[str, Any]]:
+        summary = getattr(self.inner, "case_adaptations", None)
+        return summary(model, case_id) if summary is not None else []
 
     def close(self) -> None:
         self.inner.close()

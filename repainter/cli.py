@@ -8,14 +8,17 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 from typer.core import TyperGroup
 
 from repainter.errors import USER_ERROR_EXIT, UserError, one_line, user_message
+from repainter.failures import SOME_FAILED_EXIT, RunFailedError
+from repainter.honesty import spec_warnings
 from repainter.spec import SpecError, load_spec
 
 #: Wide enough that tables are never cut when the output is a pipe or a file (rich uses 80);
@@ -27,6 +30,13 @@ def _console(stderr: bool = False) -> Console:
     """A console that keeps rich's width in a terminal and prints full tables elsewhere."""
     stream = sys.stderr if stderr else sys.stdout
     return Console(stderr=stderr, width=None if stream.isatty() else PIPE_WIDTH)
+
+
+#: What typer's parser raises and reports itself. Taken from typer, never from click: recent
+#: typer carries its own copy of click (typer._click) and no longer installs click, older typer
+#: re-exports click's classes; either way BadParameter derives from ClickException.
+_PARSER_EXCEPTIONS = (typer.Exit, typer.Abort, *(
+    cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "ClickException"))
 
 
 class _UserErrorGroup(TyperGroup):
@@ -46,9 +56,13 @@ class _UserErrorGroup(TyperGroup):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except (typer.Exit, typer.Abort, click.exceptions.Exit, click.ClickException,
-                click.exceptions.Abort):
+        except _PARSER_EXCEPTIONS:
             raise  # already reported (or a usage error click prints itself)
+        except RunFailedError as exc:  # the run itself failed: its own exit code
+            from rich.markup import escape
+
+            console.print(f"[red]run failed:[/red] {escape(one_line(str(exc)))}", soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from exc
         except Exception as exc:
             message = user_message(exc)
             if message is None or _UserErrorGroup.debug:
@@ -158,7 +172,9 @@ class _ProgressPrinter:
             if event.get("selection") is not None:
                 self.scores[model].append(event["selection"])
             if event.get("status") == "failed":
-                self.progress.console.print(f"[yellow]failed[/yellow] {model} {event['case_id']}: {event['error']}")
+                self.progress.console.print(f"[yellow]failed[/yellow] {escape(model)} "
+                                            f"{escape(str(event['case_id']))}: "
+                                            f"{escape(str(event['error']))}")
             self.progress.advance(self.tasks[model])
             self._update(model, "")
 
@@ -266,7 +282,8 @@ def _with_common_flags(checked, **flags: Any):
     from repainter.spec import build_spec
 
     overrides = flag_overrides(checked, **flags)
-    return build_spec(checked.model_dump(mode="json"), overrides) if overrides else checked
+    # the values the spec was given, so the flags merge in one pass with them
+    return build_spec(checked.own_values(), overrides) if overrides else checked
 
 
 def _dry_run(checked, *, as_json: bool) -> None:
@@ -274,19 +291,29 @@ def _dry_run(checked, *, as_json: bool) -> None:
     from repainter.preflight import describe
 
     plan = describe(checked)
+    settings, warnings = checked.settings_origin(), spec_warnings(checked)
     if as_json:
-        typer.echo(json.dumps({"spec": checked.model_dump(mode="json"), **plan}, indent=2,
-                              default=str))
+        typer.echo(json.dumps({"spec": checked.model_dump(mode="json"), "settings": settings,
+                               "warnings": warnings, **plan}, indent=2, default=str))
     else:
         out = _console()
         out.print(checked.to_yaml(), markup=False, highlight=False)
         out.print(_rows_table("what this run would load", plan["needs"],
                               ["role", "label", "kind", "model", "present"]))
         out.print(f"run folder: {plan['run_dir']} · fingerprint {plan['fingerprint']}")
+        _print_settings(out, settings, warnings)
         for problem in plan["problems"]:
-            out.print(f"[yellow]problem[/yellow] {problem}", markup=True, highlight=False)
+            out.print(f"[yellow]problem[/yellow] {escape(problem)}", markup=True, highlight=False)
     if plan["problems"]:
         raise typer.Exit(USER_ERROR_EXIT)
+
+
+def _print_settings(out: Console, settings: dict[str, Any], warnings: list[str]) -> None:
+    """Where the metrics and selection came from, and the spec's honesty warnings."""
+    preset = settings["preset"] or "none"
+    out.print(f"settings: preset {escape(preset)} ({escape(settings['why'])})", highlight=False)
+    for warning in warnings:
+        out.print(f"[yellow]warning[/yellow] {escape(warning)}", highlight=False)
 
 
 def _execute(checked, *, as_json: bool, quiet: bool, verbose: bool = False) -> None:
@@ -297,22 +324,46 @@ def _execute(checked, *, as_json: bool, quiet: bool, verbose: bool = False) -> N
 
     configure_cli_logging(-1 if quiet else 1 if verbose else 0)
     show_bar = not quiet and not as_json and sys.stderr.isatty()
-    if show_bar:
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TimeElapsedColumn(), TextColumn("{task.fields[info]}"))
-        with Progress(*columns, console=console) as progress:
-            result = run_spec(checked, on_event=_ProgressPrinter(progress))
-    else:
-        # pipes, nohup, Slurm: plain progress lines on stderr (stdout stays the result)
-        result = run_spec(checked, on_event=None if quiet else ProgressLines(sys.stderr))
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn(), TextColumn("{task.fields[info]}"))
+    try:
+        if show_bar:
+            with Progress(*columns, console=console) as progress:
+                result = run_spec(checked, on_event=_ProgressPrinter(progress))
+        else:
+            # pipes, nohup, Slurm: plain progress lines on stderr (stdout stays the result)
+            result = run_spec(checked, on_event=None if quiet else ProgressLines(sys.stderr))
+    except RunFailedError as exc:
+        if exc.result is not None:  # it got to the end: show what it has, then fail
+            _print_result(exc.result, as_json=as_json)
+        raise
+    _print_result(result, as_json=as_json)
+    if result.failed:
+        raise typer.Exit(SOME_FAILED_EXIT)
+
+
+def _print_result(result, *, as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps(result.summary(), indent=2))
         return
     out = _console()
     out.print(_summary_table(result))
-    for record in result.failed:
-        out.print(f"[yellow]failed[/yellow] {record.model} {record.case_id}: {record.error}")
+    _print_failures(out, result)
     out.print(f"run folder: {result.run_dir} · log: {result.run_dir / 'logs' / 'run.log'}")
+
+
+def _print_failures(out: Console, result) -> None:
+    """Failed cases grouped by kind: count, an example and the first cases of each."""
+    from rich.markup import escape
+
+    groups = result.info.failures or []
+    if groups:
+        out.print(f"[yellow]{len(result.failed)} of {result.info.cases.total} cases failed[/yellow]"
+                  " (run.json `failures`; the next run of the same command tries them again):")
+    for group in groups:
+        cases = ", ".join(group.cases) + (" ..." if group.count > len(group.cases) else "")
+        out.print(f"  {group.count} x {escape(group.kind)}: {escape(group.example)} [{escape(cases)}]",
+                  highlight=False)
 
 
 @app.command()
@@ -400,14 +451,15 @@ def validate(
     if problems:
         raise PreflightError(problems)
     typer.echo(f"ok: {spec} (fingerprint {checked.fingerprint()})")
+    _print_settings(_console(), checked.settings_origin(), spec_warnings(checked))
 
 
 def _rows_table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> Table:
     table = Table(title=title, title_justify="left")
     for column in columns:
         table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(*(str(row.get(c, "")) for c in columns))
+    for row in rows:  # plain text: a hint's "[models]" is not rich markup
+        table.add_row(*(Text(str(row.get(c, ""))) for c in columns))
     return table
 
 
@@ -431,15 +483,15 @@ def doctor(
     sets: SetOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """Report, offline, which weights and keys a spec needs and which are missing."""
-    from repainter.weights import doctor_rows
+    """Report, offline, which packages, weights and keys a spec needs and which are missing."""
+    from repainter.preflight import needs_rows
 
-    rows = doctor_rows(_spec_from_options(spec, sets))
+    rows = needs_rows(_spec_from_options(spec, sets))
     missing = [row for row in rows if not row["present"]]
     _print_rows(rows, as_json=as_json, title="what this spec needs",
                 columns=["role", "label", "kind", "model", "present"], failed=bool(missing),
-                notes=[f"[yellow]missing[/yellow] {row['label']} ({row['model']}): {row['how_to_fix']}"
-                       for row in missing])
+                notes=[f"[yellow]missing[/yellow] {escape(row['label'])} ({escape(row['model'])}): "
+                       f"{escape(row['how_to_fix'])}" for row in missing])
 
 
 @app.command()
@@ -661,7 +713,8 @@ def dar_command(
     out = _console()
     out.print(table)
     for failure in result.failures:
-        out.print(f"[yellow]failed[/yellow] {failure.case} (turn {failure.turn}): {failure.error}")
+        out.print(f"[yellow]failed[/yellow] {escape(str(failure.case))} (turn {failure.turn}): "
+                  f"{escape(str(failure.error))}")
     out.print(f"run folder: {checked.run_dir}  (report: {checked.run_dir / 'report' / 'dar.html'})")
 
 
@@ -749,7 +802,7 @@ def list_components(
         table.add_column("name", style="bold")
         table.add_column("summary")
         for name, summary in rows:
-            table.add_row(name, summary)
+            table.add_row(escape(name), escape(summary))  # "[bench]" is text, not markup
         out.print(table)
 
 

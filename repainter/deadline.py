@@ -16,6 +16,7 @@ True
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -87,24 +88,26 @@ def _network_classes(httpcore2: Any):
     return DeadlineBackend
 
 
-def _http_modules() -> tuple[Any, Any]:
-    """(httpx, httpcore) as the installed openai client uses them (httpx2 in openai >= 3)."""
-    import importlib
+def _openai_httpx() -> Any:
+    """The httpx module the installed openai client is built on (httpx2 from openai 3 on).
 
+    Taken from openai itself, never imported by name: httpx / httpx2 and their httpcore are
+    openai's dependencies (the ``models`` extra declares openai), and which pair it uses
+    depends on its release."""
     import openai._base_client as base
 
-    if getattr(base, "httpx2", None) is not None:
-        return base.httpx2, importlib.import_module("httpcore2")
-    return base.httpx, importlib.import_module("httpcore")
+    return getattr(base, "httpx2", None) or base.httpx
 
 
 def deadline_http_client(**client_kwargs: Any):
     """An HTTP client for ``openai.OpenAI(http_client=...)`` that honours :func:`total_deadline`."""
-    httpx, httpcore = _http_modules()
+    httpx = _openai_httpx()
     transport = httpx.HTTPTransport()
     pool = getattr(transport, "_pool", None)
     if not hasattr(pool, "_network_backend"):  # an httpx without it: fail loudly
         raise RuntimeError("the HTTP transport has no network backend to put a deadline on")
+    # the pool is httpcore's (or httpcore2's): the module whose classes the backend extends
+    httpcore = sys.modules[type(pool).__module__.partition(".")[0]]
     pool._network_backend = _network_classes(httpcore)(pool._network_backend
                                                        or httpcore.SyncBackend())
     return httpx.Client(transport=transport, follow_redirects=True, **client_kwargs)

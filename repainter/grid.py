@@ -68,7 +68,7 @@ def run_grid(spec: RunSpec, on_event=None, case_ids: list[str] | None = None, *,
                   "t2i": [t.display_name for t in spec.t2i]})
         store.write_run_info(info)
         with recorded_outcome(store, info):  # run.json says failed / interrupted, and why
-            usage = {}
+            usage, adaptations = {}, {}
             for mllm in spec.mllms:
                 label = mllm.display_name
 
@@ -78,11 +78,13 @@ def run_grid(spec: RunSpec, on_event=None, case_ids: list[str] | None = None, *,
 
                 sub = run(child_spec(spec, mllm), on_event=tagged, case_ids=case_ids)
                 usage[label] = sub.info.mllm_usage or {}
+                adaptations.update(sub.info.mllm_adaptations or {})  # keyed by the same label
             records = grid_records(spec, case_ids)
         store.write_results_jsonl(records)
         rows, section = write_grid_leaderboard(spec, records, usage)
         info.update(status="finished", finished_at=now_iso(),
                     wall_seconds=round(time.perf_counter() - started, 3), mllm_usage=usage,
+                    mllm_adaptations=adaptations,
                     cases={"total": len(records),
                            "done": sum(r.done for r in records)})
         store.write_run_info(info)

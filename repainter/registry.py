@@ -10,12 +10,19 @@ A third-party package adds its own through the entry-point group named after the
 
     [project.entry-points."repainter.t2i"]
     my-model = "my_pkg.backend:MyT2I"
+
+A registration may carry *traits*, read without importing the component: ``bench`` (part of
+the simulation bench, not a model of the real world: its scores say nothing about real models),
+``draws_scene`` (a T2I model that reports the scene it drew), ``needs_drawn_scene`` (a metric
+that grades those scenes) and ``truth_scenes`` (a dataset whose references come with the scene
+they show). Specs read them to pick defaults that fit the models named
+(:func:`repainter.presets.real_components`) and to refuse combinations that cannot score.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from importlib.metadata import entry_points
 from typing import Any, Generic, TypeVar
 
@@ -42,20 +49,38 @@ class Registry(Generic[T]):
         self._builtin_modules = builtin_modules
         self._factories: dict[str, Callable[..., T]] = {}
         self._lazy: dict[str, str] = {}  # name -> "module:attr", imported on demand
+        self._traits: dict[str, frozenset[str]] = {}
         self._loaded = False
 
-    def register(self, name: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    def register(self, name: str, *, traits: Iterable[str] = ()
+                 ) -> Callable[[Callable[..., T]], Callable[..., T]]:
         def decorator(factory: Callable[..., T]) -> Callable[..., T]:
             if name in self._factories and self._factories[name] is not factory:
                 raise ValueError(f"{self.kind} {name!r} is already registered")
             self._factories[name] = factory
+            self._add_traits(name, traits)
             return factory
 
         return decorator
 
-    def register_lazy(self, name: str, target: str) -> None:
+    def register_lazy(self, name: str, target: str, *, traits: Iterable[str] = ()) -> None:
         """Register ``"module:attr"`` without importing it (for components with heavy imports)."""
         self._lazy[name] = target
+        self._add_traits(name, traits)
+
+    def _add_traits(self, name: str, traits: Iterable[str]) -> None:
+        if traits:
+            self._traits[name] = self._traits.get(name, frozenset()) | frozenset(traits)
+
+    def traits(self, name: str) -> frozenset[str]:
+        """The traits ``name`` was registered with (none for an unknown name); nothing imported
+        but the registry's own built-in modules.
+
+            >>> sorted(T2I.traits("sim")), sorted(T2I.traits("diffusers"))
+            (['bench', 'draws_scene'], [])
+        """
+        self._load()
+        return self._traits.get(name, frozenset())
 
     def _load(self) -> None:
         if self._loaded:
@@ -85,6 +110,12 @@ class Registry(Generic[T]):
             raise UnknownComponentError(f"unknown {self.kind} {name!r}; registered: {known}")
         return self._factories[name]
 
+    def target(self, name: str) -> str | None:
+        """The ``"module:attr"`` a lazily registered ``name`` points at (None for one registered
+        by its class), so it can be read without being imported."""
+        self._load()
+        return self._lazy.get(name)
+
     def create(self, name: str, **params: Any) -> T:
         return self.get(name)(**params)
 
@@ -95,9 +126,11 @@ class Registry(Generic[T]):
         for name in self.names():
             if name in self._factories:
                 doc = (self._factories[name].__doc__ or "").strip().splitlines()
-                rows.append((name, doc[0] if doc else ""))
+                summary = doc[0] if doc else ""
             else:
-                rows.append((name, _lazy_summary(self._lazy[name])))
+                summary = _lazy_summary(self._lazy[name])
+            # the bench's parts say so where users pick components
+            rows.append((name, f"[bench] {summary}" if "bench" in self.traits(name) else summary))
         return rows
 
 
@@ -129,12 +162,17 @@ MLLM: Registry[Any] = Registry("mllm", ("repainter.backends.mllm",))
 METRICS: Registry[Any] = Registry("metrics", ("repainter.backends.metrics",))
 DATASETS: Registry[Any] = Registry("datasets", ("repainter.datasets", "repainter.world.dataset"))
 
-# The simulation bench (repainter.sim): imported on first use.
-T2I.register_lazy("sim", "repainter.sim.t2i:SimT2I")
-MLLM.register_lazy("sim-describer", "repainter.sim.describer:SimDescriber")
-METRICS.register_lazy("scene_truth", "repainter.sim.truth:SceneTruth")
-METRICS.register_lazy("lab_layout", "repainter.backends.metrics.lab_layout:LabLayoutSimilarity")
+# The simulation bench (repainter.sim): imported on first use. Its weight-free scene metrics
+# were made and tuned for its flat-coloured object scenes (VALIDITY.md part b): ``bench``.
+T2I.register_lazy("sim", "repainter.sim.t2i:SimT2I", traits={"bench", "draws_scene"})
+MLLM.register_lazy("sim-describer", "repainter.sim.describer:SimDescriber", traits={"bench"})
+METRICS.register_lazy("scene_truth", "repainter.sim.truth:SceneTruth",
+                      traits={"bench", "needs_drawn_scene"})
+METRICS.register_lazy("lab_layout", "repainter.backends.metrics.lab_layout:LabLayoutSimilarity",
+                      traits={"bench"})
 METRICS.register_lazy("texture_energy",
-                       "repainter.backends.metrics.texture_energy:TextureEnergySimilarity")
+                      "repainter.backends.metrics.texture_energy:TextureEnergySimilarity",
+                      traits={"bench"})
 METRICS.register_lazy("region_match",
-                       "repainter.backends.metrics.region_match:RegionMatchSimilarity")
+                      "repainter.backends.metrics.region_match:RegionMatchSimilarity",
+                      traits={"bench"})

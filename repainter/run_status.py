@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from repainter.errors import one_line, user_message
+from repainter.failures import RunFailedError
 from repainter.records.run_info import RunInfo
 
 logger = logging.getLogger("repainter.run")
@@ -45,6 +46,8 @@ def _reason(exc: BaseException) -> tuple[str, str]:
         return "interrupted", "interrupted (Ctrl-C); run the same command again to resume"
     if isinstance(exc, SystemExit):
         return "interrupted", f"the process exited (code {exc.code}); run it again to resume"
+    if isinstance(exc, RunFailedError):  # says itself why and how to go on
+        return "failed", str(exc)
     message = user_message(exc)
     return "failed", message or f"{type(exc).__name__}: {one_line(str(exc))}"
 

@@ -27,8 +27,9 @@ from repainter.environment import capture as capture_environment
 from repainter.executors import Execution, Executor, Stage, make_executor
 from repainter.executors.prepare import selected_items
 from repainter.executors.worker import CaseTask, EventCallback, case_event
+from repainter.failures import FailFast, RunFailedError, failures_line, group_failures
 from repainter.graph.nodes import render_flags_by_model
-from repainter.honesty import offline_world_warnings
+from repainter.honesty import spec_warnings
 from repainter.logging_setup import logging_events, run_log
 from repainter.preflight import preflight
 from repainter.records import CaseRecord
@@ -65,6 +66,10 @@ class RunPlan:
     #: Records of the cases this run executed, as the executor delivered them.
     finished: dict[CaseTask, CaseRecord] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
+    #: Set to stop the run early (fail-fast): executors start no new case once it is set.
+    stop: threading.Event = field(default_factory=threading.Event)
+    #: Why the run stopped early (None: it did not).
+    stopped_because: str | None = None
 
     @property
     def pending(self) -> list[CaseTask]:
@@ -116,9 +121,26 @@ def run(
             for warning in plan.info.warnings:
                 logger.warning(warning)
             counts, execution, loop_seconds = execute(plan, logging_events(on_event))
+            if plan.stopped_because is not None:
+                plan.info.update(cases={**counts, "total": len(plan.items) * len(plan.models)},
+                                 failures=group_failures(list(plan.finished.values())))
+                raise RunFailedError(plan.stopped_because)
             result = finalize(plan, counts, execution, loop_seconds)
             logger.info("run finished: %s", result.info.cases.model_dump(exclude_none=True))
+            _raise_if_nothing_finished(result)
             return result
+
+
+def _raise_if_nothing_finished(result: RunResult) -> None:
+    """A run whose every case failed is a failed run (results, leaderboard and report are
+    written all the same, for the reasons); one where some failed says how many and why."""
+    info = result.info
+    if not info.failures:
+        return
+    line = failures_line([g.model_dump() for g in info.failures], info.cases.total)
+    logger.warning(line)
+    if not any(r.done for r in result.records):
+        raise RunFailedError(f"no case finished: {line}", result)
 
 
 def prepare(spec: RunSpec | str | Path | None = None, overrides: list[str] = (),
@@ -128,17 +150,7 @@ def prepare(spec: RunSpec | str | Path | None = None, overrides: list[str] = (),
     lock (``run`` does)."""
     spec = resolve_spec(spec, overrides)
     store = RunStore(spec.run_dir)
-    resumed = store.init(spec)
-    info = RunInfo(
-        repainter_version=__version__,
-        python=platform.python_version(),
-        spec_fingerprint=spec.fingerprint(),
-        started_at=now_iso(),
-        resumed=resumed,
-        status="running",
-        warnings=offline_world_warnings(spec),
-    )
-    store.write_run_info(store.read_run_info().merged(info))
+    info = open_run_info(spec, store, status="running")
     items = selected_items(spec)
     check_distinct_names("case id", [i.id for i in items])  # one file per case, model
     check_distinct_names("T2I label", [t.display_name for t in spec.t2i])
@@ -152,6 +164,26 @@ def prepare(spec: RunSpec | str | Path | None = None, overrides: list[str] = (),
     stages = plan_stages(spec.runtime.schedule, models, items, set(reused))
     return RunPlan(spec=spec, store=store, items=items, models=models, stages=stages,
                    reused=reused, info=info)
+
+
+def open_run_info(spec: RunSpec, store: RunStore, status: str, **fields: Any) -> RunInfo:
+    """Open ``spec``'s run folder (made, or resumed) and write its run.json as ``status``:
+    what every kind of run records when it starts (``repainter run``, a graph served by
+    ``langgraph dev``)."""
+    resumed = store.init(spec)
+    info = RunInfo(
+        repainter_version=__version__,
+        python=platform.python_version(),
+        spec_fingerprint=spec.fingerprint(),
+        started_at=now_iso(),
+        resumed=resumed,
+        status=status,
+        warnings=spec_warnings(spec),
+        settings=spec.settings_origin(),
+        **fields,
+    )
+    store.write_run_info(store.read_run_info().merged(info))
+    return info
 
 
 def plan_stages(schedule: str, models: list[str], items, finished: set[CaseTask]) -> list[Stage]:
@@ -182,6 +214,8 @@ def execute(plan: RunPlan, emit: EventCallback,
     seen: set[CaseTask] = set()
     lock = threading.Lock()
 
+    fail_fast = FailFast(plan.spec.runtime.fail_fast.enabled, plan.spec.runtime.fail_fast.after)
+
     def on_record(task: CaseTask, record: CaseRecord) -> None:
         with lock:
             if task in seen:  # a case delivered twice (e.g. a retried worker) counts once
@@ -190,6 +224,11 @@ def execute(plan: RunPlan, emit: EventCallback,
             plan.finished[task] = record
             counts["done" if record.done else "failed"] += 1
             emit(case_event(record))
+            reason = fail_fast.observe(record)
+            if reason is not None:
+                plan.stopped_because = reason
+                plan.stop.set()
+                logger.error("%s", reason)
 
     emit({"event": "start", "total": len(plan.items) * len(plan.models), "models": plan.models})
     for record in plan.reused.values():
@@ -230,6 +269,8 @@ def finalize(plan: RunPlan, counts: dict[str, int], execution: Execution,
         schedule=plan.spec.runtime.schedule,
         models=execution.models,
         mllm_usage=execution.mllm_usage,
+        mllm_adaptations=({plan.spec.mllm.display_name: execution.mllm_adaptations}
+                          if execution.mllm_adaptations else {}),
         # blanked / NaN / black renders per model: scores leave them out (issue 16 item 11)
         render_flags=render_flags_by_model(records),
         cache=execution.cache,
@@ -245,6 +286,7 @@ def finalize(plan: RunPlan, counts: dict[str, int], execution: Execution,
                                     - execution.backend_busy_seconds), 4),
         environment=capture_environment(),  # after the run: the device is known once loaded
         spec=plan.spec.model_dump(mode="json"),
+        failures=group_failures(records) or None,
     )
     if store.unreadable:  # corrupt records met on the way (their cases were redone)
         info.unreadable_records = list(store.unreadable)

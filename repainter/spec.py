@@ -28,7 +28,14 @@ from pydantic import (
     model_validator,
 )
 
-from repainter.presets import PRESETS
+from repainter.presets import (
+    BENCH_METRICS,
+    PRESETS,
+    REAL_MODELS_PRESET,
+    auto_preset_reason,
+    drawn_scene_gaps,
+    metric_traits,
+)
 
 #: Record fields a metric label must not take. leaderboard.json nests each metric's statistics
 #: (a label cannot overwrite a built-in column there), but the flat views still derive columns
@@ -209,6 +216,23 @@ class RaySpec(SpecModel):
     max_retries: int = Field(default=2, ge=0, le=100)
 
 
+class FailFastSpec(SpecModel):
+    """When a run stops early: ``after`` cases failed first, all with one permanent error."""
+
+    enabled: bool = True
+    after: int = Field(default=3, ge=1, le=10_000)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        # ``fail_fast: false`` / ``fail_fast: 5``
+        if isinstance(value, bool):
+            return {"enabled": value}
+        if isinstance(value, int):
+            return {"after": value}
+        return value
+
+
 class RuntimeSpec(SpecModel):
     """How a run executes. None of it changes results, so it is left out of the fingerprint."""
 
@@ -230,6 +254,10 @@ class RuntimeSpec(SpecModel):
     #: Experiment trackers the finished run is sent to: mlflow, wandb, tensorboard (see
     #: repainter.trackers); e.g. [mlflow, {name: wandb, params: {mode: offline}}].
     trackers: list[ComponentSpec] = Field(default_factory=list)
+    #: Stop the run when its first cases all fail with the same permanent backend error (a 4xx
+    #: rejection, a missing capability) instead of spending renders on the rest; ``false`` runs
+    #: every case whatever happens. See :mod:`repainter.failures`.
+    fail_fast: FailFastSpec = Field(default_factory=lambda: FailFastSpec())
 
 
 DEFAULT_OUTPUT_DIR = "runs/{dataset}-{models}-{fingerprint}"
@@ -276,17 +304,10 @@ class RunSpec(SpecModel):
     #: (see :mod:`repainter.grid`), even a list of one.
     mllm: ComponentSpec | list[ComponentSpec] = Field(
         default_factory=lambda: ComponentSpec(name="sim-describer"))
+    #: Default: :data:`BENCH_METRICS` (``scene_truth`` only where a T2I model draws scenes and
+    #: the references have true ones); a spec with real models gets its preset's instead.
     metrics: list[ComponentSpec] = Field(
-        default_factory=lambda: [
-            ComponentSpec(name="region_match"),
-            ComponentSpec(name="texture_energy"),
-            ComponentSpec(name="lab_layout"),
-            ComponentSpec(name="ssim"),
-            ComponentSpec(name="color_histogram"),
-            ComponentSpec(name="scene_truth"),
-        ],
-        min_length=1,
-    )
+        default_factory=lambda: [ComponentSpec(name=n) for n in BENCH_METRICS], min_length=1)
     #: Metric label (its name unless given a label) -> weight of its similarity in the selection score (weights are normalised).
     #: Default: which objects are there, in which colour, place, size and shape (region_match)
     #: and where how much fine detail is (texture_energy, which sees the texture and outlines
@@ -313,23 +334,55 @@ class RunSpec(SpecModel):
     budget: BudgetSpec | None = None
     #: The values given at construction, before the preset filled in the rest.
     _own_values: dict[str, Any] | None = PrivateAttr(default=None)
+    #: Why the preset was applied without being named (None: named, or none applied).
+    _auto_preset: str | None = PrivateAttr(default=None)
 
     @model_validator(mode="wrap")
     @classmethod
     def _apply_preset(cls, data: Any, handler: Any) -> RunSpec:
         """A named preset fills in what the given values leave out, however the spec is built
-        (file, ``build_spec``, ``RunSpec(preset=...)``); an unknown preset is an error."""
+        (file, ``build_spec``, ``RunSpec(preset=...)``); an unknown preset is an error. A spec
+        that names a real model and no ``preset`` key, ``metrics`` or ``selection`` gets
+        :data:`REAL_MODELS_PRESET` (the bench's defaults were chosen on the bench's scenes)."""
         if not isinstance(data, dict):  # an instance (assignment, re-validation): as it is
             return handler(data)
         own = _plain(data)
-        merged = own
-        if own.get("preset") is not None:
-            merged = _deep_merge(preset_values(own["preset"]), own)
+        merged, preset = own, own.get("preset")
+        auto = None if "preset" in own else auto_preset_reason(own)
+        if auto is not None:
+            preset = REAL_MODELS_PRESET
+        if preset is None and "metrics" not in own and drawn_scene_gaps(own):
+            # the bench's truth metric would be empty here: the default leaves it out
+            merged = {**own, "metrics": [{"name": n} for n in BENCH_METRICS
+                                         if "needs_drawn_scene" not in metric_traits(n)]}
+        if preset is not None:
+            merged = _deep_merge(preset_values(preset), own)
+            merged["preset"] = preset
             if "selection" in own:  # weights are one choice: the spec's replace the preset's
                 merged["selection"] = copy.deepcopy(own["selection"])
         spec = handler(merged)
         spec._own_values = own
+        spec._auto_preset = auto
         return spec
+
+    def settings_origin(self) -> dict[str, Any]:
+        """Where the metrics, selection and loop settings came from, for run.json, the report
+        and ``--dry-run``: ``{"preset": name or None, "why": sentence}``.
+
+            >>> RunSpec().settings_origin()["preset"] is None
+            True
+            >>> RunSpec(t2i=["diffusers"]).settings_origin()["why"][:40]
+            'applied automatically: the spec names a '
+        """
+        if self._auto_preset is not None:
+            return {"preset": self.preset, "why": f"applied automatically: {self._auto_preset}"}
+        if self.preset is not None:
+            return {"preset": self.preset, "why": "named in the spec"}
+        own = self.own_values()
+        if "metrics" in own or "selection" in own:
+            return {"preset": None, "why": "the spec's own metrics and selection"}
+        return {"preset": None, "why": "the simulation bench's defaults: every model named is "
+                                       "a bench component"}
 
     def __eq__(self, other: object) -> bool:  # the values, not how they were given
         if not isinstance(other, RunSpec):
@@ -404,7 +457,9 @@ class RunSpec(SpecModel):
             raise ValueError(f"metrics need distinct labels; repeated: {repeated}")
         missing = sorted(set(self.selection) - set(metric_names))
         if missing:
-            raise ValueError(f"selection uses metrics not listed in 'metrics': {missing}")
+            raise ValueError(f"selection uses metrics not listed in 'metrics': {missing} (set "
+                             "`selection` to weights of listed metrics, e.g. {clip_i: 0.5, "
+                             "dinov2: 0.5}, or name a preset such as `preset: paper`)")
         labels = [t.display_name for t in self.t2i]
         if self.decision is not None:
             if self.decision.retriever not in labels:
@@ -613,14 +668,19 @@ def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_spec(data: dict[str, Any] | None = None, overrides: list[str] = ()) -> RunSpec:
-    """Validate ``data`` (a parsed spec file) over its named preset, then apply ``overrides``.
+    """Validate ``data`` (a parsed spec file) with ``overrides`` applied, over its preset.
 
-    Overrides address the complete spec (defaults filled in), so ``t2i.0.params.steps=4`` works
-    even where the file does not list ``t2i``. ``preset=NAME`` among the overrides replaces the
-    file's preset: NAME fills in what the file leaves out, then the other overrides apply.
+    Overrides apply to the given values, so a spec keeps what it did not give open to its preset
+    and to the defaults that follow its models (``--set t2i.0.name=diffusers`` on the bench gets
+    the real-model preset, as a file naming diffusers does). An override that reaches into what
+    the values leave out (``t2i.0.params.steps=4`` where ``data`` lists no ``t2i``) first copies
+    that list or component from the spec ``data`` makes. ``preset=NAME`` among the overrides
+    replaces the file's preset: NAME fills in what the file leaves out.
 
     >>> build_spec({}, ["preset=paper"]).selection
     {'clip_i': 0.5, 'dinov2': 0.5}
+    >>> build_spec({}, ["t2i.0.params.steps=4"]).t2i[0].model_dump(mode="json")["params"]
+    {'steps': 4}
     """
     data = copy.deepcopy(data or {})
     rest = []
@@ -629,13 +689,46 @@ def build_spec(data: dict[str, Any] | None = None, overrides: list[str] = ()) ->
             apply_override(data, assignment)
         else:
             rest.append(assignment)
+    if not rest:
+        return _validate(data)
+    first = _validate(data)
+    full = first.model_dump(mode="json")
+    for assignment in rest:
+        _materialise(data, full, assignment)
+        apply_override(data, assignment)
+    auto = first._auto_preset
+    if auto is not None and "preset" not in data and ("metrics" in data or "selection" in data):
+        data["preset"] = first.preset  # what was copied in came from that preset: keep it
     spec = _validate(data)
-    if rest:
-        full = spec.model_dump(mode="json")
-        for assignment in rest:
-            apply_override(full, assignment)
-        spec = _validate(full)
+    if auto is not None and spec._auto_preset is None and spec.preset == first.preset:
+        spec._auto_preset = auto
     return spec
+
+
+def _materialise(data: dict[str, Any], full: dict[str, Any], assignment: str) -> None:
+    """Copy from ``full`` (the validated spec's dump) what an override reaches into that
+    ``data`` lacks and that an empty mapping cannot stand for: a list it indexes, a component
+    (a mapping with a ``name``, or a component given by its name alone)."""
+    parts = assignment.partition("=")[0].strip().split(".")
+    node: Any = data
+    source: Any = full
+    for i, part in enumerate(parts[:-1]):
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                return  # apply_override names the bad index
+            index = int(part)
+            node = node[index]
+            source = source[index] if isinstance(source, list) and index < len(source) else None
+            continue
+        if not isinstance(node, dict):
+            return
+        src = source.get(part) if isinstance(source, dict) else None
+        component = isinstance(src, dict) and "name" in src
+        if node.get(part) is None or (isinstance(node.get(part), str) and component):
+            if src is None or not (parts[i + 1].isdigit() or component):
+                return  # apply_override makes the mapping
+            node[part] = copy.deepcopy(src)
+        node, source = node[part], src
 
 
 def override_spec(spec: RunSpec, overrides: list[str]) -> RunSpec:
@@ -656,7 +749,65 @@ def _validate(data: dict[str, Any]) -> RunSpec:
     try:
         return RunSpec.model_validate(data)
     except ValueError as exc:
-        raise SpecError(f"invalid run spec:\n{exc}") from exc
+        hints = unknown_key_hints(exc)
+        raise SpecError(f"invalid run spec:\n{exc}" + "".join(f"\n{h}" for h in hints)) from exc
+
+
+def _section_model(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The spec section (a pydantic model) at ``loc`` under ``model``; list indexes and
+    pydantic's union tags are stepped over."""
+    import typing
+
+    for part in loc:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        if field is None:
+            continue  # an index or a union member's tag
+        candidates = [field.annotation]
+        found = None
+        while candidates:
+            annotation = candidates.pop()
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                found = annotation
+                break
+            candidates.extend(typing.get_args(annotation))
+        if found is None:
+            return None
+        model = found
+    return model
+
+
+def unknown_key_hints(exc: Exception, root: type[BaseModel] | None = None) -> list[str]:
+    """``did you mean`` lines for the unknown keys of a validation error.
+
+        >>> from pydantic import ValidationError
+        >>> try:
+        ...     RunSpec.model_validate({"loop": {"roudns": 3}})
+        ... except ValidationError as exc:
+        ...     unknown_key_hints(exc)
+        ["loop.roudns: unknown key; did you mean 'rounds'?"]
+    """
+    import difflib
+
+    errors = getattr(exc, "errors", None)
+    if not callable(errors):
+        return []
+    hints = []
+    for error in errors():
+        if error.get("type") != "extra_forbidden":
+            continue
+        loc = tuple(error["loc"])
+        section = _section_model(root or RunSpec, loc[:-1])
+        if section is None or not isinstance(loc[-1], str):
+            continue
+        close = difflib.get_close_matches(loc[-1], list(section.model_fields), n=1, cutoff=0.6)
+        # pydantic names union members in loc ("ComponentSpec", "list[ComponentSpec]"): not keys
+        where = ".".join(str(p) for p in loc if not _UNION_TAG.match(str(p)))
+        if close:
+            hints.append(f"{where}: unknown key; did you mean {close[0]!r}?")
+    return hints
+
+
+_UNION_TAG = re.compile(r"^[A-Z]|^list\[|^dict\[")
 
 
 def load_spec(path: str | Path | None = None, overrides: list[str] = ()) -> RunSpec:

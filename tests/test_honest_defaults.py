@@ -16,8 +16,10 @@ runner = CliRunner()
 def test_offline_world_models_on_photos_are_flagged_everywhere(tmp_path):
     photos = tmp_path / "photos"
     photos.mkdir()
-    for i, colour in enumerate(["red", "navy"]):
-        Image.new("RGB", (64, 64), colour).save(photos / f"p{i}.png")
+    for i, colour in enumerate(["red", "navy"]):  # two colours: a constant image is refused
+        image = Image.new("RGB", (64, 64), colour)
+        image.paste("white", (16, 16, 48, 48))
+        image.save(photos / f"p{i}.png")
     out = tmp_path / "run"
     result = runner.invoke(app, ["run", "--set", "dataset.name=folder", "--set",
                                  f"dataset.params.path={photos}", "--rounds", "1", "--variants", "1",

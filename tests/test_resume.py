@@ -148,7 +148,11 @@ def test_a_reference_changed_before_the_resume_restarts_its_case(tmp_path, monke
         return prepare
 
     monkeypatch.setattr(prepare_module, "prepare_context", instrumented(crash=True))
-    assert run(spec).records[0].status == "failed"
+    from repainter.failures import RunFailedError
+
+    with pytest.raises(RunFailedError) as failed:  # its one case failed: the run failed
+        run(spec)
+    assert failed.value.result.records[0].status == "failed"
     noise(1).save(images / "a.png")  # the user replaces the reference before resuming
     new_digest = image_sha256(load_image(images / "a.png"))
     monkeypatch.setattr(prepare_module, "prepare_context", instrumented(crash=False))

@@ -47,6 +47,9 @@ class Execution:
     """What an executor reports about the run it executed (goes into run.json)."""
 
     mllm_usage: dict[str, float] = field(default_factory=dict)
+    #: What the MLLM changed to make its calls work, summed per kind and change
+    #: (:mod:`repainter.backends.mllm.adaptations`).
+    mllm_adaptations: list[dict[str, Any]] = field(default_factory=list)
     cache: dict[str, Any] | None = None
     backend: dict[str, Any] = field(default_factory=dict)
     #: Wall time during which at least one backend call was in flight (for framework time).
@@ -84,6 +87,12 @@ def releases_after(spec: RunSpec, stage: Stage) -> bool:
     return stage.model is not None and stage.model != retriever
 
 
+def mllm_adaptations(mllm: Any) -> list[dict[str, Any]]:
+    """What ``mllm`` adapted over the run (nothing for a backend that adapts nothing)."""
+    summary = getattr(mllm, "adaptations", None)
+    return summary() if summary is not None else []
+
+
 def merge_model_memory(models: dict[str, dict[str, Any]], label: str,
                        released: dict[str, Any]) -> None:
     """Keep the largest peak device memory seen for ``label`` (over stages and workers)."""
@@ -95,4 +104,5 @@ def merge_model_memory(models: dict[str, dict[str, Any]], label: str,
 
 
 __all__ = ["CaseTask", "CaseWorker", "EventCallback", "Execution", "Executor", "RecordCallback",
-           "Stage", "case_event", "merge_model_memory", "record_failure", "releases_after"]
+           "Stage", "case_event", "merge_model_memory", "mllm_adaptations", "record_failure",
+           "releases_after"]

@@ -22,6 +22,7 @@ from repainter.executors.base import (
     RecordCallback,
     Stage,
     merge_model_memory,
+    mllm_adaptations,
     releases_after,
 )
 from repainter.executors.worker import CaseTask, CaseWorker
@@ -46,7 +47,10 @@ class LocalExecutor:
                 conn.execute("PRAGMA synchronous=NORMAL")
                 worker = CaseWorker(ctx, components, SqliteSaver(conn))
                 for stage in plan.stages:
-                    self._run_stage(worker, stage, spec.runtime.concurrency, on_record, emit)
+                    if plan.stop.is_set():
+                        break
+                    self._run_stage(worker, stage, spec.runtime.concurrency, on_record, emit,
+                                    plan.stop)
                     if releases_after(spec, stage):
                         self._release(worker, stage.model, execution)
                 for label in components.lazy:  # whatever is still loaded
@@ -54,6 +58,7 @@ class LocalExecutor:
         finally:
             components.close()
         execution.mllm_usage = components.mllm.usage()
+        execution.mllm_adaptations = mllm_adaptations(components.mllm)
         execution.cache = components.cache.stats() if components.cache else None
         execution.backend = components.clock.summary()
         execution.backend_busy_seconds = components.clock.busy_seconds
@@ -66,9 +71,11 @@ class LocalExecutor:
 
     @staticmethod
     def _run_stage(worker: CaseWorker, stage: Stage, concurrency: int,
-                   on_record: RecordCallback, emit: EventCallback) -> None:
+                   on_record: RecordCallback, emit: EventCallback, stop) -> None:
         def run_unit(unit: list[CaseTask]) -> None:
             for task in unit:
+                if stop.is_set():  # fail-fast: cases already started finish, no new one starts
+                    break
                 on_record(task, worker.run_case(task, emit))
             worker.forget(unit[0].case_id)
 

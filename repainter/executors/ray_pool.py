@@ -27,18 +27,21 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from repainter.backends.mllm.adaptations import merge as merge_adaptations
 from repainter.executors.base import (
     EventCallback,
     Execution,
     RecordCallback,
     Stage,
     merge_model_memory,
+    mllm_adaptations,
     releases_after,
 )
 from repainter.executors.worker import CaseTask, CaseWorker, record_failure
@@ -93,6 +96,7 @@ class CaseActor:
         components.close()
         shutil.rmtree(self.scratch, ignore_errors=True)
         return {"models": models, "mllm_usage": components.mllm.usage(),
+                "mllm_adaptations": mllm_adaptations(components.mllm),
                 "backend": components.clock.summary(),
                 "busy_seconds": components.clock.busy_seconds}
 
@@ -137,7 +141,10 @@ class RayExecutor:
             ray.get([actor.pid.remote() for actor in self.actors])
             execution.setup_seconds = time.perf_counter() - setup_started
             emit({"event": "workers_ready", "workers": len(self.actors)})
+            self._stop = plan.stop
             for stage in plan.stages:
+                if plan.stop.is_set():
+                    break
                 self._run_stage(ray, stage, store, spec_data, actor_class, on_record, emit,
                                 execution)
                 if releases_after(spec, stage):
@@ -172,8 +179,9 @@ class RayExecutor:
                                  for slot in range(len(self.actors)))
         in_flight: dict[Any, tuple[int, list[CaseTask], Any]] = {}
         attempts: Counter[CaseTask] = Counter()
-        while queue or in_flight:
-            while queue and idle:
+        stop = getattr(self, "_stop", None) or threading.Event()
+        while (queue and not stop.is_set()) or in_flight:
+            while queue and idle and not stop.is_set():  # fail-fast: no new case once set
                 slot, unit = idle.popleft(), queue.popleft()
                 descriptions = {t.case_id: d for t in unit[:1]
                                 if (d := store.load_description(t.case_id)) is not None}
@@ -245,6 +253,8 @@ class RayExecutor:
             for label, released in report["models"].items():
                 merge_model_memory(execution.models, label, released)
         execution.mllm_usage = dict(usage)
+        execution.mllm_adaptations = merge_adaptations(r.get("mllm_adaptations", [])
+                                                       for r in reports)
         execution.backend = {"total_seconds": round(sum(seconds.values()), 4),
                              "calls": dict(sorted(calls.items())),
                              "seconds": {k: round(v, 4) for k, v in sorted(seconds.items())}}

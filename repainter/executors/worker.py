@@ -9,6 +9,7 @@ folder; each Ray actor drives its own over a scratch folder and ships the case's
 from __future__ import annotations
 
 import logging
+import re
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,7 +17,9 @@ from typing import Any
 
 from repainter.backends.base import CURRENT_PROMPT_BUDGET
 from repainter.components import Components
+from repainter.failures import FailureKind, classify
 from repainter.graph import RunContext, build_graph
+from repainter.graph.nodes import case_adaptations
 from repainter.images import ImageLoadError, load_image, reference_digest
 from repainter.instrument import CURRENT_CASE
 from repainter.records import CaseRecord
@@ -73,7 +76,9 @@ class CaseWorker:
         try:
             self._stream(task, emit, digest)
         except Exception as exc:
-            return record_failure(self.store, task.model, item, exc, stage="loop")
+            adapted = case_adaptations(self.components.mllm, task.model, task.case_id)
+            return record_failure(self.store, task.model, item, exc, stage="loop",
+                                  mllm_adaptations=adapted)
         record = self.store.read_case_record(task.model, task.case_id)
         if record is None:  # the graph ended without finalize: a bug, say so in the record
             return record_failure(self.store, task.model, item,
@@ -145,16 +150,22 @@ def _stored_reference_sha256(store: RunStore, case_id: str) -> str | None:
 
 
 def record_failure(store: RunStore, model: str, item, exc: BaseException | str,
-                   stage: str) -> CaseRecord:
+                   stage: str, mllm_adaptations: list[dict[str, Any]] | None = None
+                   ) -> CaseRecord:
     """Write (and return) the record of a case that failed, with the reason."""
     if isinstance(exc, BaseException):
         reason = f"{stage}: {type(exc).__name__}: {exc}"
         trace = traceback.format_exception(exc)[-3:]
+        kind = classify(exc, stage)
     else:
         reason, trace = f"{stage}: {exc}", []
+        # a message written here ("worker lost 3 times (...)"): its head is the kind
+        kind = FailureKind(kind=f"{stage}: {re.split(r'[(:]', exc)[0].strip()}", permanent=False)
     record = CaseRecord(case_id=item.id, model=model, category=item.category, status="failed",
-                        error=reason, traceback=trace, source=item.source, rounds=[],
-                        final_scores={})
+                        error=reason, error_kind=kind.kind, error_permanent=kind.permanent,
+                        traceback=trace, source=item.source, rounds=[], final_scores={},
+                        # what the MLLM adapted before the case failed, where it did
+                        **({"mllm_adaptations": mllm_adaptations} if mllm_adaptations else {}))
     store.write_case_record(record)
     return record
 

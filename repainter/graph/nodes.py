@@ -7,6 +7,7 @@ import math
 from typing import Any
 
 from repainter.backends.base import GeneratedImage
+from repainter.backends.mllm.adaptations import merge as merge_adaptations
 from repainter.graph.context import RunContext
 from repainter.graph.state import Candidate, CaseState, RoundRecord, round_best_candidate
 from repainter.images import reference_digest, save_png
@@ -440,6 +441,15 @@ def _revision_target(state: CaseState, ctx: RunContext) -> Candidate | None:
     return round_best_candidate(state["rounds"][-1])
 
 
+def case_adaptations(mllm: Any, model: str, case_id: str) -> list[dict[str, Any]]:
+    """The MLLM's adaptations for this case (none for backends that make none), the shared
+    description's included: it is the description every case of the reference starts from."""
+    summary = getattr(mllm, "case_adaptations", None)
+    if summary is None:
+        return []
+    return merge_adaptations([summary(SHARED, case_id), summary(model, case_id)])
+
+
 def case_record(state: CaseState, ctx: RunContext) -> CaseRecord:
     """The record of a finished case: everything needed to inspect or re-score it."""
     reference = ctx.reference(state["case_id"])
@@ -469,6 +479,10 @@ def case_record(state: CaseState, ctx: RunContext) -> CaseRecord:
         "t2i": ctx.t2i[state["model"]].identity(),
         "timings": {k: round(v, 4) for k, v in (state.get("timings") or {}).items()},
         "mllm_usage": ctx.mllm.case_usage(state["model"], state["case_id"]),
+        # what the MLLM backend changed to make its calls work (written only where it did)
+        **({"mllm_adaptations": adapted}
+           if (adapted := case_adaptations(ctx.mllm, state["model"], state["case_id"]))
+           else {}),
         "render_flags": flag_summary(rounds),
         "decision": state.get("decision"),
         # only the baselines say so: records of the default method stay as they were

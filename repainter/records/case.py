@@ -13,7 +13,10 @@ fields at their defaults (``None`` or empty), the missing-value policy of
 :mod:`repainter.records.base`.
 
 Version 0 is the format written before records carried a ``schema_version`` (identical
-otherwise); version 1 adds ``schema_version`` and nothing else.
+otherwise); version 1 adds ``schema_version``. Optional fields added since (``mllm_adaptations``)
+are written only where they were set, so every record without them reads as before and no
+version step is needed; a record that has them is refused by an older repainter, naming the
+unknown field.
 
 >>> record = CaseRecord(case_id="c1", model="sd", status="failed", error="loop: boom",
 ...                     traceback=[], rounds=[], final_scores={})
@@ -135,6 +138,21 @@ class MllmUsage(RecordPart):
     served_by: list[str] | None = None
 
 
+class MllmAdaptation(RecordPart):
+    """Something the MLLM backend changed to make its calls work, or suspects a server changed
+    silently (:mod:`repainter.backends.mllm.adaptations` lists the kinds): ``requested`` ->
+    ``used``, ``count`` (images or calls, per kind), ``calls`` it concerned, the first call's
+    task and why."""
+
+    kind: str
+    requested: str | None = None
+    used: str | None = None
+    count: int | None = None
+    calls: int | None = None
+    first_task: str | None = None
+    detail: str | None = None
+
+
 class RetrievedRender(RecordPart):
     """The retriever's answer to the best prompt, scored like a candidate."""
 
@@ -178,6 +196,13 @@ class CaseRecord(RecordPart, VersionedRecord):
     category: str | None = None
     status: Literal["done", "failed"]
     error: str | None = None
+    #: A failed case: what failed, without the case's particulars, so failures group by it
+    #: (``stage: ExceptionType`` and the backend's reason key, e.g. ``loop: MLLMError
+    #: [image_limit]``); see repainter.failures.
+    error_kind: str | None = None
+    #: A failed case: the error will not go away by trying again (a 4xx rejection, a missing
+    #: capability); a run's first cases failing alike stop it (``runtime.fail_fast``).
+    error_permanent: bool | None = None
     traceback: list[str] | None = None  # a failed case: the last frames
     reference: str | None = None  # path of the reference in the run folder
     reference_sha256: str | None = None  # pixel hash of the reference the case ran on
@@ -199,6 +224,9 @@ class CaseRecord(RecordPart, VersionedRecord):
     t2i: dict[str, Any] | str | None = None
     timings: dict[str, float] = Field(default_factory=dict)  # seconds per graph node
     mllm_usage: MllmUsage = Field(default_factory=MllmUsage)
+    #: The MLLM's adaptations during this case (response format stepped down, images
+    #: downscaled, context suspected cut ...); set only where there were some.
+    mllm_adaptations: list[MllmAdaptation] = Field(default_factory=list)
     render_flags: RenderFlags | None = None
     decision: DecisionRecord | None = None
     strategy: str | None = None  # set only for the baselines (best_of_n, one_shot)
@@ -298,6 +326,6 @@ def dump_case_record(record: CaseRecord) -> dict[str, Any]:
 
 
 __all__ = ["CandidateRecord", "CaseRecord", "CritiqueRecord", "DecisionRecord", "Difference",
-           "JudgementRecord", "MllmUsage", "RecordPart", "RenderFlags", "ResultLine",
-           "RetrievedRender", "RoundRecord", "Scores", "LOCATION_FIELDS", "VOLATILE_FIELDS",
+           "JudgementRecord", "MllmAdaptation", "MllmUsage", "RecordPart", "RenderFlags",
+           "ResultLine", "RetrievedRender", "RoundRecord", "Scores", "LOCATION_FIELDS", "VOLATILE_FIELDS",
            "dump_case_record", "load_case_record"]

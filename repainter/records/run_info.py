@@ -40,6 +40,19 @@ class CaseCounts(BaseModel):
     references: int | None = None
 
 
+class FailureGroup(BaseModel):
+    """Failed cases that failed alike: the kind, how many, an example message, which cases."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str
+    count: int
+    permanent: bool = False
+    example: str
+    #: ``model/case`` of the first few (``count`` says how many in all).
+    cases: list[str]
+
+
 class GridAxes(BaseModel):
     """An MLLM x T2I grid's labels."""
 
@@ -58,7 +71,8 @@ class RunInfo(VersionedRecord):
     kind: ClassVar[str] = "run_info"
     current_version: ClassVar[int] = 1
 
-    #: running, finished, failed or interrupted
+    #: running, finished, failed or interrupted; ``serving`` for a graph served by
+    #: ``langgraph dev`` (cases run on request)
     status: str | None = None
     #: Why a run failed or was interrupted.
     error: str | None = None
@@ -69,6 +83,11 @@ class RunInfo(VersionedRecord):
     finished_at: str | None = None
     resumed: bool | None = None
     warnings: list[str] = []
+    #: Where the metrics, selection and loop settings came from: ``preset`` and ``why``
+    #: (:meth:`repainter.spec.RunSpec.settings_origin`).
+    settings: dict[str, Any] | None = None
+    #: Failed cases grouped by what failed (:func:`repainter.failures.group_failures`).
+    failures: list[FailureGroup] | None = None
     #: Digest of the records the leaderboard and report were built from (nothing to redo when
     #: it is unchanged).
     records_digest: str | None = None
@@ -80,6 +99,8 @@ class RunInfo(VersionedRecord):
     models: dict[str, dict[str, Any]] | None = None
     #: MLLM calls, tokens and cost (a grid: per MLLM label).
     mllm_usage: dict[str, Any] | None = None
+    #: Per MLLM label: what it changed to make its calls work (backends/mllm/adaptations.py).
+    mllm_adaptations: dict[str, list[dict[str, Any]]] | None = None
     #: Per T2I label: flagged renders (never scored).
     render_flags: dict[str, dict[str, Any]] | None = None
     cache: dict[str, Any] | None = None
@@ -132,4 +153,4 @@ def _run_info_v0(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-__all__ = ["CaseCounts", "GridAxes", "RunInfo"]
+__all__ = ["CaseCounts", "FailureGroup", "GridAxes", "RunInfo"]

@@ -685,8 +685,13 @@ def _facts_view(info: RunInfo, spec, records: list[CaseRecord], models: list[str
                 failed: int) -> dict[str, Any]:
     """The run's facts: status, counts, settings, timings and environment."""
     done = sum(1 for r in records if r.done)  # failed: failed records and unreadable files
+    settings = info.settings or {}
     facts = [
         ("status", info.status),
+        ("error", info.error if info.status != "finished" else None),
+        ("failed cases", "; ".join(f"{g.count} x {g.kind}" for g in info.failures or [])),
+        ("settings", f"preset {settings.get('preset') or 'none'}: {settings.get('why')}"
+         if settings else None),
         ("references", len({r.case_id for r in records})),
         ("models", len(models)),
         ("case records", f"{done} done, {failed} failed"),

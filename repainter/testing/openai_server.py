@@ -235,7 +235,9 @@ class ServerProfile:
     ``response_format``). ``images``: False is llama-server without ``--mmproj`` (500 ``image
     input is not supported``). ``context_tokens``: Ollama's ``/v1``: content past the context
     (``image_tokens`` per image, 4 characters per text token) is dropped from the oldest part on,
-    silently, and ``usage.prompt_tokens`` is the context size. ``content_filter``: Azure's 400
+    silently; ``truncation`` says what ``usage.prompt_tokens`` then reports: ``whole_context``
+    the context size (Ollama's runner cuts the tokens to exactly its context), ``kept`` only what
+    was kept (a server that drops whole parts and counts the rest: far below what was sent). ``content_filter``: Azure's 400
     ``content_filter``. ``context_limit``: a 400 ``context_length_exceeded`` above this many
     estimated tokens. ``should_retry``: the ``x-should-retry`` header on error replies, and
     ``error_status`` the status of an error every request gets. ``cached_tokens``: reported in
@@ -249,6 +251,7 @@ class ServerProfile:
     images: bool = True
     context_tokens: int | None = None
     image_tokens: int = 768
+    truncation: str = "whole_context"
     content_filter: bool = False
     context_limit: int | None = None
     should_retry: str | None = None
@@ -267,7 +270,9 @@ PROFILES: dict[str, ServerProfile] = {
                                       system_fingerprint="fp_reasoning"),
     "no-structured-output": ServerProfile(response_formats=()),
     "llama-server-no-mmproj": ServerProfile(images=False),
-    "ollama": ServerProfile(context_tokens=2048, response_formats=("json_object",)),
+    # Ollama's default context (2048 in older releases); its /v1 replies carry fp_ollama
+    "ollama": ServerProfile(context_tokens=2048, response_formats=("json_object",),
+                            system_fingerprint="fp_ollama"),
     "azure-content-filter": ServerProfile(content_filter=True),
 }
 
@@ -287,6 +292,12 @@ def _parts(body: dict[str, Any]) -> list[tuple[int, int, dict[str, Any]]]:
 def _estimate_tokens(body: dict[str, Any], image_tokens: int) -> int:
     images = sum(1 for _, _, p in _parts(body) if p.get("type") == "image_url")
     return images * image_tokens + max(1, len(_request_text(body)) // 4)
+
+
+def _count_parts(body: dict[str, Any]) -> tuple[int, int]:
+    """Content parts and image parts of a request."""
+    parts = _parts(body)
+    return len(parts), sum(1 for _, _, p in parts if p.get("type") == "image_url")
 
 
 def profile_rejection(profile: ServerProfile, body: dict[str, Any]
@@ -334,12 +345,16 @@ def profile_rejection(profile: ServerProfile, body: dict[str, Any]
     return None
 
 
-def ollama_truncate(body: dict[str, Any], context_tokens: int, image_tokens: int) -> int:
+def ollama_truncate(body: dict[str, Any], context_tokens: int, image_tokens: int,
+                    truncation: str = "whole_context") -> int:
     """Drop the oldest content parts until the request fits (in place); the tokens it reads.
 
     Ollama cuts the token sequence to exactly the context ("truncating input prompt ...
-    new=<limit>" in its log), so a truncated request reads the whole context.
+    new=<limit>" in its log), so a truncated request reads the whole context
+    (``whole_context``); with ``kept`` it reads only what is left.
     """
+    if truncation not in ("whole_context", "kept"):
+        raise ValueError(f"truncation must be whole_context or kept, not {truncation!r}")
     truncated = False
     while _estimate_tokens(body, image_tokens) > context_tokens:
         parts = _parts(body)
@@ -348,7 +363,9 @@ def ollama_truncate(body: dict[str, Any], context_tokens: int, image_tokens: int
         i, j, _ = parts[0]
         del body["messages"][i]["content"][j]
         truncated = True
-    return context_tokens if truncated else _estimate_tokens(body, image_tokens)
+    if truncated and truncation == "whole_context":
+        return context_tokens
+    return _estimate_tokens(body, image_tokens)
 
 
 # -- fault plan --------------------------------------------------------------------------------
@@ -458,15 +475,20 @@ class OpenAICompatServer:
             self.injected: Counter[str] = Counter()  # faults per kind
             self.in_flight = 0
             self.peak_in_flight = 0
+            self.images_dropped = 0  # images a context-truncating profile silently dropped
+            self.truncated_requests = 0
             self.bodies.clear()
             self.request_lines: list[dict[str, Any]] = []  # path and headers (record_bodies)
 
     def stats(self) -> dict[str, Any]:
-        """A snapshot: requests, calls per schema, faults per kind, their total, peak in flight."""
+        """A snapshot: requests, calls per schema, faults per kind, their total, peak in flight,
+        requests a context-truncating profile cut and the images it dropped from them."""
         with self._lock:
             return {"requests": self.requests, "calls": dict(self.calls),
                     "faults": dict(self.injected), "faults_total": sum(self.injected.values()),
-                    "peak_in_flight": self.peak_in_flight}
+                    "peak_in_flight": self.peak_in_flight,
+                    "truncated_requests": self.truncated_requests,
+                    "images_dropped": self.images_dropped}
 
     # -- replies --------------------------------------------------------------------------------
 
@@ -475,6 +497,22 @@ class OpenAICompatServer:
         if custom is not None:
             return custom(body) if callable(custom) else copy.deepcopy(custom)
         return canned_reply(title, body)
+
+    def _model_reads(self, body: dict[str, Any], length: int) -> tuple[dict[str, Any], int]:
+        """The request as the model reads it and its prompt tokens: a context-truncating profile
+        cuts a copy (counted in :meth:`stats`)."""
+        profile = self.profile
+        if not profile.context_tokens:
+            return body, max(1, length // 4)
+        sent_parts, sent_images = _count_parts(body)
+        body = copy.deepcopy(body)
+        tokens = ollama_truncate(body, profile.context_tokens, profile.image_tokens,
+                                 profile.truncation)
+        kept_parts, kept_images = _count_parts(body)
+        with self._lock:
+            self.truncated_requests += kept_parts < sent_parts
+            self.images_dropped += sent_images - kept_images
+        return body, tokens
 
     def _fault_response(self, kind: str, title: str, body: dict[str, Any],
                         authorization: str) -> tuple[int, dict[str, str], bytes] | None:
@@ -616,11 +654,7 @@ class OpenAICompatServer:
                     status, headers, error_body = rejection
                     self._send(status, headers, json.dumps(error_body).encode())
                     return
-                prompt_tokens = max(1, length // 4)
-                if profile.context_tokens:  # what the model reads: a truncated copy
-                    body = copy.deepcopy(body)
-                    prompt_tokens = ollama_truncate(body, profile.context_tokens,
-                                                    profile.image_tokens)
+                body, prompt_tokens = server._model_reads(body, length)
                 text = json.dumps(server._reply(title, body))
                 self._send(200, {}, json.dumps(completion(
                     text, prompt_tokens=prompt_tokens, completion_tokens=max(1, len(text) // 4),

@@ -13,6 +13,8 @@ Each receives the same :class:`~repainter.trackers.payload.Payload`: the spec as
 per-model metrics with their 95% intervals, per-round curves of the best-ever selection score,
 the leaderboard table and a few image grids (reference beside each model's best render).
 Install with ``pip install -e '.[mlflow]'`` / ``'.[wandb]'`` / ``'.[tensorboard]'``.
+MLflow 3 opens a file store such as ``./mlruns`` only with ``MLFLOW_ALLOW_FILE_STORE=true``:
+read one back with ``repainter.trackers.builtin.mlflow_client()``, which sets it for its block.
 """
 
 from repainter.trackers.base import TRACKERS, Tracker, TrackerError, track_run

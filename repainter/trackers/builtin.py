@@ -6,7 +6,10 @@ import io
 import os
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
@@ -22,11 +25,55 @@ def _leaderboard_markdown(payload: Payload) -> str:
     return "\n".join([head, rule, *body])
 
 
+#: MLflow 3 keeps its file store (``./mlruns``) in maintenance mode behind this variable.
+ALLOW_FILE_STORE = "MLFLOW_ALLOW_FILE_STORE"
+
+
+def _is_file_store(tracking_uri: str) -> bool:
+    return tracking_uri.startswith("file:") or "://" not in tracking_uri
+
+
+@contextmanager
+def file_store_allowed(tracking_uri: str) -> Iterator[None]:
+    """Inside the block MLflow opens a file-store ``tracking_uri``: ``MLFLOW_ALLOW_FILE_STORE``
+    is set while it runs and removed after, so the process's environment is left as it was (a
+    value the user set, even ``false``, is theirs and is kept)."""
+    if not _is_file_store(tracking_uri) or ALLOW_FILE_STORE in os.environ:
+        yield
+        return
+    os.environ[ALLOW_FILE_STORE] = "true"
+    try:
+        yield
+    finally:
+        os.environ.pop(ALLOW_FILE_STORE, None)
+
+
+def default_tracking_uri() -> str:
+    """``./mlruns`` of the working folder, as a file URI: where the tracker writes by default."""
+    return Path("mlruns").absolute().as_uri()
+
+
+@contextmanager
+def mlflow_client(tracking_uri: str | None = None) -> Iterator[Any]:
+    """An ``MlflowClient`` to read back what the tracker wrote (default ``./mlruns``), with the
+    file store allowed inside the block as the tracker's writes have it::
+
+        with mlflow_client() as client:
+            runs = client.search_runs([client.get_experiment_by_name("repainter").experiment_id])
+    """
+    from mlflow.tracking import MlflowClient
+
+    uri = tracking_uri or default_tracking_uri()
+    with file_store_allowed(uri):
+        yield MlflowClient(tracking_uri=uri)
+
+
 @TRACKERS.register("mlflow")
 class MLflowTracker(Tracker):
     """MLflow: a local ``./mlruns`` file store by default, or any ``tracking_uri`` (a server,
     or ``sqlite:///mlflow.db`` with the full ``mlflow`` package). MLflow 3 keeps its file store in
-    maintenance mode behind ``MLFLOW_ALLOW_FILE_STORE``; repainter sets it for file URIs."""
+    maintenance mode behind ``MLFLOW_ALLOW_FILE_STORE``; repainter sets it while it writes a file
+    store, and :func:`mlflow_client` while it reads one back."""
 
     extra = package = "mlflow"
 
@@ -34,17 +81,20 @@ class MLflowTracker(Tracker):
                  run_name: str | None = None):
         import mlflow  # noqa: F401 - fail at construction when the package is missing
 
-        self.tracking_uri = tracking_uri or Path("mlruns").absolute().as_uri()
+        self.tracking_uri = tracking_uri or default_tracking_uri()
         self.experiment = experiment
         self.run_name = run_name
 
     def log(self, payload: Payload) -> str:
-        from mlflow.entities import Metric, Param, RunTag
-        from mlflow.tracking import MlflowClient
+        with mlflow_client(self.tracking_uri) as client:
+            where = self._log(client, payload)
+        if _is_file_store(self.tracking_uri):  # others read it back only with the variable set
+            where += f"; read it with {ALLOW_FILE_STORE}=true set"
+        return where
 
-        if self.tracking_uri.startswith("file:") or "://" not in self.tracking_uri:
-            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
-        client = MlflowClient(tracking_uri=self.tracking_uri)
+    def _log(self, client: Any, payload: Payload) -> str:
+        from mlflow.entities import Metric, Param, RunTag
+
         found = client.get_experiment_by_name(self.experiment)
         experiment_id = found.experiment_id if found else client.create_experiment(self.experiment)
         run = client.create_run(experiment_id, run_name=self.run_name or payload.run_name,

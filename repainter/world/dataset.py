@@ -62,7 +62,7 @@ def _count(name: str, value: Any, upper: int) -> int:
     return value
 
 
-@DATASETS.register("world")
+@DATASETS.register("world", traits={"bench", "truth_scenes"})
 class WorldDataset(Dataset):
     """The built-in offline world: procedural scenes with ground truth (default dataset)."""
 

@@ -63,6 +63,8 @@ def _spec(folder, models, schedule):
                  "params": {"model": str(path), "device": "cpu", "steps": 2, "width": 32,
                             "height": 32}} for label, path in models.items()],
         "runtime": {"schedule": schedule},
+        # weight-free metrics: the paper preset's CLIP / DINOv2 weights are not here
+        "metrics": ["ssim", "color_histogram"], "selection": {"ssim": 1.0},
     })
 
 

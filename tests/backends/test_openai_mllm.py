@@ -169,7 +169,8 @@ def test_describe_sends_downscaled_data_url_and_parses_iut(make, server):
     iut = mllm.describe(_image())
     assert isinstance(iut, ImageUnderstandingTree) and iut.objects[0].name == "cat"
     body = server.requests[-1]
-    assert body["model"] == "fake-model" and body["temperature"] == 0.0
+    # no temperature unless one is set: reasoning models reject any but their default
+    assert body["model"] == "fake-model" and "temperature" not in body
     assert body["response_format"]["type"] == "json_schema"
     assert body["response_format"]["json_schema"]["name"] == "ImageUnderstandingTree"
     [url] = _data_urls(body)

@@ -188,9 +188,12 @@ def test_cut_or_filtered_replies_are_not_reasked(make, finish, words):
 
 def test_ollama_context_overflow_is_refused_or_detected(make):
     context = [{"image": _img((0, 200, 0)), "text": "one"}, {"image": _img((0, 0, 200))}]
-    # Without context_tokens the server silently drops the oldest parts and answers anyway.
+    # Without context_tokens the server silently drops the oldest parts and answers anyway,
+    # reading exactly its default context: the call fails, naming the fix.
     blind, server = make("ollama")
-    blind.describe(_img(), context)
+    with pytest.raises(MLLMCallError, match="OLLAMA_CONTEXT_LENGTH") as info:
+        blind.describe(_img(), context)
+    assert info.value.reason_key == "context_truncated" and info.value.permanent
     assert _n_images(server.bodies[-1]) == 3  # sent 3; the server read fewer (see the profile)
     # With the server's context the request is refused before it is sent ...
     mllm, server = make("ollama", context_tokens=2048)

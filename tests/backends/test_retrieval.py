@@ -118,6 +118,8 @@ def test_in_a_run_no_case_retrieves_itself(tmp_path):
         "loop": {"rounds": 1, "variants": 2}, "judge": False,
         "t2i": [{"name": "retrieval", "params": {"gallery": {"name": "world", "limit": 8},
                                                  "method": "scene", "cache_dir": False}}],
+        # retrieval is not a bench component: without metrics it would get the paper preset
+        "metrics": ["ssim", "color_histogram"], "selection": {"ssim": 1.0},
     })
     result = repainter.run(spec)
     for record in result.records:

@@ -74,3 +74,9 @@ def test_the_lazy_graph_runs_a_case_from_the_spec_variable(tmp_path, monkeypatch
                          {"configurable": {"thread_id": "t"}})
     assert final["status"] == "done" and final["best"]["image"]
     assert (tmp_path / "run" / "spec.yaml").exists()
+    # the served run leaves a run.json like `repainter run` does (issue 24 item 7)
+    import json
+
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert info["status"] == "serving" and info["executor"] == {"name": "langgraph server"}
+    assert info["spec"]["preset"] == "world" and info["settings"]["why"] == "named in the spec"

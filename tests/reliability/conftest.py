@@ -93,6 +93,19 @@ def fault_spec():
     return _fault_spec
 
 
+def run_to_the_end(spec: RunSpec):
+    """``repainter.run(spec)`` for a run whose every case fails: such a run is ``failed`` and
+    raises :class:`~repainter.failures.RunFailedError`, whose ``result`` holds what it wrote."""
+    import repainter
+    from repainter.failures import RunFailedError
+
+    with pytest.raises(RunFailedError, match="no case finished") as failed:
+        repainter.run(spec)
+    result = failed.value.result
+    assert result is not None and result.info.status == "failed"
+    return result
+
+
 @pytest.fixture
 def audit():
     return _audit

@@ -16,6 +16,8 @@ import pytest
 import repainter
 from repainter.testing import ALL_KINDS, FaultPlan
 
+from .conftest import run_to_the_end
+
 pytestmark = pytest.mark.slow
 
 #: Retries and re-asks where every request fails (fewer than at 30%, to keep the hang case short).
@@ -107,7 +109,7 @@ def test_cases_failed_in_an_outage_are_redone_by_the_next_run(tmp_path, serve, f
     server = serve(FaultPlan(rate=1.0, kinds=["503"]))
     run_dir = tmp_path / "outage"
     spec = fault_spec(run_dir, server.url, limit=3, max_retries=2)
-    first = repainter.run(spec)
+    first = run_to_the_end(spec)
     assert first.info.cases.failed == 3
     server.faults = FaultPlan(rate=0.0)  # the server is back
     second = repainter.run(spec)
@@ -124,8 +126,8 @@ def test_always_failing_server_fails_every_case_clearly_and_quickly(kind, tmp_pa
     run_dir = tmp_path / f"down-{kind}"
     timeout = 0.25 if kind in ("hang", "mixed") else 1.0
     start = time.monotonic()
-    result = repainter.run(fault_spec(run_dir, server.url, limit=cases, timeout=timeout,
-                                      max_retries=DOWN_RETRIES, reask=DOWN_REASK))
+    result = run_to_the_end(fault_spec(run_dir, server.url, limit=cases, timeout=timeout,
+                                       max_retries=DOWN_RETRIES, reask=DOWN_REASK))
     elapsed = time.monotonic() - start
     found = audit(run_dir, cases)
 
@@ -158,7 +160,7 @@ def test_api_key_never_reaches_the_run_folder_or_logs(tmp_path, serve, fault_spe
     echo = serve(FaultPlan(rate=1.0, kinds=["echo_key"]), record_bodies=True)
     runs = [tmp_path / "key-mixed", tmp_path / "key-echo"]
     first = repainter.run(fault_spec(runs[0], mixed.url, limit=3))
-    second = repainter.run(fault_spec(runs[1], echo.url, limit=2))
+    second = run_to_the_end(fault_spec(runs[1], echo.url, limit=2))
     assert first.info.cases.done == 3 and second.info.cases.failed == 2
     assert "***" in second.records[0].error
 

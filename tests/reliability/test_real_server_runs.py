@@ -9,11 +9,13 @@ import json
 
 import repainter
 
+from .conftest import run_to_the_end
+
 
 def test_vllm_one_image_limit_is_named_then_fitted(tmp_path, serve, fault_spec, audit, secret):
     server = serve(profile="vllm-v0")
     refused = tmp_path / "refused"
-    result = repainter.run(fault_spec(refused, server.url, limit=2, rounds=1))
+    result = run_to_the_end(fault_spec(refused, server.url, limit=2, rounds=1))
     found = audit(refused, 2)
     assert found["done"] == 0 and result.info.cases.failed == 2
     for record in found["failed"]:

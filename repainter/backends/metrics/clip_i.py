@@ -25,6 +25,10 @@ through :mod:`repainter.weights`, or ``checkpoint`` a local weights file of that
 ``model`` itself ``hf-hub:org/repo`` / ``local-dir:/folder``. ``model_config`` (a dict or a path to
 a JSON file with ``embed_dim`` / ``vision_cfg`` / ``text_cfg``) registers an architecture that
 open_clip does not ship. Tags trained with QuickGELU (the OpenAI ones) get QuickGELU automatically.
+The identity's ``weights`` say what was loaded (:mod:`repainter.file_identity`): the SHA-256 of a
+local checkpoint, ``local-dir:`` folder or ``model_config`` file, the hub commit of an ``hf-hub:``
+model or of the snapshot a tag resolved to (a tag's URL download: its SHA-256), so a replaced file
+never returns cached scores.
 
 Example (weights required, so not run as a doctest)::
 
@@ -47,6 +51,12 @@ import torch
 from PIL import Image
 
 from repainter.backends._torch import EmbeddingCosine, cached_model, select_device
+from repainter.file_identity import (
+    hub_snapshot,
+    is_local,
+    path_fingerprint,
+    weights_identity,
+)
 from repainter.images import to_rgb
 from repainter.weights import (
     DEFAULT_CLIP_MODEL,
@@ -167,11 +177,36 @@ class ClipImageSimilarity(EmbeddingCosine):
         self.batch_size = max(1, int(batch_size))
         self.model_config = model_config
         self.quick_gelu = quick_gelu
+        local = weights_identity(self._sources(), hub=False)
         params = {
             "model": self.model_name, "pretrained": pretrained, "checkpoint": checkpoint,
             "device": str(self.device), "model_config": model_config, "quick_gelu": quick_gelu,
+            "weights": local,  # a replaced local file loads (and keys scores) anew
         }
         self._model, self._preprocess, self._weights = cached_model("open_clip", params, self._load)
+        self.weights = {**local, **self._resolved_weights()}
+
+    def _sources(self) -> list[tuple[str, str | None, str | None]]:
+        """The local files / folders the model is read from (hub ids are resolved on load)."""
+        names = [self.checkpoint, self.model_config if isinstance(self.model_config, str) else None]
+        if self.model_name.startswith("local-dir:"):
+            names.append(self.model_name[len("local-dir:"):])
+        if self._pretrained_is_path():
+            names.append(str(self.pretrained))
+        return [(str(name), None, None) for name in names if name]
+
+    def _resolved_weights(self) -> dict[str, dict[str, Any]]:
+        """The hub snapshot (or downloaded file) a tag or ``hf-hub:`` model resolved to."""
+        if self.model_name.startswith("hf-hub:"):
+            return weights_identity([(self.model_name[len("hf-hub:"):], None, None)], hub=True)
+        path = self._weights
+        if self.checkpoint or not self.pretrained or self._pretrained_is_path() \
+                or not isinstance(path, str) or not os.path.isfile(path):
+            return {}  # no tag, or local files (identified above)
+        return {self.pretrained: hub_snapshot(path) or path_fingerprint(path)}
+
+    def _pretrained_is_path(self) -> bool:
+        return not self.checkpoint and bool(self.pretrained) and is_local(str(self.pretrained))
 
     def _load(self):
         import open_clip
@@ -268,6 +303,7 @@ class ClipImageSimilarity(EmbeddingCosine):
             "resize": self.resize,
             "preprocess": self.preprocess,
             "quick_gelu": self.quick_gelu,
+            "weights": self.weights,
         }
 
 
@@ -283,6 +319,8 @@ class ClipTextEncoder:
         self.clip = clip
         self.tokenizer_name = tokenizer
         self._tokenizer = None
+        self._tokenizer_files = weights_identity([(tokenizer, None, None)], hub=False) \
+            if tokenizer else {}
 
     def _tokenize(self, prompts: list[str]) -> torch.Tensor:
         if self._tokenizer is None:
@@ -312,4 +350,5 @@ class ClipTextEncoder:
         ident = self.clip.identity()
         return {"model": ident["model"], "pretrained": ident["pretrained"],
                 "checkpoint": ident["checkpoint"], "quick_gelu": ident["quick_gelu"],
-                "tokenizer": self.tokenizer_name}
+                "tokenizer": self.tokenizer_name,
+                "weights": {**ident["weights"], **self._tokenizer_files}}

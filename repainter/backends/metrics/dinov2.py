@@ -8,6 +8,8 @@ the two feature vectors (1.0 = same features), computed in float64.
 
 Weights: ``model`` is a hub id or a local folder (``config.json`` + weights, as written by
 ``save_pretrained``); offline, a missing model raises :class:`repainter.weights.WeightsNotFoundError`.
+The identity's ``weights`` hold the SHA-256 of a local folder's files, or the hub commit the
+cached snapshot resolves to (:mod:`repainter.file_identity`): an edited folder is a new model.
 
 Example (weights required, so not run as a doctest)::
 
@@ -25,6 +27,7 @@ import torch
 from PIL import Image
 
 from repainter.backends._torch import EmbeddingCosine, cached_model, select_device
+from repainter.file_identity import weights_identity
 from repainter.images import to_rgb
 from repainter.weights import DEFAULT_DINOV2_MODEL, WeightRequirement, hub_load
 
@@ -59,8 +62,13 @@ class DinoV2Similarity(EmbeddingCosine):
         self.revision = revision
         self.device = select_device(device)
         self.batch_size = max(1, int(batch_size))
-        params = {"model": self.model_name, "revision": revision, "device": str(self.device)}
+        sources = [(self.model_name, revision, None)]
+        # content of a local folder: a changed file loads (and keys scores) anew
+        local = weights_identity(sources, hub=False)
+        params = {"model": self.model_name, "revision": revision, "device": str(self.device),
+                  "weights": local}
         self._model, self._processor = cached_model("transformers-dinov2", params, self._load)
+        self.weights = {**local, **weights_identity(sources, hub=True)}
 
     def _load(self):
         from transformers import AutoImageProcessor, AutoModel
@@ -88,4 +96,4 @@ class DinoV2Similarity(EmbeddingCosine):
 
     def identity(self) -> dict[str, Any]:
         return {"metric": self.name, "model": self.model_name, "revision": self.revision,
-                "pooling": self.pooling}
+                "pooling": self.pooling, "weights": self.weights}

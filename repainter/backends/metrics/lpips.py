@@ -19,7 +19,9 @@ Weights: the LPIPS linear layers (v0.1) ship inside the ``lpips`` package; the A
 backbone is torchvision's ImageNet checkpoint, resolved through :mod:`repainter.weights` (the
 torch-hub cache, a download when online, or ``backbone_weights``: a local ``.pth`` file) so that
 a missing backbone offline raises :class:`repainter.weights.WeightsNotFoundError` instead of a
-hanging download. ``random_backbone_for_tests=True`` keeps a randomly initialised backbone (for
+hanging download. The backbone file is identified by its SHA-256 (``weights`` in the identity,
+see :mod:`repainter.file_identity`): a replaced file never returns cached scores.
+``random_backbone_for_tests=True`` keeps a randomly initialised backbone (for
 tests only); it is recorded in :meth:`identity` so such scores can never pass for real ones.
 
 ``similarity()`` is ``1 - distance`` (distances are about [0, 1]; values above 1 are possible for
@@ -39,6 +41,7 @@ from PIL import Image
 
 from repainter.backends._torch import cached_model, select_device
 from repainter.backends.base import Metric, Reference
+from repainter.file_identity import path_fingerprint
 from repainter.images import to_rgb
 from repainter.weights import (
     DEFAULT_LPIPS_NET,
@@ -133,18 +136,21 @@ class LPIPSDistance(Metric):
         self.batch_size = max(1, int(batch_size))
         self.backbone_weights = backbone_weights
         self.random_backbone_for_tests = bool(random_backbone_for_tests)
+        # Resolved before loading (never let torchvision start a download that may hang
+        # offline) and identified by content: a replaced file loads (and keys scores) anew.
+        self._backbone_path = None if self.random_backbone_for_tests else \
+            resolve_lpips_backbone(net, backbone_weights)
+        self.weights = {"backbone": path_fingerprint(self._backbone_path)} \
+            if self._backbone_path else {}
         params = {"net": net, "version": version, "device": str(self.device),
-                  "backbone_weights": backbone_weights,
+                  "backbone_weights": backbone_weights, "weights": self.weights,
                   "random_backbone_for_tests": self.random_backbone_for_tests}
         self._model = cached_model("lpips", params, self._load)
 
     def _load(self):
         import lpips
 
-        path = None
-        if not self.random_backbone_for_tests:
-            # Resolve first: never let torchvision start a download that may hang offline.
-            path = resolve_lpips_backbone(self.net, self.backbone_weights)
+        path = self._backbone_path
         with warnings.catch_warnings():  # lpips passes torchvision's deprecated `pretrained=`
             warnings.simplefilter("ignore", UserWarning)
             model = lpips.LPIPS(net=self.net, version=self.version, pnet_rand=True, verbose=False)
@@ -184,7 +190,8 @@ class LPIPSDistance(Metric):
     def identity(self) -> dict[str, Any]:
         ident: dict[str, Any] = {"metric": self.name, "net": self.net, "version": self.version,
                                  "resize": self.resize, "resize_policy": self.resize_policy(),
-                                 "backbone_weights": self.backbone_weights}
+                                 "backbone_weights": self.backbone_weights,
+                                 "weights": self.weights}
         if self.random_backbone_for_tests:
             ident["random_backbone_for_tests"] = True
             ident["warning"] = "random backbone: scores are NOT LPIPS"

@@ -19,12 +19,32 @@
   (llama-server without ``--mmproj``) is not retried. ``timeout`` is a total deadline per
   request (a server that sends one byte a second cannot stretch it).
 * Other rejections are named, not retried blindly: too many images (vLLM's
-  ``--limit-mm-per-prompt``), context length, content filter; a reasoning model's
-  ``max_tokens`` rejection switches to ``max_completion_tokens`` once; ``temperature: null``
-  sends none. ``max_images`` / ``image_detail`` / ``context_tokens`` fit a server's image and
-  context budget: ``max_images: 1`` sends critique / judge pairs side by side in one image, and
-  Ollama's ``/v1``, which silently drops the oldest content past its context, is caught by
-  ``context_tokens``.
+  ``--limit-mm-per-prompt``; a server that refuses even one image is said to take none),
+  context length, content filter; a reasoning model's ``max_tokens`` rejection switches to
+  ``max_completion_tokens`` once. Every error carries ``reason_key`` and ``permanent``
+  (:mod:`~repainter.backends.mllm.rejections`). ``temperature`` is sent only when set
+  (default None: reasoning models reject any but their own; set 0.0 for steadier replies on
+  models that take it). ``max_images`` / ``image_detail`` / ``context_tokens`` fit a server's
+  image and context budget: ``max_images: 1`` sends critique / judge pairs side by side.
+* Every adaptation is recorded where a reader looks (:mod:`~repainter.backends.mllm.adaptations`):
+  the response format stepped down, the token parameter switched, images downscaled, context
+  images dropped or pairs combined, requests refused or cut for their context. Per call in
+  :meth:`records`, per case in :meth:`case_adaptations` (the case record's
+  ``mllm_adaptations``), per run in :meth:`adaptations` (``run.json``), and a warning the first
+  time each happens. The response format and token parameter in use are in :meth:`identity`,
+  so the cache keys a reply by the mode that produced it (``CachedMLLM`` stores it under the
+  identity after the call: a ``json_object`` reply is never served to a request that would run
+  as ``json_schema``).
+* Silent context truncation (Ollama's ``/v1`` drops the oldest content past its context, images
+  first, and answers about the rest) is refused where it is demonstrated and warned where it is
+  suspected: with ``context_tokens`` a request estimated over it is refused before it is sent,
+  and a reply that read the whole context fails the call; without it, a reply that read exactly
+  a default Ollama context (2048 / 4096) for a request estimated above it fails the call (the
+  error names the fix: the server's context and ``context_tokens``). A reply that read under
+  half of a low estimate of what was sent, or any image request to an Ollama endpoint (port
+  11434, ``/api``, fingerprint ``fp_ollama``) without ``context_tokens``, is used but recorded
+  as ``context_truncated_suspected`` and logged: usage alone cannot prove it, since servers
+  spend very different numbers of tokens on an image.
 * A reply cut at ``finish_reason == "length"`` or stopped by a content filter is an error,
   not re-asked as if it were malformed.
 * Replies are bounded: content over ``max_reply_chars`` characters, an empty ``choices`` list or a
@@ -43,13 +63,10 @@ All prompt texts are the templates ``prompts/*.j2``.
 from __future__ import annotations
 
 import asyncio
-import base64
 import functools
-import io
 import json
 import os
 import random
-import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -60,6 +77,35 @@ from pydantic import BaseModel, Field, ValidationError
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
 from repainter.backends.base import MLLMBackend, current_prompt_budget
+from repainter.backends.mllm.adaptations import (
+    CONTEXT_FIX,
+    AdaptationLog,
+    check_prompt_tokens,
+    is_ollama,
+    summarize,
+)
+from repainter.backends.mllm.rejections import (  # the errors are part of this module's API
+    MLLMCallError,
+    MLLMError,
+    MLLMReplyError,
+    NotAChatCompletion,
+    body_suffix,
+    classify_rejection,
+    error_text,
+    is_retryable,
+    rejection_hint,
+    rejection_key,
+    retry_after,
+    status_of,
+    transient_key,
+)
+from repainter.backends.mllm.wire import (  # part of this module's API, too
+    encode_image,
+    extract_json,
+    fitted_size,
+    reply_text,
+    side_by_side,
+)
 from repainter.deadline import deadline_http_client, total_deadline
 from repainter.instrument import CURRENT_CASE
 from repainter.prompts import render_prompt
@@ -90,22 +136,6 @@ SCHEMAS: tuple[type[BaseModel], ...] = (
     Critique, Judgement)
 
 
-class MLLMError(RuntimeError):
-    """Base class of this backend's errors."""
-
-
-class MLLMCallError(MLLMError):
-    """The server could not be reached or kept failing after all retries."""
-
-
-class MLLMReplyError(MLLMError):
-    """The model's reply did not validate, even after the re-asks."""
-
-
-class NotAChatCompletion(MLLMError):
-    """A 2xx reply whose body is not a chat completion (retried like a server error)."""
-
-
 # -- intermediate schemas of the multi-call IUT ---------------------------------------------------
 
 
@@ -127,189 +157,6 @@ class RelationshipList(BaseModel):
 
 
 # -- helpers ------------------------------------------------------------------------------------
-
-
-def encode_image(image: Image.Image, max_side: int = 768, fmt: str = "png") -> str:
-    """``data:image/...;base64,...`` URL of ``image`` with its longer side at most ``max_side``."""
-    fmt = fmt.lower()
-    if fmt not in ("png", "jpeg", "jpg"):
-        raise ValueError(f"image format must be png or jpeg, not {fmt!r}")
-    img = image.convert("RGB") if image.mode != "RGB" else image.copy()
-    if max(img.size) > max_side:
-        scale = max_side / max(img.size)
-        new = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
-        img = img.resize(new, Image.Resampling.LANCZOS)
-    buffer = io.BytesIO()
-    if fmt == "png":
-        img.save(buffer, format="PNG")
-        mime = "image/png"
-    else:
-        img.save(buffer, format="JPEG", quality=90)
-        mime = "image/jpeg"
-    return f"data:{mime};base64,{base64.b64encode(buffer.getvalue()).decode('ascii')}"
-
-
-def side_by_side(left: Image.Image, right: Image.Image) -> Image.Image:
-    """``left`` and ``right`` at the same height, next to each other on white (RGB)."""
-    height = max(left.height, right.height)
-    scaled = [img.convert("RGB").resize((max(1, round(img.width * height / img.height)), height),
-                                        Image.Resampling.LANCZOS) if img.height != height
-              else img.convert("RGB") for img in (left, right)]
-    canvas = Image.new("RGB", (scaled[0].width + scaled[1].width, height), "white")
-    canvas.paste(scaled[0], (0, 0))
-    canvas.paste(scaled[1], (scaled[0].width, 0))
-    return canvas
-
-
-#: How many top-level ``{`` :func:`extract_json` tries before it gives up (bounds its work).
-MAX_JSON_STARTS = 64
-
-
-def _top_level_braces(text: str):
-    """Positions of the ``{`` that open an object outside any other (strings inside skipped)."""
-    depth, in_string, escaped = 0, False, False
-    for i, ch in enumerate(text):
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == "{":
-            if depth == 0:
-                yield i
-            depth += 1
-        elif depth:
-            if ch == "}":
-                depth -= 1
-            elif ch == '"':
-                in_string = True
-
-
-def extract_json(text: str) -> Any:
-    """The JSON value of ``text``, or the first JSON object inside it (code fences, prose ...).
-
-    Only objects that open at the top level are tried, so a reply cut off mid-object is
-    rejected rather than read as one of its complete inner objects (``{"differences":
-    [{...}], "summ`` is not the ``Critique`` ``{...}``). At most :data:`MAX_JSON_STARTS` are
-    tried, and JSON nested too deeply for the parser is a ``ValueError`` like any other
-    unusable reply (never a ``RecursionError``).
-    """
-    text = (text or "").strip()
-    try:
-        return json.loads(text)
-    except (ValueError, RecursionError):
-        pass
-    decoder = json.JSONDecoder()
-    for tries, start in enumerate(_top_level_braces(text)):
-        if tries >= MAX_JSON_STARTS:
-            break
-        try:
-            value, _ = decoder.raw_decode(text, start)
-            return value
-        except (ValueError, RecursionError):
-            continue
-    raise ValueError("the reply holds no complete JSON object")
-
-
-def _reply_text(response: Any) -> str:
-    """The first choice's message text; a ``ValueError`` says why there is none."""
-    choices = getattr(response, "choices", None) or []
-    if not choices:
-        raise ValueError("the reply has no choices")
-    message = getattr(choices[0], "message", None)
-    content = getattr(message, "content", None)
-    refusal = getattr(message, "refusal", None)
-    if not content and refusal:
-        raise ValueError(f"the model refused: {refusal}")
-    if content is not None and not isinstance(content, str):
-        raise ValueError(f"the reply's content is a {type(content).__name__}, not text")
-    return content or ""
-
-
-def _status(exc: BaseException) -> int | None:
-    return getattr(exc, "status_code", None)
-
-
-def error_text(exc: BaseException) -> str:
-    """The server's own error message (``error.message`` of the body), else the exception text."""
-    body = getattr(exc, "body", None)
-    if isinstance(body, dict):
-        inner = body.get("error", body)
-        message = inner.get("message") if isinstance(inner, dict) else inner
-        if message:
-            return str(message)
-    return str(exc)
-
-
-_IMAGE_LIMIT = re.compile(r"at most \d+ image|limit[-_]mm[-_]per[-_]prompt|too many images"
-                          r"|only (one|1) image")
-
-
-def classify_rejection(exc: BaseException) -> str:
-    """What an error reply is about, from its ``param``, ``code`` and message.
-
-    One of ``response_format``, ``temperature``, ``max_tokens``, ``image_limit``,
-    ``context_length``, ``content_filter``, ``no_image_support`` or ``other``.
-    """
-    param = str(getattr(exc, "param", None) or "").lower()
-    code = str(getattr(exc, "code", None) or "").lower()
-    text = error_text(exc).lower()
-    if "content_filter" in code or "content management policy" in text or "content_filter" in text:
-        return "content_filter"
-    if "image input is not supported" in text or "mmproj" in text:
-        return "no_image_support"
-    if _IMAGE_LIMIT.search(text):
-        return "image_limit"
-    if "context_length" in code or "context length" in text or "context window" in text:
-        return "context_length"
-    if param == "temperature" or "'temperature'" in text:
-        return "temperature"
-    if param == "max_tokens" or "max_completion_tokens" in text:
-        return "max_tokens"
-    if (param.startswith("response_format") or "response_format" in text
-            or "json_schema" in text or "json_object" in text or "structured output" in text):
-        return "response_format"
-    return "other"
-
-
-def _should_retry_header(exc: BaseException) -> bool | None:
-    """The server's ``x-should-retry`` verdict (as openai-python reads it), or None."""
-    headers = getattr(getattr(exc, "response", None), "headers", None)
-    value = headers.get("x-should-retry") if headers else None
-    return {"true": True, "false": False}.get(str(value).lower()) if value else None
-
-
-def _is_retryable(exc: BaseException) -> bool:
-    import openai
-
-    if isinstance(exc, (openai.APITimeoutError, openai.APIConnectionError, NotAChatCompletion)):
-        return True
-    status = _status(exc)
-    if status is None:
-        return False
-    verdict = _should_retry_header(exc)
-    if verdict is not None:
-        return verdict
-    if status >= 500 and classify_rejection(exc) == "no_image_support":
-        return False  # the same request fails the same way every time
-    return status in (408, 409, 429) or status >= 500
-
-
-#: What each named rejection means for the user (the server's own message follows it).
-REJECTION_HINTS = {
-    "image_limit": "the server takes fewer images per request than this call sends ({images}); "
-                   "start vLLM with --limit-mm-per-prompt '{{\"image\": {images}}}' or set "
-                   "max_images",
-    "context_length": "the request ({images} image(s)) is over the model's context; lower "
-                      "max_image_side, set image_detail: low or use a longer context",
-    "content_filter": "the provider's content filter blocked the request",
-    "no_image_support": "the server takes no image input (llama-server needs --mmproj with a "
-                        "vision model; Ollama needs a vision model)",
-    "temperature": "the model accepts no temperature other than its default (reasoning models "
-                   "such as o-series / gpt-5): set temperature: null",
-}
 
 
 def _count_images(messages: list[dict[str, Any]]) -> int:
@@ -341,29 +188,6 @@ def _fingerprint(value: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _retry_after(exc: BaseException | None) -> float | None:
-    response = getattr(exc, "response", None)
-    headers = getattr(response, "headers", None)
-    if not headers:
-        return None
-    for name in ("retry-after-ms", "retry-after"):
-        raw = headers.get(name)
-        if raw is None:
-            continue
-        try:
-            value = float(raw)
-        except ValueError:
-            try:
-                from email.utils import parsedate_to_datetime
-
-                value = parsedate_to_datetime(raw).timestamp() - time.time()
-            except (TypeError, ValueError):
-                continue
-            return max(0.0, value)
-        return max(0.0, value / 1000.0 if name == "retry-after-ms" else value)
-    return None
-
-
 def _schema_name(schema: type[BaseModel]) -> str:
     return schema.__name__[:64]
 
@@ -372,6 +196,9 @@ class OpenAIMLLM(MLLMBackend):
     """An OpenAI-compatible chat-completions model (OpenAI, vLLM, Ollama, LM Studio ...)."""
 
     kind = "openai"
+    #: Imported on use, so the class loads without it; the preflight checks it is installed.
+    packages = ("openai",)
+    extra = "models"
 
     @classmethod
     def requirements(cls, params: dict[str, Any]) -> list[WeightRequirement]:
@@ -388,7 +215,7 @@ class OpenAIMLLM(MLLMBackend):
         api_key_env: str = "OPENAI_API_KEY",
         max_image_side: int = 768,
         image_format: str = "png",
-        temperature: float | None = 0.0,
+        temperature: float | None = None,
         max_tokens: int | None = None,
         max_retries: int = 5,
         timeout: float = 60.0,
@@ -428,8 +255,8 @@ class OpenAIMLLM(MLLMBackend):
             if base_url is None:
                 raise MLLMError(
                     f"openai: no API key - export {api_key_env}=<key> (or set base_url to an "
-                    "OpenAI-compatible server that needs none)"
-                )
+                    "OpenAI-compatible server that needs none)", reason_key="no_api_key",
+                    permanent=True)
             key = "not-needed"  # local servers ignore it; the client insists on one
         self.model = model
         self.base_url = base_url
@@ -469,6 +296,8 @@ class OpenAIMLLM(MLLMBackend):
         self._slots = threading.BoundedSemaphore(self.concurrency)
         self._lock = threading.Lock()
         self._records: list[dict[str, Any]] = []
+        self._log = AdaptationLog(f"{model} at {base_url or 'api.openai.com'}")
+        self._format_rejections: dict[str, str] = {}  # mode -> why the server refused it
         self._totals = {"calls": 0, "requests": 0, "retries": 0, "reasks": 0, "errors": 0,
                         "prompt_tokens": 0, "completion_tokens": 0, "cached_tokens": 0,
                         "calls_without_usage": 0, "latency_s": 0.0, "cost_usd": 0.0}
@@ -519,7 +348,8 @@ class OpenAIMLLM(MLLMBackend):
     def case_usage(self, model: str, case_id: str) -> dict[str, float]:
         """Calls, tokens and cost of the calls made while the runner worked on this case."""
         with self._lock:
-            mine = [r for r in self._records if r.get("case") == (model, case_id)]
+            mine = [r for r in self._records
+                    if r.get("case") == (model, case_id) and not r.get("cache_hit")]
         usage = {"calls": len(mine),
                  "prompt_tokens": sum(r["prompt_tokens"] for r in mine),
                  "completion_tokens": sum(r["completion_tokens"] for r in mine)}
@@ -535,15 +365,36 @@ class OpenAIMLLM(MLLMBackend):
         return usage
 
     def records(self) -> list[dict[str, Any]]:
-        """Per-call records: task, tokens, latency, attempts, re-asks, cost."""
+        """Per-call records: task, tokens, latency, attempts, re-asks, cost, adaptations."""
         with self._lock:
             return [dict(r) for r in self._records]
+
+    def adaptations(self) -> list[dict[str, Any]]:
+        """Every adaptation of every call so far, summed per kind and change (run.json)."""
+        with self._lock:
+            return summarize(list(self._records))
+
+    def case_adaptations(self, model: str, case_id: str) -> list[dict[str, Any]]:
+        """The adaptations of the calls made (or answered from the cache) for one case."""
+        with self._lock:
+            return summarize([r for r in self._records if r.get("case") == (model, case_id)])
+
+    def note_cache_hit(self, task: str) -> None:
+        """A reply the cache answered was made in the response format and token parameter in
+        use now (they are in the cache key): record them for the case where they are adapted."""
+        notes: list[dict[str, Any]] = []
+        self._note_modes(self._new_stats(()) | {"adaptations": notes}, self._mode,
+                         {self._token_param: self.max_tokens} if self.max_tokens else {})
+        if notes:
+            with self._lock:
+                self._records.append({"task": task, "case": CURRENT_CASE.get(),
+                                      "cache_hit": True, "adaptations": notes})
 
     # -- requests -------------------------------------------------------------------------------
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
-        hinted = _retry_after(exc)
+        hinted = retry_after(exc)
         if hinted is not None:
             return min(hinted, self.retry_max_wait)
         base = self.retry_initial_wait * (2 ** (state.attempt_number - 1))
@@ -580,7 +431,7 @@ class OpenAIMLLM(MLLMBackend):
             return response
 
         retrying = Retrying(
-            retry=retry_if_exception(_is_retryable),
+            retry=retry_if_exception(is_retryable),
             stop=stop_after_attempt(self.max_retries + 1),
             wait=self._wait,
             reraise=True,
@@ -588,14 +439,15 @@ class OpenAIMLLM(MLLMBackend):
         try:
             return retrying(attempt)
         except Exception as exc:
-            if not _is_retryable(exc):
+            if not is_retryable(exc):
                 raise
             message = self._redact(
                 f"{self.model} at {self.base_url or 'api.openai.com'}: request failed after "
                 f"{stats['requests']} attempt(s): {type(exc).__name__}: {exc}"
-                + self._body_suffix(exc))
+                + body_suffix(exc))
             # a cause that holds the key (a server echoed it) is not chained into tracebacks
-            raise MLLMCallError(message) from (None if self._holds_key(str(exc)) else exc)
+            raise MLLMCallError(message, reason_key=transient_key(exc)) from (
+                None if self._holds_key(str(exc)) else exc)
 
     def _holds_key(self, text: str) -> bool:
         key = getattr(self._client, "api_key", None)
@@ -617,14 +469,7 @@ class OpenAIMLLM(MLLMBackend):
             return {"type": "json_object"}
         return None
 
-    @staticmethod
-    def _body_suffix(exc: BaseException) -> str:
-        body = getattr(exc, "body", None)
-        if not body or (isinstance(body, dict) and set(body) <= {"message"}):
-            return ""
-        return f" (server said: {json.dumps(body, default=str)[:1000]})"
-
-    def _downgrade(self, sent_mode: str) -> bool:
+    def _downgrade(self, sent_mode: str, exc: BaseException) -> bool:
         """After a rejected response format in auto mode: the next weaker mode.
 
         Under the lock, and only if no parallel call has changed the mode since this request was
@@ -633,6 +478,7 @@ class OpenAIMLLM(MLLMBackend):
         if self.json_mode != "auto" or sent_mode == "none":
             return False
         with self._lock:
+            self._format_rejections.setdefault(sent_mode, error_text(exc)[:300])
             if self._mode == sent_mode:
                 self._mode = {"json_schema": "json_object", "json_object": "none"}[sent_mode]
         return True
@@ -646,16 +492,19 @@ class OpenAIMLLM(MLLMBackend):
         return True
 
     def _rejected(self, task: str, exc: BaseException, n_images: int) -> MLLMCallError:
+        """The error of a rejection no retry can fix (``permanent`` but for a content filter:
+        rejections.py)."""
         reason = classify_rejection(exc)
-        hint = REJECTION_HINTS.get(reason, "").format(images=n_images)
-        message = (f"{self.model}: {task} request rejected ({_status(exc)}"
+        hint = rejection_hint(reason, n_images, error_text(exc), self.max_images)
+        message = (f"{self.model}: {task} request rejected ({status_of(exc)}"
                    f"{', ' + reason if reason != 'other' else ''}): {error_text(exc)}"
-                   + (f" - {hint}" if hint else "") + self._body_suffix(exc))
-        error = MLLMCallError(self._redact(message))
-        error.reason = reason  # type: ignore[attr-defined]
-        return error
+                   + (f" - {hint}" if hint else "") + body_suffix(exc))
+        # a content filter judges this request's content: other requests may pass
+        return MLLMCallError(self._redact(message), reason_key=rejection_key(exc),
+                             permanent=reason != "content_filter")
 
-    def _check_context(self, task: str, messages: list[dict[str, Any]]) -> None:
+    def _check_context(self, task: str, messages: list[dict[str, Any]],
+                       stats: dict[str, Any]) -> None:
         """Refuse a request that cannot fit ``context_tokens``; warn when it comes near.
 
         Ollama's OpenAI layer does not fail on overflow: it drops the oldest content parts (the
@@ -663,27 +512,42 @@ class OpenAIMLLM(MLLMBackend):
         """
         if not self.context_tokens:
             return
-        estimate = (_count_images(messages) * self.image_tokens + _text_chars(messages) // 3
+        images = _count_images(messages)
+        estimate = (images * self.image_tokens + _text_chars(messages) // 3
                     + (self.max_tokens or 0))
         if estimate > self.context_tokens:
+            self._log.note(stats["adaptations"], "context_refused", f"~{estimate} tokens",
+                           f"context_tokens={self.context_tokens}", detail="not sent")
             raise MLLMCallError(
                 f"{self.model}: the {task} request needs about {estimate} tokens "
-                f"({_count_images(messages)} image(s) at ~{self.image_tokens}), over "
+                f"({images} image(s) at ~{self.image_tokens}), over "
                 f"context_tokens={self.context_tokens}; the server would silently drop content - "
-                "raise the context (Ollama: OLLAMA_CONTEXT_LENGTH) or lower max_images")
+                "raise the context (Ollama: OLLAMA_CONTEXT_LENGTH) or lower max_images",
+                reason_key="context_overflow", permanent=True)
         if estimate > 0.8 * self.context_tokens:
             import warnings
 
             warnings.warn(f"{self.model}: the {task} request needs about {estimate} of "
                           f"{self.context_tokens} context tokens", stacklevel=3)
 
-    def _check_truncated_context(self, task: str, prompt_tokens: int) -> None:
-        """A reply whose prompt filled the whole context was made from a truncated request."""
-        if self.context_tokens and prompt_tokens >= self.context_tokens:
+    def _check_read_tokens(self, task: str, prompt_tokens: int, stats: dict[str, Any],
+                           messages: list[dict[str, Any]]) -> None:
+        """Fail a call whose request the server demonstrably cut; note one it probably cut
+        (:func:`~repainter.backends.mllm.adaptations.check_prompt_tokens`)."""
+        found = check_prompt_tokens(
+            prompt_tokens, text_chars=_text_chars(messages), image_sizes=stats["image_sizes"],
+            image_tokens=self.image_tokens, image_detail=self.image_detail,
+            context_tokens=self.context_tokens,
+            ollama=is_ollama(self.base_url, stats["served_by"]))
+        if found is None:
+            return
+        kind, why = found
+        self._log.note(stats["adaptations"], kind, detail=why)
+        if kind == "context_truncated":
             raise MLLMCallError(
-                f"{self.model}: the server read {prompt_tokens} prompt tokens for the {task} "
-                f"request, its whole context ({self.context_tokens}): it dropped part of the "
-                "request (Ollama does this silently) - raise OLLAMA_CONTEXT_LENGTH / num_ctx")
+                f"{self.model}: {task}: the server dropped part of the request ({why}); it "
+                "cuts the oldest content past its context, images first, and answers anyway - "
+                f"{CONTEXT_FIX}", reason_key="context_truncated", permanent=True)
 
     def _structured(
         self,
@@ -692,24 +556,22 @@ class OpenAIMLLM(MLLMBackend):
         schema: type[M],
         check: Callable[[M], None] | None = None,
         seed: int | None = None,
+        notes: Sequence[dict[str, Any]] = (),
     ) -> M:
         import openai
 
         system = render_prompt(
             "system", schema=json.dumps(schema.model_json_schema(), separators=(",", ":"))
         )
+        stats = self._new_stats(notes)
         messages: list[dict[str, Any]] = [
             {"role": "system", "content": system},
-            {"role": "user", "content": user_content},
+            {"role": "user", "content": self._wire_parts(user_content, stats)},
         ]
-        stats: dict[str, Any] = {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0,
-                                 "cached_tokens": 0, "downgrades": 0, "corrections": 0,
-                                 "usage_missing": False, "served_by": None}
         start = time.perf_counter()
         reasks = 0
-        n_images = _count_images(messages)
         try:
-            self._check_context(task, messages)
+            self._check_context(task, messages, stats)
             while True:
                 with self._lock:
                     sent_mode = self._mode
@@ -720,9 +582,10 @@ class OpenAIMLLM(MLLMBackend):
                 except openai.APIStatusError as exc:
                     if self._recover(exc, sent_mode, sent, stats):
                         continue
-                    raise self._rejected(task, exc, n_images) from (
+                    raise self._rejected(task, exc, len(stats["image_sizes"])) from (
                         None if self._holds_key(str(exc)) else exc)
-                self._count_usage(task, response, stats)
+                self._note_modes(stats, sent_mode, sent)
+                self._count_usage(task, response, stats, messages)
                 content = ""
                 try:
                     content = self._checked_reply(task, response)
@@ -739,27 +602,50 @@ class OpenAIMLLM(MLLMBackend):
                             f"{self._redact(str(exc))[:2000]}"
                         ) from exc
                     reasks += 1
-                    if len(content) > self.max_reply_chars:  # never send a huge reply back
-                        content = content[:1000] + f" [... {len(content) - 1000} characters cut]"
-                    messages = messages + [
-                        {"role": "assistant", "content": content},
-                        {"role": "user", "content": render_prompt(
-                            "reask", error=str(exc)[:2000],
-                            schema=json.dumps(schema.model_json_schema(), separators=(",", ":")),
-                        )},
-                    ]
+                    messages = messages + self._reask_messages(content, exc, schema)
         except Exception:  # every failed call is recorded, whatever it raised
             self._record(task, stats, start, reasks, ok=False)
             raise
+
+    def _reask_messages(self, content: str, exc: BaseException, schema: type[BaseModel]):
+        if len(content) > self.max_reply_chars:  # never send a huge reply back
+            content = content[:1000] + f" [... {len(content) - 1000} characters cut]"
+        return [{"role": "assistant", "content": content},
+                {"role": "user", "content": render_prompt(
+                    "reask", error=str(exc)[:2000],
+                    schema=json.dumps(schema.model_json_schema(), separators=(",", ":")))}]
+
+    @staticmethod
+    def _new_stats(notes: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        return {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0, "cached_tokens": 0,
+                "downgrades": 0, "corrections": 0, "usage_missing": False, "served_by": None,
+                "adaptations": list(notes), "image_sizes": [], "modes_noted": False}
+
+    def _note_modes(self, stats: dict[str, Any], sent_mode: str, sent: dict[str, Any]) -> None:
+        """The response format and token parameter the call's answered request ran with, where
+        they are not what was asked for (noted once per call)."""
+        if stats["modes_noted"]:
+            return
+        stats["modes_noted"] = True
+        notes = stats["adaptations"]
+        if self.json_mode == "auto" and sent_mode != "json_schema":
+            refused = "json_schema" if sent_mode == "json_object" else "json_object"
+            with self._lock:
+                why = self._format_rejections.get(refused)
+            self._log.note(notes, "response_format", "json_schema", sent_mode,
+                           detail=f"the server rejected {refused}: {why}" if why else None)
+        if self.token_param == "auto" and "max_completion_tokens" in sent:
+            self._log.note(notes, "token_param", "max_tokens", "max_completion_tokens",
+                           detail="the server rejected max_tokens")
 
     def _recover(self, exc: BaseException, sent_mode: str, sent: dict[str, Any],
                  stats: dict[str, Any]) -> bool:
         """Whether a rejected request can go again: a weaker response format (auto mode), or
         ``max_completion_tokens`` for a reasoning model (once per call)."""
-        if _status(exc) not in (400, 422):
+        if status_of(exc) not in (400, 422):
             return False
         reason = classify_rejection(exc)
-        if reason == "response_format" and self._downgrade(sent_mode):
+        if reason == "response_format" and self._downgrade(sent_mode, exc):
             stats["downgrades"] += 1
             return True
         if reason == "max_tokens" and not stats["corrections"] and self._switch_token_param(sent):
@@ -767,7 +653,8 @@ class OpenAIMLLM(MLLMBackend):
             return True
         return False
 
-    def _count_usage(self, task: str, response: Any, stats: dict[str, Any]) -> None:
+    def _count_usage(self, task: str, response: Any, stats: dict[str, Any],
+                     messages: list[dict[str, Any]]) -> None:
         usage = getattr(response, "usage", None)
         model = getattr(response, "model", None)
         fingerprint = getattr(response, "system_fingerprint", None)
@@ -781,7 +668,7 @@ class OpenAIMLLM(MLLMBackend):
         stats["completion_tokens"] += int(getattr(usage, "completion_tokens", 0) or 0)
         details = getattr(usage, "prompt_tokens_details", None)
         stats["cached_tokens"] += int(getattr(details, "cached_tokens", 0) or 0)
-        self._check_truncated_context(task, prompt_tokens)
+        self._check_read_tokens(task, prompt_tokens, stats, messages)
 
     def _checked_reply(self, task: str, response: Any) -> str:
         """The reply's text; a cut or filtered reply is an error (a re-ask would not help)."""
@@ -789,13 +676,14 @@ class OpenAIMLLM(MLLMBackend):
         finish = getattr(choices[0], "finish_reason", None) if choices else None
         if finish == "content_filter":
             raise MLLMReplyError(f"{self.model}: the {task} reply was stopped by the provider's "
-                                 "content filter (finish_reason content_filter)")
-        content = _reply_text(response)
+                                 "content filter (finish_reason content_filter)",
+                                 reason_key="content_filter")
+        content = reply_text(response)
         if finish == "length":
             raise MLLMReplyError(
                 f"{self.model}: the {task} reply was cut at the token limit (finish_reason "
                 f"length, {self._token_param}={self.max_tokens}); raise max_tokens - reasoning "
-                "models spend part of it on hidden reasoning")
+                "models spend part of it on hidden reasoning", reason_key="reply_cut")
         if len(content) > self.max_reply_chars:
             raise ValueError(
                 f"the reply is {len(content)} characters long, over the limit of "
@@ -813,6 +701,8 @@ class OpenAIMLLM(MLLMBackend):
             record["usage_missing"] = True
         if stats["served_by"]:
             record["served_by"] = stats["served_by"]
+        if stats["adaptations"]:
+            record["adaptations"] = stats["adaptations"]
         if self.prices is not None:
             record["cost_usd"] = self._cost(stats)
             if stats["cached_tokens"] and "cached_input" not in self.prices:
@@ -846,24 +736,50 @@ class OpenAIMLLM(MLLMBackend):
     # -- message parts --------------------------------------------------------------------------
 
     def _image_part(self, image: Image.Image) -> dict[str, Any]:
+        """An ``image_url`` part; ``_sizes`` (original, sent) is read and removed before sending."""
         url: dict[str, Any] = {"url": encode_image(image, self.max_image_side, self.image_format)}
         if self.image_detail:
             url["detail"] = self.image_detail
-        return {"type": "image_url", "image_url": url}
+        return {"type": "image_url", "image_url": url,
+                "_sizes": (image.size, fitted_size(image.size, self.max_image_side))}
 
-    def _fit_context_images(self, ctx_images: list[dict], own: int) -> list[dict]:
+    def _wire_parts(self, parts: list[dict[str, Any]], stats: dict[str, Any]) -> list[dict]:
+        """``parts`` as sent; the images' sent sizes go to ``stats``, downscales to its notes."""
+        wire = []
+        for part in parts:
+            sizes = part.get("_sizes")
+            if sizes is not None:
+                (original, sent) = sizes
+                stats["image_sizes"].append(sent)
+                if tuple(original) != tuple(sent):
+                    self._log.note(stats["adaptations"], "image_downscaled",
+                                   "x".join(map(str, original)), "x".join(map(str, sent)),
+                                   detail=f"max_image_side: {self.max_image_side}")
+            wire.append({k: v for k, v in part.items() if k != "_sizes"})
+        return wire
+
+    def _fit_context_images(self, ctx_images: list[dict], own: int,
+                            notes: list[dict[str, Any]]) -> list[dict]:
         """The most recent context images that fit ``max_images`` beside the call's own ones."""
         if self.max_images is None:
             return ctx_images
         room = max(0, self.max_images - own)
-        return ctx_images[len(ctx_images) - room:] if room else []
+        kept = ctx_images[len(ctx_images) - room:] if room else []
+        if len(kept) < len(ctx_images):
+            self._log.note(notes, "context_images_dropped", f"{len(ctx_images)} context images",
+                           f"{len(kept)} kept", n=len(ctx_images) - len(kept),
+                           detail=f"max_images: {self.max_images}")
+        return kept
 
-    def _pair_parts(self, reference: Image.Image, candidate: Image.Image) -> list[dict]:
+    def _pair_parts(self, reference: Image.Image, candidate: Image.Image,
+                    notes: list[dict[str, Any]]) -> list[dict]:
         """Reference and candidate as two images, or side by side in one where ``max_images``
         is 1 (vLLM's default limit; Ollama models that see only the last image)."""
         if self.max_images is None or self.max_images >= 2:
             return [self._text_part("Image 1 (reference):"), self._image_part(reference),
                     self._text_part("Image 2 (candidate):"), self._image_part(candidate)]
+        self._log.note(notes, "images_combined", "2 images", "1 side-by-side image",
+                       detail="max_images: 1")
         return [self._text_part("One picture, two images side by side: Image 1 (reference) on "
                                 "the left half, Image 2 (candidate) on the right half."),
                 self._image_part(side_by_side(reference, candidate))]
@@ -885,22 +801,24 @@ class OpenAIMLLM(MLLMBackend):
 
     def describe(self, image: Image.Image, context: Sequence[dict[str, Any]] = ()) -> ImageUnderstandingTree:
         ctx_images, ctx_texts = self._context_parts(context)
-        ctx_images = self._fit_context_images(ctx_images, own=1)
+        notes: list[dict[str, Any]] = []
+        ctx_images = self._fit_context_images(ctx_images, own=1, notes=notes)
         if self.iut_mode == "single":
             text = render_prompt("describe_iut", context=ctx_texts, max_objects=MAX_OBJECTS,
                                  n_context_images=len(ctx_images))
             return self._structured("describe", ctx_images + [self._image_part(image),
                                                               self._text_part(text)],
-                                    ImageUnderstandingTree)
-        return self._describe_multi(image, ctx_images, ctx_texts)
+                                    ImageUnderstandingTree, notes=notes)
+        return self._describe_multi(image, ctx_images, ctx_texts, notes)
 
-    def _describe_multi(self, image, ctx_images, ctx_texts) -> ImageUnderstandingTree:
+    def _describe_multi(self, image, ctx_images, ctx_texts, notes) -> ImageUnderstandingTree:
         img = self._image_part(image)
 
         def ask(task: str, template: str, schema, **variables):
             text = render_prompt(template, **variables)
-            parts = (ctx_images if task == "describe_global" else []) + [img, self._text_part(text)]
-            return self._structured(task, parts, schema)
+            first = task == "describe_global"  # the one call that sees the context
+            parts = (ctx_images if first else []) + [img, self._text_part(text)]
+            return self._structured(task, parts, schema, notes=notes if first else ())
 
         glob = ask("describe_global", "describe_global", GlobalDescription, context=ctx_texts,
                    n_context_images=len(ctx_images))
@@ -956,8 +874,9 @@ class OpenAIMLLM(MLLMBackend):
 
     def critique(self, reference: Image.Image, candidate: Image.Image, prompt: str) -> Critique:
         text = render_prompt("critique", prompt=prompt)
-        parts = self._pair_parts(reference, candidate) + [self._text_part(text)]
-        return self._structured("critique", parts, Critique)
+        notes: list[dict[str, Any]] = []
+        parts = self._pair_parts(reference, candidate, notes) + [self._text_part(text)]
+        return self._structured("critique", parts, Critique, notes=notes)
 
     def revise(self, prompt: str, critique: Critique, iut: ImageUnderstandingTree) -> str:
         text = render_prompt("revise_prompt", prompt=prompt, critique=critique.model_dump_json(),
@@ -966,8 +885,9 @@ class OpenAIMLLM(MLLMBackend):
 
     def judge(self, reference: Image.Image, candidate: Image.Image) -> Judgement:
         text = render_prompt("judge")
-        parts = self._pair_parts(reference, candidate) + [self._text_part(text)]
-        return self._structured("judge", parts, Judgement)
+        notes: list[dict[str, Any]] = []
+        parts = self._pair_parts(reference, candidate, notes) + [self._text_part(text)]
+        return self._structured("judge", parts, Judgement, notes=notes)
 
     # -- asyncio variants (run the sync call in a worker thread; concurrency still applies) ---
 

@@ -127,7 +127,7 @@ def _name(obj: DetectedObject) -> str:
     return f"{obj.color_name} {obj.shape}"
 
 
-@MLLM.register("scene-analyst")
+@MLLM.register("scene-analyst", traits={"bench"})
 class SceneAnalyst(MLLMBackend):
     """Offline MLLM of the built-in world: coarse descriptions, fine side-by-side critiques."""
 

@@ -17,6 +17,9 @@ pipeline object are serialised by a lock kept per pipeline.
 What ran is recorded: steps, guidance and size the pipeline used when they were left unset (its
 ``__call__`` defaults; the size of the image it returned), the device type, offload mode, LoRA
 adapters and the diffusers / torch versions (all part of :meth:`identity`, the render-cache key).
+The identity's ``weights`` hold what the loaded files contain (:mod:`repainter.file_identity`):
+the SHA-256 of every local file and folder (model, single file, LoRA, VAE, config) and the
+cached commit of every hub id, so a file replaced at the same path is a new model.
 An ``extra`` key the pipeline does not take, or a setting the pipeline would ignore (a negative
 prompt without classifier-free guidance), is an error. ``variant`` and ``use_safetensors`` do not
 apply to a single checkpoint file (``from_single_file`` would drop them): they are left out with
@@ -52,6 +55,7 @@ from repainter.backends._torch import (
     select_dtype,
 )
 from repainter.backends.base import GeneratedImage, PromptBudget, T2IBackend
+from repainter.file_identity import weights_identity
 from repainter.weights import SINGLE_FILE, WeightRequirement, hub_load, is_single_file
 
 BLANKED = "safety_checker_blanked"
@@ -238,11 +242,21 @@ class DiffusersT2I(T2IBackend):
             "safety_checker": self.safety_checker, "use_safetensors": use_safetensors,
             "pipeline": self.pipeline_class, "config": config,
             "vae_slicing": self.vae_slicing, "vae_tiling": self.vae_tiling,
+            # content of the local files: a replaced file loads (and keys renders) anew
+            "weights": weights_identity(self._sources(), hub=False),
         }
         self._load_params = load_params
         self.pipe = cached_model("diffusers", load_params, self._load)
+        self.weights = {**load_params["weights"], **weights_identity(self._sources(), hub=True)}
         self._signature = inspect.signature(self.pipe.__call__).parameters
         self._check_settings()
+
+    def _sources(self) -> list[tuple[str, str | None, str | None]]:
+        """(path or hub id, revision, weight_name) of everything the pipeline is loaded from."""
+        sources = [(self.model, self.revision, None)]
+        sources += [(e["path"], None, e["weight_name"]) for e in self.lora]
+        sources += [(name, None, None) for name in (self.vae, self.config) if name]
+        return sources
 
     def close(self) -> None:
         """Drop the pipeline (model-at-a-time scheduling releases one model before the next)."""
@@ -537,6 +551,7 @@ class DiffusersT2I(T2IBackend):
             "revision": self.revision,
             "pipeline": type(self.pipe).__name__,
             "params": params,
+            "weights": self.weights,
             "effective": self.effective_settings(),
             "prompt_budget": self.prompt_budget().as_dict(),
             "versions": _versions(),

@@ -38,7 +38,7 @@ from repainter.world.scene import render_scene
 _SIMULATED_DEVICE = threading.Lock()
 
 
-@T2I.register("procedural")
+@T2I.register("procedural", traits={"bench"})
 class ProceduralT2I(T2IBackend):
     """Offline procedural renderer of the built-in world (no weights, deterministic)."""
 
