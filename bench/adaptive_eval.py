@@ -8,7 +8,7 @@ grid code path) of ``sim-describer`` s of decreasing perception quality (lower `
 more ``noise``) with the default ``sim`` T2I model fixed, on the world's scenes, per seed; the
 MLLM ranking (mean final ``scene_truth``) against the true describer order (Kendall tau).
 
-**(b) Adaptive runs.** One full run of the ``zoo`` ladder (:func:`repainter.sim.zoo.ladders`) on
+**(b) Adaptive runs.** One full run of the ``zoo`` ladder (:func:`repainter.bench.sim.zoo.ladders`) on
 the world's scenes and 3 near variants of each (128 references) stores every model's per-case
 final ``scene_truth``. Each simulated comparison draws ``--draws`` references with replacement
 from these 128 (i.i.d. from a population whose true means are the full-dataset means) and runs
@@ -35,8 +35,8 @@ from scipy.stats import kendalltau
 
 from repainter import run
 from repainter.adaptive import adaptive_loop
+from repainter.bench.sim.zoo import ladders
 from repainter.records import CaseRecord
-from repainter.sim.zoo import ladders
 from repainter.spec import BudgetSpec, build_spec
 
 #: Describers best -> worst: (label, resolution, noise). sim-describer's default is 224 / 1.0.

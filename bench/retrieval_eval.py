@@ -38,12 +38,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import repainter  # noqa: E402
+from repainter.bench.world.dataset import WorldDataset  # noqa: E402
 from repainter.images import image_sha256, load_image  # noqa: E402
 from repainter.records import CaseRecord, DecisionRecord  # noqa: E402
 from repainter.records.leaderboard import DecisionSummary  # noqa: E402
 from repainter.report.leaderboard import build_leaderboard  # noqa: E402
 from repainter.spec import build_spec  # noqa: E402
-from repainter.world.dataset import WorldDataset  # noqa: E402
 
 RULES = ("metric", "mllm")
 RETRIEVER = "retrieval"

@@ -154,8 +154,8 @@ def scenario_scoring(workdir: Path) -> dict:
     import torch
 
     from repainter.backends.base import Reference
+    from repainter.bench.world.dataset import WorldDataset
     from repainter.registry import METRICS
-    from repainter.world.dataset import WorldDataset
 
     torch.set_num_threads(os.cpu_count() or 1)
     params = _random_real_size_models(workdir)

@@ -171,9 +171,9 @@ def _synthetic_run(folder: Path, references: int, models: int, rounds: int = 3,
     """A finished run folder of synthetic records (world scenes repeated under new ids)."""
     import random
 
+    from repainter.bench.world.generator import default_bundle_path
     from repainter.spec import build_spec
     from repainter.store import RunStore, write_json
-    from repainter.world.generator import default_bundle_path
 
     rows = [json.loads(line) for line in default_bundle_path().read_text().splitlines() if line]
     scenes = folder / "scenes.jsonl"

@@ -3,10 +3,10 @@
     python bench/sim_ladders.py                     # 16 scenes, 3 seeds, 3 x 3 loop -> SIM_LADDERS.md
     python bench/sim_ladders.py --scenes 4 --seeds 0 --rounds 1 --out /tmp/SIM.md   # smoke check
 
-For each ladder of :func:`repainter.sim.zoo.ladders` (two nested ladders, one failure rate raised
-per rung, and the non-nested zoo ordered by :func:`~repainter.sim.zoo.true_quality`) and each
+For each ladder of :func:`repainter.bench.sim.zoo.ladders` (two nested ladders, one failure rate raised
+per rung, and the non-nested zoo ordered by :func:`~repainter.bench.sim.zoo.true_quality`) and each
 seed, the real graph runs (``repainter.run``): the world's scenes (a stratified subset,
-:func:`repainter.sim.zoo.stratified_scenes`) as references, the ladder's ``sim`` models, the ``sim-describer``,
+:func:`repainter.bench.sim.zoo.stratified_scenes`) as references, the ladder's ``sim`` models, the ``sim-describer``,
 the spec's default selection score; every candidate is scored by every candidate selection score.
 
 * **tau** (:func:`scipy.stats.kendalltau`) between a score's leaderboard order (mean over cases
@@ -43,11 +43,11 @@ sys.path.insert(0, str(ROOT))
 
 import repainter  # noqa: E402
 from repainter.backends.base import Reference  # noqa: E402
+from repainter.bench.sim.zoo import ladders, stratified_scenes, true_quality  # noqa: E402
 from repainter.images import load_image  # noqa: E402
 from repainter.records import dump_record  # noqa: E402
 from repainter.registry import METRICS  # noqa: E402
 from repainter.report.stats import sign_flip_p_value  # noqa: E402
-from repainter.sim.zoo import ladders, stratified_scenes, true_quality  # noqa: E402
 from repainter.spec import RunSpec, build_spec  # noqa: E402
 from repainter.store import RunStore  # noqa: E402
 
@@ -96,8 +96,8 @@ def run_ladder(ladder, seed: int, scenes: Path, out: Path, rounds: int, variants
 def best_of_n(records: list[dict], ladder, store_root: Path, n: int) -> None:
     """Adds ``best_of_n_truth`` to each record: ``scene_truth`` of the best (by the default
     selection) of n renders of the loop's first prompt with n seeds, no feedback, equal budget."""
-    from repainter.sim.t2i import SimT2I
-    from repainter.sim.truth import scene_truth
+    from repainter.bench.sim.t2i import SimT2I
+    from repainter.bench.sim.truth import scene_truth
 
     params = {m["label"]: m["params"] for m in ladder.models}
     weights = dict(RunSpec().selection)

@@ -11,9 +11,9 @@ from __future__ import annotations
 import platform
 import time
 
-from repainter.world.analysis import analyse
-from repainter.world.generator import bundle_rows
-from repainter.world.scene import SceneSpec, render_scene
+from repainter.bench.world.analysis import analyse
+from repainter.bench.world.generator import bundle_rows
+from repainter.bench.world.scene import SceneSpec, render_scene
 
 
 def main(repeats: int = 3) -> None:

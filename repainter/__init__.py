@@ -3,10 +3,10 @@
     >>> import repainter
     >>> result = repainter.run()            # the built-in offline world  # doctest: +SKIP
     >>> result.summary()["models"]          # doctest: +SKIP
-    >>> repainter.meta_eval()               # writes VALIDITY.md  # doctest: +SKIP
 
 The public names are imported on first use, so ``import repainter`` (and every ``--help``)
-does not pay for the graph and model libraries.
+does not pay for the graph and model libraries. The meta-evaluation belongs to the simulation
+bench (``repainter meta-eval``, :mod:`repainter.bench.meta_eval`), which the core never imports.
 """
 
 from __future__ import annotations
@@ -31,9 +31,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def __getattr__(name: str) -> Any:
-    # meta_eval is a callable package: repainter.meta_eval(...) runs it
-    if name == "meta_eval":
-        return importlib.import_module("repainter.meta_eval")
     if name in _EXPORTS:
         value = getattr(importlib.import_module(_EXPORTS[name]), name)
         globals()[name] = value
@@ -42,7 +39,7 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS, "meta_eval"])
+    return sorted([*globals(), *_EXPORTS])
 
 
-__all__ = ["RunResult", "RunSpec", "build_spec", "load_spec", "meta_eval", "run", "__version__"]
+__all__ = ["RunResult", "RunSpec", "build_spec", "load_spec", "run", "__version__"]

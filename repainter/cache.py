@@ -342,9 +342,9 @@ class CachedMetric(MetricWrapper):
     def prepare(self, reference: Reference) -> _LazyReference:
         return _LazyReference(self.inner, reference)
 
-    def score_drawn(self, prepared: _LazyReference, drawn: Sequence[dict[str, Any]]) -> list[float]:
-        # scores of drawn scenes are cheap and keyed by no image: computed, never cached
-        return self.inner.score_drawn(prepared.features(), drawn)
+    def score_metadata(self, prepared: _LazyReference, values: Sequence[Any]) -> list[float]:
+        # scores of recorded metadata are cheap and keyed by no image: computed, never cached
+        return self.inner.score_metadata(prepared.features(), values)
 
     def score(self, prepared: _LazyReference, candidates: Sequence[Image.Image]) -> list[float]:
         identity = metric_identity(self.inner)

@@ -76,9 +76,9 @@ class SerialMetric(MetricWrapper):
         with self._lock:
             return self.inner.score(prepared, candidates)
 
-    def score_drawn(self, prepared, drawn):
+    def score_metadata(self, prepared, values):
         with self._lock:
-            return self.inner.score_drawn(prepared, drawn)
+            return self.inner.score_metadata(prepared, values)
 
 
 class LazyT2I(T2IWrapper):
@@ -88,8 +88,7 @@ class LazyT2I(T2IWrapper):
     validating, reporting and re-running finished cases never construct a pipeline. ``release``
     closes the backend, drops it and returns its memory (and the device's cache) to the system.
 
-        >>> from repainter.backends.t2i.procedural import ProceduralT2I
-        >>> lazy = LazyT2I(ProceduralT2I)
+        >>> lazy = LazyT2I(T2I.get("procedural"))
         >>> lazy.loaded
         False
         >>> len(lazy.generate(["a red circle"], [1]))

@@ -347,17 +347,7 @@ def ensure_cached(
 
     if target.exists() and not force:
         actual = file_sha256(target)
-        if expected_sha256 and actual != expected_sha256:
-            raise DownloadError(
-                f"{item_id}: cached file {target} has sha256 {actual}, but the manifest expects "
-                f"{expected_sha256}; delete it and fetch again"
-            )
-        if locked and actual != locked:
-            raise DownloadError(
-                f"{item_id}: cached file {target} was modified: sha256 {actual} differs from "
-                f"{locked} recorded in {lock.path} at its first download; delete the file and "
-                "fetch again (or delete the lock entry to trust the new file)"
-            )
+        _check_cached(item_id, target, actual, expected_sha256, locked, lock.path)
         if not locked:
             lock.record(item_id, _lock_entry(url, actual, target, content_type=None))
         return CachedFile(target, actual, "cached")
@@ -370,19 +360,41 @@ def ensure_cached(
 
     body, content_type = download(url, timeout=timeout, max_bytes=max_bytes)
     actual = hashlib.sha256(body).hexdigest()
-    if expected_sha256 and actual != expected_sha256:
-        raise DownloadError(f"{item_id}: {url} has sha256 {actual}, but the manifest expects "
-                            f"{expected_sha256}; not cached")
-    if locked and actual != locked:
-        raise DownloadError(
-            f"{item_id}: {url} now has sha256 {actual}, but {lock.path} recorded {locked} at the "
-            "first download; the file changed upstream (not cached; delete the lock entry to "
-            "trust the new version)"
-        )
+    _check_download(item_id, url, actual, expected_sha256, locked, lock.path)
     atomic_write_bytes(target, body)
     if not locked or force:
         lock.record(item_id, _lock_entry(url, actual, target, content_type))
     return CachedFile(target, actual, "downloaded")
+
+
+def _check_cached(item_id: str, target: Path, actual: str, expected: str | None,
+                  locked: str | None, lock_path: Path) -> None:
+    """A cached file must match the manifest's checksum and the lock's (first download's)."""
+    if expected and actual != expected:
+        raise DownloadError(
+            f"{item_id}: cached file {target} has sha256 {actual}, but the manifest expects "
+            f"{expected}; delete it and fetch again"
+        )
+    if locked and actual != locked:
+        raise DownloadError(
+            f"{item_id}: cached file {target} was modified: sha256 {actual} differs from "
+            f"{locked} recorded in {lock_path} at its first download; delete the file and "
+            "fetch again (or delete the lock entry to trust the new file)"
+        )
+
+
+def _check_download(item_id: str, url: str, actual: str, expected: str | None,
+                    locked: str | None, lock_path: Path) -> None:
+    """A download must match the manifest's checksum and the lock's; else it is not cached."""
+    if expected and actual != expected:
+        raise DownloadError(f"{item_id}: {url} has sha256 {actual}, but the manifest expects "
+                            f"{expected}; not cached")
+    if locked and actual != locked:
+        raise DownloadError(
+            f"{item_id}: {url} now has sha256 {actual}, but {lock_path} recorded {locked} at the "
+            "first download; the file changed upstream (not cached; delete the lock entry to "
+            "trust the new version)"
+        )
 
 
 def _lock_entry(url: str, sha256: str, target: Path, content_type: str | None) -> dict[str, Any]:

@@ -1,11 +1,13 @@
 """Common flags like lm-evaluation-harness's: ``--device``, ``--dtype``, ``--batch-size``,
 ``--seed`` and ``--model-args k=v,...``, turned into spec overrides.
 
+:func:`spec_from_flags` builds a run spec from all of a command line's parts.
+
 ``--device`` / ``--dtype`` / ``--batch-size`` go to every component (T2I models and metrics) whose
 constructor takes that parameter; ``--model-args`` fills every T2I model's params (a key its
 constructor does not take is an error, named by the preflight).
 
-    >>> from repainter.spec import RunSpec
+    >>> from repainter.spec import RunSpec, build_spec, load_spec
     >>> spec = RunSpec(t2i=[{"name": "procedural"}])
     >>> flag_overrides(spec, seed=3, model_args="a=1,b=x")
     ['seed=3', 't2i.0.params.a=1', 't2i.0.params.b=x']
@@ -16,10 +18,11 @@ constructor does not take is an error, named by the preflight).
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 from typing import Any
 
 from repainter.errors import UserError
-from repainter.spec import RunSpec
+from repainter.spec import RunSpec, build_spec, load_spec
 
 #: Flag name -> constructor parameter it fills.
 _COMPONENT_FLAGS = {"device": "device", "dtype": "dtype", "batch_size": "batch_size"}
@@ -70,3 +73,25 @@ def flag_overrides(spec: RunSpec, *, device: str | None = None, dtype: str | Non
         for key, value in parse_model_args(model_args).items():
             overrides += [f"t2i.{i}.params.{key}={value}" for i in range(len(spec.t2i))]
     return overrides
+
+
+def spec_from_flags(path: str | Path | None, sets: list[str] = (),
+                    values: dict[str, Any] | None = None, *, device: str | None = None,
+                    dtype: str | None = None, batch_size: int | None = None,
+                    seed: int | None = None, model_args: str | None = None) -> RunSpec:
+    """A run spec from a command line: a spec file (None: the built-in world), ``--set``
+    assignments, value flags named by their spec key (``{"loop.rounds": 3}``; None: not given),
+    then the common flags (:func:`flag_overrides`, which need the components the spec names).
+
+        >>> spec = spec_from_flags(None, ["loop.variants=2"], {"loop.rounds": 3, "dataset.limit": None},
+        ...                        seed=7)
+        >>> spec.loop.rounds, spec.loop.variants, spec.seed
+        (3, 2, 7)
+    """
+    overrides = [*sets, *(f"{key}={value}" for key, value in (values or {}).items()
+                          if value is not None)]
+    spec = load_spec(path, overrides)
+    common = flag_overrides(spec, device=device, dtype=dtype, batch_size=batch_size, seed=seed,
+                            model_args=model_args)
+    # the values the spec was given, so the flags merge in one pass with them
+    return build_spec(spec.own_values(), common) if common else spec

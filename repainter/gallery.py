@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from repainter.backends.base import Reference
+from repainter.references import Reference
 
 logger = logging.getLogger(__name__)
 

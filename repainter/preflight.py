@@ -220,9 +220,9 @@ def package_rows(spec: RunSpec) -> list[dict[str, Any]]:
 
 
 def needs_rows(spec: RunSpec) -> list[dict[str, Any]]:
-    """What ``repainter doctor`` lists: the weights and keys of :func:`repainter.weights.doctor_rows`
+    """What ``repainter doctor`` lists: the weights and keys of :func:`repainter.prefetch.doctor_rows`
     and the packages of :func:`package_rows`, each beside its component's other rows."""
-    from repainter.weights import doctor_rows
+    from repainter.prefetch import doctor_rows
 
     rows = doctor_rows(spec)
     for row in package_rows(spec):

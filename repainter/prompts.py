@@ -24,10 +24,6 @@ def _environment() -> jinja2.Environment:
     )
 
 
-def prompt_names() -> list[str]:
-    return sorted(name.rsplit(".", 1)[0] for name in _environment().list_templates())
-
-
 def render_prompt(name: str, **variables: object) -> str:
     """Render ``prompts/<name>.j2`` with ``variables``."""
     return _environment().get_template(f"{name}.j2").render(**variables).strip()

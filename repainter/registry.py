@@ -2,14 +2,28 @@
 
 Built-in components register themselves with a decorator when their module is imported::
 
-    @T2I.register("procedural")
-    class ProceduralT2I(T2IBackend): ...
+    @METRICS.register("ssim")
+    class SSIM(Metric): ...
 
 A third-party package adds its own through the entry-point group named after the registry
-(``repainter.t2i``, ``repainter.mllm``, ``repainter.metrics``, ``repainter.datasets``)::
+(``repainter.t2i``, ``repainter.mllm``, ``repainter.metrics``, ``repainter.datasets`` ...)::
 
     [project.entry-points."repainter.t2i"]
     my-model = "my_pkg.backend:MyT2I"
+
+or, for several components at once (and traits), through a *plugin*: a callable taking no
+argument, named in the ``repainter.plugins`` group, called once per process the first time any
+registry is read. It registers through this module's public API, without importing the
+components it names::
+
+    [project.entry-points."repainter.plugins"]
+    my-pkg = "my_pkg:register"
+
+    def register():
+        T2I.register_lazy("my-model", "my_pkg.backend:MyT2I", traits={"bench"})
+
+The simulation bench (:mod:`repainter.bench`) is such a plugin. A plugin that fails is reported
+(logged once, and named in every "unknown component" error) instead of breaking the others.
 
 A registration may carry *traits*, read without importing the component: ``bench`` (part of
 the simulation bench, not a model of the real world: its scores say nothing about real models),
@@ -22,11 +36,54 @@ they show). Specs read them to pick defaults that fit the models named
 from __future__ import annotations
 
 import importlib
+import logging
+import threading
 from collections.abc import Callable, Iterable
 from importlib.metadata import entry_points
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
+
+logger = logging.getLogger(__name__)
+
+#: The entry-point group of plugins: callables that register components (see the module doc).
+PLUGIN_GROUP = "repainter.plugins"
+#: Plugins that raised while registering: entry-point name -> what went wrong.
+PLUGIN_ERRORS: dict[str, str] = {}
+_plugins_state = "new"  # "loading" while the plugins register, then "done"
+_plugins_lock = threading.RLock()
+
+
+def load_plugins() -> None:
+    """Call every ``repainter.plugins`` entry point, once per process (later calls do nothing).
+
+    A plugin that raises is logged and kept in :data:`PLUGIN_ERRORS`; the others still load.
+    """
+    global _plugins_state
+    if _plugins_state == "done":
+        return
+    with _plugins_lock:  # another thread waits here until every plugin has registered
+        if _plugins_state != "new":  # done, or a plugin of this thread reading a registry
+            return
+        _plugins_state = "loading"
+        try:
+            for ep in sorted(entry_points(group=PLUGIN_GROUP), key=lambda e: e.name):
+                try:
+                    ep.load()()
+                except Exception as exc:  # noqa: BLE001 - one broken plugin must not hide the rest
+                    PLUGIN_ERRORS[ep.name] = f"{ep.value}: {type(exc).__name__}: {exc}"
+                    logger.warning("repainter plugin %r failed to register its components (%s)",
+                                   ep.name, PLUGIN_ERRORS[ep.name])
+        finally:
+            _plugins_state = "done"
+
+
+def plugin_problems() -> str:
+    """`` (plugins that failed to load: ...)`` where some did, else an empty string."""
+    if not PLUGIN_ERRORS:
+        return ""
+    return " (plugins that failed to load: " + "; ".join(
+        f"{name}: {why}" for name, why in sorted(PLUGIN_ERRORS.items())) + ")"
 
 
 class UnknownComponentError(KeyError):
@@ -83,6 +140,7 @@ class Registry(Generic[T]):
         return self._traits.get(name, frozenset())
 
     def _load(self) -> None:
+        load_plugins()  # first: a registry is complete only once every plugin has registered
         if self._loaded:
             return
         self._loaded = True
@@ -107,7 +165,8 @@ class Registry(Generic[T]):
             self._factories[name] = factory
         if name not in self._factories:
             known = ", ".join(self.names()) or "none"
-            raise UnknownComponentError(f"unknown {self.kind} {name!r}; registered: {known}")
+            raise UnknownComponentError(
+                f"unknown {self.kind} {name!r}; registered: {known}{plugin_problems()}")
         return self._factories[name]
 
     def target(self, name: str) -> str | None:
@@ -160,19 +219,34 @@ def _lazy_summary(target: str) -> str:
 T2I: Registry[Any] = Registry("t2i", ("repainter.backends.t2i",))
 MLLM: Registry[Any] = Registry("mllm", ("repainter.backends.mllm",))
 METRICS: Registry[Any] = Registry("metrics", ("repainter.backends.metrics",))
-DATASETS: Registry[Any] = Registry("datasets", ("repainter.datasets", "repainter.world.dataset"))
+DATASETS: Registry[Any] = Registry("datasets", ("repainter.datasets",))
 
-# The simulation bench (repainter.sim): imported on first use. Its weight-free scene metrics
-# were made and tuned for its flat-coloured object scenes (VALIDITY.md part b): ``bench``.
-T2I.register_lazy("sim", "repainter.sim.t2i:SimT2I", traits={"bench", "draws_scene"})
-MLLM.register_lazy("sim-describer", "repainter.sim.describer:SimDescriber", traits={"bench"})
-METRICS.register_lazy("scene_truth", "repainter.sim.truth:SceneTruth",
-                      traits={"bench", "needs_drawn_scene"})
-METRICS.register_lazy("lab_layout", "repainter.backends.metrics.lab_layout:LabLayoutSimilarity",
-                      traits={"bench"})
-METRICS.register_lazy("texture_energy",
-                      "repainter.backends.metrics.texture_energy:TextureEnergySimilarity",
-                      traits={"bench"})
-METRICS.register_lazy("region_match",
-                      "repainter.backends.metrics.region_match:RegionMatchSimilarity",
-                      traits={"bench"})
+# -- extension points of the core's gallery and description readers ---------------------------
+# Plugins add readers for their own kind of image (the bench's world registers its own); each
+# registry is found by its name and extended like the ones above (entry-point group
+# ``repainter.<kind>`` or a plugin's register_lazy).
+
+#: Image embeddings of a gallery, for the ``identification`` metric's and DAR's ``embedding``:
+#: an object with ``name``, ``identity()``, ``embed(images) -> (N, D) array`` and
+#: ``similarities(queries, gallery) -> (Q, N) array``. A name not registered here is read as a
+#: metric with an image embedding (``clip_i``, ``dinov2``).
+EMBEDDINGS: Registry[Any] = Registry("embeddings")
+EMBEDDINGS.register_lazy("colour_layout",
+                         "repainter.backends.metrics.identification:ColourLayoutEmbedding")
+EMBEDDINGS.register_lazy("color_layout",
+                         "repainter.backends.metrics.identification:ColourLayoutEmbedding")
+#: Prompt-to-gallery matchers of the ``retrieval`` T2I backend's ``method`` (besides its own
+#: ``clip``): an object with ``identity()`` (of its features), ``features(ids, references) ->
+#: dict of arrays`` (computed once per gallery, stored) and ``scores(prompts, features) ->
+#: (len(prompts), N) array`` (higher = better match).
+RETRIEVAL_METHODS: Registry[Any] = Registry("retrieval_methods")
+#: DAR text scorers (query text vs. each gallery image): an object with ``name``,
+#: ``fit(ids, references)``, ``scores(query) -> (N,) array`` and ``identity()``.
+DAR_TEXT_SCORERS: Registry[Any] = Registry("dar_text_scorers")
+DAR_TEXT_SCORERS.register_lazy("clip", "repainter.dar.scoring:ClipTextScorer")
+#: DAR's built-in dialogues, by the name of the dataset whose ground truth they are written
+#: from: a function ``(items, *, seed) -> list[Dialogue]``.
+DAR_DIALOGUES: Registry[Any] = Registry("dar_dialogues")
+#: Readers of the background colour a description names (the ``self_feedback`` metric's
+#: background question): a function ``(text) -> colour name or None``.
+BACKGROUND_READERS: Registry[Any] = Registry("background_readers")

@@ -113,7 +113,7 @@ def _score_record(store: RunStore, record: CaseRecord, metrics: list[Metric]) ->
         if not images:
             continue
         try:
-            # metric_scores reads the graph's candidate dicts (image, drawn scene)
+            # metric_scores reads the graph's candidate dicts (image, recorded metadata)
             as_dicts = [dump_record(c) for c in candidates]
             pairs = metric_scores(metric, metric.prepare(reference), as_dicts, images)
         except ValueError as exc:  # strict zip: a metric returned the wrong number of scores

@@ -83,6 +83,41 @@ class RunResult:
             "models": models,
         }
 
+    def summary_table(self) -> tuple[list[str], list[list[Any]]]:
+        """The run's summary as a table (what ``repainter run`` prints): the column names and
+        one row of values per model, in leaderboard order.
+
+        Columns: ``rank``, ``model``, ``done``, ``failed``, the selection score's round-1 and
+        final means and its steerability, each ground-truth metric's round-1 and final mean
+        (where the run measured it), then every other metric's final mean (the judges with
+        their scale). Scores are floats, None where a model has none.
+        """
+        from repainter.report.labels import metric_header
+
+        rows = self.leaderboard
+        truths = [t for t in TRUTH_METRICS if any(t in row.metrics for row in rows)]
+        # every other metric's final mean (rescore -m psnr shows psnr), judge columns with their scale
+        labels = [m.display_name for m in self.spec.metrics] + ["judge_semantic", "judge_aesthetic"]
+        others = [label for label in labels if label not in truths
+                  and any(label in row.metrics for row in rows)]
+        columns = ["rank", "model", "done", "failed", "selection r1", "selection final", "steer"]
+        columns += [f"{truth} {when}" for truth in truths for when in ("r1", "final")]
+        columns += [metric_header(label) for label in others]
+
+        def stat(row: LeaderboardRow, label: str, field: str = "mean") -> float | None:
+            summary = row.metrics.get(label)
+            return getattr(summary, field) if summary is not None else None
+
+        table = []
+        for row in rows:
+            cells = [row.rank, row.model, row.done, row.failed, row.selection.round1,
+                     row.selection.mean, row.selection.steerability]
+            for truth in truths:
+                cells += [stat(row, truth, "round1"), stat(row, truth)]
+            cells += [stat(row, label) for label in others]
+            table.append(cells)
+        return columns, table
+
     def best_ever_curves(self) -> dict[tuple[str, str], list[float | None]]:
         """(model, case) -> the best-ever selection score after each round."""
         return {(r.model, r.case_id): r.best_ever_by_round for r in self.records}
@@ -227,15 +262,32 @@ def _cell_image(run_dir: Path, relative: str | None, size: int, caption: str) ->
 
 def render_html(result: RunResult, max_cases: int = 4, thumb: int = 96) -> str:
     """HTML for notebooks: leaderboard, then per case the reference and each model's best."""
+    parts = ['<div class="repainter-result">', *_leaderboard_html(result)]
+    models = [row.model for row in result.leaderboard] or sorted(
+        {r.model for r in result.records})
+    by_case: dict[str, dict[str, CaseRecord]] = {}
+    for record in result.records:
+        by_case.setdefault(record.case_id, {})[record.model] = record
+    shown = list(by_case)[:max_cases]
+    if shown:
+        parts.append(f'<div style="margin-top:6px"><b>reference vs best render</b> '
+                     f"(first {len(shown)} of {len(by_case)} cases)</div>")
+    for case_id in shown:
+        parts += _case_html(result.run_dir, case_id, by_case[case_id], models, thumb)
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def _leaderboard_html(result: RunResult) -> list[str]:
+    """The notebook view's title line and leaderboard table."""
     from html import escape
 
-    metrics = sorted({name for row in result.leaderboard for name in row.metrics})
     from repainter.report.labels import metric_header
 
+    metrics = sorted({name for row in result.leaderboard for name in row.metrics})
     header = ["rank", "model", "done", "failed", "selection r1", "selection final", "steer",
               *(metric_header(m) for m in metrics)]
     parts = [
-        '<div class="repainter-result">',
         (f"<div><b>repainter run</b> <code>{escape(str(result.run_dir))}</code> · "
          f"{len(result.records)} case records · {len(result.failed)} failed</div>"),
         '<table style="border-collapse:collapse;font-size:12px"><thead><tr>',
@@ -249,44 +301,39 @@ def render_html(result: RunResult, max_cases: int = 4, thumb: int = 96) -> str:
         parts.append("<tr>" + "".join(
             f'<td style="padding:2px 6px">{escape(_fmt(c))}</td>' for c in cells) + "</tr>")
     parts.append("</tbody></table>")
+    return parts
 
-    models = [row.model for row in result.leaderboard] or sorted(
-        {r.model for r in result.records})
-    by_case: dict[str, dict[str, CaseRecord]] = {}
-    for record in result.records:
-        by_case.setdefault(record.case_id, {})[record.model] = record
-    shown = list(by_case)[:max_cases]
-    if shown:
-        parts.append(f'<div style="margin-top:6px"><b>reference vs best render</b> '
-                     f"(first {len(shown)} of {len(by_case)} cases)</div>")
-    for case_id in shown:
-        records = by_case[case_id]
-        first = next(iter(records.values()))
-        parts.append('<div style="margin:4px 0;white-space:nowrap;overflow-x:auto">')
-        caption = f"{case_id} · {first.category or ''}".strip(" ·")
-        if first.license:
-            caption += f" · {first.license}"
-        parts.append(_cell_image(result.run_dir, first.reference, thumb, caption))
-        for model in models:
-            record = records.get(model)
-            if record is None:
-                continue
-            if not record.done:
-                label = f"{model}: failed ({record.error or 'unknown'})"[:160]
-                parts.append(_cell_image(result.run_dir, None, thumb, label))
-                continue
-            best = record.best
-            score = record.final_scores.get("selection")
-            best_round = best.round if best and best.round is not None else "?"
-            parts.append(_cell_image(result.run_dir, best.image if best else None, thumb,
-                                     f"{model}: {_fmt(score)} (r{best_round})"))
-        best_prompt = next((r.best.prompt for r in records.values() if r.best), None)
-        if best_prompt:
-            parts.append(f'<div style="font-size:11px;color:#555;white-space:normal">'
-                         f"{escape(best_prompt[:300])}</div>")
-        parts.append("</div>")
+
+def _case_html(run_dir: Path, case_id: str, records: dict[str, CaseRecord], models: list[str],
+               thumb: int) -> list[str]:
+    """One case of the notebook view: the reference, each model's best render, the best prompt."""
+    from html import escape
+
+    first = next(iter(records.values()))
+    parts = ['<div style="margin:4px 0;white-space:nowrap;overflow-x:auto">']
+    caption = f"{case_id} · {first.category or ''}".strip(" ·")
+    if first.license:
+        caption += f" · {first.license}"
+    parts.append(_cell_image(run_dir, first.reference, thumb, caption))
+    for model in models:
+        record = records.get(model)
+        if record is None:
+            continue
+        if not record.done:
+            label = f"{model}: failed ({record.error or 'unknown'})"[:160]
+            parts.append(_cell_image(run_dir, None, thumb, label))
+            continue
+        best = record.best
+        score = record.final_scores.get("selection")
+        best_round = best.round if best and best.round is not None else "?"
+        parts.append(_cell_image(run_dir, best.image if best else None, thumb,
+                                 f"{model}: {_fmt(score)} (r{best_round})"))
+    best_prompt = next((r.best.prompt for r in records.values() if r.best), None)
+    if best_prompt:
+        parts.append(f'<div style="font-size:11px;color:#555;white-space:normal">'
+                     f"{escape(best_prompt[:300])}</div>")
     parts.append("</div>")
-    return "".join(parts)
+    return parts
 
 
 def _decision_columns(decision: DecisionRecord | None) -> dict[str, Any]:

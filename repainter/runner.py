@@ -33,6 +33,7 @@ from repainter.honesty import spec_warnings
 from repainter.logging_setup import logging_events, run_log
 from repainter.preflight import preflight
 from repainter.records import CaseRecord
+from repainter.records.leaderboard import LeaderboardRow
 from repainter.records.run_info import RunInfo
 from repainter.report.html import REPORT_DIR, write_report
 from repainter.report.leaderboard import build_leaderboard, read_leaderboard, write_leaderboard
@@ -258,9 +259,25 @@ def finalize(plan: RunPlan, counts: dict[str, int], execution: Execution,
         store.write_results_jsonl(records)
         leaderboard = build_leaderboard(records, plan.models)
         write_leaderboard(leaderboard, store.root, records)
-    info.update(
+    info.update(**_finished_fields(plan, counts, execution, loop_seconds, records),
+                records_digest=digest)
+    if store.unreadable:  # corrupt records met on the way (their cases were redone)
+        info.unreadable_records = list(store.unreadable)
+    store.write_run_info(info)
+    if current:
+        info.report = "current (no record changed)"
+        store.write_run_info(info)
+    else:
+        _report_and_track(plan, records, leaderboard)
+    return RunResult(run_dir=store.root, spec=plan.spec, records=records, leaderboard=leaderboard,
+                     info=info)
+
+
+def _finished_fields(plan: RunPlan, counts: dict[str, int], execution: Execution,
+                     loop_seconds: float, records: list[CaseRecord]) -> dict[str, Any]:
+    """What run.json says about a finished run: counts, timings, models, usage, environment."""
+    return dict(
         error=None,  # an earlier attempt's failure: this one finished
-        records_digest=digest,
         status="finished",
         finished_at=now_iso(),
         wall_seconds=round(time.perf_counter() - plan.started, 3),
@@ -288,14 +305,13 @@ def finalize(plan: RunPlan, counts: dict[str, int], execution: Execution,
         spec=plan.spec.model_dump(mode="json"),
         failures=group_failures(records) or None,
     )
-    if store.unreadable:  # corrupt records met on the way (their cases were redone)
-        info.unreadable_records = list(store.unreadable)
-    store.write_run_info(info)
-    if current:
-        info.report = "current (no record changed)"
-        store.write_run_info(info)
-        return RunResult(run_dir=store.root, spec=plan.spec, records=records,
-                         leaderboard=leaderboard, info=info)
+
+
+def _report_and_track(plan: RunPlan, records: list[CaseRecord],
+                      leaderboard: list[LeaderboardRow]) -> None:
+    """The HTML report and the trackers of new results (a report that fails is said in run.json
+    and the log: the results are already safe on disk)."""
+    store, info = plan.store, plan.info
     try:
         write_report(store.root, records=records, leaderboard=leaderboard)
     except Exception as exc:  # results are already safe on disk; say why there is no report
@@ -308,8 +324,6 @@ def finalize(plan: RunPlan, counts: dict[str, int], execution: Execution,
 
         info.trackers = track_run(store.root, plan.spec.runtime.trackers)
         store.write_run_info(info)
-    return RunResult(run_dir=store.root, spec=plan.spec, records=records, leaderboard=leaderboard,
-                     info=info)
 
 
 def plan_records(plan: RunPlan) -> list[CaseRecord]:

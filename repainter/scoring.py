@@ -42,19 +42,22 @@ def selection_score(scores: dict[str, float | None], weights: dict[str, float],
 
 
 def metric_scores(metric, prepared: Any, candidates: list[dict[str, Any]], images: list) -> list:
-    """(candidate, value) pairs of one metric: on the images, or on the drawn scenes for a
-    ``needs_drawn_scene`` metric (candidates without a drawn scene are left out).
+    """(candidate, value) pairs of one metric: on the images, or, for a metric that
+    ``reads_metadata``, on that key of the candidates' recorded ``metadata`` (candidates
+    without it are left out).
 
     >>> class Size:
     ...     def score(self, prepared, images): return [float(len(i)) for i in images]
     >>> metric_scores(Size(), None, [{"id": 1}, {"id": 2}], ["ab", "abc"])
     [({'id': 1}, 2.0), ({'id': 2}, 3.0)]
     """
-    if not getattr(metric, "needs_drawn_scene", False):  # duck-typed metrics may lack the flag
+    key = getattr(metric, "reads_metadata", None)  # duck-typed metrics may lack the attribute
+    if key is None:
         return list(zip(candidates, metric.score(prepared, images), strict=True))
-    drawn = [c for c in candidates if c.get("drawn") is not None]
-    values = metric.score_drawn(prepared, [c["drawn"] for c in drawn]) if drawn else []
-    return list(zip(drawn, values, strict=True))
+    carrying = [c for c in candidates if (c.get("metadata") or {}).get(key) is not None]
+    values = (metric.score_metadata(prepared, [c["metadata"][key] for c in carrying])
+              if carrying else [])
+    return list(zip(carrying, values, strict=True))
 
 
 def cosine_similarities(queries: np.ndarray, gallery: np.ndarray) -> np.ndarray:

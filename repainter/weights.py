@@ -18,23 +18,20 @@ at call time, so setting it after ``huggingface_hub`` was imported still works; 
 ``local_files_only=True`` and never touch the network. Online, a load that fails with a connection
 error is retried once from the local cache before giving up.
 
-The CLI's ``repainter doctor`` / ``repainter prefetch`` use :func:`doctor_rows` and
-:func:`prefetch_spec`; both only *inspect* a spec (nothing is loaded into memory).
+What a component needs is its registered class's answer (:func:`requirements_for`); whether a
+spec's needs are here, and fetching them (``repainter doctor`` / ``repainter prefetch``), is
+:mod:`repainter.prefetch`.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from repainter.offline import is_offline
-
-if TYPE_CHECKING:  # pragma: no cover
-    from repainter.spec import RunSpec
 
 T = TypeVar("T")
 
@@ -160,11 +157,14 @@ def how_to_fix(kind: str, model: str, extra: str | None = None) -> str:
     return "provide the model locally"
 
 
-def _missing(kind: str, model: str, cause: str | None = None, extra: str | None = None):
+def missing_weights(kind: str, model: str, cause: str | None = None,
+                    extra: str | None = None) -> WeightsNotFoundError:
+    """The error for ``model``'s missing weights, with the advice of :func:`how_to_fix`."""
     return WeightsNotFoundError(model, kind, how_to_fix(kind, model, extra), cause)
 
 
-def _short(exc: BaseException) -> str:
+def short_error(exc: BaseException) -> str:
+    """``Type: first line`` of ``exc`` (at most 300 characters), for a missing-weights cause."""
     text = str(exc).strip().splitlines()
     first = text[0] if text else ""
     return f"{type(exc).__name__}: {first}"[:300]
@@ -213,7 +213,7 @@ def hub_load(loader: Callable[..., T], model: str, kind: str, **kwargs: Any) -> 
     if looks_like_path(model):
         path = Path(os.path.expanduser(model))
         if not path.exists():
-            raise _missing(kind, model, f"no such local path {str(path)!r}")
+            raise missing_weights(kind, model, f"no such local path {str(path)!r}")
         model = str(path)
         kwargs["local_files_only"] = True
     else:
@@ -229,18 +229,19 @@ def hub_load(loader: Callable[..., T], model: str, kind: str, **kwargs: Any) -> 
         if not _is_missing_files(exc) and not _is_connection_error(exc):
             raise  # a real error (a bad config, dtype, component): not "download it"
         if kwargs.get("local_files_only") or not _is_connection_error(exc):
-            raise _missing(kind, model, _short(exc)) from exc
+            raise missing_weights(kind, model, short_error(exc)) from exc
         first = exc
     try:
         kwargs["local_files_only"] = True
         return loader(model, **kwargs)
     except (OSError, ValueError) as exc:
-        raise _missing(kind, model, f"no network ({_short(first)}) and not cached") from exc
+        raise missing_weights(kind, model, f"no network ({short_error(first)}) and not cached") from exc
 
 
 # -- open_clip ----------------------------------------------------------------------------------
 
-_OPEN_CLIP_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+#: The weight files an open_clip hub model may hold.
+OPEN_CLIP_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 
 
 def _open_clip_tag_cfg(model: str, pretrained: str | None) -> dict[str, Any]:
@@ -271,7 +272,7 @@ def _open_clip_hub_file(model: str, pretrained: str | None) -> tuple[str, list[s
         stem, ext = os.path.splitext(filename)
         names = [f"{stem}.safetensors", filename] if ext != ".safetensors" else [filename]
     else:
-        names = list(_OPEN_CLIP_FILES)
+        names = list(OPEN_CLIP_FILES)
     return repo, names
 
 
@@ -286,14 +287,14 @@ def resolve_open_clip_checkpoint(
     if checkpoint:
         path = Path(os.path.expanduser(checkpoint))
         if not path.is_file():
-            raise _missing("open_clip", model, f"no such checkpoint file {str(path)!r}", checkpoint)
+            raise missing_weights("open_clip", model, f"no such checkpoint file {str(path)!r}", checkpoint)
         return str(path)
     if not pretrained:
         return None
     if looks_like_path(pretrained):
         path = Path(os.path.expanduser(pretrained))
         if not path.is_file():
-            raise _missing("open_clip", model, f"no such checkpoint file {str(path)!r}", pretrained)
+            raise missing_weights("open_clip", model, f"no such checkpoint file {str(path)!r}", pretrained)
         return str(path)
     local_only = is_offline() if local_only is None else local_only
     target = _open_clip_hub_file(model, pretrained)
@@ -301,7 +302,7 @@ def resolve_open_clip_checkpoint(
     if target is None:
         cfg = _open_clip_tag_cfg(model, pretrained)
         if not cfg:
-            raise _missing(
+            raise missing_weights(
                 "open_clip", label, f"{pretrained!r} is not a known open_clip tag of {model!r}"
             )
         url = cfg.get("url", "")
@@ -309,13 +310,13 @@ def resolve_open_clip_checkpoint(
         if url and cached.is_file():
             return str(cached)
         if local_only or not url:
-            raise _missing("open_clip", label, "not in the local cache (offline)", pretrained)
+            raise missing_weights("open_clip", label, "not in the local cache (offline)", pretrained)
         from open_clip.pretrained import download_pretrained_from_url
 
         try:
             return download_pretrained_from_url(url)
         except Exception as exc:  # noqa: BLE001 - urllib/network errors of all kinds
-            raise _missing("open_clip", label, _short(exc), pretrained) from exc
+            raise missing_weights("open_clip", label, short_error(exc), pretrained) from exc
     repo, names = target
     from huggingface_hub import hf_hub_download, try_to_load_from_cache
 
@@ -324,14 +325,14 @@ def resolve_open_clip_checkpoint(
         if isinstance(found, str):
             return found
     if local_only:
-        raise _missing("open_clip", label, f"{repo} is not in the local cache (offline)", pretrained)
+        raise missing_weights("open_clip", label, f"{repo} is not in the local cache (offline)", pretrained)
     last: BaseException | None = None
     for name in names:
         try:
             return hf_hub_download(repo, name, etag_timeout=10, cache_dir=hf_cache_dir())
         except Exception as exc:  # noqa: BLE001
             last = exc
-    raise _missing("open_clip", label, _short(last) if last else None, pretrained)
+    raise missing_weights("open_clip", label, short_error(last) if last else None, pretrained)
 
 
 # -- lpips backbone -------------------------------------------------------------------------------
@@ -355,25 +356,25 @@ def resolve_lpips_backbone(
     if backbone_weights:
         path = Path(os.path.expanduser(backbone_weights))
         if not path.is_file():
-            raise _missing("lpips", label, f"no such file {str(path)!r}", net)
+            raise missing_weights("lpips", label, f"no such file {str(path)!r}", net)
         return str(path)
     path = lpips_backbone_path(net)
     if path.is_file():
         return str(path)
     local_only = is_offline() if local_only is None else local_only
     if local_only:
-        raise _missing("lpips", label, f"{path} not found (offline)", net)
+        raise missing_weights("lpips", label, f"{path} not found (offline)", net)
     import torch
 
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.hub.download_url_to_file(LPIPS_BACKBONES[net][1], str(path), progress=False)
     except Exception as exc:  # noqa: BLE001 - urllib/network errors of all kinds
-        raise _missing("lpips", label, _short(exc), net) from exc
+        raise missing_weights("lpips", label, short_error(exc), net) from exc
     return str(path)
 
 
-# -- requirements of a spec ---------------------------------------------------------------------
+# -- what a component needs ---------------------------------------------------------------------
 
 
 #: ``extra`` of a diffusers requirement that is one checkpoint file (``from_single_file``).
@@ -419,188 +420,3 @@ def requirements_for(component: str, params: dict[str, Any] | None = None,
         return [replace(need, component=component) for need in needs]
     return []
 
-
-def _snapshot_file(repo: str, filename: str, revision: str | None) -> str | None:
-    from huggingface_hub import try_to_load_from_cache
-
-    found = try_to_load_from_cache(repo, filename, revision=revision, cache_dir=hf_cache_dir())
-    return found if isinstance(found, str) else None
-
-
-def _diffusers_complete(folder: Path) -> bool:
-    index = folder / "model_index.json"
-    if not index.is_file():
-        return False
-    try:
-        data = json.loads(index.read_text())
-    except (OSError, ValueError):
-        return False
-    for key, value in data.items():
-        if key.startswith("_") or not isinstance(value, list) or value[0] is None:
-            continue
-        sub = folder / key
-        if not sub.is_dir() or not any(sub.iterdir()):
-            return False
-    return True
-
-
-def _transformers_complete(folder: Path) -> bool:
-    weights = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
-               "pytorch_model.bin.index.json")
-    return (folder / "config.json").is_file() and any((folder / w).is_file() for w in weights)
-
-
-def check_present(req: WeightRequirement) -> bool:
-    """Whether ``req`` can be satisfied without network (never downloads)."""
-    try:
-        if req.kind == "api_key":
-            return bool(os.environ.get(req.model))
-        if req.kind == "package":
-            import importlib.util
-
-            return importlib.util.find_spec(req.model) is not None
-        if req.kind == "diffusers":
-            if req.extra == SINGLE_FILE:
-                return Path(os.path.expanduser(req.model)).is_file()
-            if looks_like_path(req.model):
-                return _diffusers_complete(Path(os.path.expanduser(req.model)))
-            index = _snapshot_file(req.model, "model_index.json", req.revision)
-            return bool(index) and _diffusers_complete(Path(index).parent)
-        if req.kind == "transformers":
-            if looks_like_path(req.model):
-                return _transformers_complete(Path(os.path.expanduser(req.model)))
-            config = _snapshot_file(req.model, "config.json", req.revision)
-            return bool(config) and _transformers_complete(Path(config).parent)
-        if req.kind == "open_clip":
-            if req.model.startswith("local-dir:"):
-                return (Path(req.model[len("local-dir:"):]) / "open_clip_config.json").is_file()
-            if req.model.startswith("hf-hub:"):
-                repo = req.model[len("hf-hub:"):]
-                return bool(_snapshot_file(repo, "open_clip_config.json", None)) and any(
-                    _snapshot_file(repo, name, None) for name in _OPEN_CLIP_FILES
-                )
-            resolve_open_clip_checkpoint(req.model, req.extra, None, local_only=True)
-            return True
-        if req.kind == "lpips":
-            net = req.extra or DEFAULT_LPIPS_NET
-            weights = None if req.model.startswith("torchvision:") else req.model
-            resolve_lpips_backbone(net, weights, local_only=True)
-            return True
-    except WeightsNotFoundError:
-        return False
-    return False
-
-
-def prefetch(req: WeightRequirement) -> str:
-    """Download what ``req`` needs (for users with network). Returns where it now lives."""
-    if req.kind == "api_key":
-        if not os.environ.get(req.model):
-            raise _missing("api_key", req.model, "not set")
-        return f"${req.model}"
-    if req.kind == "package":
-        raise _missing("package", req.model, "the component could not be imported")
-    if is_offline():
-        if check_present(req):
-            return "already present"
-        raise _missing(req.kind, req.model, "offline mode is on (HF_HUB_OFFLINE=1)", req.extra)
-    if req.kind == "diffusers":
-        if req.extra == SINGLE_FILE:
-            if not check_present(req):
-                raise _missing("diffusers", req.model, "no such checkpoint file")
-            return req.model
-        if looks_like_path(req.model):
-            if not _diffusers_complete(Path(req.model)):
-                raise _missing("diffusers", req.model, "no model_index.json in the folder")
-            return req.model
-        from diffusers import DiffusionPipeline
-
-        try:
-            return str(DiffusionPipeline.download(req.model, revision=req.revision,
-                                                  variant=req.variant, cache_dir=hf_cache_dir()))
-        except Exception as exc:  # noqa: BLE001
-            raise _missing("diffusers", req.model, _short(exc)) from exc
-    if req.kind == "transformers":
-        if looks_like_path(req.model):
-            if not _transformers_complete(Path(req.model)):
-                raise _missing("transformers", req.model, "config.json / weights missing")
-            return req.model
-        from huggingface_hub import snapshot_download
-
-        try:
-            return snapshot_download(
-                req.model, revision=req.revision, cache_dir=hf_cache_dir(),
-                allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model"],
-            )
-        except Exception as exc:  # noqa: BLE001
-            raise _missing("transformers", req.model, _short(exc)) from exc
-    if req.kind == "open_clip":
-        if req.model.startswith("hf-hub:"):
-            from huggingface_hub import snapshot_download
-
-            try:
-                return snapshot_download(req.model[len("hf-hub:"):], cache_dir=hf_cache_dir())
-            except Exception as exc:  # noqa: BLE001
-                raise _missing("open_clip", req.model, _short(exc)) from exc
-        if req.model.startswith("local-dir:"):
-            return req.model
-        return str(resolve_open_clip_checkpoint(req.model, req.extra, None, local_only=False))
-    if req.kind == "lpips":
-        weights = None if req.model.startswith("torchvision:") else req.model
-        return resolve_lpips_backbone(req.extra or DEFAULT_LPIPS_NET, weights, local_only=False)
-    raise ValueError(f"unknown requirement kind {req.kind!r}")
-
-
-def _components(spec: RunSpec) -> list[tuple[str, Any]]:
-    rows = [("t2i", c) for c in spec.t2i]
-    rows.extend(("mllm", c) for c in spec.mllms)
-    rows.extend(("metrics", c) for c in spec.metrics)
-    return rows
-
-
-def doctor_rows(spec: RunSpec) -> list[dict[str, Any]]:
-    """One row per requirement of the spec (and one per component that needs nothing).
-
-    Keys: role, component, label, kind, model, revision, present (bool), how_to_fix ('' when
-    present). Never downloads, never loads a model.
-    """
-    rows: list[dict[str, Any]] = []
-    for role, comp in _components(spec):
-        reqs = requirements_for(comp.name, comp.params, role)
-        if not reqs:
-            rows.append({"role": role, "component": comp.name, "label": comp.display_name,
-                         "kind": "none", "model": "", "revision": None, "present": True,
-                         "how_to_fix": ""})
-            continue
-        for req in reqs:
-            present = check_present(req)
-            rows.append({
-                "role": role, "component": comp.name, "label": comp.display_name,
-                "kind": req.kind, "model": req.model if not req.extra else
-                f"{req.model} ({req.extra})", "revision": req.revision, "present": present,
-                "how_to_fix": "" if present else how_to_fix(req.kind, req.model, req.extra),
-            })
-    return rows
-
-
-def prefetch_spec(spec: RunSpec) -> list[dict[str, Any]]:
-    """Download every weight the spec needs. One row per requirement.
-
-    Keys: role, component, label, kind, model, status ('present' | 'downloaded' | 'failed'),
-    location, error.
-    """
-    rows: list[dict[str, Any]] = []
-    for role, comp in _components(spec):
-        for req in requirements_for(comp.name, comp.params, role):
-            row = {"role": role, "component": comp.name, "label": comp.display_name,
-                   "kind": req.kind, "model": req.model, "status": "", "location": "",
-                   "error": ""}
-            if check_present(req) and req.kind != "api_key":
-                row["status"] = "present"
-            else:
-                try:
-                    row["location"] = prefetch(req)
-                    row["status"] = "present" if req.kind == "api_key" else "downloaded"
-                except WeightsNotFoundError as exc:
-                    row["status"], row["error"] = "failed", str(exc)
-            rows.append(row)
-    return rows

@@ -4,8 +4,8 @@ from collections import Counter
 
 import pytest
 
-from repainter.backends.mllm.scene_analyst import SceneAnalyst
-from repainter.backends.t2i.procedural import ProceduralT2I
+from repainter.bench.world.procedural import ProceduralT2I
+from repainter.bench.world.scene_analyst import SceneAnalyst
 from repainter.cache import ResponseCache, request_key
 from repainter.runner import run
 from repainter.spec import build_spec

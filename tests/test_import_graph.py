@@ -168,3 +168,73 @@ def test_no_import_cycles_among_repainter_modules():
         lines = [" -> ".join(_cycle_path(graph, members)) + f"  ({len(members)} modules)"
                  for members in cycles]
         pytest.fail("import cycles among repainter modules:\n" + "\n".join(lines))
+
+
+# -- the bench fence and the package graph (issue 25) --------------------------------------------
+
+BENCH = "repainter.bench"
+
+
+def _in_bench(module: str) -> bool:
+    return module == BENCH or module.startswith(BENCH + ".")
+
+
+def bench_imports(graph: dict[str, set[str]]) -> list[str]:
+    """``core -> bench`` for every import of the bench by a module outside it."""
+    return sorted(f"{module} -> {target}" for module, targets in graph.items()
+                  if not _in_bench(module) for target in targets if _in_bench(target))
+
+
+def package_of(module: str) -> str:
+    """The top-level subpackage (or module) of ``repainter`` that ``module`` belongs to."""
+    return ".".join(module.split(".")[:2])
+
+
+def package_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    """Modules collapsed to their top-level subpackage: ``repainter.backends.t2i.retrieval``
+    counts as ``repainter.backends``. The root ``repainter`` (the lazy facade of the public
+    names) is left out: ``from repainter.x import y`` names it without depending on it."""
+    packages: dict[str, set[str]] = {}
+    for module, targets in graph.items():
+        if module == "repainter":
+            continue
+        edges = packages.setdefault(package_of(module), set())
+        edges.update(package_of(t) for t in targets if t != "repainter")
+    for package, edges in packages.items():
+        edges.discard(package)
+    return packages
+
+
+def test_the_fence_and_package_checks_see_violations(tmp_path):
+    package = tmp_path / "repainter"
+    for folder in ("bench", "core", "other"):
+        (package / folder).mkdir(parents=True)
+        (package / folder / "__init__.py").write_text("")
+    (package / "__init__.py").write_text("from repainter.core import x\n")
+    (package / "bench" / "sim.py").write_text("from repainter.core import a\n")
+    (package / "core" / "a.py").write_text(
+        "def f():\n    import importlib\n    return importlib.import_module('repainter.bench.sim')\n")
+    (package / "core" / "b.py").write_text("from repainter.other import c\n")
+    (package / "other" / "c.py").write_text("from repainter.core import b\n")
+    graph = import_graph(package)
+    assert bench_imports(graph) == ["repainter.core.a -> repainter.bench.sim"]
+    packages = package_graph(graph)
+    assert "repainter" not in packages
+    assert find_cycles(packages) == [["repainter.bench", "repainter.core", "repainter.other"]]
+
+
+def test_the_core_never_imports_the_bench():
+    graph = import_graph()
+    assert any(_in_bench(m) for m in graph), "no repainter.bench modules found"
+    reaching = bench_imports(graph)
+    assert not reaching, ("the core imports the simulation bench (it must plug in through the "
+                          "registries instead):\n" + "\n".join(reaching))
+
+
+def test_no_cycles_between_packages():
+    packages = package_graph(import_graph())
+    assert {"repainter.backends", "repainter.bench", "repainter.graph"} <= set(packages)
+    cycles = find_cycles(packages)
+    if cycles:
+        lines = [" -> ".join(_cycle_path(packages, members)) for members in cycles]
+        pytest.fail("import cycles between repainter's packages:\n" + "\n".join(lines))

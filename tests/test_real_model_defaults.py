@@ -150,8 +150,8 @@ def test_registry_traits_are_read_without_importing_the_component():
             "assert 'bench' in METRICS.traits('region_match'); "
             "assert 'needs_drawn_scene' in METRICS.traits('scene_truth'); "
             "assert T2I.traits('diffusers') == frozenset(); "
-            "assert 'repainter.sim.truth' not in sys.modules; "
-            "assert 'repainter.backends.metrics.region_match' not in sys.modules")
+            "assert 'repainter.bench.sim.truth' not in sys.modules; "
+            "assert 'repainter.bench.metrics.region_match' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 import repainter
 from repainter.backends.base import Reference
 from repainter.backends.metrics.psnr import PSNR
-from repainter.backends.mllm.scene_analyst import SceneAnalyst
-from repainter.backends.t2i.procedural import ProceduralT2I
+from repainter.bench.world.procedural import ProceduralT2I
+from repainter.bench.world.scene_analyst import SceneAnalyst
 from repainter.cli import app
 from repainter.images import load_image
 from repainter.registry import MLLM, T2I

@@ -3,13 +3,13 @@
     python datasets/world/build.py            # rewrite
     python datasets/world/build.py --check    # exit 1 if the file differs from the seeds
 
-Same as ``python -m repainter.world.generator``.
+Same as ``python -m repainter.bench.world.generator``.
 """
 
 import sys
 from pathlib import Path
 
-from repainter.world.generator import main
+from repainter.bench.world.generator import main
 
 if __name__ == "__main__":
     args = sys.argv[1:]

@@ -87,15 +87,6 @@ def release_model(kind: str, params: dict[str, Any]) -> None:
         _LOCKS.pop(key, None)
 
 
-def clear_cache() -> None:
-    """Drop every cached model (tests, or to free memory)."""
-    with _GUARD:
-        _CACHE.clear()
-        _LOCKS.clear()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-
-
 def cosine_rows(reference: torch.Tensor, candidates: torch.Tensor) -> list[float]:
     """Cosine of each row of ``candidates`` (N, D) with ``reference`` (D,) or (1, D), in float64."""
     ref = reference.reshape(1, -1).double()

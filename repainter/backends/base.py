@@ -20,24 +20,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from PIL import Image
 
+from repainter.references import Reference
 from repainter.schemas import Critique, ImageUnderstandingTree, Judgement
 
 if TYPE_CHECKING:  # pragma: no cover
     from repainter.weights import WeightRequirement
-
-
-@dataclass
-class Reference:
-    """One reference image of a dataset, with what is known about it."""
-
-    id: str
-    image: Image.Image
-    category: str = "default"
-    ground_truth: dict[str, Any] | None = None
-    source: str = ""
-    license: str = ""
-    # Preceding images / texts (GILL-style stories); empty for single-image datasets.
-    context: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -125,7 +112,17 @@ def current_prompt_budget() -> PromptBudget:
 
 
 class T2IBackend(Backend):
-    """Text-to-image: a batch of prompts with one seed each in, images out (same order)."""
+    """Text-to-image: a batch of prompts with one seed each in, images out (same order).
+
+    ``GeneratedImage.metadata`` may say anything about a render; the keys named in
+    ``recorded_metadata`` are the ones worth keeping: the loop stores their (JSON-able, not
+    None) values in the candidate's record, under ``metadata``, where a metric that
+    ``reads_metadata`` scores them (then and in ``repainter rescore``). Every other key stays
+    in memory. A simulated model records the scene it drew this way.
+    """
+
+    #: Keys of ``GeneratedImage.metadata`` the run records with each candidate.
+    recorded_metadata: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
     def generate(self, prompts: Sequence[str], seeds: Sequence[int]) -> list[GeneratedImage]: ...
@@ -133,6 +130,23 @@ class T2IBackend(Backend):
     def prompt_budget(self) -> PromptBudget:
         """How many tokens of a prompt the model reads (default: no known limit)."""
         return PromptBudget()
+
+
+def recorded_metadata(backend: T2IBackend, generated: GeneratedImage) -> dict[str, Any]:
+    """The part of ``generated.metadata`` that ``backend`` marks as worth recording
+    (its ``recorded_metadata`` keys whose values are set).
+
+        >>> class Noting(T2IBackend):
+        ...     recorded_metadata = ("word",)
+        ...     def generate(self, prompts, seeds): ...
+        >>> image = GeneratedImage(Image.new("RGB", (1, 1)), "p", 0,
+        ...                        metadata={"word": "cat", "seconds": 0.1})
+        >>> recorded_metadata(Noting(), image)
+        {'word': 'cat'}
+    """
+    metadata = generated.metadata or {}
+    return {key: metadata[key] for key in getattr(backend, "recorded_metadata", ())
+            if metadata.get(key) is not None}
 
 
 class MLLMBackend(Backend):
@@ -201,10 +215,10 @@ class Metric(DeclaresRequirements, ABC):
     higher_is_better: ClassVar[bool] = True
     #: True where the metric compares against the dataset's ground truth, not the image.
     needs_ground_truth: ClassVar[bool] = False
-    #: True where the metric scores what the T2I model reports it drew (the candidate's
-    #: ``drawn`` scene, from ``GeneratedImage.metadata["drawn_scene"]``) instead of its pixels:
-    #: the loop calls :meth:`score_drawn`; candidates without a drawn scene are left unscored.
-    needs_drawn_scene: ClassVar[bool] = False
+    #: A key of the candidates' recorded metadata (see ``T2IBackend.recorded_metadata``) that
+    #: this metric scores instead of their pixels: the loop calls :meth:`score_metadata` with
+    #: the values of the candidates that carry it; the others are left unscored. None: pixels.
+    reads_metadata: ClassVar[str | None] = None
 
     @abstractmethod
     def prepare(self, reference: Reference) -> Any: ...
@@ -215,9 +229,9 @@ class Metric(DeclaresRequirements, ABC):
     def __call__(self, reference: Reference, candidates: Sequence[Image.Image]) -> list[float]:
         return self.score(self.prepare(reference), candidates)
 
-    def score_drawn(self, prepared: Any, drawn: Sequence[dict[str, Any]]) -> list[float]:
-        """Scores of the scenes the T2I model reports it drew (``needs_drawn_scene`` metrics)."""
-        raise NotImplementedError(f"metric {self.name!r} does not score drawn scenes")
+    def score_metadata(self, prepared: Any, values: Sequence[Any]) -> list[float]:
+        """Scores of the candidates' recorded metadata values under ``reads_metadata``."""
+        raise NotImplementedError(f"metric {self.name!r} does not score candidate metadata")
 
     def similarity(self, value: float) -> float:
         """Map a raw score onto "higher is closer" (distances in [0, 1] become 1 - d)."""
@@ -246,6 +260,10 @@ class T2IWrapper(T2IBackend):
     def prompt_budget(self) -> PromptBudget:
         return self.inner.prompt_budget()
 
+    @property
+    def recorded_metadata(self) -> tuple[str, ...]:  # type: ignore[override]
+        return tuple(getattr(self.inner, "recorded_metadata", ()))
+
     def close(self) -> None:
         self.inner.close()
 
@@ -258,7 +276,7 @@ class MetricWrapper(Metric):
         self.name = inner.name
         self.higher_is_better = inner.higher_is_better
         self.needs_ground_truth = inner.needs_ground_truth
-        self.needs_drawn_scene = getattr(inner, "needs_drawn_scene", False)
+        self.reads_metadata = getattr(inner, "reads_metadata", None)
 
     def identity(self) -> dict[str, Any]:
         return self.inner.identity()
@@ -272,5 +290,5 @@ class MetricWrapper(Metric):
     def score(self, prepared: Any, candidates: Sequence[Image.Image]) -> list[float]:
         return self.inner.score(prepared, candidates)
 
-    def score_drawn(self, prepared: Any, drawn: Sequence[dict[str, Any]]) -> list[float]:
-        return self.inner.score_drawn(prepared, drawn)
+    def score_metadata(self, prepared: Any, values: Sequence[Any]) -> list[float]:
+        return self.inner.score_metadata(prepared, values)

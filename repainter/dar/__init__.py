@@ -11,9 +11,9 @@ image)::
 The rank of the target is reported per turn with generated images (``fused``) and without
 them (``text`` only), as Hits@1/5/10 and mean rank.
 
-* :mod:`repainter.dar.dialogues`: built-in dialogues from world scenes, ChatIR / VisDial style
-  manifests, the offline query refinement;
-* :mod:`repainter.dar.scoring`: text scorers (``clip``, ``concepts``, ``scene``), image
+* :mod:`repainter.dar.dialogues`: ChatIR / VisDial style manifests, the plain query
+  refinement;
+* :mod:`repainter.dar.scoring`: text scorers (``clip`` and the registered ones), image
   embeddings, the fusion;
 * :mod:`repainter.dar.spec`: the serialisable :class:`DARSpec` saved with every run;
 * :mod:`repainter.dar.run`: :func:`run_dar` (objects in, result out);
@@ -21,6 +21,11 @@ them (``text`` only), as Hits@1/5/10 and mean rank.
   :mod:`repainter.records.dar`), ``dar.md``, ``report/dar.html``;
 * :mod:`repainter.dar.folder`: :func:`run_dar_spec` (the one path of the CLI, the Python API and
   notebooks) and :func:`read_result` (older folders are migrated).
+
+``DARSpec()`` runs on the simulation bench's procedural world, whose dialogues, text scorers
+(``concepts``, ``scene``) and embedding (``scene_layout``) plug in through the registries of
+:mod:`repainter.registry` (``DAR_DIALOGUES``, ``DAR_TEXT_SCORERS``, ``EMBEDDINGS``); see
+:mod:`repainter.bench.world.dar`.
 
 >>> from repainter.dar import DARSpec, run_dar_spec
 >>> spec = DARSpec(output_dir=str(tmp_path / "dar"), dialogues={"limit": 2})  # doctest: +SKIP
@@ -34,9 +39,6 @@ from repainter.dar.dialogues import (
     concat_query,
     load_dialogues,
     parse_dialogue,
-    refine_query,
-    scene_dialogue,
-    world_dialogues,
 )
 from repainter.dar.folder import read_result, run_dar_spec
 from repainter.dar.report import summary_markdown, write_dar
@@ -54,16 +56,14 @@ from repainter.dar.scoring import (
     build_text_scorer,
     expected_hits,
     fuse,
-    query_concepts,
     zscore,
 )
 from repainter.dar.spec import DARSpec, build_dar_spec, load_dar_spec
 
 __all__ = [
     "HITS_AT", "DARFailure", "DARResult", "DARSpec", "Dialogue", "DialogueError",
-    "GalleryIndex", "Turn", "ahead_and_tied", "expected_hits", "TurnRecord", "build_dar_spec", "build_text_scorer",
-    "concat_query", "fuse", "load_dar_spec", "load_dialogues", "load_spec_dialogues",
-    "parse_dialogue", "query_concepts", "read_result", "refine_query", "run_dar",
-    "run_dar_spec", "scene_dialogue", "summary_markdown", "world_dialogues",
-    "write_dar", "zscore",
+    "GalleryIndex", "Turn", "ahead_and_tied", "expected_hits", "TurnRecord", "build_dar_spec",
+    "build_text_scorer", "concat_query", "fuse", "load_dar_spec", "load_dialogues",
+    "load_spec_dialogues", "parse_dialogue", "read_result", "run_dar", "run_dar_spec",
+    "summary_markdown", "write_dar", "zscore",
 ]

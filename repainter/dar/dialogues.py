@@ -1,6 +1,8 @@
-"""Dialogues for diffusion-augmented retrieval: built-in ones from world scenes, external ones
-from a ChatIR / VisDial style JSONL manifest, and the offline refinement of a dialogue into one
-query.
+"""Dialogues for diffusion-augmented retrieval: external ones from a ChatIR / VisDial style
+JSONL manifest, and the plain refinement of a dialogue into one query (caption and answers
+joined). Dialogues built from a dataset's ground truth come from the writer registered for that
+dataset in :data:`repainter.registry.DAR_DIALOGUES` (the bench's ``world``:
+:mod:`repainter.bench.world.dar`).
 
 A manifest row::
 
@@ -15,14 +17,6 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-
-import numpy as np
-
-_COUNT_WORDS = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven",
-                8: "eight", 9: "nine"}
-_ORDINALS = ("largest", "second largest", "third largest", "fourth largest", "fifth largest",
-             "sixth largest")
-MIN_TURNS, MAX_TURNS = 4, 6
 
 
 class DialogueError(ValueError):
@@ -60,72 +54,6 @@ class Dialogue:
     def as_dict(self) -> dict[str, Any]:
         return {"id": self.id, "target": self.target, "caption": self.caption,
                 "dialog": [asdict(t) for t in self.dialog]}
-
-
-# -- built-in dialogues ----------------------------------------------------------------------
-
-
-def scene_dialogue(scene: dict[str, Any], target: str, *, seed: int = 0,
-                   dialogue_id: str | None = None) -> Dialogue:
-    """A deterministic dialogue about a world scene (the ``ground_truth`` dict of a reference).
-
-    Turn 0 is vague: the number of objects only (a caption that also named the background
-    colour already puts every target of the 32-scene world in the top 10 with the text
-    scorer, leaving nothing for later turns to improve). Every further turn reveals one
-    object's shape, colour, size, position (and style), largest object first; when the scene
-    has fewer objects than turns, the background (gradient or solid) and a closing
-    "anything else?" turn fill up. 4-6 rounds in all (caption included); ``seed`` picks the
-    length and the question wording.
-    """
-    from repainter.world.grammar import object_phrase
-    from repainter.world.scene import SceneSpec
-
-    spec = SceneSpec.model_validate(scene)
-    ss = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, *[ord(c) for c in target]])
-    rng = np.random.default_rng(ss)
-    objs = sorted(spec.objects, key=lambda o: (-o.size, o.y, o.x))
-    n = len(objs)
-    bg = spec.background
-    noun = "shape" if n == 1 else "shapes"
-    caption = f"a picture with {_COUNT_WORDS.get(n, str(n))} {noun}" if n else "an empty picture"
-    low = min(MAX_TURNS, max(MIN_TURNS, 1 + n))
-    rounds = int(rng.integers(low, MAX_TURNS + 1))
-    turns: list[Turn] = []
-    for i, obj in enumerate(objs[: rounds - 1]):
-        ordinal = _ORDINALS[i] if i < len(_ORDINALS) else f"number {i + 1} by size"
-        if n == 1:
-            question = ["what is the shape?", "what does the object look like?"][
-                int(rng.integers(2))]
-        else:
-            question = [f"what is the {ordinal} object?", f"describe the {ordinal} shape"][
-                int(rng.integers(2))]
-        turns.append(Turn(question, object_phrase(obj)))
-    if len(turns) < rounds - 1:
-        if bg.kind == "gradient" and bg.color2:
-            answer = f"yes, a {bg.direction} gradient background from {bg.color} to {bg.color2}"
-        else:
-            answer = f"no, a solid {bg.color} background"
-        turns.append(Turn("is the background a gradient?", answer))
-    while len(turns) < rounds - 1:
-        turns.append(Turn("is there anything else in the picture?", "no, nothing else"))
-    return Dialogue(id=dialogue_id or target, target=target, caption=caption, dialog=turns)
-
-
-def world_dialogues(items: Sequence[Any] | None = None, *, seed: int = 0,
-                    limit: int | None = None) -> list[Dialogue]:
-    """One built-in dialogue per item (default: the world dataset's scenes)."""
-    if items is None:
-        from repainter.datasets import load_dataset
-
-        items = load_dataset("world").items()
-    items = list(items)[:limit] if limit is not None else list(items)
-    out = []
-    for item in items:
-        ref = item.load()
-        if not ref.ground_truth or "background" not in ref.ground_truth:
-            raise DialogueError(f"item {item.id!r} has no scene ground truth")
-        out.append(scene_dialogue(ref.ground_truth, str(item.id), seed=seed))
-    return out
 
 
 # -- manifest ----------------------------------------------------------------------------------
@@ -197,34 +125,3 @@ def concat_query(caption: str, answers: Sequence[str]) -> str:
     """The plain reformulation: caption and answers joined into one comma-separated prompt."""
     parts = [p.strip().rstrip(".") for p in [caption, *answers] if p and p.strip()]
     return ", ".join(parts)
-
-
-def refine_query(caption: str, answers: Sequence[str]) -> str:
-    """Deterministic offline "LLM" reformulation of a dialogue into one T2I prompt.
-
-    The caption and answers are parsed with the world grammar and merged: the latest
-    background said wins, every described object is kept once, and objects counted in the
-    caption but not described yet stay as a generic "N shapes" clause. Text the grammar does
-    not understand at all falls back to :func:`concat_query`.
-    """
-    from repainter.world.grammar import ObjectClause, ParsedPrompt, format_prompt, parse_prompt
-
-    cap = parse_prompt(caption)
-    background = cap.background
-    counted = sum(c.count for c in cap.objects if c.shape is None and c.color is None)
-    described = [c for c in cap.objects if not (c.shape is None and c.color is None)]
-    style = cap.style
-    for answer in answers:
-        parsed = parse_prompt(answer)
-        if parsed.background is not None and parsed.background.color:
-            background = parsed.background
-        described.extend(c for c in parsed.objects
-                         if c.shape is not None or c.color is not None)
-        style = parsed.style if parsed.style and parsed.style != "flat" else style
-    if background is None and not described and not counted:
-        return concat_query(caption, answers)
-    objects = list(described)
-    rest = counted - sum(c.count for c in described)
-    if rest > 0:
-        objects.append(ObjectClause(count=int(rest)))
-    return format_prompt(ParsedPrompt(background=background, style=style, objects=objects))

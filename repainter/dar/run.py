@@ -130,62 +130,34 @@ def run_dar(dialogues: Sequence[Dialogue], gallery_items: Sequence[Any],
             gallery: GalleryIndex | None = None) -> DARResult:
     """Rank the gallery after every turn of every dialogue, with and without generated images.
 
-    ``t2i`` defaults to the offline ``ProceduralT2I()``; ``mllm`` (any object with
+    ``t2i`` defaults to the bench's offline ``procedural`` model; ``mllm`` (any object with
     ``refine_dialogue``, e.g. the ``scene-analyst`` backend) refines each turn's query, else the
     caption and answers are joined. ``text_scorer`` and ``embedding`` are names or ``{name,
     params}`` (see :mod:`repainter.dar.scoring`). ``image_dir`` saves the generated images as
     ``image_dir/<case>/t<turn>-<k>.png`` (paths in the records, relative to its parent).
     ``gallery`` reuses an index already fitted on ``gallery_items``.
     """
-    from repainter.images import save_png
-    from repainter.store import slug
-
     if not 0.0 <= float(alpha) <= 1.0:
         raise ValueError("alpha must be in [0, 1]")
     if int(images_per_turn) < 1:
         raise ValueError("images_per_turn must be >= 1")
     if t2i is None:
-        from repainter.backends.t2i.procedural import ProceduralT2I
+        from repainter.registry import T2I
 
-        t2i = ProceduralT2I()
+        t2i = T2I.create("procedural")
     index = gallery or GalleryIndex.build(gallery_items, text_scorer, embedding)
-    position = {gid: i for i, gid in enumerate(index.ids)}
-    for d in dialogues:
-        if d.target not in position:
-            why = index.left_out.get(d.target)
-            raise DialogueError(f"dialogue {d.id!r}: target {d.target!r} is not in the gallery"
-                                + (f" (it failed to load: {why})" if why else ""))
-    image_root = Path(image_dir) if image_dir is not None else None
+    position = _targets_in(index, dialogues)
+    turn_of = _TurnRanker(index, t2i, mllm, alpha=float(alpha), seed=seed,
+                          images_per_turn=int(images_per_turn),
+                          image_root=Path(image_dir) if image_dir is not None else None)
     records: list[TurnRecord] = []
     failures: list[DARFailure] = []
     for case_no, d in enumerate(dialogues):
-        target = position[d.target]
         case_records = []
         turn = 0
         try:
             for turn in range(d.n_turns):
-                query = _refine(mllm, d, turn)
-                text = index.text_scores(query)
-                seeds = _turn_seeds(seed, case_no, turn, int(images_per_turn))
-                generated = t2i.generate([query] * len(seeds), seeds)
-                usable = [g.image for g in generated if not g.flagged]
-                if not usable:
-                    raise RuntimeError("every render of the turn was flagged (blank)")
-                fused = fuse(text, index.image_scores(usable), alpha)
-                paths = []
-                if image_root is not None:
-                    for k, image in enumerate(usable):
-                        path = image_root / slug(d.id) / f"t{turn}-{k}.png"
-                        save_png(image, path)
-                        paths.append(path.relative_to(image_root.parent).as_posix())
-                top = np.argsort(-fused, kind="stable")[:TOP_LISTED]
-                text_ahead, text_tied = ahead_and_tied(text, target)
-                fused_ahead, fused_tied = ahead_and_tied(fused, target)
-                case_records.append(TurnRecord(
-                    case=d.id, target=d.target, turn=turn, query=query,
-                    text_ahead=text_ahead, text_tied=text_tied, fused_ahead=fused_ahead,
-                    fused_tied=fused_tied, gallery_size=len(index.ids), images=paths,
-                    top_fused=[index.ids[i] for i in top]))
+                case_records.append(turn_of(d, case_no, turn, position[d.target]))
         except Exception as exc:  # noqa: BLE001 - one dialogue fails, the run goes on
             logger.warning("DAR dialogue %r failed at turn %d: %s", d.id, turn, exc)
             failures.append(DARFailure(case=d.id, target=d.target, turn=turn,
@@ -199,19 +171,83 @@ def run_dar(dialogues: Sequence[Dialogue], gallery_items: Sequence[Any],
                              "mllm": type(mllm).__name__ if mllm is not None else None})
 
 
+def _targets_in(index: GalleryIndex, dialogues: Sequence[Dialogue]) -> dict[str, int]:
+    """Gallery position by id; every dialogue's target must be there."""
+    position = {gid: i for i, gid in enumerate(index.ids)}
+    for d in dialogues:
+        if d.target not in position:
+            why = index.left_out.get(d.target)
+            raise DialogueError(f"dialogue {d.id!r}: target {d.target!r} is not in the gallery"
+                                + (f" (it failed to load: {why})" if why else ""))
+    return position
+
+
+@dataclass
+class _TurnRanker:
+    """One turn of a dialogue: refine the query, render, rank the gallery by text and fused."""
+
+    index: GalleryIndex
+    t2i: Any
+    mllm: Any
+    alpha: float
+    seed: int
+    images_per_turn: int
+    image_root: Path | None
+
+    def __call__(self, d: Dialogue, case_no: int, turn: int, target: int) -> TurnRecord:
+        index = self.index
+        query = _refine(self.mllm, d, turn)
+        text = index.text_scores(query)
+        seeds = _turn_seeds(self.seed, case_no, turn, self.images_per_turn)
+        generated = self.t2i.generate([query] * len(seeds), seeds)
+        usable = [g.image for g in generated if not g.flagged]
+        if not usable:
+            raise RuntimeError("every render of the turn was flagged (blank)")
+        fused = fuse(text, index.image_scores(usable), self.alpha)
+        paths = self._save(usable, d, turn)
+        top = np.argsort(-fused, kind="stable")[:TOP_LISTED]
+        text_ahead, text_tied = ahead_and_tied(text, target)
+        fused_ahead, fused_tied = ahead_and_tied(fused, target)
+        return TurnRecord(
+            case=d.id, target=d.target, turn=turn, query=query,
+            text_ahead=text_ahead, text_tied=text_tied, fused_ahead=fused_ahead,
+            fused_tied=fused_tied, gallery_size=len(index.ids), images=paths,
+            top_fused=[index.ids[i] for i in top])
+
+    def _save(self, images: list[Any], d: Dialogue, turn: int) -> list[str]:
+        """Save the turn's images under ``image_root`` (paths relative to its parent)."""
+        from repainter.images import save_png
+        from repainter.store import slug
+
+        if self.image_root is None:
+            return []
+        paths = []
+        for k, image in enumerate(images):
+            path = self.image_root / slug(d.id) / f"t{turn}-{k}.png"
+            save_png(image, path)
+            paths.append(path.relative_to(self.image_root.parent).as_posix())
+        return paths
+
+
 # -- the spec path: CLI, Python API and notebooks ----------------------------------------------
 
 
 def load_spec_dialogues(spec: Any, gallery_ids: Sequence[str] | None = None) -> list[Dialogue]:
-    """The dialogues a :class:`~repainter.dar.spec.DARSpec` names (manifest or world scenes)."""
-    from repainter.dar.dialogues import load_dialogues, world_dialogues
+    """The dialogues a :class:`~repainter.dar.spec.DARSpec` names: its manifest, else those the
+    dialogue writer registered for its dataset writes (the bench's ``world`` scenes)."""
+    from repainter.dar.dialogues import load_dialogues
     from repainter.datasets import load_dataset
+    from repainter.registry import DAR_DIALOGUES
 
     source = spec.dialogues
     if source.manifest:
         found = load_dialogues(source.manifest, gallery_ids)
     else:
         ds = source.dataset
+        if ds.name not in DAR_DIALOGUES:
+            raise DialogueError(
+                f"dataset {ds.name!r} has no built-in dialogues (writers are registered for: "
+                f"{', '.join(DAR_DIALOGUES.names()) or 'none'}); give dialogues.manifest")
         items = load_dataset(ds.name, ds.params).select(ds.categories, ds.limit)
-        found = world_dialogues(items, seed=source.seed)
+        found = DAR_DIALOGUES.get(ds.name)(items, seed=source.seed)
     return found[: source.limit] if source.limit is not None else found

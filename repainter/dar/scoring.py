@@ -1,22 +1,18 @@
 """Scoring a gallery for diffusion-augmented retrieval: text scorers, image embeddings, fusion.
 
-Text scorers (query text vs. each gallery image), by name:
+Text scorers (query text vs. each gallery image) are found by name in
+:data:`repainter.registry.DAR_TEXT_SCORERS`, which plugins extend:
 
 * ``clip``: an open_clip model's text tower against its image tower (cosine), the real-model
   scorer; params as the ``clip_i`` metric (``model``, ``pretrained``, ``checkpoint``,
   ``model_config``, ``quick_gelu``, ``device``, ``batch_size``) plus ``tokenizer``.
-* ``concepts`` (built-in world, weight-free, the default there): like a contrastive text tower,
-  it sees which colours and shapes a query mentions and an image shows (Jaccard overlap), but
-  neither which colour goes with which shape nor where: CLIP's known weakness at attribute
-  binding and spatial relations.
-* ``scene`` (built-in world, weight-free): the ``retrieval`` backend's exact matcher, which reads
-  the world's own grammar: bound attributes, positions, sizes. Close to an oracle; a text-side
-  upper bound rather than a model of a text encoder.
+* the simulation bench registers ``concepts`` and ``scene``, weight-free scorers of its
+  procedural world (:mod:`repainter.bench.world.dar`).
 
 Image embeddings (generated image vs. each gallery image) are those of the ``identification``
-metric (:func:`repainter.backends.metrics.identification.build_embedding`): ``scene_layout``
-(built-in world, what is where), ``colour_layout``, or any embedding metric such as ``clip_i`` or
-``dinov2``.
+metric (:func:`repainter.backends.metrics.identification.build_embedding`): ``colour_layout``,
+any registered embedding (the bench's ``scene_layout``: what is where), or any embedding metric
+such as ``clip_i`` or ``dinov2``.
 
 The fused score per gallery image is ``alpha * z(text) + (1 - alpha) * z(image)`` with
 z-normalisation over the gallery, per turn.
@@ -24,6 +20,7 @@ z-normalisation over the gallery, per turn.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,11 +28,10 @@ from typing import Any
 
 import numpy as np
 
-from repainter.backends.base import Reference
+from repainter.references import Reference
+from repainter.registry import DAR_TEXT_SCORERS
 
 logger = logging.getLogger(__name__)
-
-TEXT_SCORERS = ("clip", "concepts", "scene")
 
 
 def zscore(values: np.ndarray) -> np.ndarray:
@@ -66,40 +62,6 @@ def fuse(text: np.ndarray, image: np.ndarray, alpha: float) -> np.ndarray:
 # -- text scorers ------------------------------------------------------------------------------
 
 
-class SceneTextScorer:
-    """The retrieval backend's ``scene`` matcher: bound attributes and positions (world only)."""
-
-    name = "scene"
-
-    def fit(self, ids: list[str], references: list[Reference]) -> None:
-        from repainter.backends.t2i.retrieval import scene_features
-
-        self.features = scene_features(ids, references)
-        self.features["ids"] = np.array(ids, dtype=str)
-
-    def scores(self, query: str) -> np.ndarray:
-        from repainter.backends.t2i.retrieval import scene_scores
-
-        return np.asarray(scene_scores(query, self.features), dtype=np.float64)
-
-    def identity(self) -> dict[str, Any]:
-        return {"text_scorer": self.name, "version": 1}
-
-
-class ConceptTextScorer(SceneTextScorer):
-    """Jaccard overlap of the colours and shapes mentioned and shown, unbound (world only)."""
-
-    name = "concepts"
-
-    def fit(self, ids: list[str], references: list[Reference]) -> None:
-        super().fit(ids, references)
-        self.concepts = image_concepts(self.features)
-
-    def scores(self, query: str) -> np.ndarray:
-        wanted = query_concepts(query)
-        return np.array([_jaccard(wanted, have) for have in self.concepts], dtype=np.float64)
-
-
 class ClipTextScorer:
     """open_clip text embedding of the query against the image embeddings of the gallery."""
 
@@ -127,58 +89,27 @@ class ClipTextScorer:
 
 
 def build_text_scorer(spec: Any):
-    """``"concepts"`` / ``{name: clip, params: {...}}`` -> a text scorer (not yet fitted)."""
+    """``"concepts"`` / ``{name: clip, params: {...}}`` -> a registered text scorer (not yet
+    fitted)."""
     if isinstance(spec, str):
         spec = {"name": spec}
     name = getattr(spec, "name", None) or (spec.get("name") if isinstance(spec, dict) else None)
     params = dict(getattr(spec, "params", None) or (spec.get("params") if isinstance(spec, dict)
                                                      else None) or {})
-    if name not in TEXT_SCORERS:
-        raise ValueError(f"text_scorer must be one of {', '.join(TEXT_SCORERS)}, not {name!r}")
-    if name == "clip":
-        return ClipTextScorer(**params)
-    if params:
+    if name not in DAR_TEXT_SCORERS:
+        known = ", ".join(DAR_TEXT_SCORERS.names())
+        raise ValueError(f"text_scorer must be one of {known}, not {name!r}")
+    factory = DAR_TEXT_SCORERS.get(name)
+    if params and not _takes_params(factory):
         raise ValueError(f"text scorer {name!r} takes no params")
-    return SceneTextScorer() if name == "scene" else ConceptTextScorer()
+    return factory(**params)
 
 
-def query_concepts(query: str) -> set[str]:
-    """The colours and shapes a query mentions, unbound (see :class:`ConceptTextScorer`)."""
-    from repainter.world.grammar import parse_prompt
-    from repainter.world.vocabulary import basic_color
-
-    parsed = parse_prompt(query)
-    found = set()
-    if parsed.background is not None:
-        for colour in (parsed.background.color, getattr(parsed.background, "color2", None)):
-            if colour:
-                found.add("color:" + basic_color(colour))
-    for clause in parsed.objects:
-        if clause.color:
-            found.add("color:" + basic_color(clause.color))
-        if clause.shape:
-            found.add("shape:" + clause.shape)
-    return found
-
-
-def image_concepts(features: dict[str, np.ndarray]) -> list[set[str]]:
-    """Per image of a ``scene_features`` table: the basic colours and shapes it shows."""
-    from repainter.backends.t2i.retrieval import SCENE_SHAPES
-    from repainter.world.vocabulary import basic_color, nearest_color_name
-
-    found: list[set[str]] = [set() for _ in range(len(features["background"]))]
-    for i, row in enumerate(features["background"]):
-        found[i].add("color:" + basic_color(nearest_color_name(row[1:4])))
-    for row in features["objects"]:
-        item, shape = int(row[0]), int(row[1])
-        found[item].add("color:" + basic_color(nearest_color_name(row[2:5])))
-        if shape >= 0:
-            found[item].add("shape:" + SCENE_SHAPES[shape])
-    return found
-
-
-def _jaccard(a: set[str], b: set[str]) -> float:
-    return len(a & b) / len(a | b) if a | b else 0.0
+def _takes_params(factory: Any) -> bool:
+    try:
+        return bool(inspect.signature(factory).parameters)
+    except (TypeError, ValueError):  # no signature to read: let the call decide
+        return True
 
 
 # -- the gallery -------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from repainter.backends.base import GeneratedImage
+from repainter.backends.base import GeneratedImage, T2IBackend, recorded_metadata
 from repainter.backends.mllm.adaptations import merge as merge_adaptations
 from repainter.graph.context import RunContext
 from repainter.graph.state import Candidate, CaseState, RoundRecord, round_best_candidate
@@ -144,15 +144,15 @@ def _blank_flag(generated: GeneratedImage) -> str | None:
 def generate(state: CaseState, ctx: RunContext) -> dict[str, Any]:
     """Render all of the round's variants as one batch and store the images."""
     pending = state["pending"]
-    images = render_batch(ctx.t2i[state["model"]], [c["prompt"] for c in pending],
-                          [c["seed"] for c in pending])
+    backend = ctx.t2i[state["model"]]
+    images = render_batch(backend, [c["prompt"] for c in pending], [c["seed"] for c in pending])
     rendered = []
     for candidate, generated in zip(pending, images, strict=True):
         path = ctx.store.candidate_path(
             state["model"], state["case_id"], candidate["round"], candidate["variant"]
         )
         rendered.append({**candidate, "image": path, "flagged": _store_render(ctx, path, generated),
-                         **_prompt_truncation(generated), **drawn_scene_of(generated)})
+                         **_prompt_truncation(generated), **_metadata(backend, generated)})
     return {"pending": rendered}
 
 
@@ -215,10 +215,10 @@ def render_flags_by_model(records: list[CaseRecord]) -> dict[str, dict[str, Any]
     return out
 
 
-def drawn_scene_of(generated: GeneratedImage) -> dict[str, Any]:
-    """``{"drawn": scene}`` where the T2I model reports the scene it drew (simulated models)."""
-    scene = (generated.metadata or {}).get("drawn_scene")
-    return {"drawn": scene} if scene is not None else {}
+def _metadata(backend: T2IBackend, generated: GeneratedImage) -> dict[str, Any]:
+    """``{"metadata": ...}``: what the backend marks as worth recording (set only where some)."""
+    kept = recorded_metadata(backend, generated)
+    return {"metadata": kept} if kept else {}
 
 
 def _store_render(ctx: RunContext, path: str, generated: GeneratedImage) -> str | None:

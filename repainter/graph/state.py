@@ -31,8 +31,9 @@ class Candidate(TypedDict, total=False):
     scores: dict[str, float]
     selection: float | None  # None: not selectable (flagged, or a metric gave NaN / inf)
     invalid_reason: str | None
-    #: The scene the T2I model reports it drew (simulated models only; see scene_truth).
-    drawn: dict[str, Any] | None
+    #: What the T2I model marks as worth recording about the render (its
+    #: ``recorded_metadata``; set only where there is some), read by ``reads_metadata`` metrics.
+    metadata: dict[str, Any]
 
 
 class RoundRecord(TypedDict, total=False):

@@ -5,25 +5,30 @@
 store writes it with :func:`~repainter.records.base.dump_record` and reads it with
 :func:`~repainter.records.base.load_record`; every reader uses the attributes below.
 
-Fields a record only sometimes carries (a failed case's ``traceback``, a candidate's ``drawn``
-scene or ``prompt_tokens_dropped``, a baseline's ``strategy``, the ``rescored`` metrics, a grid
+Fields a record only sometimes carries (a failed case's ``traceback``, a candidate's
+``metadata`` or ``prompt_tokens_dropped``, a baseline's ``strategy``, the ``rescored`` metrics, a grid
 cell's ``mllm``) are written only when they were set, so a record's JSON is exactly what the
 loop produced: the field order below is the key order of the files. Reading one leaves unset
 fields at their defaults (``None`` or empty), the missing-value policy of
 :mod:`repainter.records.base`.
 
 Version 0 is the format written before records carried a ``schema_version`` (identical
-otherwise); version 1 adds ``schema_version``. Optional fields added since (``mllm_adaptations``)
-are written only where they were set, so every record without them reads as before and no
-version step is needed; a record that has them is refused by an older repainter, naming the
-unknown field.
+otherwise); version 1 adds ``schema_version``; version 2 replaces a candidate's ``drawn`` scene
+(a simulated model's) with the generic ``metadata`` a T2I backend records (the scene is
+``metadata["drawn_scene"]``). Optional fields added since (``mllm_adaptations``) are written
+only where they were set, so every record without them reads as before and no version step is
+needed; a record that has them is refused by an older repainter, naming the unknown field.
 
 >>> record = CaseRecord(case_id="c1", model="sd", status="failed", error="loop: boom",
 ...                     traceback=[], rounds=[], final_scores={})
 >>> list(dump_record(record))
 ['schema_version', 'case_id', 'model', 'status', 'error', 'traceback', 'rounds', 'final_scores']
 >>> load_record(CaseRecord, {"case_id": "c1", "model": "sd", "status": "done"}).schema_version
-1
+2
+>>> old = {"schema_version": 1, "case_id": "c1", "model": "sim", "status": "done",
+...        "rounds": [{"round": 1, "candidates": [{"round": 1, "variant": 0, "drawn": {"objects": []}}]}]}
+>>> load_record(CaseRecord, old).rounds[0].candidates[0].metadata
+{'drawn_scene': {'objects': []}}
 """
 
 from __future__ import annotations
@@ -70,8 +75,9 @@ class CandidateRecord(RecordPart):
     flagged: str | None = None  # why it is not scored (safety checker, NaN decode, all black)
     #: Prompt tokens the T2I model's text encoder dropped (set only where it dropped some).
     prompt_tokens_dropped: int | None = None
-    #: The scene a simulated T2I model reports it drew (set only for such models).
-    drawn: dict[str, Any] | None = None
+    #: What the T2I model marks as worth recording about this render (its
+    #: ``recorded_metadata``); set only where there is some.
+    metadata: dict[str, Any] = Field(default_factory=dict)
     scores: Scores = Field(default_factory=dict)
     selection: float | None = None  # None: not selectable (flagged, or a metric gave no value)
     invalid_reason: str | None = None
@@ -189,7 +195,7 @@ class CaseRecord(RecordPart, VersionedRecord):
     """``cases/<model>/<case>.json``: a finished case, or a failed one with its reason."""
 
     kind: ClassVar[str] = "case"
-    current_version: ClassVar[int] = 1
+    current_version: ClassVar[int] = 2
 
     case_id: str
     model: str  # the T2I model's label (a grid cell's label in a grid)
@@ -308,6 +314,30 @@ class ResultLine(RecordPart, VersionedRecord):
 def _case_v0(data: dict[str, Any]) -> dict[str, Any]:
     # version 0 differs only in having no schema_version
     return data
+
+
+@migration(CaseRecord.kind, 1)
+def _case_v1(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 kept a simulated model's scene as the candidate field ``drawn``; version 2
+    keeps it in the candidate's ``metadata`` as ``drawn_scene`` (the caller's dicts are left
+    as they were)."""
+    rounds = [{**r, "candidates": [_candidate_v1(c) for c in r.get("candidates") or []]}
+              if isinstance(r, dict) and "candidates" in r else r
+              for r in data.get("rounds") or []]
+    moved = {**data, **({"rounds": rounds} if "rounds" in data else {})}
+    for key in ("round1_best", "best"):
+        if key in data:
+            moved[key] = _candidate_v1(data[key])
+    return moved
+
+
+def _candidate_v1(candidate: Any) -> Any:
+    if not isinstance(candidate, dict) or "drawn" not in candidate:
+        return candidate
+    moved = {k: v for k, v in candidate.items() if k != "drawn"}
+    if candidate["drawn"] is not None:
+        moved["metadata"] = {"drawn_scene": candidate["drawn"], **(candidate.get("metadata") or {})}
+    return moved
 
 
 @migration(ResultLine.kind, 0)

@@ -26,11 +26,8 @@ from repainter.backends.t2i.diffusers import (  # noqa: E402
     pipeline_lock,
 )
 from repainter.graph.nodes import CaseFailure, flag_summary, render_batch  # noqa: E402
-from repainter.weights import (  # noqa: E402
-    WeightsNotFoundError,
-    check_present,
-    requirements_for,
-)
+from repainter.prefetch import check_present  # noqa: E402
+from repainter.weights import WeightsNotFoundError, requirements_for  # noqa: E402
 
 
 def _arr(generated):

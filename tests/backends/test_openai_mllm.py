@@ -348,14 +348,6 @@ def test_concurrency_limit(make, server):
     assert elapsed >= 0.38  # 4 calls of 0.2 s, 2 at a time
 
 
-def test_async_variant(make, server):
-    import asyncio
-
-    mllm = make()
-    judgement = asyncio.run(mllm.ajudge(_image(), _image()))
-    assert judgement.semantic == 5
-
-
 def test_helpers():
     assert extract_json('noise {"a": {"b": 1}} tail {"c": 2}') == {"a": {"b": 1}}
     assert extract_json('[1, 2]') == [1, 2]

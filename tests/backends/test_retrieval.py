@@ -8,15 +8,15 @@ import json
 import numpy as np
 import pytest
 
-from repainter.backends.t2i import retrieval as retrieval_module
 from repainter.backends.t2i.retrieval import RetrievalT2I
+from repainter.bench.world import retrieval as retrieval_module
+from repainter.bench.world.grammar import scene_to_prompt
+from repainter.bench.world.scene import SceneSpec
 from repainter.datasets import load_dataset
 from repainter.gallery import clear_gallery_features
 from repainter.images import image_sha256
 from repainter.instrument import CURRENT_CASE
 from repainter.registry import T2I
-from repainter.world.grammar import scene_to_prompt
-from repainter.world.scene import SceneSpec
 
 GALLERY = {"name": "world", "limit": 12}
 
@@ -33,7 +33,7 @@ def scene_t2i():
 
 def _composed_prompt(ref) -> str:
     """The prompt the loop composes for a reference (scene analyst's description)."""
-    from repainter.backends.mllm.scene_analyst import SceneAnalyst
+    from repainter.bench.world.scene_analyst import SceneAnalyst
     from repainter.prompts import render_prompt
 
     analyst = SceneAnalyst()

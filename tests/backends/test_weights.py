@@ -1,21 +1,18 @@
-"""repainter.weights: requirements of a spec, presence checks offline, doctor / prefetch rows,
-fail-fast loading, and the registry names of the model-backed backends."""
+"""repainter.weights and repainter.prefetch: requirements of a spec, presence checks offline,
+doctor / prefetch rows, fail-fast loading, and the registry names of the model-backed backends."""
 
 from __future__ import annotations
 
 import pytest
 
+from repainter.prefetch import check_present, doctor_rows, prefetch, prefetch_spec
 from repainter.spec import build_spec
 from repainter.weights import (
     WeightRequirement,
     WeightsNotFoundError,
-    check_present,
-    doctor_rows,
     hub_load,
     is_offline,
     looks_like_path,
-    prefetch,
-    prefetch_spec,
     requirements_for,
 )
 

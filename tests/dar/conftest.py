@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from repainter.dar import world_dialogues
+from repainter.bench.world.dar import world_dialogues
 from repainter.datasets import load_dataset
 
 

@@ -6,14 +6,8 @@ import json
 
 import pytest
 
-from repainter.dar import (
-    DialogueError,
-    concat_query,
-    load_dialogues,
-    refine_query,
-    scene_dialogue,
-    world_dialogues,
-)
+from repainter.bench.world.dar import refine_query, scene_dialogue, world_dialogues
+from repainter.dar import DialogueError, concat_query, load_dialogues
 
 
 def test_dialogues_are_deterministic_and_reveal_information(items, dialogues):
@@ -76,7 +70,7 @@ def test_manifest_loader(tmp_path):
 
 
 def test_scene_analyst_refines_dialogues_like_the_grammar(dialogues):
-    from repainter.backends.mllm.scene_analyst import SceneAnalyst
+    from repainter.bench.world.scene_analyst import SceneAnalyst
 
     mllm = SceneAnalyst()
     d = dialogues[9]

@@ -8,8 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from repainter.backends.base import GeneratedImage, T2IBackend
-from repainter.backends.mllm.scene_analyst import SceneAnalyst
-from repainter.backends.t2i.procedural import ProceduralT2I
+from repainter.bench.world.procedural import ProceduralT2I
+from repainter.bench.world.scene_analyst import SceneAnalyst
 from repainter.cli import app
 from repainter.dar import (
     DARSpec,

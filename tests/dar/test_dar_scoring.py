@@ -6,19 +6,19 @@ import numpy as np
 import pytest
 
 from repainter.backends.base import Reference
+from repainter.bench.world.dar import query_concepts
+from repainter.bench.world.embedding import SceneLayoutEmbedding
+from repainter.bench.world.grammar import scene_to_prompt
+from repainter.bench.world.scene import SceneSpec, render_scene
 from repainter.dar import (
     GalleryIndex,
     ahead_and_tied,
     build_text_scorer,
     expected_hits,
     fuse,
-    query_concepts,
     zscore,
 )
 from repainter.datasets import load_dataset
-from repainter.world.embedding import SceneLayoutEmbedding
-from repainter.world.grammar import scene_to_prompt
-from repainter.world.scene import SceneSpec, render_scene
 
 
 def test_rank_bookkeeping():
@@ -83,7 +83,7 @@ def test_generated_images_separate_what_concepts_cannot(pair_scenes):
     """The DAR premise, in miniature: a gallery of targets and their colour-swapped and
     position-swapped twins. The concept text score cannot tell a target from its twins; the
     image rendered from the full description can."""
-    from repainter.backends.t2i.procedural import ProceduralT2I
+    from repainter.bench.world.procedural import ProceduralT2I
 
     gallery, targets = [], []
     for n, scene in enumerate(pair_scenes):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 import types
 
-from repainter.backends.t2i.procedural import ProceduralT2I
+from repainter.bench.world.procedural import ProceduralT2I
 from repainter.components import LazyT2I, build_components
 from repainter.spec import build_spec
 

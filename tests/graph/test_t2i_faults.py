@@ -6,7 +6,7 @@ from PIL import Image
 
 import repainter.executors.prepare as prepare_module
 from repainter.backends.base import GeneratedImage
-from repainter.backends.t2i.procedural import ProceduralT2I
+from repainter.bench.world.procedural import ProceduralT2I
 from repainter.graph.nodes import CaseFailure, render_batch
 from repainter.runner import run
 

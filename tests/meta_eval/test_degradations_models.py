@@ -9,7 +9,7 @@ pytest.importorskip("torch")
 
 from backends.tiny_models import TINY_OPEN_CLIP, TINY_OPEN_CLIP_NAME  # noqa: E402
 
-from repainter.meta_eval import meta_eval  # noqa: E402
+from repainter.bench.meta_eval import meta_eval  # noqa: E402
 from repainter.spec import ComponentSpec  # noqa: E402
 
 pytestmark = pytest.mark.models

@@ -7,16 +7,16 @@ import pytest
 from typer.testing import CliRunner
 
 import repainter
-from repainter.cli import app
-from repainter.meta_eval.degradations import (
+from repainter.bench.meta_eval.degradations import (
     DEGRADATIONS,
     degradation_validity,
     degrade,
     kendall_tau,
     skimage_references,
 )
-from repainter.meta_eval.ladders import Ladder, default_ladders, procedural_ladders
-from repainter.meta_eval.ranking import adjacent_separation, bootstrap_tau, true_order_tau
+from repainter.bench.meta_eval.ladders import Ladder, default_ladders, procedural_ladders
+from repainter.bench.meta_eval.ranking import adjacent_separation, bootstrap_tau, true_order_tau
+from repainter.cli import app
 from repainter.registry import METRICS
 
 LADDER = {"tiny": {"description": "ignore colour, then shape", "nested": True, "models": [
@@ -148,7 +148,7 @@ def _ladder_result(taus, separated, gaps, required=True, nested=True, truth_sepa
 
 
 def test_validity_judges_the_acceptance_on_required_ladders_and_reports_stress_ones_apart():
-    from repainter.meta_eval.summary import validity_markdown
+    from repainter.bench.meta_eval.summary import validity_markdown
 
     data = {"bench": "sim", "true_order": "True order = oracle quality.",
             "config": {"truth": "truth", "scenes": 8, "seeds": [0], "rounds": 3, "variants": 3},
@@ -199,7 +199,7 @@ def test_validity_judges_the_acceptance_on_required_ladders_and_reports_stress_o
 
 
 def test_best_rendered_reads_every_candidate_not_only_the_pick():
-    from repainter.meta_eval.ranking import best_rendered, case_matrix, final_score
+    from repainter.bench.meta_eval.ranking import best_rendered, case_matrix, final_score
     from repainter.records import CaseRecord
 
     def record(model, truths, picked):
@@ -216,7 +216,7 @@ def test_best_rendered_reads_every_candidate_not_only_the_pick():
 
 
 def test_quick_sizes_and_the_acceptance_sizes(tmp_path):
-    from repainter.meta_eval.config import QUICK, MetaEvalConfig
+    from repainter.bench.meta_eval.config import QUICK, MetaEvalConfig
 
     defaults = MetaEvalConfig()
     # the acceptance is judged at the run spec's loop (RunSpec().loop), 6 scenes per category
@@ -244,7 +244,7 @@ def test_the_config_files_output_dir_wins_over_an_unset_flag(tmp_path, monkeypat
 
 
 def test_degradations_rate_the_selection_score_itself_when_it_combines_metrics(tmp_path):
-    data = repainter.meta_eval(
+    data = repainter.bench.meta_eval(
         parts=["degradations"], degradation_images=["chelsea"], degradation_size=32,
         degradation_kinds=["blur", "colour_shift"], output_dir=str(tmp_path),
         metrics=[{"name": "lab_layout"}, {"name": "ssim"}], selection={"lab_layout": 3.0, "ssim": 1.0})
@@ -255,7 +255,7 @@ def test_degradations_rate_the_selection_score_itself_when_it_combines_metrics(t
     combined = np.array(results["selection"]["kinds"]["colour_shift"]["similarity"])
     assert combined == pytest.approx(0.75 * lab + 0.25 * ssim)
     # one weighted metric: its own row already is the selection's
-    single = repainter.meta_eval(
+    single = repainter.bench.meta_eval(
         parts=["degradations"], degradation_images=["chelsea"], degradation_size=32,
         degradation_kinds=["blur"], output_dir=str(tmp_path / "one"),
         metrics=[{"name": "lab_layout"}], selection={"lab_layout": 1.0})
@@ -269,9 +269,9 @@ def test_the_ideal_pick_config_is_valid_and_holds_the_current_nested_ladders():
 
     import yaml
 
-    from repainter.meta_eval.config import MetaEvalConfig
-    from repainter.meta_eval.ladders import Ladder
-    from repainter.sim.zoo import ladders, retired_ladders
+    from repainter.bench.meta_eval.config import MetaEvalConfig
+    from repainter.bench.meta_eval.ladders import Ladder
+    from repainter.bench.sim.zoo import ladders, retired_ladders
 
     path = Path(repainter.__file__).resolve().parents[1] / "datasets" / "sim" / "truth-selection.yaml"
     config = MetaEvalConfig.model_validate(yaml.safe_load(path.read_text()))

@@ -28,6 +28,23 @@ RUN_V0 = FIXTURES / "run_v0"
 CASE_FILES = sorted(RUN_V0.glob("cases/*/*.json"))
 
 
+def _moved(data):
+    """A version 0 / 1 record as version 2 writes it: each candidate's ``drawn`` scene in its
+    place as ``metadata: {drawn_scene: ...}`` (a None scene is simply absent)."""
+    if isinstance(data, list):
+        return [_moved(v) for v in data]
+    if not isinstance(data, dict):
+        return data
+    out = {}
+    for key, value in data.items():
+        if key == "drawn":
+            if value is not None:
+                out["metadata"] = {"drawn_scene": value}
+        else:
+            out[key] = _moved(value)
+    return out
+
+
 def _text(data) -> str:
     """A record as the store writes it (repainter.store.write_json)."""
     return json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
@@ -45,9 +62,10 @@ def test_version_0_records_migrate_and_write_back_unchanged_but_for_the_version(
     data = json.loads(text)
     assert "schema_version" not in data
     record = load_case_record(data)
-    assert record.schema_version == CaseRecord.current_version == 1
-    # every key in today's order, only schema_version added in front
-    assert _text(dump_record(record)) == _text({"schema_version": 1, **data})
+    assert record.schema_version == CaseRecord.current_version == 2
+    assert "drawn" in text  # the fixture's simulated renders carry their scene the old way
+    # every key in today's order: schema_version added in front, drawn moved into metadata
+    assert _text(dump_record(record)) == _text({"schema_version": 2, **_moved(data)})
     assert _text(data) == text  # the fixture itself is in the store's format
 
 
@@ -91,7 +109,8 @@ def test_report_result_and_rescore_work_on_the_migrated_fixture(run_copy):
     rescored = rescore(run_copy, ["psnr"], report=False)
     assert all(r.rescored == ["psnr"] and "psnr" in r.final_scores for r in rescored.records)
     stored = json.loads((run_copy / "cases/sim-a/single-00.json").read_text())
-    assert stored["schema_version"] == 1 and "psnr" in stored["best"]["scores"]
+    assert stored["schema_version"] == 2 and "psnr" in stored["best"]["scores"]
+    assert stored["best"]["metadata"]["drawn_scene"] and "drawn" not in stored["best"]
     # rescored, the records are otherwise what they were (same keys, same order, plus rescored)
     before = json.loads((RUN_V0 / "cases/sim-a/single-00.json").read_text())
     assert list(stored) == ["schema_version", *before, "rescored"]
@@ -128,7 +147,7 @@ def test_a_record_from_a_newer_repainter_is_named_and_skipped(run_copy, caplog):
     path = run_copy / "cases/sim-a/single-01.json"
     path.write_text(json.dumps({**json.loads(path.read_text()), "schema_version": 99}))
     with pytest.raises(RecordVersionError, match=r"single-01\.json: case has schema_version 99 "
-                                                  r"but this repainter reads up to 1"):
+                                                  r"but this repainter reads up to 2"):
         load_case_file(path)
     store = RunStore(run_copy)
     assert len(store.records()) == 5

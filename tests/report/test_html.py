@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 
 import repainter
 from repainter.cli import app
-from repainter.report.html import compact_diff, word_diff, write_report
+from repainter.report.diff import compact_diff, word_diff
+from repainter.report.html import write_report
 from repainter.spec import build_spec
 
 SCRIPT = "<script>alert(1)</script>"
@@ -192,17 +193,17 @@ def test_word_diff_of_huge_prompts_stays_linear(monkeypatch):
     report run past 10 minutes. The token matcher now only ever sees a bounded stretch."""
     import difflib
 
-    from repainter.report import html
+    from repainter.report import diff
 
     seen = []
     real = difflib.SequenceMatcher
 
     def bounded(isjunk, a, b, autojunk=True):
         seen.append(max(len(a), len(b)))
-        assert max(len(a), len(b)) <= html.MAX_DIFF_TOKENS, "the matcher got the whole prompt"
+        assert max(len(a), len(b)) <= diff.MAX_DIFF_TOKENS, "the matcher got the whole prompt"
         return real(isjunk, a, b, autojunk=autojunk)
 
-    monkeypatch.setattr(html.difflib, "SequenceMatcher", bounded)
+    monkeypatch.setattr(diff.difflib, "SequenceMatcher", bounded)
     words = [f"w{i % 7}" for i in range(40_000)]  # long and repetitive: the worst case
     old = " ".join(words)
     new = " ".join(words[:100] + ["changed"] + words[100:30_000] + ["tail"])
@@ -212,4 +213,4 @@ def test_word_diff_of_huge_prompts_stays_linear(monkeypatch):
     # small prompts still get the token-level diff
     assert word_diff("a red square", "a blue square") == [
         ("eq", "a "), ("del", "red"), ("ins", "blue"), ("eq", " square")]
-    assert seen and max(seen) <= html.MAX_DIFF_TOKENS
+    assert seen and max(seen) <= diff.MAX_DIFF_TOKENS

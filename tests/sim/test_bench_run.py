@@ -8,8 +8,7 @@ import shutil
 import pytest
 
 import repainter
-from repainter.rescore import rescore
-from repainter.sim.zoo import (
+from repainter.bench.sim.zoo import (
     MIN_GAP,
     ladder_gaps,
     ladders,
@@ -17,6 +16,7 @@ from repainter.sim.zoo import (
     stratified_scenes,
     true_quality,
 )
+from repainter.rescore import rescore
 from repainter.spec import RunSpec, build_spec
 
 
@@ -41,11 +41,11 @@ def test_small_run_scores_drawn_scenes(bench_run):
     sim, procedural = records["sim"], records["procedural"]
     assert sim.status == "done" and procedural.status == "done"
     candidate = sim.rounds[0].candidates[0]
-    assert candidate.drawn["objects"] is not None
+    assert candidate.metadata["drawn_scene"]["objects"] is not None
     assert 0.0 <= candidate.scores["scene_truth"] <= 1.0
     assert "scene_truth" in sim.final_scores
     # a model that reports no drawn scene is left unscored by scene_truth, not failed
-    assert procedural.rounds[0].candidates[0].drawn is None
+    assert procedural.rounds[0].candidates[0].metadata == {}
     assert "scene_truth" not in procedural.final_scores
     assert procedural.final_scores["selection"] is not None
 
@@ -90,7 +90,8 @@ def test_a_render_answered_from_the_cache_keeps_its_drawn_scene(tmp_path):
     assert a.final_scores["scene_truth"] == b.final_scores["scene_truth"]
     assert second.info.cache["t2i"] == {"hits": 2, "misses": 0}  # both renders from the cache
     cached = b.rounds[0].candidates[0]
-    assert cached.drawn == a.rounds[0].candidates[0].drawn
+    assert cached.metadata == a.rounds[0].candidates[0].metadata
+    assert cached.metadata["drawn_scene"]
 
 
 

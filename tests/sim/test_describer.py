@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from repainter.bench.sim.describer import SimDescriber
+from repainter.bench.sim.phrasing import read_prompt
+from repainter.bench.world.scene import Background, ObjectSpec, SceneSpec, render_scene
 from repainter.schemas import Critique, Difference
-from repainter.sim.describer import SimDescriber
-from repainter.sim.phrasing import read_prompt
-from repainter.world.scene import Background, ObjectSpec, SceneSpec, render_scene
 
 SCENE = SceneSpec(background=Background(color="light blue", rgb=(140, 180, 240)), objects=[
     ObjectSpec(shape="star", color="dark red", rgb=(150, 25, 25), size=0.12, x=0.3, y=0.3),

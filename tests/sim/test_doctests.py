@@ -9,9 +9,9 @@ import pytest
 
 
 @pytest.mark.parametrize("name", [
-    "repainter.sim.phrasing", "repainter.sim.lexicon", "repainter.sim.t2i", "repainter.sim.truth",
-    "repainter.sim.zoo", "repainter.backends.metrics.lab_layout",
-    "repainter.backends.metrics.texture_energy", "repainter.backends.metrics.region_match"])
+    "repainter.bench.sim.phrasing", "repainter.bench.sim.lexicon", "repainter.bench.sim.t2i", "repainter.bench.sim.truth",
+    "repainter.bench.sim.zoo", "repainter.bench.metrics.lab_layout",
+    "repainter.bench.metrics.texture_energy", "repainter.bench.metrics.region_match"])
 def test_docstring_examples(name):
     result = doctest.testmod(importlib.import_module(name))
     assert result.attempted > 0 and result.failed == 0

@@ -72,17 +72,17 @@ def reachable(name: str) -> set[str]:
     return seen
 
 
+SIM, WORLD = "repainter.bench.sim", "repainter.bench.world"
+
+
 @pytest.mark.parametrize(("module", "forbidden"), [
-    ("repainter.sim.describer", {"repainter.sim.lexicon", "repainter.sim.t2i",
-                                 "repainter.world.grammar"}),
-    ("repainter.sim.truth", {"repainter.sim.perception", "repainter.sim.describer",
-                             "repainter.world.analysis"}),
-    ("repainter.sim.lexicon", {"repainter.sim.phrasing", "repainter.sim.describer"}),
-    ("repainter.sim.t2i", {"repainter.sim.phrasing", "repainter.sim.describer",
-                           "repainter.sim.perception", "repainter.world.grammar"}),
-    *[(f"repainter.backends.metrics.{metric}",
-       {"repainter.sim.truth", "repainter.sim.perception", "repainter.sim.t2i",
-        "repainter.world.analysis", "repainter.world.scene"})
+    (f"{SIM}.describer", {f"{SIM}.lexicon", f"{SIM}.t2i", f"{WORLD}.grammar"}),
+    (f"{SIM}.truth", {f"{SIM}.perception", f"{SIM}.describer", f"{WORLD}.analysis"}),
+    (f"{SIM}.lexicon", {f"{SIM}.phrasing", f"{SIM}.describer"}),
+    (f"{SIM}.t2i", {f"{SIM}.phrasing", f"{SIM}.describer", f"{SIM}.perception",
+                    f"{WORLD}.grammar"}),
+    *[(f"repainter.bench.metrics.{metric}",
+       {f"{SIM}.truth", f"{SIM}.perception", f"{SIM}.t2i", f"{WORLD}.analysis", f"{WORLD}.scene"})
       for metric in ("lab_layout", "texture_energy", "region_match")],
 ])
 def test_forbidden_imports_are_unreachable(module, forbidden):
@@ -93,6 +93,6 @@ def test_forbidden_imports_are_unreachable(module, forbidden):
 
 def test_the_walk_finds_a_known_edge():
     # sanity of the walker itself: the describer does use its own perception and phrasing
-    reached = reachable("repainter.sim.describer")
-    assert {"repainter.sim.perception", "repainter.sim.phrasing", "repainter.world.analysis"} <= reached
-    assert "repainter.world.grammar" in reachable("repainter.backends.t2i.procedural")
+    reached = reachable(f"{SIM}.describer")
+    assert {f"{SIM}.perception", f"{SIM}.phrasing", f"{WORLD}.analysis"} <= reached
+    assert f"{WORLD}.grammar" in reachable(f"{WORLD}.procedural")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from repainter.backends.base import Reference
-from repainter.backends.metrics.lab_layout import LabLayoutSimilarity
-from repainter.world.scene import Background, ObjectSpec, SceneSpec, render_scene
+from repainter.bench.metrics.lab_layout import LabLayoutSimilarity
+from repainter.bench.world.scene import Background, ObjectSpec, SceneSpec, render_scene
 
 BG = Background(color="white", rgb=(250, 250, 250))
 STAR = ObjectSpec(shape="star", color="red", rgb=(218, 40, 40), size=0.06, x=0.3, y=0.3)

@@ -8,11 +8,11 @@ from PIL import Image
 from skimage import data
 
 from repainter.backends.base import Reference
-from repainter.backends.metrics.region_match import Layout, RegionMatchSimilarity
+from repainter.bench.metrics.region_match import Layout, RegionMatchSimilarity
+from repainter.bench.world.generator import CATEGORIES, generate_scene
+from repainter.bench.world.scene import Background, ObjectSpec, SceneSpec, render_scene
 from repainter.registry import METRICS
 from repainter.spec import RunSpec
-from repainter.world.generator import CATEGORIES, generate_scene
-from repainter.world.scene import Background, ObjectSpec, SceneSpec, render_scene
 
 BG = Background(color="white", rgb=(250, 250, 250))
 GRADIENT = Background(kind="gradient", color="sky blue", rgb=(120, 170, 230), color2="white",
@@ -126,7 +126,7 @@ def test_registered_in_the_default_selection_with_its_settings_recorded():
 def test_orders_wrong_shapes_above_misplaced_and_missing_objects_as_the_truth_does():
     # the failure modes of the bench's zoo pair faithful-small-vocabulary vs weak-layout
     # (datasets/sim/README.md): every shape wrong, against objects swapped and one missing
-    from repainter.sim.truth import scene_truth
+    from repainter.bench.sim.truth import scene_truth
 
     green = ObjectSpec(shape="triangle", color="green", rgb=(50, 170, 58), size=0.07, x=0.5,
                        y=0.8)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from repainter.sim.lexicon import difficulty, parse
-from repainter.sim.t2i import SimT2I
+from repainter.bench.sim.lexicon import difficulty, parse
+from repainter.bench.sim.t2i import SimT2I
 
 PERFECT = dict(vocabulary=1.0, token_budget=None, order_drop=0.0, binding_leak=0.0,
                count_error=0.0, spatial_error=0.0, background_bias=0.0, style_bias=0.0,

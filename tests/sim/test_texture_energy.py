@@ -7,10 +7,10 @@ import pytest
 from PIL import Image, ImageFilter
 
 from repainter.backends.base import Reference
-from repainter.backends.metrics.lab_layout import LabLayoutSimilarity
-from repainter.backends.metrics.texture_energy import TextureEnergySimilarity
+from repainter.bench.metrics.lab_layout import LabLayoutSimilarity
+from repainter.bench.metrics.texture_energy import TextureEnergySimilarity
+from repainter.bench.world.scene import Background, ObjectSpec, SceneSpec, render_scene
 from repainter.registry import METRICS
-from repainter.world.scene import Background, ObjectSpec, SceneSpec, render_scene
 
 BG = Background(color="white", rgb=(250, 250, 250))
 SQUARE = ObjectSpec(shape="square", color="blue", rgb=(40, 90, 218), size=0.2, x=0.5, y=0.5)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from repainter.backends.base import Reference
-from repainter.sim.truth import SceneTruth, breakdown, scene_truth
+from repainter.bench.sim.truth import SceneTruth, breakdown, scene_truth
 
 RED = [218, 40, 40]
 TRUTH = {"background": {"color": "white", "rgb": [250, 250, 250]}, "objects": [
@@ -55,7 +55,7 @@ def test_count_and_background():
 def test_metric_scores_drawn_scenes_and_refuses_pixels():
     metric = SceneTruth()
     prepared = metric.prepare(Reference("r", image=None, ground_truth=TRUTH))
-    assert metric.score_drawn(prepared, [TRUTH, edit(1, shape="star")])[0] == 1.0
+    assert metric.score_metadata(prepared, [TRUTH, edit(1, shape="star")])[0] == 1.0
     with pytest.raises(ValueError, match="drawn"):
         metric.score(prepared, [])
     with pytest.raises(ValueError, match="ground-truth"):

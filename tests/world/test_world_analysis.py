@@ -6,9 +6,9 @@ import pytest
 from PIL import Image
 from scipy.optimize import linear_sum_assignment
 
-from repainter.world.analysis import analyse, estimate_background
-from repainter.world.generator import bundle_rows
-from repainter.world.scene import Background, ObjectSpec, SceneSpec, render_scene
+from repainter.bench.world.analysis import analyse, estimate_background
+from repainter.bench.world.generator import bundle_rows
+from repainter.bench.world.scene import Background, ObjectSpec, SceneSpec, render_scene
 
 
 @pytest.fixture(scope="module")

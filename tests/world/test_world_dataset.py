@@ -6,12 +6,12 @@ import zlib
 
 import pytest
 
+from repainter.bench.world.dataset import WorldDataset
+from repainter.bench.world.generator import VARIANT_KINDS, bundle_rows, scene_variants
+from repainter.bench.world.scene import SceneSpec
 from repainter.datasets import DatasetError, load_dataset
 from repainter.gallery import Gallery
 from repainter.spec import build_spec
-from repainter.world.dataset import WorldDataset
-from repainter.world.generator import VARIANT_KINDS, bundle_rows, scene_variants
-from repainter.world.scene import SceneSpec
 
 BUNDLE_IDS = [row["id"] for row in bundle_rows()]
 

@@ -5,10 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from repainter.datasets import DatasetError
-from repainter.registry import DATASETS
-from repainter.world.dataset import WorldDataset
-from repainter.world.generator import (
+from repainter.bench.world.dataset import WorldDataset
+from repainter.bench.world.generator import (
     CATEGORIES,
     VARIANT_KINDS,
     bundle_rows,
@@ -18,8 +16,10 @@ from repainter.world.generator import (
     main,
     scene_variants,
 )
-from repainter.world.scene import SceneSpec, circumradius, shape_extent
-from repainter.world.vocabulary import COLORS, basic_color, delta_e
+from repainter.bench.world.scene import SceneSpec, circumradius, shape_extent
+from repainter.bench.world.vocabulary import COLORS, basic_color, delta_e
+from repainter.datasets import DatasetError
+from repainter.registry import DATASETS
 
 
 @pytest.mark.parametrize("category", CATEGORIES)

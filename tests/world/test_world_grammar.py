@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from repainter.world.generator import generate_scene
-from repainter.world.grammar import (
+from repainter.bench.world.generator import generate_scene
+from repainter.bench.world.grammar import (
     BackgroundClause,
     ObjectClause,
     ParsedPrompt,
@@ -12,7 +12,7 @@ from repainter.world.grammar import (
     realise,
     scene_to_prompt,
 )
-from repainter.world.vocabulary import COLORS, SIZES, X_WORDS, Y_WORDS
+from repainter.bench.world.vocabulary import COLORS, SIZES, X_WORDS, Y_WORDS
 
 
 def test_parses_an_llm_style_prompt():

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from repainter.world.scene import Background, ObjectSpec, SceneSpec, render_scene
-from repainter.world.vocabulary import OUTLINE_RGB
+from repainter.bench.world.scene import Background, ObjectSpec, SceneSpec, render_scene
+from repainter.bench.world.vocabulary import OUTLINE_RGB
 
 
 def _scene(**obj) -> SceneSpec:

@@ -236,32 +236,8 @@ class ClipImageSimilarity(EmbeddingCosine):
                 )
             model_arg, weights = self.model_name, self.model_name
         else:
-            if open_clip.get_model_config(self.model_name.replace("/", "-")) is None:
-                raise ValueError(
-                    f"clip_i: open_clip has no architecture {self.model_name!r}; pass "
-                    "model_config (dict or JSON path) for a custom one"
-                )
-            path = resolve_open_clip_checkpoint(self.model_name, self.pretrained, self.checkpoint)
-            model_arg, weights = self.model_name, path
-            kwargs["pretrained"] = path
-            # A checkpoint given with a known tag is taken as a local copy of that tag's weights:
-            # the tag's QuickGELU / normalisation settings apply.
-            cfg = open_clip.get_pretrained_cfg(
-                self.model_name.replace("/", "-"), self.pretrained or ""
-            ) if self.pretrained and not os.path.exists(str(self.pretrained)) else {}
-            quick = self.quick_gelu if self.quick_gelu is not None else cfg.get("quick_gelu")
-            if quick:
-                kwargs["force_quick_gelu"] = True
-            for key, arg in (("mean", "image_mean"), ("std", "image_std"),
-                             ("interpolation", "image_interpolation"),
-                             ("resize_mode", "image_resize_mode")):
-                if cfg.get(key) is not None:
-                    kwargs[arg] = cfg[key]
-            if path is None:
-                raise WeightsNotFoundError(
-                    label, "open_clip", how_to_fix("open_clip", label),
-                    "no pretrained tag or checkpoint given: refusing random weights",
-                )
+            weights = self._architecture_weights(kwargs)
+            model_arg, kwargs["pretrained"] = self.model_name, weights
         try:
             model, _, preprocess = open_clip.create_model_and_transforms(model_arg, **kwargs)
         except (RuntimeError, FileNotFoundError, OSError) as exc:
@@ -272,6 +248,38 @@ class ClipImageSimilarity(EmbeddingCosine):
             raise
         model.eval()
         return model, preprocess, weights
+
+    def _architecture_weights(self, kwargs: dict[str, Any]) -> str:
+        """The checkpoint of a named architecture (a tag's download or a local file); the tag's
+        QuickGELU and normalisation settings go to ``kwargs``. Random weights are refused."""
+        import open_clip
+
+        label = self.model_name
+        if open_clip.get_model_config(self.model_name.replace("/", "-")) is None:
+            raise ValueError(
+                f"clip_i: open_clip has no architecture {self.model_name!r}; pass "
+                "model_config (dict or JSON path) for a custom one"
+            )
+        path = resolve_open_clip_checkpoint(self.model_name, self.pretrained, self.checkpoint)
+        # A checkpoint given with a known tag is taken as a local copy of that tag's weights:
+        # the tag's QuickGELU / normalisation settings apply.
+        cfg = open_clip.get_pretrained_cfg(
+            self.model_name.replace("/", "-"), self.pretrained or ""
+        ) if self.pretrained and not os.path.exists(str(self.pretrained)) else {}
+        quick = self.quick_gelu if self.quick_gelu is not None else cfg.get("quick_gelu")
+        if quick:
+            kwargs["force_quick_gelu"] = True
+        for key, arg in (("mean", "image_mean"), ("std", "image_std"),
+                         ("interpolation", "image_interpolation"),
+                         ("resize_mode", "image_resize_mode")):
+            if cfg.get(key) is not None:
+                kwargs[arg] = cfg[key]
+        if path is None:
+            raise WeightsNotFoundError(
+                label, "open_clip", how_to_fix("open_clip", label),
+                "no pretrained tag or checkpoint given: refusing random weights",
+            )
+        return path
 
     # -- features ------------------------------------------------------------------------------
 

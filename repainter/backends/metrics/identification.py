@@ -24,8 +24,9 @@ Gallery
 Embedding
     ``embedding`` is ``colour_layout`` (default; weight-free, so it runs offline: an ``grid`` x
     ``grid`` CIELAB thumbnail plus a square-rooted ``bins``^3 RGB histogram; similarity = minus the
-    Euclidean distance), ``scene_layout`` (weight-free, built-in world only: what is where, see
-    :mod:`repainter.world.embedding`; similarity = cosine) or any embedding metric of the
+    Euclidean distance), any embedding of :data:`repainter.registry.EMBEDDINGS` (which plugins
+    extend: the simulation bench registers ``scene_layout`` for its world, what is where, see
+    :mod:`repainter.bench.world.embedding`; similarity = cosine) or any embedding metric of the
     registry, e.g. ``{name: clip_i, params: {model: ViT-B-32, pretrained: openai}}`` or
     ``{name: dinov2}``, whose ``_embed`` (see :class:`repainter.backends._torch.EmbeddingCosine`)
     is used; similarity = cosine.
@@ -52,7 +53,7 @@ from PIL import Image
 from repainter.backends.base import Metric, Reference
 from repainter.gallery import Gallery, gallery_features, resolve_cache_dir
 from repainter.images import to_rgb
-from repainter.registry import METRICS
+from repainter.registry import EMBEDDINGS, METRICS
 from repainter.scoring import cosine_similarities
 
 _REPORT = re.compile(r"^(rr|hits@(\d+))$")
@@ -124,18 +125,15 @@ class MetricEmbedding:
 
 
 def build_embedding(spec: Any):
-    """``colour_layout`` / ``scene_layout`` / ``{name: ..., params}`` / ``{name: clip_i, params}``."""
+    """``colour_layout`` / ``{name: ..., params}``: a registered embedding
+    (:data:`repainter.registry.EMBEDDINGS`), else an embedding metric (``{name: clip_i, params}``)."""
     if isinstance(spec, str):
         spec = {"name": spec}
     if not isinstance(spec, dict) or not spec.get("name"):
         raise ValueError(f"identification: embedding must be a name or {{name, params}}, not {spec!r}")
     name, params = str(spec["name"]), dict(spec.get("params") or {})
-    if name in ("colour_layout", "color_layout"):
-        return ColourLayoutEmbedding(**params)
-    if name == "scene_layout":
-        from repainter.world.embedding import SceneLayoutEmbedding
-
-        return SceneLayoutEmbedding(**params)
+    if name in EMBEDDINGS:
+        return EMBEDDINGS.create(name, **params)
     return MetricEmbedding(METRICS.create(name, **params))
 
 

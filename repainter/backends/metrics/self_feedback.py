@@ -12,7 +12,8 @@ question about the candidate (visual question answering). Instead:
    per object (at most ``max_objects``) "Is there a {color} {shape}?", then one question per
    attribute in ``attributes`` that the tree states ("Is the {color} {shape} at the {position}?",
    "... {size}?", "... {texture}?"); "Is the background {color}?" where the description names a
-   background colour (read with the world grammar); "Are there exactly {n} objects?" (``count``);
+   background colour (read by the registered background reader :data:`BACKGROUND_READER`, the
+   bench world's grammar; see :data:`repainter.registry.BACKGROUND_READERS`); "Are there exactly {n} objects?" (``count``);
 3. for each candidate the MLLM **describes the candidate** (``mllm.describe``) and each question
    is answered by matching that description: an object matches when its colour and shape (else
    name) equal the question's, an attribute question is "yes" when some matching object states
@@ -38,10 +39,13 @@ from typing import Any
 from PIL import Image
 
 from repainter.backends.base import Metric, MLLMBackend, Reference
-from repainter.registry import METRICS, MLLM
+from repainter.registry import BACKGROUND_READERS, METRICS, MLLM
 from repainter.schemas import ImageUnderstandingTree
 
 ATTRIBUTE_CHOICES = ("position", "size", "texture", "material")
+#: The background reader (of :data:`repainter.registry.BACKGROUND_READERS`) the background
+#: question is read with: the simulation bench's world grammar, which names colours in text.
+BACKGROUND_READER = "world"
 _ARTICLES = {"a", "an", "the"}
 
 
@@ -67,14 +71,13 @@ def _noun(obj) -> str:
 
 
 def background_color(iut: ImageUnderstandingTree) -> str | None:
-    """The background colour a description names (world grammar), or None."""
-    from repainter.world.grammar import parse_prompt
-
+    """The background colour a description names (read by :data:`BACKGROUND_READER`), or None."""
+    read = BACKGROUND_READERS.get(BACKGROUND_READER)
     for text in (iut.global_features.composition, iut.global_description,
                  iut.global_features.color_palette):
-        bg = parse_prompt(text or "").background
-        if bg is not None and bg.color:
-            return bg.color
+        colour = read(text or "")
+        if colour:
+            return colour
     return None
 
 

@@ -1,6 +1,9 @@
-"""T2I backends. The procedural one is imported here; model-backed ones register lazily."""
+"""T2I backends, registered lazily: importing this package loads no backend.
 
-from repainter.backends.t2i import procedural  # noqa: F401
+The simulation bench's models (``sim``, ``procedural``) register from :mod:`repainter.bench`
+through the ``repainter.plugins`` entry point, as a third party's would.
+"""
+
 from repainter.registry import T2I
 
 T2I.register_lazy("diffusers", "repainter.backends.t2i.diffusers:DiffusersT2I")

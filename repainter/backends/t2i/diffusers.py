@@ -204,25 +204,14 @@ class DiffusersT2I(T2IBackend):
             raise ValueError("diffusers: `model` (hub id or local path) is required")
         if batch_size is not None and batch_size < 1:
             raise ValueError("diffusers: batch_size must be >= 1")
-        offload = offload or ("model" if cpu_offload else "none")
-        if offload not in OFFLOAD_MODES:
-            raise ValueError(f"diffusers: offload must be one of {OFFLOAD_MODES}, not {offload!r}")
+        self._place_on(device, dtype, offload or ("model" if cpu_offload else "none"))
         self.model = str(model)
-        if is_single_file(self.model):
+        self.single_file = is_single_file(self.model)
+        if self.single_file:
             variant, use_safetensors = _single_file_ignores(self.model, variant, use_safetensors)
-        self.revision = revision
-        self.variant = variant
-        self.offload = offload
-        self.cpu_offload = offload != "none"
-        self.device = select_device(device)
-        if self.cpu_offload and self.device.type == "cpu":
-            raise ValueError(f"diffusers: offload={offload!r} moves weights to an accelerator; "
-                             "the device is the CPU")
-        self.dtype = select_dtype(dtype, self.device)
-        self.steps = steps
-        self.guidance_scale = guidance_scale
-        self.width = width
-        self.height = height
+        self.revision, self.variant, self.use_safetensors = revision, variant, use_safetensors
+        self.steps, self.guidance_scale = steps, guidance_scale
+        self.width, self.height = width, height
         self.negative_prompt = negative_prompt
         self.scheduler_name = scheduler
         self.batch_size = batch_size
@@ -231,25 +220,40 @@ class DiffusersT2I(T2IBackend):
         self.lora = _lora_entries(lora)
         self.vae = vae
         self.safety_checker = bool(safety_checker)
-        self.use_safetensors = use_safetensors
-        self.single_file = is_single_file(self.model)
         self.pipeline_class = pipeline or ("StableDiffusionPipeline" if self.single_file else None)
         self.config = config
-        load_params = {
-            "model": self.model, "revision": revision, "variant": variant,
+        self._load_params = self._load_settings()
+        self.pipe = cached_model("diffusers", self._load_params, self._load)
+        self.weights = {**self._load_params["weights"],
+                        **weights_identity(self._sources(), hub=True)}
+        self._signature = inspect.signature(self.pipe.__call__).parameters
+        self._check_settings()
+
+    def _place_on(self, device: str, dtype: str, offload: str) -> None:
+        """The device, dtype and offload mode; an offload needs an accelerator."""
+        if offload not in OFFLOAD_MODES:
+            raise ValueError(f"diffusers: offload must be one of {OFFLOAD_MODES}, not {offload!r}")
+        self.offload = offload
+        self.cpu_offload = offload != "none"
+        self.device = select_device(device)
+        if self.cpu_offload and self.device.type == "cpu":
+            raise ValueError(f"diffusers: offload={offload!r} moves weights to an accelerator; "
+                             "the device is the CPU")
+        self.dtype = select_dtype(dtype, self.device)
+
+    def _load_settings(self) -> dict[str, Any]:
+        """Everything the loaded pipeline depends on: the key of the per-process model cache
+        (labels with the same settings share one pipeline)."""
+        return {
+            "model": self.model, "revision": self.revision, "variant": self.variant,
             "dtype": dtype_name(self.dtype), "device": str(self.device), "offload": self.offload,
-            "scheduler": scheduler, "lora": self.lora, "vae": vae,
-            "safety_checker": self.safety_checker, "use_safetensors": use_safetensors,
-            "pipeline": self.pipeline_class, "config": config,
+            "scheduler": self.scheduler_name, "lora": self.lora, "vae": self.vae,
+            "safety_checker": self.safety_checker, "use_safetensors": self.use_safetensors,
+            "pipeline": self.pipeline_class, "config": self.config,
             "vae_slicing": self.vae_slicing, "vae_tiling": self.vae_tiling,
             # content of the local files: a replaced file loads (and keys renders) anew
             "weights": weights_identity(self._sources(), hub=False),
         }
-        self._load_params = load_params
-        self.pipe = cached_model("diffusers", load_params, self._load)
-        self.weights = {**load_params["weights"], **weights_identity(self._sources(), hub=True)}
-        self._signature = inspect.signature(self.pipe.__call__).parameters
-        self._check_settings()
 
     def _sources(self) -> list[tuple[str, str | None, str | None]]:
         """(path or hub id, revision, weight_name) of everything the pipeline is loaded from."""

@@ -1,0 +1,143 @@
+"""The OpenAI-compatible MLLM's settings: one validated pydantic model of the backend's
+constructor parameters, their defaults and their bounds (the backend's ``__init__`` names them,
+so a spec's unknown key is found from its signature; this model checks the values).
+
+>>> OpenAIConfig.checked({"model": "m", "max_retries": -3, "prices": {}}).max_retries
+0
+>>> OpenAIConfig.checked({"model": "m", "json_mode": "xml"})
+Traceback (most recent call last):
+...
+ValueError: openai: json_mode must be one of ('auto', 'json_schema', 'json_object', 'none'), not 'xml'
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+JSON_MODES = ("auto", "json_schema", "json_object", "none")
+IUT_MODES = ("single", "multi")
+TOKEN_PARAMS = ("auto", "max_tokens", "max_completion_tokens")
+IMAGE_DETAILS = ("auto", "low", "high")
+
+
+def _one_of(name: str, allowed: tuple[str, ...], value: str) -> str:
+    if value not in allowed:
+        raise ValueError(f"openai: {name} must be one of {allowed}, not {value!r}")
+    return value
+
+
+class OpenAIConfig(BaseModel):
+    """What :class:`~repainter.backends.mllm.openai_compat.OpenAIMLLM` is built with (its
+    docstring and the module's say what each setting does). Counts are clamped to their floor
+    (``max_retries`` and ``reask`` >= 0, ``concurrency`` and ``max_reply_chars`` >= 1), as the
+    backend always did; other bad values are a ``ValueError`` naming the setting."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str
+    base_url: str | None = None
+    api_key_env: str | None = "OPENAI_API_KEY"
+    max_image_side: int = 768
+    image_format: str = "png"
+    temperature: float | None = None
+    max_tokens: int | None = None
+    max_retries: int = 5
+    timeout: float = 60.0
+    reask: int = 2
+    json_mode: str = "auto"
+    iut_mode: str = "single"
+    concurrency: int = 4
+    #: USD per 1M tokens: ``input``, ``output`` and optionally ``cached_input``.
+    prices: dict[str, float] | None = None
+    retry_initial_wait: float = 1.0
+    retry_max_wait: float = 60.0
+    extra_body: dict[str, Any] = Field(default_factory=dict)
+    max_reply_chars: int = 200_000
+    token_param: str = "auto"
+    max_images: int | None = None
+    image_detail: str | None = None
+    context_tokens: int | None = None
+    image_tokens: int = 768
+    #: Sent with every request; their values may hold secrets (never shown, never in identity).
+    default_headers: dict[str, str] | None = Field(default=None, repr=False)
+    default_query: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def checked(cls, params: dict[str, Any]) -> OpenAIConfig:
+        """The config of ``params``; a bad value raises the ``ValueError`` that names it (the
+        backend's own message, not pydantic's report of it)."""
+        try:
+            return cls(**params)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            own = first.get("ctx", {}).get("error")
+            if isinstance(own, ValueError):
+                raise own from None
+            where = ".".join(str(part) for part in first["loc"])
+            raise ValueError(f"openai: {where}: {first['msg']}") from None
+
+    @field_validator("json_mode")
+    @classmethod
+    def _json_mode(cls, value: str) -> str:
+        return _one_of("json_mode", JSON_MODES, value)
+
+    @field_validator("iut_mode")
+    @classmethod
+    def _iut_mode(cls, value: str) -> str:
+        return _one_of("iut_mode", IUT_MODES, value)
+
+    @field_validator("token_param")
+    @classmethod
+    def _token_param(cls, value: str) -> str:
+        return _one_of("token_param", TOKEN_PARAMS, value)
+
+    @field_validator("max_image_side")
+    @classmethod
+    def _image_side(cls, value: int) -> int:
+        if value < 16:
+            raise ValueError("openai: max_image_side must be at least 16")
+        return value
+
+    @field_validator("image_detail")
+    @classmethod
+    def _image_detail(cls, value: str | None) -> str | None:
+        if value is not None and value not in IMAGE_DETAILS:
+            raise ValueError(f"openai: image_detail must be one of {IMAGE_DETAILS} or null")
+        return value
+
+    @field_validator("max_images")
+    @classmethod
+    def _max_images(cls, value: int | None) -> int | None:
+        if value is not None and value < 1:
+            raise ValueError("openai: max_images must be at least 1")
+        return value
+
+    @field_validator("max_retries", "reask")
+    @classmethod
+    def _at_least_zero(cls, value: int) -> int:
+        return max(0, value)
+
+    @field_validator("concurrency", "max_reply_chars")
+    @classmethod
+    def _at_least_one(cls, value: int) -> int:
+        return max(1, value)
+
+    @field_validator("prices")
+    @classmethod
+    def _no_empty_prices(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        return value or None  # {} prices nothing: no cost is reported, as with none
+
+    @field_validator("extra_body", "default_query", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+    @property
+    def endpoint(self) -> str:
+        """The server, as messages name it."""
+        return self.base_url or "api.openai.com"
+
+
+__all__ = ["IMAGE_DETAILS", "IUT_MODES", "JSON_MODES", "OpenAIConfig", "TOKEN_PARAMS"]

@@ -1,0 +1,90 @@
+"""The bench's command: ``repainter meta-eval``, added to the CLI through the
+``repainter.commands`` entry point (the core CLI does not import the bench).
+
+A mistake the user can fix is raised as :class:`repainter.errors.UserError`; the core CLI's
+error net prints it as one ``error:`` line with exit code 2, as for its own commands.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from repainter.errors import UserError
+
+
+def meta_eval_command(
+    # None, not the default folder: a --config file's output_dir must win over an unset flag
+    output_dir: Annotated[str | None, typer.Option("--output-dir", "-o", help="Folder for the "
+                                                   "ladder and baseline runs [default: the "
+                                                   "config's, else runs/meta-eval].")] = None,
+    validity: Annotated[str | None, typer.Option(
+        "--validity", help="Where to write VALIDITY.md (validity.json next to it); default: in "
+        "the output folder.")] = None,
+    run_dir: Annotated[Path | None, typer.Option(
+        "--run", help="A run folder: add validity.json to it and rebuild its HTML report.")] = None,
+    scenes: Annotated[int | None, typer.Option(help="References per ladder run.")] = None,
+    seeds: Annotated[str | None, typer.Option(help="Seeds, e.g. 0,1,2.")] = None,
+    rounds: Annotated[int | None, typer.Option(help="Rounds per case.")] = None,
+    variants: Annotated[int | None, typer.Option(help="Variants per round.")] = None,
+    parts: Annotated[str | None, typer.Option(
+        help="Comma-separated subset of ladders,degradations,baselines.")] = None,
+    quick: Annotated[bool, typer.Option(
+        "--quick", help="Smoke-check sizes (8 scenes, 2 x 2 loop; too small to judge the "
+        "acceptance); --scenes / --rounds / --variants still win.")] = False,
+    config: Annotated[Path | None, typer.Option(
+        "--config", "-c", help="YAML with MetaEvalConfig fields (ladders as data, metrics, "
+        "degradation metrics with their weights, ...).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print validity.json.")] = False,
+) -> None:
+    """Measure how far the metrics and the loop can be trusted: ranking validity on ladders,
+    controlled degradations, the loop vs best-of-N / one-shot / oracle, seed sensitivity.
+    Writes VALIDITY.md and validity.json."""
+    from repainter.bench.meta_eval import meta_eval
+
+    flags = {"output_dir": output_dir, "validity_path": validity,
+             "run_dir": str(run_dir) if run_dir else None, "scenes": scenes, "rounds": rounds,
+             "variants": variants}
+    checked = _config(flags, seeds=seeds, parts=parts, quick=quick, config=config)
+    if run_dir is not None and not (run_dir / "spec.yaml").exists():
+        raise UserError(f"{run_dir} is not a run folder")
+    data = meta_eval(checked)
+    if as_json:
+        typer.echo(json.dumps(data, indent=2, default=str))
+        return
+    path = Path(checked.validity_path or Path(checked.output_dir) / "VALIDITY.md")
+    typer.echo(f"{path} ({data['bench']} bench, {data['seconds']} s)")
+
+
+def _config(flags: dict[str, Any], *, seeds: str | None, parts: str | None, quick: bool,
+            config: Path | None):
+    """The checked :class:`~repainter.bench.meta_eval.MetaEvalConfig`: quick sizes, then the
+    ``--config`` file, then the flags that were given."""
+    import shlex
+
+    import yaml
+    from pydantic import ValidationError
+
+    from repainter.bench.meta_eval import MetaEvalConfig
+    from repainter.bench.meta_eval.config import QUICK
+
+    options: dict[str, Any] = dict(QUICK) if quick else {}
+    if config is not None:
+        try:
+            options.update(yaml.safe_load(config.read_text(encoding="utf-8")) or {})
+        except (OSError, yaml.YAMLError) as exc:
+            raise UserError(f"cannot read {config}: {exc}") from exc
+    options.update({k: v for k, v in flags.items() if v is not None})
+    try:
+        if seeds is not None:
+            options["seeds"] = [int(s) for s in seeds.split(",") if s.strip()]
+        if parts is not None:
+            options["parts"] = [p.strip() for p in parts.split(",") if p.strip()]
+        options["command"] = "repainter " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        return MetaEvalConfig.model_validate(options)
+    except (ValueError, ValidationError) as exc:
+        raise UserError(str(exc)) from exc

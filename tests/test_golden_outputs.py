@@ -1,0 +1,140 @@
+"""A refactor changes no output: a fresh run of ``tests/fixtures/run_v0.spec.yaml`` writes the
+same records, results.jsonl, leaderboards, report and images as the run stored in
+``tests/fixtures/golden_v1/`` (written at commit 7a54b22, before issue 25's restructuring, with
+``repainter run -s tests/fixtures/run_v0.spec.yaml -o DIR``; images kept as a sha256 manifest).
+
+What may differ is said here, nowhere else:
+
+* what a clock or a folder decides: wall-clock seconds (``timings``, ``*seconds*`` keys, the
+  ``s/case`` columns, the report's time cells, wall time and start), the run folder's path and
+  the dataset's absolute path (``source``), the git commit, and run.json (all of it: timings and
+  environment; its stable keys are checked apart);
+* fields that moved, listed in :data:`MOVED` (old key -> where it lives now), and
+  ``schema_version`` (a moved field is a new version).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+GOLDEN = ROOT / "tests" / "fixtures" / "golden_v1"
+SPEC = ROOT / "tests" / "fixtures" / "run_v0.spec.yaml"
+
+#: Keys whose values a clock or the folder's place decides.
+VOLATILE_KEYS = {"timings", "source", "schema_version"}
+#: A field that moved: old key -> (new parent key, new key). A candidate's drawn scene is the
+#: sim's metadata (issue 25: the bench travels as metadata, not as a core field).
+MOVED: dict[str, tuple[str, str]] = {"drawn": ("metadata", "drawn_scene")}
+
+
+def _clean(value):
+    """``value`` with volatile keys dropped and moved fields in their new place."""
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    out = {}
+    for key, item in value.items():
+        if key in VOLATILE_KEYS or "seconds" in key:
+            continue
+        if key in MOVED and item is not None:
+            parent, new = MOVED[key]
+            out.setdefault(parent, {})[new] = _clean(item)
+            continue
+        if key in MOVED:  # a None that moved is simply absent now
+            continue
+        out[key] = _clean(item)
+    return {k: v for k, v in out.items() if v != {} or k not in {p for p, _ in MOVED.values()}}
+
+
+def _json(path: Path):
+    return _clean(json.loads(path.read_text(encoding="utf-8")))
+
+
+def _jsonl(path: Path):
+    return [_clean(json.loads(line)) for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip()]
+
+
+def _csv(path: Path):
+    rows = list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"))))
+    return [{k: v for k, v in row.items() if "seconds" not in k} for row in rows]
+
+
+def _markdown(path: Path) -> str:
+    """The Markdown leaderboard without its three s/case cells (the first table)."""
+    lines, in_board = path.read_text(encoding="utf-8").splitlines(), False
+    for i, line in enumerate(lines):
+        in_board = line.startswith("| rank |") or (in_board and line.startswith("|"))
+        if in_board:
+            lines[i] = "|".join(line.split("|")[:-4] + [""])
+    return "\n".join(lines)
+
+
+def _html(path: Path) -> str:
+    text = path.read_text(encoding="utf-8")
+    text = re.sub(r"(<h3>run.json</h3>)<pre class=\"code\">.*?</pre>", r"\1RUN_JSON", text,
+                  flags=re.S)
+    text = re.sub(r"\b[0-9.]+ (s|ms|min|h)(?=</)", "TIME", text)  # a duration before a closing tag
+    for fact in ("wall time", "started", "git commit"):
+        text = re.sub(rf"<dt>{fact}</dt><dd>[^<]*</dd>", f"<dt>{fact}</dt><dd>X</dd>", text)
+    text = re.sub(r"(/[\w.-]+)+/datasets/", "CHECKOUT/datasets/", text)  # the dataset's place
+    return re.sub(r"(/[\w.-]+)+/(golden_raw|run)\b", "RUN_DIR", text)
+
+
+def _manifest(run_dir: Path) -> dict[str, str]:
+    return {str(p.relative_to(run_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for folder in ("images", "references") for p in sorted((run_dir / folder).rglob("*.png"))}
+
+
+@pytest.fixture(scope="module")
+def fresh_run(tmp_path_factory) -> Path:
+    from repainter.runner import run
+    from repainter.spec import load_spec
+
+    out = tmp_path_factory.mktemp("golden") / "run"
+    run(load_spec(SPEC, [f"output_dir={out}"]))
+    return out
+
+
+def test_records_and_descriptions_are_unchanged(fresh_run):
+    for folder in ("cases", "descriptions"):
+        stored = sorted(p.relative_to(GOLDEN) for p in (GOLDEN / folder).rglob("*.json"))
+        written = sorted(p.relative_to(fresh_run) for p in (fresh_run / folder).rglob("*.json"))
+        assert written == stored
+        for relative in stored:
+            assert _json(fresh_run / relative) == _json(GOLDEN / relative), relative
+
+
+def test_results_and_leaderboards_are_unchanged(fresh_run):
+    assert _jsonl(fresh_run / "results.jsonl") == _jsonl(GOLDEN / "results.jsonl")
+    assert _json(fresh_run / "leaderboard.json") == _json(GOLDEN / "leaderboard.json")
+    assert _csv(fresh_run / "leaderboard.csv") == _csv(GOLDEN / "leaderboard.csv")
+    assert _markdown(fresh_run / "leaderboard.md") == _markdown(GOLDEN / "leaderboard.md")
+    assert (fresh_run / "leaderboard.tex").read_text() == (GOLDEN / "leaderboard.tex").read_text()
+
+
+def test_the_report_is_unchanged(fresh_run):
+    assert _jsonl(fresh_run / "report" / "cards.jsonl")[1:] == \
+        _jsonl(GOLDEN / "report" / "cards.jsonl")[1:]  # line 1: a digest over timings too
+    assert _html(fresh_run / "report" / "index.html") == _html(GOLDEN / "report" / "index.html")
+
+
+def test_images_are_unchanged(fresh_run):
+    stored = dict(line.split()[::-1] for line in (GOLDEN / "images.sha256").read_text().splitlines())
+    assert _manifest(fresh_run) == stored
+
+
+def test_run_json_keeps_its_stable_keys(fresh_run):
+    info = json.loads((fresh_run / "run.json").read_text())
+    assert info["status"] == "finished" and info["cases"]["done"] == 6
+    assert info["settings"] == {"preset": None, "why": "the spec's own metrics and selection"}
+    assert info["spec"]["selection"] == {"lab_layout": 1.0}
