@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from repainter.backend_timing import BackendClock, timed
 from repainter.backends.base import (
     GeneratedImage,
     Metric,
@@ -18,7 +19,6 @@ from repainter.backends.base import (
     T2IWrapper,
 )
 from repainter.cache import CachedMetric, CachedMLLM, CachedT2I, ResponseCache
-from repainter.instrument import BackendClock, timed
 from repainter.registry import METRICS, MLLM, T2I
 from repainter.spec import ComponentSpec, RunSpec
 

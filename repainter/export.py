@@ -96,8 +96,8 @@ def _value(candidate: CandidateRecord, metric: str) -> float | None:
 
 
 def _offline_world_warnings(run_dir: Path) -> list[str]:
-    from repainter.honesty import offline_world_warnings
     from repainter.spec import SpecError, load_spec
+    from repainter.spec_checks import offline_world_warnings
 
     try:
         return offline_world_warnings(load_spec(run_dir / "spec.yaml"))

@@ -13,7 +13,7 @@ folder and read from there afterwards. Every download is checked:
 Cache location: ``cache_dir`` if given, else ``$REPAINTER_CACHE/datasets/<name>``, else
 ``$XDG_CACHE_HOME/repainter/datasets/<name>`` (``~/.cache/repainter/...``). With
 ``REPAINTER_OFFLINE=1`` (or ``HF_HUB_OFFLINE`` / ``TRANSFORMERS_OFFLINE``, see
-:mod:`repainter.offline`) nothing is downloaded: a file missing from the cache fails its item
+:mod:`repainter.network`) nothing is downloaded: a file missing from the cache fails its item
 with a message that says how to fetch it.
 
 ``repainter.datasets.fetch_manifest`` (behind ``repainter fetch``) downloads every URL item of a
@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from repainter.images import atomic_write_bytes
-from repainter.offline import is_offline, offline_reason
+from repainter.network import is_offline, offline_reason
 
 #: Refuse downloads larger than this (bytes); reference images are a few MB at most.
 MAX_DOWNLOAD_BYTES = 100 * 1024 * 1024

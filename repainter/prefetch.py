@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from repainter.offline import is_offline
+from repainter.network import is_offline
 from repainter.weights import (
     DEFAULT_LPIPS_NET,
     OPEN_CLIP_FILES,

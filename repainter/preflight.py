@@ -151,7 +151,7 @@ def spec_problems(spec: RunSpec) -> list[str]:
     problems = component_problems(T2I, list(spec.t2i))
     problems += component_problems(MLLM, list(spec.mllms))
     problems += component_problems(METRICS, list(spec.metrics))
-    from repainter.honesty import drawn_scene_problems
+    from repainter.spec_checks import drawn_scene_problems
 
     problems += drawn_scene_problems(spec)
     return problems + dataset_problems(spec) + tracker_problems(spec)

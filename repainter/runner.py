@@ -29,7 +29,6 @@ from repainter.executors.prepare import selected_items
 from repainter.executors.worker import CaseTask, EventCallback, case_event
 from repainter.failures import FailFast, RunFailedError, failures_line, group_failures
 from repainter.graph.nodes import render_flags_by_model
-from repainter.honesty import spec_warnings
 from repainter.logging_setup import logging_events, run_log
 from repainter.preflight import preflight
 from repainter.records import CaseRecord
@@ -40,6 +39,7 @@ from repainter.report.leaderboard import build_leaderboard, read_leaderboard, wr
 from repainter.result import RunResult
 from repainter.run_status import now_iso, recorded_outcome
 from repainter.spec import RunSpec, resolve_spec
+from repainter.spec_checks import spec_warnings
 from repainter.store import (
     SPEC_FILE,
     RunStore,
@@ -95,13 +95,13 @@ def run(
     appends to ``logs/run.log``, and a run that stops on an error leaves ``run.json`` saying so
     (``failed`` / ``interrupted`` and the ``error``), never "running".
     ``case_ids`` runs only those references, in that order (an adaptive budget's batches); an
-    adaptive budget (:mod:`repainter.adaptive`) and an MLLM list (:mod:`repainter.grid`) are
+    adaptive budget (:mod:`repainter.adaptive`) and an MLLM list (:mod:`repainter.mllm_grid`) are
     driven from here.
     """
     spec = resolve_spec(spec, overrides, settings)
     preflight(spec)
     if spec.seeds:  # one sub-run per seed (each with its own folder lock), then aggregated
-        from repainter.seeds import run_seeds
+        from repainter.seed_runs import run_seeds
 
         return run_seeds(spec, on_event, run=run)
     if spec.budget is not None and spec.budget.mode == "adaptive" and case_ids is None:
@@ -109,7 +109,7 @@ def run(
 
         return run_adaptive(spec, on_event, run=run)
     if spec.is_grid:
-        from repainter.grid import run_grid
+        from repainter.mllm_grid import run_grid
 
         return run_grid(spec, on_event, case_ids, run=run)
     if not (spec.run_dir / SPEC_FILE).exists():  # before the lock file is made in it

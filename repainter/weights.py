@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from repainter.offline import is_offline
+from repainter.network import is_offline
 
 T = TypeVar("T")
 

@@ -98,7 +98,7 @@ def test_the_core_cli_does_not_import_the_bench():
 
 
 def test_spec_from_flags_merges_file_sets_values_and_common_flags(tmp_path):
-    from repainter.flags import spec_from_flags
+    from repainter.spec_flags import spec_from_flags
 
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump({"loop": {"rounds": 4, "variants": 3}, "dataset": {"limit": 5}}))

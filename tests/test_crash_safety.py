@@ -122,8 +122,8 @@ def test_compare_of_models_sharing_no_finished_case_writes_everything(tmp_path, 
     """Issue 12 item 14: NaN statistics crashed `compare` (no leaderboard, no report, run.json
     left "running")."""
     import repainter.executors.prepare as prepare_module
+    from repainter.backend_timing import CURRENT_CASE
     from repainter.backends.base import T2IWrapper
-    from repainter.instrument import CURRENT_CASE
     from repainter.runner import run
     from repainter.spec import build_spec
 

@@ -31,7 +31,7 @@ from repainter.fetch import (
     cache_root,
     dataset_cache_dir,
 )
-from repainter.offline import OFFLINE_VARIABLES
+from repainter.network import OFFLINE_VARIABLES
 
 
 def _png_bytes(color: str, size=(16, 12)) -> bytes:

@@ -47,8 +47,8 @@ def test_the_world_itself_has_no_warning(small_spec):
 
 def test_an_mllm_list_is_checked_member_by_member():
     """A grid spec (several MLLMs) gets the same warning, naming every offline-world MLLM."""
-    from repainter.honesty import offline_world_warnings
     from repainter.spec import RunSpec
+    from repainter.spec_checks import offline_world_warnings
 
     spec = RunSpec.model_validate({
         "dataset": {"name": "folder", "params": {"path": "photos"}},

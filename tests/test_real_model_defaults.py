@@ -101,7 +101,7 @@ def test_run_json_records_where_the_settings_came_from(tmp_path):
 
 
 def test_bench_metrics_on_real_models_or_photos_warn(tmp_path):
-    from repainter.honesty import spec_warnings
+    from repainter.spec_checks import spec_warnings
 
     spec = build_spec({**REAL, "metrics": ["ssim", "region_match"],
                        "selection": {"region_match": 1}})

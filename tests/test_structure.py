@@ -80,7 +80,7 @@ def test_no_private_names_are_imported_across_modules():
 
 
 @pytest.mark.parametrize("name", [
-    "repainter.scoring", "repainter.offline", "repainter.version", "repainter.gallery",
+    "repainter.scoring", "repainter.network", "repainter.version", "repainter.gallery_features",
     "repainter.records.dar", "repainter.components", "repainter.weights",
     "repainter.backends.metrics._preprocess"])
 def test_the_shared_modules_examples_run(name):

@@ -53,8 +53,8 @@ VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Also INFO 
 def spec_from_options(spec: Path | None, sets: list[str] | None,
                       values: dict[str, Any] | None = None, **common: Any):
     """The spec of ``--spec``, ``--set``, the value flags and the common flags
-    (:func:`repainter.flags.spec_from_flags`), with a clear word when the file is a DAR spec."""
-    from repainter.flags import spec_from_flags
+    (:func:`repainter.spec_flags.spec_from_flags`), with a clear word when the file is a DAR spec."""
+    from repainter.spec_flags import spec_from_flags
 
     try:
         return spec_from_flags(spec, sets or [], values, **common)

@@ -28,7 +28,7 @@ from repainter.cli.common import (
 )
 from repainter.errors import USER_ERROR_EXIT
 from repainter.failures import SOME_FAILED_EXIT, RunFailedError
-from repainter.honesty import spec_warnings
+from repainter.spec_checks import spec_warnings
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print a machine-readable summary.")]
 OutputOption = Annotated[str | None, typer.Option("--output-dir", "-o", help="Run folder.")]

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from repainter.backend_timing import timed
 from repainter.cache import ResponseCache
 from repainter.components import Components, build_components
 from repainter.datasets import DatasetItem, load_dataset
 from repainter.graph.context import RunContext
-from repainter.instrument import timed
 from repainter.spec import RunSpec
 from repainter.store import RunStore, check_distinct_names
 

@@ -15,13 +15,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from repainter.backend_timing import CURRENT_CASE
 from repainter.backends.base import CURRENT_PROMPT_BUDGET
 from repainter.components import Components
 from repainter.failures import FailureKind, classify
 from repainter.graph import RunContext, build_graph
 from repainter.graph.nodes import case_adaptations
 from repainter.images import ImageLoadError, load_image, reference_digest
-from repainter.instrument import CURRENT_CASE
 from repainter.records import CaseRecord
 from repainter.store import RunStore
 

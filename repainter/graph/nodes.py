@@ -6,12 +6,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from repainter.backend_timing import CURRENT_CASE
 from repainter.backends.base import GeneratedImage, T2IBackend, recorded_metadata
 from repainter.backends.mllm.adaptations import merge as merge_adaptations
 from repainter.graph.context import RunContext
 from repainter.graph.state import Candidate, CaseState, RoundRecord, round_best_candidate
 from repainter.images import reference_digest, save_png
-from repainter.instrument import CURRENT_CASE
 from repainter.prompts import render_prompt
 from repainter.records import CandidateRecord, CaseRecord
 from repainter.records import RoundRecord as RoundRecordModel

@@ -238,10 +238,10 @@ class CaseRecord(RecordPart, VersionedRecord):
     strategy: str | None = None  # set only for the baselines (best_of_n, one_shot)
     rescored: list[str] | None = None  # metric labels added by ``repainter rescore``
     # -- set in memory by the aggregating commands, never in a case file --------------------
-    seed: int | None = None  # repainter.seeds: the sub-run's seed
-    seeds_done: int | None = None  # repainter.seeds: seeds the averaged case finished
-    mllm: str | None = None  # repainter.grid: the cell's MLLM
-    run_subdir: str | None = None  # repainter.grid: the cell's sub-run folder
+    seed: int | None = None  # repainter.seed_runs: the sub-run's seed
+    seeds_done: int | None = None  # repainter.seed_runs: seeds the averaged case finished
+    mllm: str | None = None  # repainter.mllm_grid: the cell's MLLM
+    run_subdir: str | None = None  # repainter.mllm_grid: the cell's sub-run folder
 
     @property
     def done(self) -> bool:

@@ -1,6 +1,6 @@
 """The records, leaderboard and report page of an MLLM x T2I grid, read from its sub-runs.
 
-The part of :mod:`repainter.grid` that readers need (``RunResult.load``, ``repainter report``)
+The part of :mod:`repainter.mllm_grid` that readers need (``RunResult.load``, ``repainter report``)
 without the part that runs a grid (which needs the runner).
 """
 

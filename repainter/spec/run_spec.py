@@ -126,7 +126,7 @@ class RunSpec(SpecModel):
         default_factory=lambda: [T2ISpec(name="sim")], min_length=1
     )
     #: The describer; a list (labels like ``t2i``) makes the run an MLLM x T2I grid
-    #: (see :mod:`repainter.grid`), even a list of one.
+    #: (see :mod:`repainter.mllm_grid`), even a list of one.
     mllm: ComponentSpec | list[ComponentSpec] = Field(
         default_factory=lambda: ComponentSpec(name="sim-describer"))
     #: Default: :data:`BENCH_METRICS` (``scene_truth`` only where a T2I model draws scenes and
@@ -145,7 +145,7 @@ class RunSpec(SpecModel):
     judge: bool = True
     seed: int = 0
     #: Run the whole spec once per seed (sub-run folders seed-<s>/) and aggregate over seeds;
-    #: None: one run with ``seed``. See repainter.seeds.
+    #: None: one run with ``seed``. See repainter.seed_runs.
     seeds: list[int] | None = Field(default=None, min_length=1)
     #: Placeholders: {name}, {dataset}, {models} (T2I labels joined by +), {fingerprint} (8 hex
     #: digits of the spec's hash): by default every spec gets its own folder; the same spec

@@ -13,7 +13,7 @@ from repainter.backends.metrics.identification import (
     IdentificationMetric,
 )
 from repainter.datasets import load_dataset
-from repainter.gallery import clear_gallery_features
+from repainter.gallery_features import clear_gallery_features
 from repainter.registry import METRICS
 
 GALLERY = {"name": "world", "limit": 16}

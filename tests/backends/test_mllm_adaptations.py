@@ -18,10 +18,10 @@ from PIL import Image
 
 pytest.importorskip("openai")
 
+from repainter.backend_timing import CURRENT_CASE  # noqa: E402
 from repainter.backends.mllm.adaptations import check_prompt_tokens, summarize  # noqa: E402
 from repainter.backends.mllm.openai_compat import MLLMCallError, OpenAIMLLM  # noqa: E402
 from repainter.cache import CachedMLLM, ResponseCache  # noqa: E402
-from repainter.instrument import CURRENT_CASE  # noqa: E402
 from repainter.records import load_case_record  # noqa: E402
 from repainter.runner import run  # noqa: E402
 from repainter.spec import build_spec  # noqa: E402

@@ -8,14 +8,14 @@ import json
 import numpy as np
 import pytest
 
+from repainter.backend_timing import CURRENT_CASE
 from repainter.backends.t2i.retrieval import RetrievalT2I
 from repainter.bench.world import retrieval as retrieval_module
 from repainter.bench.world.grammar import scene_to_prompt
 from repainter.bench.world.scene import SceneSpec
 from repainter.datasets import load_dataset
-from repainter.gallery import clear_gallery_features
+from repainter.gallery_features import clear_gallery_features
 from repainter.images import image_sha256
-from repainter.instrument import CURRENT_CASE
 from repainter.registry import T2I
 
 GALLERY = {"name": "world", "limit": 12}

@@ -184,7 +184,7 @@ def test_nan_statistic_is_written_as_null():
     row = LeaderboardRow(model="m", mean_rounds=float("nan"),
                          selection={"mean": float("nan"), "ci_low": float("inf")})
     assert row.mean_rounds is None and row.selection.mean is None and row.selection.ci_low is None
-    row.selection.seed_sd = float("nan")  # set later (seeds.py): validated as well
+    row.selection.seed_sd = float("nan")  # set later (seed_runs.py): validated as well
     row.mllm_cost_usd = 0.5
     assert row.selection.seed_sd is None and row.mllm_cost_usd == 0.5
 

@@ -36,7 +36,7 @@ def test_readers_of_case_records_run_on_the_migrated_fixture(tmp_path):
     from repainter.report.html import write_report
     from repainter.rescore import rescore
     from repainter.result import RunResult
-    from repainter.seeds import average_over_seeds
+    from repainter.seed_runs import average_over_seeds
 
     run = Path(shutil.copytree(RUN_V0, tmp_path / "run"))
     other = Path(shutil.copytree(RUN_V0, tmp_path / "other"))

@@ -10,7 +10,7 @@ from repainter.bench.world.dataset import WorldDataset
 from repainter.bench.world.generator import VARIANT_KINDS, bundle_rows, scene_variants
 from repainter.bench.world.scene import SceneSpec
 from repainter.datasets import DatasetError, load_dataset
-from repainter.gallery import Gallery
+from repainter.gallery_features import Gallery
 from repainter.spec import build_spec
 
 BUNDLE_IDS = [row["id"] for row in bundle_rows()]

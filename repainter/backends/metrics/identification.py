@@ -51,7 +51,7 @@ import numpy as np
 from PIL import Image
 
 from repainter.backends.base import Metric, Reference
-from repainter.gallery import Gallery, gallery_features, resolve_cache_dir
+from repainter.gallery_features import Gallery, gallery_features, resolve_cache_dir
 from repainter.images import to_rgb
 from repainter.registry import EMBEDDINGS, METRICS
 from repainter.scoring import cosine_similarities

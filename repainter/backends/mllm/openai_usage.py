@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from repainter.backend_timing import CURRENT_CASE
 from repainter.backends.mllm.adaptations import summarize
-from repainter.instrument import CURRENT_CASE
 
 
 @dataclass

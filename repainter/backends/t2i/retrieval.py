@@ -25,7 +25,7 @@ by the gallery's identity (spec, item ids, file sizes and times) and the feature
 
 Leave-one-out
     A reference must never retrieve itself. The graph does not tell a T2I backend which case it
-    renders for, so the backend reads :data:`repainter.instrument.CURRENT_CASE` (set by the runner
+    renders for, so the backend reads :data:`repainter.backend_timing.CURRENT_CASE` (set by the runner
     for each case) and excludes the gallery item whose **id** equals the case id. The gallery must
     therefore use the run dataset's ids (e.g. the same dataset) for the exclusion to apply. The
     excluded id is part of :meth:`RetrievalT2I.identity`, so renders cached for one case are
@@ -53,9 +53,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from repainter.backend_timing import CURRENT_CASE
 from repainter.backends.base import GeneratedImage, Reference, T2IBackend
-from repainter.gallery import Gallery, gallery_features, resolve_cache_dir
-from repainter.instrument import CURRENT_CASE
+from repainter.gallery_features import Gallery, gallery_features, resolve_cache_dir
 from repainter.registry import RETRIEVAL_METHODS, T2I
 
 logger = logging.getLogger(__name__)

@@ -247,7 +247,7 @@ def run_baselines(config: MetaEvalConfig) -> dict[str, Any]:
     """(c): the loop vs best-of-N vs one-shot (vs the oracle prompt) on one T2I model."""
     from repainter.report.leaderboard import build_leaderboard, build_metric_comparisons
     from repainter.runner import run
-    from repainter.seeds import average_over_seeds, seed_specs
+    from repainter.seed_runs import average_over_seeds, seed_specs
 
     model = config.baseline_model.model_dump(exclude={"label"})
     entries = [{**model, "label": "refine", "strategy": "refine"},
