@@ -65,13 +65,20 @@ def _cell(t: dict, mode: str, key: str) -> str:
 
 def table(summary: dict) -> list[str]:
     lines = ["| turn | dialogues | Hits@1 text | Hits@1 with images | Hits@10 text | "
-             "Hits@10 with images | mean rank text | mean rank with images |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "Hits@10 with images | Hits@10 at the turn, text | Hits@10 at the turn, with images "
+             "| mean rank text | mean rank with images |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for t in summary["turns"]:
-        cells = [_cell(t, mode, key) for key in ("hits@1", "hits@10", "mean_rank")
+        cells = [_cell(t, mode, key) for key in ("hits@1", "hits@10", "hits@10_per_turn",
+                                                 "mean_rank")
                  for mode in ("text", "fused")]
         lines.append(f"| {t['turn']} | {t['cases']} | " + " | ".join(cells) + " |")
     return lines
+
+
+def at_last_turn(summary: dict, mode: str, key: str) -> float:
+    """Cumulative Hits@K at the last turn: the share of all dialogues that ever hit."""
+    return summary["turns"][-1][mode][key]
 
 
 def mean_over_turns(summary: dict, mode: str, key: str) -> float:
@@ -119,16 +126,22 @@ def main(argv: list[str] | None = None) -> int:
         "positions, sizes): an oracle text side, shown as an upper bound. Bold: the generated "
         "images improve on text alone.",
         "",
-        "## Summary (mean over all dialogue turns)",
+        "Hits@K is cumulative, as ChatIR's evaluation counts it (`cumulative_hits_per_round` "
+        "in ChatIR's `eval.py`, which DAR's benchmarks use): at turn t, the share of all "
+        "dialogues whose target entered the top K at turn t or earlier (a dialogue shorter than t "
+        "keeps its last state). *At the turn* is Hits@10 at that turn alone, over the dialogues "
+        "that reach it (what this file reported before 0.2.0).",
+        "",
+        "## Summary (cumulative Hits@K at the last turn; mean rank over all dialogue turns)",
         "",
         "| setting | gallery | Hits@1 text | Hits@1 with images | Hits@10 text | "
         "Hits@10 with images | mean rank text | mean rank with images | seconds |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for label, _gallery, _scorer, _alpha, summary, seconds in results:
-        cells = [f"{mean_over_turns(summary, m, k):.3f}" if k != "mean_rank"
-                 else f"{mean_over_turns(summary, m, k):.1f}"
-                 for k in ("hits@1", "hits@10", "mean_rank") for m in ("text", "fused")]
+        cells = [f"{at_last_turn(summary, m, k):.3f}" for k in ("hits@1", "hits@10")
+                 for m in ("text", "fused")]
+        cells += [f"{mean_over_turns(summary, m, 'mean_rank'):.1f}" for m in ("text", "fused")]
         out.append(f"| {label} | {summary['gallery_size']} | " + " | ".join(cells)
                    + f" | {seconds:.0f} |")
     for label, gallery, scorer, alpha, summary, _seconds in results:

@@ -15,6 +15,11 @@ For each run the folder is audited: every case has a record, every done case's r
 description and candidate images exist and its JSON parses ("data lost" counts what does not).
 Only the section between the ``mllm-faults`` markers of RELIABILITY.md is rewritten; the other
 sections (crash safety, bad inputs, security ...) are left as they are.
+
+Then every regression suite of ``SUITES`` runs under pytest (``--skip-suites`` leaves them out);
+its section between the ``suites`` markers says which suites ran, and per suite how many tests
+passed, failed and were skipped, with the skip reasons read from pytest's JUnit XML (a machine
+without Chromium or Ray skips tests: they are never counted as passed).
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import repainter  # noqa: E402
+from repainter.failures import RunFailedError  # noqa: E402
 from repainter.spec import build_spec  # noqa: E402
 from repainter.store import load_case_file, slug  # noqa: E402
 from repainter.testing import ALL_KINDS, FaultPlan, OpenAICompatServer  # noqa: E402
@@ -108,7 +114,10 @@ def run_scenario(name: str, kinds: list[str], rate: float, limit: int, seed: int
     run_dir = work / slug(name)
     with OpenAICompatServer(faults=plan, latency=0.02 if concurrency > 1 else 0.0) as server:
         start = time.perf_counter()
-        result = repainter.run(spec_for(run_dir, server.url, limit, seed, concurrency))
+        try:
+            result = repainter.run(spec_for(run_dir, server.url, limit, seed, concurrency))
+        except RunFailedError as exc:  # every case failed (the "always faulty" scenarios)
+            result = exc.result
         wall = time.perf_counter() - start
         stats = server.stats()
     expected = sorted({r.case_id for r in result.records})
@@ -128,7 +137,9 @@ def run_scenario(name: str, kinds: list[str], rate: float, limit: int, seed: int
     }
     expect_all = rate < 1.0
     row["ok"] = (not row["lost"] and not row["key_leaks"] and len(expected) == limit
-                 and (row["scored"] == limit if expect_all else row["failed"] == limit))
+                 and (row["scored"] == limit if expect_all else row["failed"] == limit)
+                 # a run whose every case failed says so in its status
+                 and result.info.status == ("finished" if expect_all else "failed"))
     if not expect_all:
         bound = limit * (BACKEND["max_retries"] + 1) * (BACKEND["reask"] + 1)
         row["request_bound"] = bound
@@ -378,32 +389,131 @@ SUITES = [
      "199k-character prompts. A run never writes into a folder of the user's own files (`-o` at "
      "a non-empty folder that is no run folder is refused before anything is written), and two "
      "writers never share a run folder (lock, refused with the holder's pid)."),
+    ("Run folders (issue 27: rows 1-7, 15, blank output_dir)",
+     ["tests/reliability/test_holes_run_folder.py"],
+     "Row 1: `-o` at a folder holding its own `spec.yaml` and user files is refused, nothing "
+     "overwritten. Row 2: a meta-eval config's `run_dir` must be a run folder. Row 3: "
+     "`export-preferences` refuses an out folder of other files. Row 4: a non-UTF-8 file name "
+     "fails its item, not the run. Row 5: a reference changed after its case finished is run "
+     "again. Row 6: a rescored unfinished run resumes with the original command. Row 7: the "
+     "folder dataset refuses symlinks out of its root. Row 15: `export-preferences` and `dar` "
+     "take the folder lock. Leftover: `output_dir: \"\"` is refused, not the current folder."),
+    ("Network edges (issue 27: rows 8-11, 13, non-UTF-8 MLLM body)",
+     ["tests/reliability/test_holes_network.py"],
+     "Row 8: Ray without an address never joins a cluster recorded on the machine. Row 9: a "
+     "SIGSTOPped Ray worker is cut at the case deadline. Row 10: a refused or silent MLflow "
+     "server fails its tracker at a deadline and the run finishes. Row 11: URL datasets refuse "
+     "loopback, link-local and private addresses (also after DNS and redirects) and non-http(s) "
+     "redirects unless allowed. Row 13: a SIGKILLed driver leaves no Ray process. Leftover: a "
+     "non-UTF-8 MLLM body is a reply error with a reason. Ray and MLflow tests skip where those "
+     "packages are not installed (see the skip reasons)."),
+    ("Inputs (issue 27: rows 12, 14, input leftovers)", ["tests/reliability/test_holes_inputs.py"],
+     "Row 12: `repainter meta-eval -c bad.yaml` is one `error:` line, exit 2, for a config that "
+     "is a list, an unknown degradation kind, a strength outside (0, 1], an image scikit-image "
+     "does not bundle, a malformed ladder, a duplicate key and `--validity` into a missing folder "
+     "(checked before anything runs). Row 14: labels like `<script>alert(1)</script>`, `<svg "
+     "onload>` and `a|b` are written as text in every generated Markdown table (`<` `>` as "
+     "entities, `|` escaped; each row keeps its cell count). Leftovers: `export-preferences "
+     "--metric nope` is an error naming the run's metrics; duplicate spec keys (named with their "
+     "line), `seed: true` and labels that are empty or padded with whitespace are refused by "
+     "`validate`."),
+    ("Protocol records (issue 27: metric identity, version, DAR Hits@K)",
+     ["tests/reliability/test_holes_records.py"],
+     "run.json and every case record carry each metric's identity (preprocessing, resize, "
+     "weights, library versions; `clip_i`'s QuickGELU as run); rescore keeps run.json's spec "
+     "current; the version moved with the score changes; DAR's Hits@K is ChatIR's cumulative "
+     "one (first hitting turn, over all dialogues), the per-turn figure kept under its own name. "
+     "The `clip_i` test skips where torch or open_clip is not installed."),
 ]
+
+
+def read_junit(xml: Path) -> dict[str, Any]:
+    """Counts of a pytest JUnit XML file, and why its skipped tests were skipped (reason ->
+    count, most frequent first): a machine without Chromium or Ray skips tests, and the report
+    must say so rather than count them as run."""
+    import xml.etree.ElementTree as ET
+    from collections import Counter
+
+    root = ET.parse(xml).getroot()
+    suites = [root] if root.tag == "testsuite" else list(root)
+    count: dict[str, Any] = {k: sum(int(s.get(k, 0)) for s in suites)
+                             for k in ("tests", "failures", "errors", "skipped")}
+    count["passed"] = count["tests"] - count["failures"] - count["errors"] - count["skipped"]
+    reasons: Counter[str] = Counter()
+    for case in root.iter("testcase"):
+        skipped = case.find("skipped")
+        if skipped is not None:
+            reason = skipped.get("message") or (skipped.text or "").strip() or "no reason given"
+            reasons[_cell(re.sub(r"^Skipped:\s*", "", reason), 160)] += 1
+    count["skip_reasons"] = dict(reasons.most_common())
+    return count
+
+
+def suite_status(count: dict[str, Any] | None) -> str:
+    """``ran``, ``all skipped`` or ``did not run`` (no report: pytest crashed or collected
+    nothing)."""
+    if count is None or count["tests"] == 0:
+        return "did not run"
+    return "all skipped" if count["skipped"] == count["tests"] else "ran"
+
+
+def suite_section(title: str, paths: list[str], what: str, count: dict[str, Any] | None,
+                  wall: float, problem: str = "") -> list[str]:
+    """One suite's section: what it checks, its counts, and the reasons of its skipped tests."""
+    command = f"`python -m pytest {' '.join(paths)}`"
+    lines = ["", f"## {title}", "", what, ""]
+    if count is None:
+        return lines + [f"**Did not run** ({_cell(problem) or 'no JUnit report'}): {command}"]
+    lines += ["| tests | passed | failed | skipped | wall s | command |",
+              "|---|---|---|---|---|---|",
+              f"| {count['tests']} | {count['passed']} | {count['failures'] + count['errors']} | "
+              f"{count['skipped']} | {wall:.0f} | {command} |", ""]
+    reasons = count["skip_reasons"]
+    lines.append("Skipped on this machine: " + ("none." if not reasons else "; ".join(
+        f"{n} x {reason}" for reason, n in reasons.items()) + "."))
+    return lines
+
+
+def suites_overview(results: list[tuple[str, dict[str, Any] | None]]) -> list[str]:
+    """Which suites ran, and how many of their tests were skipped (not run) on this machine."""
+    ran = [title for title, count in results if suite_status(count) == "ran"]
+    skipped = sum(count["skipped"] for _, count in results if count is not None)
+    lines = ["", "## Regression suites", "",
+             f"{len(ran)} of {len(results)} suites ran on this machine; {skipped} test(s) were "
+             "skipped (not run: a passed count never includes them; each suite names the "
+             "reasons).", "",
+             "| suite | status | tests | passed | failed | skipped |", "|---|---|---|---|---|---|"]
+    for title, count in results:
+        if count is None:
+            lines.append(f"| {title} | did not run | - | - | - | - |")
+            continue
+        lines.append(f"| {title} | {suite_status(count)} | {count['tests']} | {count['passed']} "
+                     f"| {count['failures'] + count['errors']} | {count['skipped']} |")
+    return lines
 
 
 def run_suites(work: Path) -> tuple[str, bool]:
     """Run each suite with pytest (JUnit XML) and render its section with the counts."""
-    import xml.etree.ElementTree as ET
-
-    parts, all_ok = [SUITES_BEGIN], True
-    for title, paths, what in SUITES:
-        xml = work / f"{abs(hash(title))}.xml"
+    sections: list[str] = []
+    results: list[tuple[str, dict[str, Any] | None]] = []
+    all_ok = True
+    for index, (title, paths, what) in enumerate(SUITES):
+        xml = work / f"suite-{index}.xml"
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                        f"--junitxml={xml}", *paths], cwd=ROOT, capture_output=True, text=True)
+        done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                               f"--junitxml={xml}", *paths], cwd=ROOT, capture_output=True,
+                              text=True)
         wall = time.perf_counter() - started
-        suites = ET.parse(xml).getroot()
-        suites = suites if suites.tag == "testsuites" else [suites]
-        count = {k: sum(int(s.get(k, 0)) for s in suites)
-                 for k in ("tests", "failures", "errors", "skipped")}
-        passed = count["tests"] - count["failures"] - count["errors"] - count["skipped"]
-        parts += ["", f"## {title}", "", what, "",
-                  "| tests | passed | failed | skipped | wall s | command |", "|---|---|---|---|---|---|",
-                  f"| {count['tests']} | {passed} | {count['failures'] + count['errors']} | "
-                  f"{count['skipped']} | {wall:.0f} | `python -m pytest {' '.join(paths)}` |"]
-        print(f"{title:40s} {passed}/{count['tests']} passed in {wall:.0f} s", flush=True)
-        all_ok = all_ok and count["failures"] + count["errors"] == 0 and count["tests"] > 0
-    parts.append(SUITES_END)
+        count = read_junit(xml) if xml.is_file() else None
+        problem = "" if count else f"pytest exit {done.returncode}: {done.stdout[-300:]}"
+        results.append((title, count))
+        sections += suite_section(title, paths, what, count, wall, problem)
+        passed = count["passed"] if count else 0
+        print(f"{title:40s} {suite_status(count)}: {passed}/{count['tests'] if count else 0} "
+              f"passed, {count['skipped'] if count else 0} skipped in {wall:.0f} s", flush=True)
+        all_ok = all_ok and suite_status(count) != "did not run" and (
+            count["failures"] + count["errors"] == 0)
+    parts = [SUITES_BEGIN, *suites_overview(results), *sections, SUITES_END]
     return "\n".join(parts) + "\n", all_ok
 
 

@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from repainter.records import CandidateRecord, CaseRecord
-from repainter.store import RunStore, slug
+from repainter.store import RunFolderBusyError, RunStore, run_folder_lock, slug
 
 PAIRS = ("best_vs_rest", "all")
 GROUPS = ("round", "case")
@@ -95,6 +95,19 @@ def _value(candidate: CandidateRecord, metric: str) -> float | None:
     return None if value is None else float(value)
 
 
+def _check_metric(run_dir: Path, metric: str, score_keys: list[str]) -> None:
+    """Refuse a metric the run has no score of: it would export 0 pairs and look like success."""
+    from repainter.spec import SpecError, load_spec
+
+    known = {"selection", *score_keys}
+    try:
+        known.update(m.display_name for m in load_spec(run_dir / "spec.yaml").metrics)
+    except SpecError:  # an old or hand-made folder: its records say what it scored
+        pass
+    if metric not in known:
+        raise ExportError(f"the run has no metric {metric!r}; it has: {', '.join(sorted(known))}")
+
+
 def _offline_world_warnings(run_dir: Path) -> list[str]:
     from repainter.spec import SpecError, load_spec
     from repainter.spec_checks import offline_world_warnings
@@ -117,6 +130,7 @@ def export_preferences(
     models: list[str] | None = None,
     higher_is_better: bool | None = None,
     force: bool = False,
+    overwrite: bool = False,
 ) -> Path:
     """Write preference pairs of the run in ``run_dir`` to ``out_dir``; return ``data.jsonl``.
 
@@ -124,14 +138,53 @@ def export_preferences(
     any metric label of the run; its direction comes from the metric registry unless
     ``higher_is_better`` is given. ``models`` keeps only those model labels. A run of the offline
     world's models on another dataset is refused unless ``force`` (its pairs teach nothing).
+
+    ``out_dir`` must be new, empty or an earlier export of this run (its ``export.json`` names
+    the run); any other folder is refused unless ``overwrite`` (its files would be replaced).
+    The run folder's lock is held while reading: an export during a run is refused.
     """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     _check_request(run_dir, out_dir, pairs=pairs, group=group, caption=caption,
                    min_margin=min_margin, force=force)
+    _check_out_dir(run_dir, out_dir, overwrite)
+    try:
+        with run_folder_lock(run_dir, "export-preferences", create=False):
+            return _export(run_dir, out_dir, min_margin=min_margin, pairs=pairs, metric=metric,
+                           group=group, caption=caption, models=models,
+                           higher_is_better=higher_is_better)
+    except RunFolderBusyError as exc:
+        raise ExportError(str(exc)) from exc
+
+
+def _check_out_dir(run_dir: Path, out_dir: Path, overwrite: bool) -> None:
+    """Refuse an out folder holding files that are not an earlier export of this run."""
+    if overwrite or not out_dir.exists():
+        return
+    if not out_dir.is_dir():
+        raise ExportError(f"{out_dir} exists and is not a folder")
+    entries = sorted(p.name for p in out_dir.iterdir())
+    if not entries:
+        return
+    try:
+        previous = json.loads((out_dir / "export.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        previous = None
+    if isinstance(previous, dict) and previous.get("run_dir") == str(run_dir.resolve()):
+        return  # re-exporting the same run: its own files are replaced
+    shown = ", ".join(entries[:5]) + (" ..." if len(entries) > 5 else "")
+    raise ExportError(f"{out_dir} is not empty and is not an export of {run_dir} (it holds "
+                      f"{shown}); choose a new or empty folder, or pass --overwrite to replace "
+                      "its files")
+
+
+def _export(run_dir: Path, out_dir: Path, *, min_margin: float, pairs: str, metric: str,
+            group: str, caption: str, models: list[str] | None,
+            higher_is_better: bool | None) -> Path:
     sign = 1.0 if _higher_is_better(run_dir, metric, higher_is_better) else -1.0
     records = [r for r in RunStore(run_dir).records()
                if r.done and (models is None or r.model in models)]
     score_keys = sorted({k for r in records for c in r.candidates() for k in c.scores})
+    _check_metric(run_dir, metric, score_keys)
     files = _Files(run_dir, out_dir)
     rows: list[dict[str, Any]] = []
     skipped_missing = 0

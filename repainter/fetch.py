@@ -32,6 +32,7 @@ import socket
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -40,6 +41,7 @@ from typing import Any
 
 from repainter.images import atomic_write_bytes
 from repainter.network import is_offline, offline_reason
+from repainter.url_policy import URLRefused, check_peer, check_url, private_allowed
 
 #: Refuse downloads larger than this (bytes); reference images are a few MB at most.
 MAX_DOWNLOAD_BYTES = 100 * 1024 * 1024
@@ -222,14 +224,18 @@ class _Deadline:
             pass  # already closed
 
 
-def _opener(deadline: _Deadline) -> urllib.request.OpenerDirector:
-    """A urllib opener whose connections register their sockets with ``deadline``."""
+def _opener(deadline: _Deadline, allow_private: bool) -> urllib.request.OpenerDirector:
+    """A urllib opener whose connections register their sockets with ``deadline`` and, unless
+    ``allow_private``, refuse non-public peers and redirects (see :mod:`repainter.url_policy`)."""
+    checked_hosts: set[str] = set()  # the URL hosts checked: a proxy's own host is not a peer
 
     def watched(base: type[http.client.HTTPConnection]) -> type[http.client.HTTPConnection]:
         class Watched(base):  # type: ignore[misc, valid-type]
             def connect(self) -> None:
                 super().connect()
                 deadline.watch(self.sock)
+                if not allow_private and self.host in checked_hosts:
+                    check_peer(self.sock, self.host)
 
         return Watched
 
@@ -242,27 +248,40 @@ def _opener(deadline: _Deadline) -> urllib.request.OpenerDirector:
             return self.do_open(watched(http.client.HTTPSConnection), req,
                                 context=self._context)
 
-    return urllib.request.build_opener(HTTP, HTTPS)
+    class Redirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, req, fp, code, msg, headers, newurl):
+            check_url(newurl, allow_private)  # every hop: http(s) only, a public host
+            checked_hosts.add(urllib.parse.urlsplit(newurl).hostname or "")
+            return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+    opener = urllib.request.build_opener(HTTP, HTTPS, Redirect)
+    opener.checked_hosts = checked_hosts  # type: ignore[attr-defined]
+    return opener
 
 
-def download(url: str, *, timeout: float = DEFAULT_TIMEOUT,
-             max_bytes: int = MAX_DOWNLOAD_BYTES) -> tuple[bytes, str]:
+def download(url: str, *, timeout: float = DEFAULT_TIMEOUT, max_bytes: int = MAX_DOWNLOAD_BYTES,
+             allow_private: bool = False) -> tuple[bytes, str]:
     """GET ``url``; return (body, content type) or raise DownloadError saying why not.
 
     ``timeout`` bounds the whole download (connection, headers and body together), not only
-    each read: a server that trickles bytes cannot stretch it.
+    each read: a server that trickles bytes cannot stretch it. Loopback, link-local and private
+    hosts (also as a redirect hop) are refused unless ``allow_private`` (:mod:`repainter.url_policy`).
     """
-    scheme = urllib.request.urlparse(url).scheme.lower()
-    if scheme not in ("http", "https"):
-        raise DownloadError(f"{url}: only http(s) URLs can be downloaded (got {scheme or 'none'!r})")
+    allow_private = private_allowed(allow_private)
+    try:
+        check_url(url, allow_private)
+    except URLRefused as exc:
+        raise DownloadError(f"{url}: refused: {exc}") from None
     request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT,
                                                    "Accept": "image/*,*/*;q=0.5"})
     started = time.monotonic()
     with _Deadline(timeout) as deadline:
         try:
-            body, content_type = _fetch(request, url, timeout, max_bytes, deadline)
+            body, content_type = _fetch(request, url, timeout, max_bytes, deadline, allow_private)
         except DownloadError:
             raise
+        except URLRefused as exc:
+            raise DownloadError(f"{url}: refused: {exc}") from None
         except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
             if deadline.expired or time.monotonic() - started >= timeout:
                 raise DownloadError(f"{url}: download took longer than the {timeout:g} s "
@@ -289,9 +308,11 @@ def download(url: str, *, timeout: float = DEFAULT_TIMEOUT,
 
 
 def _fetch(request: urllib.request.Request, url: str, timeout: float, max_bytes: int,
-           deadline: _Deadline) -> tuple[bytes, str]:
+           deadline: _Deadline, allow_private: bool) -> tuple[bytes, str]:
     """The response body, read in chunks until done, over ``max_bytes``, or the deadline."""
-    with _opener(deadline).open(request, timeout=timeout) as response:
+    opener = _opener(deadline, allow_private)
+    opener.checked_hosts.add(urllib.parse.urlsplit(url).hostname or "")
+    with opener.open(request, timeout=timeout) as response:
         status = getattr(response, "status", 200)
         if status != 200:
             raise DownloadError(f"{url}: HTTP {status}")
@@ -330,6 +351,7 @@ def ensure_cached(
     timeout: float = DEFAULT_TIMEOUT,
     max_bytes: int = MAX_DOWNLOAD_BYTES,
     fetch_hint: str = "",
+    allow_private: bool = False,
 ) -> CachedFile:
     """Return the verified local copy of ``url``, downloading it when needed and allowed.
 
@@ -358,7 +380,8 @@ def ensure_cached(
         hint = fetch_hint or "fetch it with network first"
         raise OfflineError(f"{item_id}: {url} is not in the cache ({target}) and {why}; {hint}")
 
-    body, content_type = download(url, timeout=timeout, max_bytes=max_bytes)
+    body, content_type = download(url, timeout=timeout, max_bytes=max_bytes,
+                                  allow_private=allow_private)
     actual = hashlib.sha256(body).hexdigest()
     _check_download(item_id, url, actual, expected_sha256, locked, lock.path)
     atomic_write_bytes(target, body)

@@ -18,7 +18,9 @@ judge's scores (which judged the old best) are dropped from ``final_scores``.
 same label is replaced) and, with ``reselect``, its ``selection`` weights are changed. The run
 folder then describes itself: ``RunResult.load`` and the leaderboard agree with the records, and
 ``repainter run --spec RUN/spec.yaml`` (same folder) resumes the run with the same fingerprint,
-scoring any case it still has to run with the new metrics as well. The previous fingerprint and
+scoring any case it still has to run with the new metrics as well; so does the original command
+(without ``reselect``): :meth:`repainter.store.RunStore.with_rescored_metrics` adds the metrics
+recorded under ``rescored`` in ``run.json`` to its spec. The previous fingerprint and
 what was rescored are recorded in ``run.json`` under ``rescored``. Failed cases are left alone.
 """
 
@@ -34,6 +36,7 @@ from typing import Any
 import yaml
 
 from repainter.backends.base import Metric, Reference
+from repainter.backends.metric_identity import metric_identity
 from repainter.images import atomic_write_bytes, load_image
 from repainter.records import CandidateRecord, CaseRecord, dump_record
 from repainter.records.run_info import RunInfo
@@ -300,6 +303,8 @@ def _rescored_records(store: RunStore, records: list[CaseRecord], plan: _Plan
             ) from exc
         fresh = _apply(record, new, plan.weights, plan.selection_metrics)
         fresh.rescored = sorted({*(record.rescored or []), *plan.labels})
+        fresh.metrics = {**(record.metrics or {}),
+                         **{m.name: metric_identity(m) for m in plan.metrics}}
         updated.append(fresh)
     return updated
 
@@ -322,7 +327,11 @@ def _record_rescore(store: RunStore, spec: RunSpec, plan: _Plan, updated: list[C
         "previous_spec_fingerprint": spec.fingerprint(),
         "seconds": round(time.perf_counter() - started, 3),
     }
+    # run.json's spec and metric identities list the rescored metrics too (issue 27)
     info.update(rescored=[*(info.rescored or []), entry],
-                spec_fingerprint=plan.spec.fingerprint())
+                spec_fingerprint=plan.spec.fingerprint(),
+                spec=plan.spec.model_dump(mode="json"),
+                metrics={**(info.metrics or {}),
+                         **{m.name: metric_identity(m) for m in plan.metrics}})
     store.write_run_info(info)
     return info

@@ -138,10 +138,19 @@ class RunResult:
         is the case's final best), ``score_<metric>`` (every metric of the round's best),
         ``mean_candidate_selection``, ``n_candidates`` and ``reference_image``. Image columns are
         absolute paths. Failed cases (no rounds) have no rows; see :meth:`cases_frame`.
+
+        Where a best_of_n twin ran beside a model (``loop.baseline``), that model's rows add
+        the case's ``round1_selection``, ``best_of_n_same_budget`` (the twin's final selection
+        score on the same case) and ``revision_gain`` (final - twin final: the paired values
+        behind the leaderboard's revision test).
         """
         import pandas as pd
 
-        rows = [row for record in self.records for row in self._round_rows(record)]
+        from repainter.report.decomposition import case_decomposition
+
+        parts = case_decomposition(self.records)
+        rows = [{**row, **parts.get((record.model, record.case_id), {})}
+                for record in self.records for row in self._round_rows(record)]
         return pd.DataFrame(rows)
 
     def _round_rows(self, record: CaseRecord) -> list[dict[str, Any]]:

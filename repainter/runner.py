@@ -22,17 +22,19 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from repainter.backends.metric_identity import identities_of_records
 from repainter.datasets import DatasetItem
 from repainter.environment import capture as capture_environment
 from repainter.executors import Execution, Executor, Stage, make_executor
 from repainter.executors.prepare import selected_items
 from repainter.executors.worker import CaseTask, EventCallback, case_event
 from repainter.failures import FailFast, RunFailedError, failures_line, group_failures
-from repainter.graph.nodes import render_flags_by_model
+from repainter.images import reference_digest
 from repainter.logging_setup import logging_events, run_log
 from repainter.preflight import preflight
 from repainter.records import CaseRecord
 from repainter.records.leaderboard import LeaderboardRow
+from repainter.records.render_flags import render_flags_by_model
 from repainter.records.run_info import RunInfo
 from repainter.report.html import REPORT_DIR, write_report
 from repainter.report.leaderboard import build_leaderboard, read_leaderboard, write_leaderboard
@@ -41,9 +43,9 @@ from repainter.run_status import now_iso, recorded_outcome
 from repainter.spec import RunSpec, resolve_spec
 from repainter.spec_checks import spec_warnings
 from repainter.store import (
-    SPEC_FILE,
     RunStore,
     check_distinct_names,
+    refuse_blank_output_dir,
     refuse_foreign_folder,
     run_folder_lock,
 )
@@ -99,7 +101,9 @@ def run(
     driven from here.
     """
     spec = resolve_spec(spec, overrides, settings)
+    refuse_blank_output_dir(spec.output_dir)
     preflight(spec)
+    refuse_foreign_folder(spec.run_dir)  # before anything (seed or grid runs too) is written
     if spec.seeds:  # one sub-run per seed (each with its own folder lock), then aggregated
         from repainter.seed_runs import run_seeds
 
@@ -112,8 +116,6 @@ def run(
         from repainter.mllm_grid import run_grid
 
         return run_grid(spec, on_event, case_ids, run=run)
-    if not (spec.run_dir / SPEC_FILE).exists():  # before the lock file is made in it
-        refuse_foreign_folder(spec.run_dir)
     with run_folder_lock(spec.run_dir, "run"):
         plan = prepare(spec, case_ids=case_ids)
         with run_log(plan.store.root), recorded_outcome(plan.store, plan.info):
@@ -151,6 +153,7 @@ def prepare(spec: RunSpec | str | Path | None = None, overrides: list[str] = (),
     lock (``run`` does)."""
     spec = resolve_spec(spec, overrides)
     store = RunStore(spec.run_dir)
+    spec = store.with_rescored_metrics(spec)  # a rescored run resumes with its added metrics
     info = open_run_info(spec, store, status="running")
     items = selected_items(spec)
     check_distinct_names("case id", [i.id for i in items])  # one file per case, model
@@ -162,9 +165,59 @@ def prepare(spec: RunSpec | str | Path | None = None, overrides: list[str] = (),
     existing = store.finished_records()  # one read of every record
     reused = {CaseTask(m, i.id): existing[(m, i.id)] for i in items for m in models
               if (m, i.id) in existing}
+    for task in changed_references(store, items, reused):  # redone: its scores are of another image
+        del reused[task]
+        info.warnings.append(f"the reference of case {task.case_id!r} changed since "
+                             f"{task.model!r} finished it: the case is run again")
+        logger.warning(info.warnings[-1])
     stages = plan_stages(spec.runtime.schedule, models, items, set(reused))
     return RunPlan(spec=spec, store=store, items=items, models=models, stages=stages,
                    reused=reused, info=info)
+
+
+def changed_references(store: RunStore, items: list[DatasetItem],
+                       reused: dict[CaseTask, CaseRecord]) -> list[CaseTask]:
+    """Finished cases whose reference file changed after they finished: the record names
+    another pixel hash (``reference_sha256``) than the file holds now. Only local files are
+    checked (a URL item is pinned by its cache and checksum, a generated one by its params); a
+    file not modified since its record was written costs two ``stat`` calls, not a decode."""
+    by_id = {item.id: item for item in items}
+    memo = store.read_source_digests()
+    changed = []
+    for task, record in reused.items():
+        item = by_id[task.case_id]
+        written = store.root / store.record_relpath(task.model, task.case_id)
+        digest = _digest_if_modified(item, written, record, memo)
+        if digest is not None and digest != record.reference_sha256:
+            changed.append(task)
+    if memo != store.read_source_digests():
+        store.write_source_digests(memo)
+    return changed
+
+
+def _digest_if_modified(item: DatasetItem, written: Path, record: CaseRecord,
+                        memo: dict[str, list[Any]]) -> str | None:
+    """The pixel hash of ``item``'s local file where it may have changed since ``written``
+    (the record) was; None where it cannot have (or is no local file, or cannot be read: a
+    broken input fails its case when it runs again, finished work is not undone for it)."""
+    if record.reference_sha256 is None or not item.source:  # an older record: no hash
+        return None
+    try:
+        info, done = Path(item.source).stat(), written.stat().st_mtime_ns
+    except (OSError, ValueError):
+        return None
+    if max(info.st_mtime_ns, info.st_ctime_ns) <= done or not Path(item.source).is_file():
+        return None
+    key = [item.source, info.st_size, info.st_mtime_ns, info.st_ctime_ns]
+    known = memo.get(item.id)
+    if isinstance(known, list) and known[:4] == key:
+        return known[4]
+    try:
+        digest = reference_digest(item.load().image)
+    except Exception:  # noqa: BLE001
+        return None
+    memo[item.id] = [*key, digest]
+    return digest
 
 
 def open_run_info(spec: RunSpec, store: RunStore, status: str, **fields: Any) -> RunInfo:
@@ -303,6 +356,7 @@ def _finished_fields(plan: RunPlan, counts: dict[str, int], execution: Execution
                                     - execution.backend_busy_seconds), 4),
         environment=capture_environment(),  # after the run: the device is known once loaded
         spec=plan.spec.model_dump(mode="json"),
+        metrics=identities_of_records(records) or None,  # what each metric did (issue 27)
         failures=group_failures(records) or None,
     )
 

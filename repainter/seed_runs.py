@@ -31,8 +31,8 @@ from repainter.records.leaderboard import LeaderboardRow
 from repainter.records.run_info import CaseCounts, RunInfo
 from repainter.report.leaderboard import build_leaderboard, compared_metrics, write_leaderboard
 from repainter.result import RunResult
-from repainter.spec import RunSpec, build_spec
-from repainter.store import SPEC_FILE, RunStore, write_json
+from repainter.spec import RunSpec, build_spec, load_spec
+from repainter.store import SPEC_FILE, RunFolderError, RunStore, write_json
 
 #: Per-case cost columns: for a seed-aggregated row, the mean of the seeds' own values.
 COST_COLUMNS = ("mean_rounds", "seconds_per_case", "t2i_seconds_per_case", "mllm_seconds_per_case",
@@ -57,8 +57,13 @@ def run_seeds(spec: RunSpec, on_event: Callable[[dict[str, Any]], None] | None =
     ``run`` runs one seed's spec (:func:`repainter.runner.run`, which calls this: passed in so
     that this module does not import the runner back).
     """
+    existing = spec.run_dir / SPEC_FILE
+    if existing.exists() and load_spec(existing).fingerprint() != spec.fingerprint():
+        # the folder's own spec.yaml (a user's file, or another run's): never overwritten
+        raise RunFolderError(f"{spec.run_dir} holds a {SPEC_FILE} of another spec; refusing "
+                             "to overwrite it: choose another output folder")
     spec.run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(spec.run_dir / SPEC_FILE, spec.to_yaml().encode("utf-8"))
+    atomic_write_bytes(existing, spec.to_yaml().encode("utf-8"))
     results = [run(sub, on_event=on_event) for sub in seed_specs(spec)]
     return aggregate_seeds(spec, results)
 

@@ -60,7 +60,7 @@ def flag_overrides(spec: RunSpec, *, device: str | None = None, dtype: str | Non
         if value is None:
             continue
         param = _COMPONENT_FLAGS[flag]
-        hits = [f"t2i.{i}.params.{param}={value}" for i, c in enumerate(spec.t2i)
+        hits = [f"t2i.{i}.params.{param}={value}" for i, c in enumerate(spec.written_t2i())
                 if _accepts(T2I, c.name, param)]
         hits += [f"metrics.{i}.params.{param}={value}" for i, c in enumerate(spec.metrics)
                  if _accepts(METRICS, c.name, param)]
@@ -71,7 +71,8 @@ def flag_overrides(spec: RunSpec, *, device: str | None = None, dtype: str | Non
         overrides += hits
     if model_args:
         for key, value in parse_model_args(model_args).items():
-            overrides += [f"t2i.{i}.params.{key}={value}" for i in range(len(spec.t2i))]
+            overrides += [f"t2i.{i}.params.{key}={value}"
+                          for i in range(len(spec.written_t2i()))]
     return overrides
 
 

@@ -33,7 +33,7 @@ from repainter.images import atomic_write_bytes, save_png
 from repainter.records.base import RecordVersionError, dump_record, finite_or_none, load_record
 from repainter.records.case import CaseRecord, ResultLine, load_case_record
 from repainter.records.run_info import RunInfo
-from repainter.spec import RunSpec, load_spec
+from repainter.spec import RunSpec, SpecError, build_spec, load_spec
 
 logger = logging.getLogger(__name__)
 
@@ -199,22 +199,75 @@ except ImportError:  # pragma: no cover
     _loads = json.loads
 
 
+#: Names a run writes at the top of its folder: a folder holding only these is repainter's own.
+RUN_FOLDER_NAMES = frozenset({
+    SPEC_FILE, "run.json", LOCK_FILE, "checkpoints.sqlite", "checkpoints.sqlite-wal",
+    "checkpoints.sqlite-shm", "references", "descriptions", "images", "cases", "results.jsonl",
+    "leaderboard.json", "leaderboard.csv", "leaderboard.md", "leaderboard.tex", "report", "logs",
+    "cache.sqlite", "validity.json", "seeds.json", "compare.json",
+})
+
+
+def foreign_entries(root: Path, allowed: frozenset[str] = frozenset({LOCK_FILE})) -> list[str]:
+    """Names at the top of ``root`` that are not in ``allowed`` (none: missing or empty)."""
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if p.name not in allowed)
+
+
+def refuse_blank_output_dir(output_dir: str | Path, what: str = "output_dir") -> None:
+    """An empty ``output_dir`` would mean the current folder: refuse it (say ``.`` for that).
+
+    >>> refuse_blank_output_dir(" ")
+    Traceback (most recent call last):
+    ...
+    repainter.store.RunFolderError: output_dir is empty; name a folder (or "." for the current one)
+    """
+    if not str(output_dir).strip():
+        raise RunFolderError(f'{what} is empty; name a folder (or "." for the current one)')
+
+
+def is_run_folder(root: str | Path) -> bool:
+    """Whether ``root`` is a folder a repainter run made: it holds ``spec.yaml`` and either a
+    ``run.json`` that repainter wrote (it names a version or a spec fingerprint) or nothing but
+    the files a run writes. A ``spec.yaml`` among the user's own files does not make one."""
+    root = Path(root)
+    if not (root / SPEC_FILE).is_file():
+        return False
+    if started_by_a_run(root):
+        return True
+    # an interrupted seeds run: spec.yaml and its seed-<s>/ run folders, no run.json yet
+    return all(re.fullmatch(r"seed-\d+", name) and is_run_folder(root / name)
+               for name in foreign_entries(root, RUN_FOLDER_NAMES))
+
+
+def started_by_a_run(root: Path) -> bool:
+    """Whether ``root`` holds a ``run.json`` a run wrote (it names a version or a fingerprint)."""
+    try:
+        info = read_json(root / "run.json")
+    except (OSError, ValueError):
+        return False
+    return isinstance(info, dict) and ("repainter_version" in info or "spec_fingerprint" in info)
+
+
 def refuse_foreign_folder(root: Path) -> None:
     """Refuse to start a run in an existing folder that holds something other than a run.
 
     A run writes many files into its folder; pointed (``-o``) at a folder of the user's own
-    files it would overwrite them. An empty folder, or one holding only the lock, is fine.
+    files it would overwrite them. An empty folder, one holding only the lock, or a run folder
+    (:func:`is_run_folder`) is fine.
     """
     if not root.exists():
         return
     if not root.is_dir():
         raise RunFolderError(f"{root} exists and is not a folder; choose another output folder")
-    others = sorted(p.name for p in root.iterdir() if p.name != LOCK_FILE)
-    if others:
+    others = foreign_entries(root)
+    if others and not is_run_folder(root):
         shown = ", ".join(others[:5]) + (" ..." if len(others) > 5 else "")
         raise RunFolderError(
-            f"{root} is not empty and is not a repainter run folder (no {SPEC_FILE}; it holds "
-            f"{shown}); refusing to write into it: choose a new or empty output folder")
+            f"{root} is not empty and is not a repainter run folder (no {SPEC_FILE} and "
+            f"run.json written by repainter; it holds {shown}); refusing to write into it: "
+            "choose a new or empty output folder")
 
 
 class RunStore:
@@ -230,6 +283,7 @@ class RunStore:
     def init(self, spec: RunSpec) -> bool:
         """Create the folder for ``spec``; return True when it resumes an earlier run of it."""
         existing = self.root / SPEC_FILE
+        refuse_foreign_folder(self.root)  # a spec.yaml among the user's files: not ours
         if existing.exists():
             previous = load_spec(existing)
             if previous.fingerprint() == spec.fingerprint():
@@ -240,6 +294,11 @@ class RunStore:
                 atomic_write_bytes(existing, spec.to_yaml().encode("utf-8"))
                 return True
             if not self.has_cases() and not self.checkpoint_path.exists():
+                if not started_by_a_run(self.root):  # the user's own file: never overwritten
+                    raise RunFolderError(
+                        f"{self.root} holds a {SPEC_FILE} of another spec that no run started "
+                        "from (your own file?); refusing to overwrite it: choose another "
+                        "output folder")
                 # a start that failed before any case ran: the folder holds nothing to keep
                 atomic_write_bytes(existing, spec.to_yaml().encode("utf-8"))
                 return False
@@ -248,10 +307,37 @@ class RunStore:
                 f"({previous.fingerprint()} vs {spec.fingerprint()}); choose another "
                 "output_dir, or delete the folder to start over"
             )
-        refuse_foreign_folder(self.root)
         self.root.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(existing, spec.to_yaml().encode("utf-8"))
         return False
+
+    def with_rescored_metrics(self, spec: RunSpec) -> RunSpec:
+        """``spec`` plus the metrics ``repainter rescore`` added to this folder's run, where the
+        folder's spec is exactly that: the original command then resumes its rescored run (and
+        scores the cases still to run with the added metrics too). A rescore that changed the
+        selection (``--reselect``) changed what the run chose: then ``spec`` is returned as it
+        is, and only ``--spec RUN/spec.yaml`` resumes."""
+        path = self.root / SPEC_FILE
+        rescored = self.read_run_info().rescored if (self.root / "run.json").exists() else None
+        if not rescored or not path.exists() or any(e.get("reselect") for e in rescored):
+            return spec
+        previous = load_spec(path)
+        added = {label for entry in rescored for label in entry.get("metrics") or []}
+        own = {m.display_name for m in spec.metrics}
+        extra = [m for m in previous.metrics if m.display_name in added - own]
+        if previous.fingerprint() == spec.fingerprint() or not extra:
+            return spec
+        data = spec.model_dump(mode="json")
+        data["metrics"] = data["metrics"] + [m.model_dump(mode="json") for m in extra]
+        try:
+            merged = build_spec(data)
+        except SpecError:
+            return spec
+        if merged.fingerprint() != previous.fingerprint():
+            return spec
+        logger.warning("%s was rescored with %s: resuming it with those metrics added", self.root,
+                       ", ".join(m.display_name for m in extra))
+        return merged
 
     def has_cases(self) -> bool:
         """Whether any case of this folder's run has a record (done or failed)."""
@@ -288,6 +374,20 @@ class RunStore:
 
     def save_description(self, case_id: str, iut: dict[str, Any]) -> None:
         write_json(self._description_path(case_id), iut)
+
+    #: Pixel hashes of local reference files by (path, size, mtime): a re-run checks that no
+    #: finished case's reference changed with one ``stat`` per file, not one image decode.
+    SOURCE_DIGESTS = "references/.source-digests.json"
+
+    def read_source_digests(self) -> dict[str, list[Any]]:
+        try:
+            memo = read_json(self.root / self.SOURCE_DIGESTS)
+        except (OSError, ValueError):
+            return {}
+        return memo if isinstance(memo, dict) else {}
+
+    def write_source_digests(self, memo: dict[str, list[Any]]) -> None:
+        write_json(self.root / self.SOURCE_DIGESTS, memo)
 
     # -- images ----------------------------------------------------------------------------
 

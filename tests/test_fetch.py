@@ -86,6 +86,7 @@ def server(monkeypatch):
     for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    monkeypatch.setenv("REPAINTER_ALLOW_PRIVATE_URLS", "1")  # the loopback server is this machine's
     for var in OFFLINE_VARIABLES:
         monkeypatch.delenv(var, raising=False)
     srv = _Server()

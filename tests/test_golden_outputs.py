@@ -8,9 +8,15 @@ What may differ is said here, nowhere else:
 * what a clock or a folder decides: wall-clock seconds (``timings``, ``*seconds*`` keys, the
   ``s/case`` columns, the report's time cells, wall time and start), the run folder's path and
   the dataset's absolute path (``source``), the git commit, and run.json (all of it: timings and
-  environment; its stable keys are checked apart);
+  environment; its stable keys are checked apart) and the report's repainter version;
 * fields that moved, listed in :data:`MOVED` (old key -> where it lives now), and
-  ``schema_version`` (a moved field is a new version).
+  ``schema_version`` (a moved field is a new version);
+* fields added on purpose since, listed in :data:`NEW_CASE_FIELDS` (checked to be there, then
+  left out of the comparison).
+
+Version policy (docs/development.md): the version changes with every release that changes a
+score. :data:`GOLDEN_VERSION` is the version the stored run was written with; scores that differ
+from it under the same version fail :func:`test_changed_scores_come_with_a_new_version`.
 """
 
 from __future__ import annotations
@@ -33,6 +39,11 @@ VOLATILE_KEYS = {"timings", "source", "schema_version"}
 #: A field that moved: old key -> (new parent key, new key). A candidate's drawn scene is the
 #: sim's metadata (issue 25: the bench travels as metadata, not as a core field).
 MOVED: dict[str, tuple[str, str]] = {"drawn": ("metadata", "drawn_scene")}
+#: Top-level case-record fields added on purpose after the golden run. ``metrics``: each
+#: metric's identity, repainter version and library versions (issue 27).
+NEW_CASE_FIELDS = {"metrics"}
+#: ``repainter_version`` of the stored run (written at commit 7a54b22).
+GOLDEN_VERSION = "0.1.0"
 
 
 def _clean(value):
@@ -84,7 +95,8 @@ def _html(path: Path) -> str:
     text = re.sub(r"(<h3>run.json</h3>)<pre class=\"code\">.*?</pre>", r"\1RUN_JSON", text,
                   flags=re.S)
     text = re.sub(r"\b[0-9.]+ (s|ms|min|h)(?=</)", "TIME", text)  # a duration before a closing tag
-    for fact in ("wall time", "started", "git commit"):
+    # the repainter version moves with score changes (GOLDEN_VERSION, checked apart)
+    for fact in ("wall time", "started", "git commit", "repainter"):
         text = re.sub(rf"<dt>{fact}</dt><dd>[^<]*</dd>", f"<dt>{fact}</dt><dd>X</dd>", text)
     text = re.sub(r"(/[\w.-]+)+/datasets/", "CHECKOUT/datasets/", text)  # the dataset's place
     return re.sub(r"(/[\w.-]+)+/(golden_raw|run)\b", "RUN_DIR", text)
@@ -111,7 +123,26 @@ def test_records_and_descriptions_are_unchanged(fresh_run):
         written = sorted(p.relative_to(fresh_run) for p in (fresh_run / folder).rglob("*.json"))
         assert written == stored
         for relative in stored:
-            assert _json(fresh_run / relative) == _json(GOLDEN / relative), relative
+            fresh = _json(fresh_run / relative)
+            if folder == "cases":
+                assert NEW_CASE_FIELDS <= set(fresh), relative
+                fresh = {k: v for k, v in fresh.items() if k not in NEW_CASE_FIELDS}
+            assert fresh == _json(GOLDEN / relative), relative
+
+
+def _scores(lines: list[dict]) -> list:
+    return [(line.get("model"), line.get("case_id"), line.get("final_scores")) for line in lines]
+
+
+def test_changed_scores_come_with_a_new_version(fresh_run):
+    """A change that moves a score must bump repainter/version.py (then the golden run is written
+    anew at the new version and :data:`GOLDEN_VERSION` follows it)."""
+    from repainter.version import __version__
+
+    if _scores(_jsonl(fresh_run / "results.jsonl")) != _scores(_jsonl(GOLDEN / "results.jsonl")):
+        assert __version__ != GOLDEN_VERSION, (
+            f"scores differ from the golden run of {GOLDEN_VERSION} but the version did not "
+            "change: bump repainter/version.py (docs/development.md, version policy)")
 
 
 def test_results_and_leaderboards_are_unchanged(fresh_run):

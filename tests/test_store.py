@@ -26,8 +26,11 @@ def test_init_refuses_a_folder_of_another_spec(tmp_path):
 
 
 def test_init_reuses_a_folder_whose_start_failed_before_any_case(tmp_path):
+    from repainter.records.run_info import RunInfo
+
     store = RunStore(tmp_path / "run")
     store.init(RunSpec(output_dir=str(tmp_path / "run")))
+    store.write_run_info(RunInfo(repainter_version="0", status="failed"))  # as a start writes it
     assert store.init(RunSpec(output_dir=str(tmp_path / "run"), seed=3)) is False
     assert "seed: 3" in (store.root / "spec.yaml").read_text()
 

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 import repainter
 from repainter.cli import app
 from repainter.errors import user_message
+from repainter.records.run_info import RunInfo
 from repainter.store import RunStore
 
 runner = CliRunner()
@@ -142,6 +143,7 @@ def test_a_failed_start_does_not_block_the_folder(tmp_path):
     _one_error_line(runner.invoke(app, ["run", "-s", str(spec), "--set", "t2i.0.name=nope"]), "nope")
     store = RunStore(out)
     store.init(repainter.build_spec({"output_dir": out, "seed": 7}))  # a start that died early
+    store.write_run_info(RunInfo(repainter_version="0", status="failed"))  # as its start wrote
     fixed = runner.invoke(app, ["run", "-s", str(spec), "-q"])
     assert fixed.exit_code == 0, fixed.output
     assert json.loads((tmp_path / "run" / "run.json").read_text())["status"] == "finished"

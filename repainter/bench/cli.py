@@ -28,7 +28,8 @@ def meta_eval_command(
     run_dir: Annotated[Path | None, typer.Option(
         "--run", help="A run folder: add validity.json to it and rebuild its HTML report.")] = None,
     scenes: Annotated[int | None, typer.Option(help="References per ladder run.")] = None,
-    seeds: Annotated[str | None, typer.Option(help="Seeds, e.g. 0,1,2.")] = None,
+    seeds: Annotated[str | None, typer.Option(
+        help="Seeds, e.g. 0,1,2, or auto: drawn from a hash of the git commit.")] = None,
     rounds: Annotated[int | None, typer.Option(help="Rounds per case.")] = None,
     variants: Annotated[int | None, typer.Option(help="Variants per round.")] = None,
     parts: Annotated[str | None, typer.Option(
@@ -39,6 +40,9 @@ def meta_eval_command(
     config: Annotated[Path | None, typer.Option(
         "--config", "-c", help="YAML with MetaEvalConfig fields (ladders as data, metrics, "
         "degradation metrics with their weights, ...).")] = None,
+    renderer: Annotated[str | None, typer.Option(
+        help="World renderer of the sim models and references: flat or painterly (the second "
+        "renderer, nothing was tuned on it).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print validity.json.")] = False,
 ) -> None:
     """Measure how far the metrics and the loop can be trusted: ranking validity on ladders,
@@ -48,7 +52,7 @@ def meta_eval_command(
 
     flags = {"output_dir": output_dir, "validity_path": validity,
              "run_dir": str(run_dir) if run_dir else None, "scenes": scenes, "rounds": rounds,
-             "variants": variants}
+             "variants": variants, "renderer": renderer}
     checked = _config(flags, seeds=seeds, parts=parts, quick=quick, config=config)
     if run_dir is not None and not (run_dir / "spec.yaml").exists():
         raise UserError(f"{run_dir} is not a run folder")
@@ -66,7 +70,6 @@ def _config(flags: dict[str, Any], *, seeds: str | None, parts: str | None, quic
     ``--config`` file, then the flags that were given."""
     import shlex
 
-    import yaml
     from pydantic import ValidationError
 
     from repainter.bench.meta_eval import MetaEvalConfig
@@ -74,17 +77,34 @@ def _config(flags: dict[str, Any], *, seeds: str | None, parts: str | None, quic
 
     options: dict[str, Any] = dict(QUICK) if quick else {}
     if config is not None:
-        try:
-            options.update(yaml.safe_load(config.read_text(encoding="utf-8")) or {})
-        except (OSError, yaml.YAMLError) as exc:
-            raise UserError(f"cannot read {config}: {exc}") from exc
+        options.update(_config_file(config))
     options.update({k: v for k, v in flags.items() if v is not None})
     try:
         if seeds is not None:
-            options["seeds"] = [int(s) for s in seeds.split(",") if s.strip()]
+            options["seeds"] = ("auto" if seeds.strip() == "auto"  # drawn by rule: check_seeds
+                                else [int(s) for s in seeds.split(",") if s.strip()])
         if parts is not None:
             options["parts"] = [p.strip() for p in parts.split(",") if p.strip()]
         options["command"] = "repainter " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         return MetaEvalConfig.model_validate(options)
     except (ValueError, ValidationError) as exc:
         raise UserError(str(exc)) from exc
+
+
+def _config_file(path: Path) -> dict[str, Any]:
+    """The ``--config`` file's mapping, read like a run spec (bounded aliases, no duplicate
+    keys); anything else is one error line."""
+    import yaml
+
+    from repainter.spec import SpecError, safe_load_bounded
+
+    try:
+        data = safe_load_bounded(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, SpecError) as exc:
+        raise UserError(f"cannot read {path}: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"{path} must hold a mapping of MetaEvalConfig fields (e.g. "
+                        f"'scenes: 8'), not a {type(data).__name__}")
+    return data

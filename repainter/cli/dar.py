@@ -42,6 +42,7 @@ def dar_command(
     """Diffusion-augmented interactive retrieval: Hits@K per dialogue turn, with and without
     generated images (offline world by default)."""
     from repainter.dar import DialogueError, load_dar_spec, run_dar_spec
+    from repainter.store import RunFolderError
 
     overrides = list(sets or [])
     flags = {"dialogues.manifest": str(manifest) if manifest else None, "dialogues.limit": limit,
@@ -51,13 +52,13 @@ def dar_command(
     try:
         checked = load_dar_spec(spec, overrides)
         result = run_dar_spec(checked)
-    except (DialogueError, SpecError, ValueError) as exc:
+    except (DialogueError, SpecError, ValueError, RunFolderError) as exc:
         fail(str(exc), exc)
     summary = result.summary()
     if as_json:
         typer.echo(json.dumps(summary, indent=2, default=str))
         return
-    table = Table(title=f"DAR Hits@10 (alpha={checked.alpha}, gallery={summary['gallery_size']}, "
+    table = Table(title=f"DAR Hits@10, cumulative as ChatIR (alpha={checked.alpha}, gallery={summary['gallery_size']}, "
                   f"{summary['cases']} dialogues)", title_justify="left")
     for column in ("turn", "dialogues", "text only", "with images"):
         table.add_column(column)

@@ -54,7 +54,7 @@ def run(
     dry_run: Annotated[bool, typer.Option("--dry-run", "--show-config", help="Print the resolved "
                                           "spec and what would be loaded, then exit.")] = False,
     strategy: Annotated[str | None, typer.Option(
-        help="Loop strategy: refine (default), best_of_n or one_shot.")] = None,
+        help="Loop strategy: refine (default), adaptive, best_of_n or one_shot.")] = None,
     seeds: Annotated[str | None, typer.Option(
         help="Run once per seed, e.g. 0,1,2: sub-runs RUN/seed-<s> and a seed-aggregated "
         "leaderboard in RUN.")] = None,

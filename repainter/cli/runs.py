@@ -109,6 +109,10 @@ def export_preferences(
         "--caption", help="Caption column: chosen, round or initial prompt.")] = "chosen",
     force: Annotated[bool, typer.Option(
         "--force", help="Export a run of the offline world's models on other data anyway.")] = False,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Write into an out folder that holds other files (they may be "
+        "replaced); without it only a new, empty or earlier export folder of this run is "
+        "used.")] = False,
 ) -> None:
     """Write (preferred, rejected) render pairs of a run as a dataset for preference training
     (Diffusion-DPO / Pick-a-Pic columns caption, jpg_0, jpg_1, label_0); prints data.jsonl."""
@@ -117,7 +121,8 @@ def export_preferences(
 
     try:
         data = export(run_dir, out_dir, min_margin=min_margin, pairs=pairs,
-                      metric=metric, group=group, caption=caption, force=force)
+                      metric=metric, group=group, caption=caption, force=force,
+                      overwrite=overwrite)
     except ExportError as exc:
         fail(str(exc), exc)
     rows = sum(1 for line in data.read_text(encoding="utf-8").splitlines() if line.strip())

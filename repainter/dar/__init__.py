@@ -9,7 +9,9 @@ image)::
     fused = alpha * z(text) + (1 - alpha) * z(image)
 
 The rank of the target is reported per turn with generated images (``fused``) and without
-them (``text`` only), as Hits@1/5/10 and mean rank.
+them (``text`` only), as Hits@1/5/10 and mean rank. ``hits@K`` is cumulative as ChatIR's
+evaluation counts it (:func:`repainter.dar.scoring.cumulative_hits`); ``hits@K_per_turn`` is
+the figure at each turn alone.
 
 * :mod:`repainter.dar.dialogues`: ChatIR / VisDial style manifests, the plain query
   refinement;

@@ -16,9 +16,42 @@ from repainter.dar.run import DARResult, TurnRecord, load_spec_dialogues, run_da
 from repainter.dar.scoring import GalleryIndex
 from repainter.records.dar import DARSummary, load_record
 
+#: The file that makes a folder a DAR folder (written first by every DAR run).
+DAR_SPEC_FILE = "dar_spec.yaml"
+
+
+def check_dar_folder(out: Path) -> None:
+    """Refuse an output folder that holds files and is no DAR folder (no ``dar_spec.yaml``).
+
+    A DAR run keeps no state to resume: it rewrites every output of a DAR folder (any spec:
+    the cache is keyed by content), but never writes among files it did not make.
+    """
+    from repainter.store import RunFolderError, foreign_entries
+
+    if out.exists() and not out.is_dir():
+        raise RunFolderError(f"{out} exists and is not a folder; choose another output folder")
+    others = foreign_entries(out)
+    if others and not (out / DAR_SPEC_FILE).is_file():
+        shown = ", ".join(others[:5]) + (" ..." if len(others) > 5 else "")
+        raise RunFolderError(
+            f"{out} is not empty and is not a DAR folder (no {DAR_SPEC_FILE}; it holds {shown}"
+            f"); refusing to write into it: choose a new or empty output folder")
+
 
 def run_dar_spec(spec: Any) -> DARResult:
-    """Run a :class:`~repainter.dar.spec.DARSpec` and write its folder (see :func:`write_dar`)."""
+    """Run a :class:`~repainter.dar.spec.DARSpec` and write its folder (see :func:`write_dar`).
+
+    The folder must be new, empty or a DAR folder (:func:`check_dar_folder`); it is locked for
+    the run like a run folder (a second writer is refused)."""
+    from repainter.store import refuse_blank_output_dir, run_folder_lock
+
+    refuse_blank_output_dir(spec.output_dir)
+    check_dar_folder(spec.run_dir)
+    with run_folder_lock(spec.run_dir, "dar"):
+        return _run_dar_spec(spec)
+
+
+def _run_dar_spec(spec: Any) -> DARResult:
     from repainter.cache import CachedMLLM, CachedT2I, ResponseCache
     from repainter.components import create_component
     from repainter.datasets import load_dataset
@@ -27,7 +60,7 @@ def run_dar_spec(spec: Any) -> DARResult:
 
     out = spec.run_dir
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out / "dar_spec.yaml", _spec_yaml(spec).encode("utf-8"))
+    atomic_write_bytes(out / DAR_SPEC_FILE, _spec_yaml(spec).encode("utf-8"))
     gallery_items = load_dataset(spec.gallery.name, spec.gallery.params).select(
         spec.gallery.categories, spec.gallery.limit)
     index = GalleryIndex.build(gallery_items, spec.text_scorer, spec.embedding)

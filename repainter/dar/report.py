@@ -1,5 +1,6 @@
 """DAR output: ``dar.jsonl`` (one row per dialogue turn), ``dar_summary.json``, ``dar.md`` and
-an HTML page ``report/dar.html`` with the per-turn Hits@K table, the Hits@10 curve with and
+an HTML page ``report/dar.html`` with the per-turn Hits@K table (cumulative, as ChatIR counts
+it, and at each turn alone), the Hits@10 curve with and
 without generated images, every dialogue's queries, renders and ranks, and the failures.
 
 The page is rendered with the run report's Jinja2 environment (autoescape on, no script, the
@@ -22,25 +23,35 @@ MAX_CASES_SHOWN = 60
 
 
 def summary_markdown(summary: dict[str, Any]) -> str:
+    """The per-turn table: cumulative Hits@K as ChatIR counts it (``H@K``), Hits@10 at the turn
+    alone (``H@10 turn``) and the mean rank, by text alone and with generated images."""
     head = ["turn", "cases"]
     for mode in ("text", "fused"):
-        head += [f"{mode} H@{k}" for k in HITS_AT] + [f"{mode} mean rank"]
+        head += [f"{mode} H@{k}" for k in HITS_AT] + [f"{mode} H@10 turn", f"{mode} mean rank"]
     lines = [f"# DAR (alpha={summary['alpha']}, images/turn={summary['images_per_turn']}, "
              f"gallery={summary['gallery_size']}, cases={summary['cases']}, "
              f"failed={summary.get('failed', 0)})", "",
-             "text = text score only; fused = with generated images", "",
+             "text = text score only; fused = with generated images. H@K: cumulative Hits@K as "
+             "ChatIR's eval.py counts it (target in the top K at this turn or before, over all "
+             "dialogues); H@10 turn: at this turn alone, over the dialogues that reach it", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for t in summary["turns"]:
         cells = [str(t["turn"]), str(t["cases"])]
         for mode in ("text", "fused"):
-            cells += [f"{t[mode][f'hits@{k}']:.3f}" for k in HITS_AT]
+            cells += [_fraction(t[mode].get(f"hits@{k}")) for k in HITS_AT]
+            cells.append(_fraction(t[mode]["hits@10_per_turn"]))
             cells.append(f"{t[mode]['mean_rank']:.2f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
+def _fraction(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
 def plot_hits(summary: dict[str, Any], path: str | Path, k: int = 10) -> bool:
-    """Hits@k per turn, text only vs. with generated images; False if nothing to plot."""
+    """Cumulative Hits@k per turn (ChatIR's), text only vs. with generated images; False if
+    nothing to plot."""
     from matplotlib.figure import Figure
 
     from repainter.report.plots import model_colour, save_figure, style_axes
@@ -57,7 +68,7 @@ def plot_hits(summary: dict[str, Any], path: str | Path, k: int = 10) -> bool:
     ax.set_xticks(x)
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("turn (0 = caption only)")
-    ax.set_ylabel(f"Hits@{k}")
+    ax.set_ylabel(f"Hits@{k} (cumulative)")
     ax.set_title(f"Hits@{k} per dialogue turn (gallery of {summary['gallery_size']})", fontsize=10)
     style_axes(ax)
     ax.legend(frameon=False, fontsize=8)

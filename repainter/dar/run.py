@@ -4,7 +4,8 @@ After every turn the dialogue so far is refined into one query (by the MLLM's
 ``refine_dialogue``, or caption and answers joined when there is none); the T2I model renders
 ``images_per_turn`` images from it; the gallery is ranked by the text score alone and by the
 fusion of text and generated-image scores (:mod:`repainter.dar.scoring`). The rank of the target
-is recorded both ways, so Hits@K per turn can be compared with and without generated images.
+is recorded both ways, so Hits@K per turn can be compared with and without generated images:
+cumulative as ChatIR counts it (``hits@K``) and at the turn alone (``hits@K_per_turn``).
 
 A dialogue whose T2I or MLLM call fails is recorded as failed with the reason; the others go on.
 """
@@ -21,7 +22,13 @@ import numpy as np
 
 from repainter.backends.base import T2IBackend
 from repainter.dar.dialogues import Dialogue, DialogueError, concat_query
-from repainter.dar.scoring import GalleryIndex, ahead_and_tied, expected_hits, fuse
+from repainter.dar.scoring import (
+    GalleryIndex,
+    ahead_and_tied,
+    cumulative_hits,
+    expected_hits,
+    fuse,
+)
 from repainter.records.dar import (
     HITS_AT,
     DARFailureRecord,
@@ -71,18 +78,26 @@ class DARResult:
         return {"text": [r.rank_text for r in rows], "fused": [r.rank_fused for r in rows]}
 
     def summary_record(self) -> DARSummary:
-        """Per turn: cases, Hits@1/5/10 and mean rank, without (``text``) and with
-        (``fused``) generated images. A case shorter than a turn is not counted there."""
+        """Per turn: cases, Hits@1/5/10 and mean rank, without (``text``) and with (``fused``)
+        generated images. ``hits@K`` is ChatIR's cumulative Hits@K over all dialogues
+        (:func:`repainter.dar.scoring.cumulative_hits`); ``hits@K_per_turn`` and the mean rank
+        are over the dialogues that reach the turn (a case shorter than a turn is not counted
+        there)."""
         turns: dict[int, list[TurnRecord]] = {}
         for r in self.records:
             turns.setdefault(r.turn, []).append(r)
+        order = sorted(turns)
+        cumulative = {(mode, k): self._cumulative(mode, k, order)
+                      for mode in ("text", "fused") for k in HITS_AT}
         per_turn = []
-        for t in sorted(turns):
+        for i, t in enumerate(order):
             rows = turns[t]
             entry: dict[str, Any] = {"turn": t, "cases": len(rows)}
             for mode in ("text", "fused"):
                 ranks = np.array([getattr(r, f"rank_{mode}") for r in rows], dtype=np.float64)
-                entry[mode] = {**{f"hits@{k}": float(np.mean([r.hits(k, mode) for r in rows]))
+                entry[mode] = {**{f"hits@{k}": cumulative[mode, k][i] for k in HITS_AT},
+                               **{f"hits@{k}_per_turn": float(np.mean([r.hits(k, mode)
+                                                                       for r in rows]))
                                   for k in HITS_AT},
                                "mean_rank": float(ranks.mean())}
             per_turn.append(entry)
@@ -90,6 +105,16 @@ class DARResult:
                           cases=len({r.case for r in self.records}), failed=len(self.failures),
                           gallery_size=max((r.gallery_size for r in self.records), default=0),
                           config=self.config, turns=per_turn, failures=self.failures)
+
+    def _cumulative(self, mode: str, k: int, turns: list[int]) -> list[float]:
+        """ChatIR's cumulative Hits@k at each of ``turns``, over every dialogue recorded."""
+        by_case: dict[str, dict[int, float]] = {}
+        for r in self.records:
+            by_case.setdefault(r.case, {})[r.turn] = r.hits(k, mode)
+        last = max(turns, default=-1)
+        # A turn a dialogue did not reach adds no hit: its state stays that of its last turn.
+        dense = [[hits.get(t, 0.0) for t in range(last + 1)] for hits in by_case.values()]
+        return cumulative_hits(dense, turns)
 
     def summary(self) -> dict[str, Any]:
         """:meth:`summary_record` as written to ``dar_summary.json`` (a plain dict)."""

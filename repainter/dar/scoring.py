@@ -55,6 +55,30 @@ def expected_hits(ahead: int, tied: int, k: int) -> float:
     return float(min(max((k - ahead) / (tied + 1), 0.0), 1.0))
 
 
+def cumulative_hits(hits_by_dialogue: Sequence[Sequence[float]], turns: Sequence[int]) -> list[float]:
+    """ChatIR's Hits@K: per turn ``t``, the share of *all* dialogues whose target has entered
+    the top K at some turn ``<= t`` (a dialogue counts from its first hit on, and one shorter
+    than ``t`` keeps the state of its last turn).
+
+    This is ``cumulative_hits_per_round`` (through ``get_first_hitting_time``) of ChatIR's
+    ``eval.py`` (github.com/levymsn/ChatIR, commit c62600c), the evaluation DAR's benchmarks
+    use (a fraction here, where ChatIR prints a percentage). ``hits_by_dialogue[d][s]`` is the probability that dialogue ``d``'s target is in the
+    top K at its turn ``s``: 0 or 1 without ties, as in ChatIR. With ties (broken at random,
+    independently per turn) a dialogue has hit by turn ``t`` with probability
+    ``1 - prod(1 - p_s for s <= t)``, which is ChatIR's count whenever no score ties.
+
+    >>> cumulative_hits([[0, 1, 0], [0, 0, 1], [0, 0]], [0, 1, 2])
+    [0.0, 0.3333333333333333, 0.6666666666666666]
+    """
+    if not hits_by_dialogue:
+        return [0.0 for _ in turns]
+    out = []
+    for t in turns:
+        hit = [1.0 - float(np.prod([1.0 - p for p in hits[: t + 1]])) for hits in hits_by_dialogue]
+        out.append(float(np.mean(hit)))
+    return out
+
+
 def fuse(text: np.ndarray, image: np.ndarray, alpha: float) -> np.ndarray:
     return float(alpha) * zscore(text) + (1.0 - float(alpha)) * zscore(image)
 

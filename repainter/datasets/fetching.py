@@ -63,6 +63,7 @@ def fetch_dataset_items(dataset, *, force: bool = False,
                     entry.id, entry.url, dataset.cache_dir, expected_sha256=entry.sha256,
                     allow_download=dataset.allow_download, force=force, timeout=dataset.timeout,
                     fetch_hint=dataset.fetch_hint,
+                    allow_private=dataset.allow_private_urls,
                 )
                 item = FetchedItem(entry.id, cached.status, entry.url, str(cached.path),
                                    cached.sha256)

@@ -78,7 +78,9 @@ class ManifestDataset(Dataset):
     Columns: ``id``, ``path`` (relative to the manifest) or ``url`` (http/https, downloaded into
     ``cache_dir``), and optionally ``category``, ``license``, ``sha256`` (of the file's bytes),
     ``width`` and ``height``. Paths may not leave the manifest's folder, also not through
-    symlinks, unless ``allow_outside_root`` is set.
+    symlinks, unless ``allow_outside_root`` is set. URLs on loopback, link-local or private
+    addresses (also as a redirect hop) are refused unless ``allow_private_urls`` is set
+    (:mod:`repainter.url_policy`).
     """
 
     def __init__(
@@ -90,11 +92,13 @@ class ManifestDataset(Dataset):
         allow_download: bool = True,
         timeout: float = DEFAULT_TIMEOUT,
         cache_name: str | None = None,
+        allow_private_urls: bool = False,
     ):
         self.path = Path(path).expanduser()
         self.license = license
         self.allow_outside_root = bool(allow_outside_root)
         self.allow_download = bool(allow_download)
+        self.allow_private_urls = bool(allow_private_urls)
         self.timeout = float(timeout)
         if not self.path.is_file():
             raise DatasetError(f"manifest {self.path} does not exist")
@@ -225,7 +229,7 @@ class ManifestDataset(Dataset):
             cached = ensure_cached(
                 entry.id, entry.url, self.cache_dir, expected_sha256=entry.sha256,
                 allow_download=self.allow_download, timeout=self.timeout,
-                fetch_hint=self.fetch_hint,
+                fetch_hint=self.fetch_hint, allow_private=self.allow_private_urls,
             )
             data = _read_item(entry.id, cached.path)
             if hashlib.sha256(data).hexdigest() != cached.sha256:

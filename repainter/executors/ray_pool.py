@@ -19,7 +19,12 @@ retry and ordering semantics and a streaming executor for what is a simple work 
 Faults: an actor that dies (killed process, lost node, CUDA error that kills the process) loses
 only the cases it was running; they go back to the queue and run on a fresh actor, at most
 ``runtime.ray.max_retries`` more times, then are recorded failed with the reason. A record is
-written and counted once per case.
+written and counted once per case. An actor that does not answer (a stopped process, a hung
+driver call) is treated the same way once a unit has run past its deadline
+(``runtime.ray.case_timeout``, see :meth:`RaySpec.case_deadline`): it is killed and replaced, and
+its cases go back to the queue, or are recorded failed with "no answer from worker in N s".
+
+Which cluster: :mod:`repainter.executors.ray_cluster` (a private one unless an address is given).
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from repainter.executors.base import (
     mllm_adaptations,
     releases_after,
 )
+from repainter.executors.ray_cluster import connect
 from repainter.executors.worker import CaseTask, CaseWorker, record_failure
 from repainter.images import atomic_write_bytes
 from repainter.spec import RaySpec, RunSpec
@@ -112,8 +118,14 @@ class RayExecutor:
         self.actors: list[Any] = []  # the live pool, one actor per slot
         self._busy: Counter[int] = Counter()
         self.lost_workers = 0
+        self.timed_out_units = 0
+        self.case_seconds = config.case_deadline(1, 1)  # set per run from its loop
         #: Called with the actor each unit is sent to (monitoring; tests inject faults here).
         self.on_dispatch: Callable[[Any], None] | None = None
+
+    def _deadline(self, cases: int) -> float:
+        """Seconds a unit of ``cases`` cases (or one call to every actor) may take."""
+        return self.case_seconds * max(1, cases)
 
     def busy_actors(self) -> list[Any]:
         """The actors running a unit right now."""
@@ -126,8 +138,9 @@ class RayExecutor:
         self.items = {item.id: item for item in plan.items}
 
         setup_started = time.perf_counter()
-        started_here = self._connect(ray)
+        cluster_record, private = connect(ray, self.config.address)
         cfg = self.config
+        self.case_seconds = cfg.case_deadline(spec.loop.rounds, spec.loop.variants)
         actor_class = ray.remote(CaseActor).options(
             num_cpus=cfg.num_cpus_per_worker, num_gpus=cfg.num_gpus_per_worker,
             max_restarts=0, max_task_retries=0, max_concurrency=cfg.cases_per_worker,
@@ -135,10 +148,18 @@ class RayExecutor:
         spec_data = spec.model_dump(mode="json")
         self.actors = [actor_class.remote(spec_data) for _ in range(cfg.num_workers)]
         self.lost_workers = 0
-        execution = Execution(executor={"name": "ray", **cfg.model_dump(mode="json")})
+        execution = Execution(executor={"name": "ray", **cfg.model_dump(mode="json"),
+                                        "cluster": cluster_record})
+        self.timed_out_units = 0
         try:
             # the pool is up (components built in every actor) before the first case goes out
-            ray.get([actor.pid.remote() for actor in self.actors])
+            try:
+                ray.get([actor.pid.remote() for actor in self.actors], timeout=self._deadline(1))
+            except ray.exceptions.GetTimeoutError:
+                raise RuntimeError(
+                    f"the {len(self.actors)} Ray workers did not start within "
+                    f"{self._deadline(1):g} s (does the cluster have the CPUs/GPUs they ask "
+                    "for?)") from None
             execution.setup_seconds = time.perf_counter() - setup_started
             emit({"event": "workers_ready", "workers": len(self.actors)})
             self._stop = plan.stop
@@ -155,21 +176,15 @@ class RayExecutor:
             with execution.releasing():  # every worker releases what it still holds
                 self._collect(ray, execution)
             execution.executor["lost_workers"] = self.lost_workers
+            execution.executor["timed_out_units"] = self.timed_out_units
+            execution.executor["case_deadline_s"] = self._deadline(1)
         finally:
             for actor in self.actors:
                 ray.kill(actor)
             self.actors = []
-            if started_here:
-                ray.shutdown()
+            if private is not None:
+                private.stop(ray)
         return execution
-
-    def _connect(self, ray) -> bool:
-        """Join the configured cluster, or start a local one; True if started here."""
-        if ray.is_initialized():
-            return False
-        address = self.config.address or os.environ.get("RAY_ADDRESS") or None
-        ray.init(address=address, log_to_driver=False)
-        return True
 
     def _run_stage(self, ray, stage: Stage, store: RunStore, spec_data, actor_class,
                    on_record: RecordCallback, emit: EventCallback, execution: Execution) -> None:
@@ -177,8 +192,10 @@ class RayExecutor:
         # one entry per free place: each actor runs cases_per_worker units at once
         idle: deque[int] = deque(slot for _ in range(self.config.cases_per_worker)
                                  for slot in range(len(self.actors)))
-        in_flight: dict[Any, tuple[int, list[CaseTask], Any]] = {}
+        # ref -> (slot, unit, actor, deadline on the monotonic clock)
+        in_flight: dict[Any, tuple[int, list[CaseTask], Any, float]] = {}
         attempts: Counter[CaseTask] = Counter()
+        lost = _Lost(self, store, on_record, attempts, queue, (actor_class, spec_data))
         stop = getattr(self, "_stop", None) or threading.Event()
         while (queue and not stop.is_set()) or in_flight:
             while queue and idle and not stop.is_set():  # fail-fast: no new case once set
@@ -187,39 +204,37 @@ class RayExecutor:
                                 if (d := store.load_description(t.case_id)) is not None}
                 ref = self.actors[slot].run_unit.remote(
                     [(t.model, t.case_id) for t in unit], descriptions)
-                in_flight[ref] = (slot, unit, self.actors[slot])
+                in_flight[ref] = (slot, unit, self.actors[slot],
+                                  time.monotonic() + self._deadline(len(unit)))
                 self._busy[slot] += 1
                 if self.on_dispatch is not None:
                     self.on_dispatch(self.actors[slot])
-            ready, _ = ray.wait(list(in_flight), num_returns=1)
+            soonest = min(entry[3] for entry in in_flight.values())
+            ready, _ = ray.wait(list(in_flight), num_returns=1,
+                                timeout=max(0.0, soonest - time.monotonic()))
+            if not ready:  # no answer in time: the units past their deadline are lost
+                for ref in [r for r, e in in_flight.items() if e[3] <= time.monotonic()]:
+                    slot, unit, actor, _ = in_flight.pop(ref)
+                    self._busy[slot] -= 1
+                    idle.append(slot)
+                    self.timed_out_units += 1
+                    ray.kill(actor, no_restart=True)  # SIGKILL reaches a stopped process too
+                    lost.unit(slot, actor, unit, f"no answer from worker in "
+                                                 f"{self._deadline(len(unit)):g} s")
+                continue
             for ref in ready:
-                slot, unit, actor = in_flight.pop(ref)
+                slot, unit, actor, _ = in_flight.pop(ref)
                 self._busy[slot] -= 1
+                idle.append(slot)
                 try:
                     outcomes = ray.get(ref)
                 except ray.exceptions.RayTaskError as exc:  # a bug inside the worker's code
-                    idle.append(slot)
                     for task in unit:
                         on_record(task, _failure(store, self.items[task.case_id], task, f"worker error: {exc}"))
                     continue
                 except ray.exceptions.RayError as exc:  # the actor died: its cases go back
-                    if self.actors[slot] is actor:  # its other units fail too: replace once
-                        self.lost_workers += 1
-                        self.actors[slot] = actor_class.remote(spec_data)
-                    idle.append(slot)
-                    retry = []
-                    for task in unit:
-                        attempts[task] += 1
-                        if attempts[task] > self.config.max_retries:
-                            reason = (f"worker lost {attempts[task]} times "
-                                      f"({type(exc).__name__}: {_first_line(exc)})")
-                            on_record(task, _failure(store, self.items[task.case_id], task, reason))
-                        else:
-                            retry.append(task)
-                    if retry:
-                        queue.appendleft(retry)
+                    lost.unit(slot, actor, unit, f"{type(exc).__name__}: {_first_line(exc)}")
                     continue
-                idle.append(slot)
                 for task, outcome in zip(unit, outcomes, strict=True):
                     write_outcome(store, outcome)
                     for event in outcome["events"]:
@@ -233,8 +248,9 @@ class RayExecutor:
         results = []
         for slot, ref in enumerate(refs):
             try:
-                results.append(ray.get(ref))
-            except ray.exceptions.RayActorError:
+                results.append(ray.get(ref, timeout=self._deadline(1)))
+            except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+                ray.kill(self.actors[slot], no_restart=True)  # a stopped actor answers never
                 self.lost_workers += 1
                 if replace is not None:
                     actor_class, spec_data = replace
@@ -260,6 +276,34 @@ class RayExecutor:
                              "seconds": {k: round(v, 4) for k, v in sorted(seconds.items())}}
         # workers run in parallel: the busiest one bounds the backend's share of the wall time
         execution.backend_busy_seconds = max((r["busy_seconds"] for r in reports), default=0.0)
+
+
+class _Lost:
+    """What happens to a unit whose actor died or stopped answering: the actor is replaced (once),
+    each case goes back to the queue or, past ``max_retries``, is recorded failed."""
+
+    def __init__(self, executor: RayExecutor, store: RunStore, on_record: RecordCallback,
+                 attempts: Counter[CaseTask], queue: deque[list[CaseTask]], replace):
+        self.executor, self.store, self.on_record = executor, store, on_record
+        self.attempts, self.queue, self.replace = attempts, queue, replace
+
+    def unit(self, slot: int, actor: Any, unit: list[CaseTask], why: str) -> None:
+        executor = self.executor
+        if executor.actors[slot] is actor:  # its other units fail too: replace once
+            executor.lost_workers += 1
+            actor_class, spec_data = self.replace
+            executor.actors[slot] = actor_class.remote(spec_data)
+        retry = []
+        for task in unit:
+            self.attempts[task] += 1
+            if self.attempts[task] > executor.config.max_retries:
+                reason = f"worker lost {self.attempts[task]} times ({why})"
+                self.on_record(task, _failure(self.store, executor.items[task.case_id], task,
+                                              reason))
+            else:
+                retry.append(task)
+        if retry:
+            self.queue.appendleft(retry)
 
 
 def write_outcome(store: RunStore, outcome: dict[str, Any]) -> None:

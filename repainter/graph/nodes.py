@@ -6,15 +6,17 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import repainter.graph.strategy as adaptive
 from repainter.backend_timing import CURRENT_CASE
 from repainter.backends.base import GeneratedImage, T2IBackend, recorded_metadata
+from repainter.backends.metric_identity import metric_identity
 from repainter.backends.mllm.adaptations import merge as merge_adaptations
 from repainter.graph.context import RunContext
 from repainter.graph.state import Candidate, CaseState, RoundRecord, round_best_candidate
 from repainter.images import reference_digest, save_png
 from repainter.prompts import render_prompt
-from repainter.records import CandidateRecord, CaseRecord
-from repainter.records import RoundRecord as RoundRecordModel
+from repainter.records import CaseRecord
+from repainter.records.render_flags import summarise_flags
 from repainter.schemas import Critique, ImageUnderstandingTree
 from repainter.scoring import finite_or_none, metric_scores, selection_score
 
@@ -73,6 +75,8 @@ def write_variants(state: CaseState, ctx: RunContext) -> dict[str, Any]:
             state["prompt"], ctx.spec.loop.variants, _iut(state), _last_critique(state),
             seed=ctx.seed(state["case_id"], round_number, -1),
         )
+    elif strategy == "adaptive":
+        prompts = _adaptive_prompts(state, ctx, round_number)
     else:
         prompts = [state["initial_prompt"]] * (ctx.spec.loop.variants if strategy == "best_of_n" else 1)
     prompts = [p.strip() for p in prompts if p and p.strip()][: ctx.spec.loop.variants]
@@ -84,6 +88,20 @@ def write_variants(state: CaseState, ctx: RunContext) -> dict[str, Any]:
         for i, p in enumerate(prompts)
     ]
     return {"pending": pending}
+
+
+def _adaptive_prompts(state: CaseState, ctx: RunContext, round_number: int) -> list[str]:
+    """``adaptive``: the revision (and rewordings) vs re-samples of the best prompt, split by the
+    observed spreads (:mod:`repainter.graph.strategy`)."""
+    rounds = state.get("rounds") or []
+
+    def rewordings(prompt: str, n: int) -> list[str]:
+        return ctx.mllm.write_variants(prompt, n, _iut(state), _last_critique(state),
+                                       seed=ctx.seed(state["case_id"], round_number, -1))
+
+    revised = rounds[-1].get("revised_prompt") if rounds else None
+    return adaptive.plan_round(rounds, state["initial_prompt"], revised, ctx.spec.loop.variants,
+                               rewordings)
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -162,57 +180,10 @@ def _prompt_truncation(generated: GeneratedImage) -> dict[str, Any]:
     return {"prompt_tokens_dropped": int(dropped)} if dropped else {}
 
 
-def flag_summary(rounds: list[RoundRecord] | list[RoundRecordModel]) -> dict[str, Any]:
-    """Candidates rendered, how many were flagged (per flag) and the flagged share (of the
-    graph's rounds, or of a record's)."""
-    flags = [_flag_of(c) for r in rounds for c in _candidates_of(r)]
-    counts: dict[str, int] = {}
-    for flag in flags:
-        if flag:
-            counts[flag] = counts.get(flag, 0) + 1
-    flagged = sum(counts.values())
-    return {"candidates": len(flags), "flagged": flagged, "by_flag": counts,
-            "flagged_share": flagged / len(flags) if flags else None}
-
-
-def _candidates_of(round_: RoundRecord | RoundRecordModel) -> list:
-    if isinstance(round_, RoundRecordModel):
-        return round_.candidates
-    return round_.get("candidates") or []  # the graph's state (a TypedDict)
-
-
-def _flag_of(candidate: Candidate | CandidateRecord) -> str | None:
-    if isinstance(candidate, CandidateRecord):
-        return candidate.flagged
-    return candidate.get("flagged")  # the graph's state (a TypedDict)
-
-
-def render_flags_by_model(records: list[CaseRecord]) -> dict[str, dict[str, Any]]:
-    """Per model: candidates rendered and flagged (per flag), the flagged share, and the cases
-    whose every candidate was flagged (they have no score, so the model's means leave them out).
-
-    >>> from repainter.records import CaseRecord
-    >>> record = CaseRecord(case_id="c", model="sd15", status="done", rounds=[{"round": 1,
-    ...     "candidates": [{"round": 1, "variant": 0, "flagged": "safety_checker_blanked"},
-    ...                    {"round": 1, "variant": 1, "flagged": None}]}])
-    >>> render_flags_by_model([record])["sd15"]["flagged_share"]
-    0.5
-    """
-    out: dict[str, dict[str, Any]] = {}
-    for model in sorted({r.model for r in records}):
-        mine = [r for r in records if r.model == model]
-        summaries = [flag_summary(r.rounds) for r in mine]
-        counts: dict[str, int] = {}
-        for summary in summaries:
-            for flag, n in summary["by_flag"].items():
-                counts[flag] = counts.get(flag, 0) + n
-        total = sum(s["candidates"] for s in summaries)
-        flagged = sum(counts.values())
-        out[model] = {"candidates": total, "flagged": flagged, "by_flag": counts,
-                      "flagged_share": flagged / total if total else None,
-                      "cases_all_flagged": sum(1 for s in summaries
-                                               if s["candidates"] and s["flagged"] == s["candidates"])}
-    return out
+def flag_summary(rounds: list[RoundRecord]) -> dict[str, Any]:
+    """Candidates rendered, how many were flagged (per flag) and the flagged share, of the
+    graph's rounds (records count theirs: :mod:`repainter.records.render_flags`)."""
+    return summarise_flags([c.get("flagged") for r in rounds for c in r.get("candidates") or []])
 
 
 def _metadata(backend: T2IBackend, generated: GeneratedImage) -> dict[str, Any]:
@@ -412,10 +383,11 @@ def finalize(state: CaseState, ctx: RunContext) -> dict[str, Any]:
 
 
 def after_select(state: CaseState, ctx: RunContext | None = None) -> str:
-    """Stop -> judge; else the method critiques and revises, a baseline just renders again."""
+    """Stop -> judge; else the method (refine, adaptive) critiques and revises, a baseline just
+    renders again."""
     if state.get("stop_reason"):
         return "judge"
-    if ctx is not None and ctx.spec.strategy_of(state["model"]) != "refine":
+    if ctx is not None and ctx.spec.strategy_of(state["model"]) not in ("refine", "adaptive"):
         return "write_variants"
     return "critique"
 
@@ -436,6 +408,9 @@ def _last_critique(state: CaseState) -> Critique | None:
 
 
 def _revision_target(state: CaseState, ctx: RunContext) -> Candidate | None:
+    if ctx.spec.strategy_of(state["model"]) == "adaptive":  # the best prompt's best render
+        rounds = state["rounds"]
+        return adaptive.best_render(rounds, adaptive.best_prompt(adaptive.scores_by_prompt(rounds)))
     if ctx.spec.loop.revise_from == "best_ever":
         return state.get("best")
     return round_best_candidate(state["rounds"][-1])
@@ -477,6 +452,8 @@ def case_record(state: CaseState, ctx: RunContext) -> CaseRecord:
         "judgement": state.get("judgement"),
         "final_scores": state.get("final_scores", {}),
         "t2i": ctx.t2i[state["model"]].identity(),
+        # what each metric did (weights, preprocessing, resize, versions): issue 27
+        "metrics": {m.name: metric_identity(m) for m in ctx.metrics},
         "timings": {k: round(v, 4) for k, v in (state.get("timings") or {}).items()},
         "mllm_usage": ctx.mllm.case_usage(state["model"], state["case_id"]),
         # what the MLLM backend changed to make its calls work (written only where it did)

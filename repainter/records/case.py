@@ -228,6 +228,10 @@ class CaseRecord(RecordPart, VersionedRecord):
     final_scores: Scores = Field(default_factory=dict)
     #: The T2I model's identity (a grid's records carry the T2I label here instead).
     t2i: dict[str, Any] | str | None = None
+    #: Metric label -> what the metric did: its identity (model, weights, preprocessing,
+    #: resize), the repainter version and its libraries' versions
+    #: (:func:`repainter.backends.metric_identity.metric_identity`); absent in older records.
+    metrics: dict[str, dict[str, Any]] | None = None
     timings: dict[str, float] = Field(default_factory=dict)  # seconds per graph node
     mllm_usage: MllmUsage = Field(default_factory=MllmUsage)
     #: The MLLM's adaptations during this case (response format stepped down, images
@@ -235,7 +239,7 @@ class CaseRecord(RecordPart, VersionedRecord):
     mllm_adaptations: list[MllmAdaptation] = Field(default_factory=list)
     render_flags: RenderFlags | None = None
     decision: DecisionRecord | None = None
-    strategy: str | None = None  # set only for the baselines (best_of_n, one_shot)
+    strategy: str | None = None  # set for every strategy but refine (the default)
     rescored: list[str] | None = None  # metric labels added by ``repainter rescore``
     # -- set in memory by the aggregating commands, never in a case file --------------------
     seed: int | None = None  # repainter.seed_runs: the sub-run's seed

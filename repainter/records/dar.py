@@ -77,9 +77,15 @@ class DARModeSummary(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_by_name=True, serialize_by_alias=True)
 
-    hits_at_1: float = Field(alias="hits@1", ge=0.0, le=1.0)
-    hits_at_5: float = Field(alias="hits@5", ge=0.0, le=1.0)
-    hits_at_10: float = Field(alias="hits@10", ge=0.0, le=1.0)
+    #: ChatIR's cumulative Hits@K (target in the top K at this turn or an earlier one, over
+    #: all dialogues); None only in a summary of version 1, written before it was computed.
+    hits_at_1: float | None = Field(default=None, alias="hits@1", ge=0.0, le=1.0)
+    hits_at_5: float | None = Field(default=None, alias="hits@5", ge=0.0, le=1.0)
+    hits_at_10: float | None = Field(default=None, alias="hits@10", ge=0.0, le=1.0)
+    #: Hits@K at this turn alone, over the dialogues that reach it.
+    hits_at_1_per_turn: float = Field(alias="hits@1_per_turn", ge=0.0, le=1.0)
+    hits_at_5_per_turn: float = Field(alias="hits@5_per_turn", ge=0.0, le=1.0)
+    hits_at_10_per_turn: float = Field(alias="hits@10_per_turn", ge=0.0, le=1.0)
     mean_rank: float = Field(ge=1.0)
 
 
@@ -109,7 +115,7 @@ class DARSummary(VersionedRecord):
     """``dar_summary.json``: the run's settings, the per-turn table and the failures."""
 
     kind: ClassVar[str] = "dar_summary"
-    current_version: ClassVar[int] = 1
+    current_version: ClassVar[int] = 2
 
     alpha: float = Field(ge=0.0, le=1.0)
     images_per_turn: int = Field(ge=0)
@@ -135,6 +141,19 @@ def _dar_turn_v0(data: dict[str, Any]) -> dict[str, Any]:
 @migration(DARSummary.kind, 0)
 def _dar_summary_v0(data: dict[str, Any]) -> dict[str, Any]:
     data.setdefault("failed", len(data.get("failures") or []))
+    return data
+
+
+@migration(DARSummary.kind, 1)
+def _dar_summary_v1(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 1's ``hits@K`` was the per-turn figure; the cumulative one was not computed
+    (:meth:`repainter.dar.DARResult.summary_record` recomputes it from ``dar.jsonl``)."""
+    for turn in data.get("turns") or []:
+        for mode in ("text", "fused"):
+            entry = turn.get(mode) or {}
+            for k in HITS_AT:
+                if f"hits@{k}" in entry:
+                    entry[f"hits@{k}_per_turn"] = entry.pop(f"hits@{k}")
     return data
 
 

@@ -21,7 +21,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+)
 
 from repainter.records.base import VersionedRecord, finite_or_none, migration
 
@@ -71,6 +78,35 @@ class DecisionSummary(_Part):
     judged_cases: int = 0
 
 
+#: What a model's steerability (final - round 1 of the selection score) includes: a refine
+#: loop's final best is picked from rounds x variants renders, round 1's from one round's.
+STEERABILITY_INCLUDES = "more samples + revision"
+
+
+class GainDecomposition(_Part):
+    """Where a model's final selection score comes from, where a best_of_n twin ran beside it
+    (``loop.baseline``): round 1's best, the twin's final best at the same render budget (the
+    gain of more samples) and the revision's own gain, final - twin final, paired per case."""
+
+    #: The twin's label (``<model>~best_of_n``).
+    baseline: str
+    round1: Stat = None
+    best_of_n_same_budget: Stat = None
+    #: Mean per-case (final - twin final) on the cases both finished, its 95% bootstrap
+    #: interval and two-sided sign-flip p-value; ``p_adjusted`` across the run's twins.
+    revision_gain: Stat = None
+    n: int = 0
+    ci_low: Stat = None
+    ci_high: Stat = None
+    p_value: Stat = None
+    p_adjusted: Stat = None
+    correction: str = "none"
+    significant: bool = False
+    #: best_of_n_same_budget - round1: the sampling part of steerability.
+    sampling_gain: Stat = None
+    steerability_includes: str = STEERABILITY_INCLUDES
+
+
 #: Fixed columns of the flat (version 0 / CSV) row, in the order they were written.
 FLAT_TIMINGS = ("mean_rounds", "seconds_per_case", "t2i_seconds_per_case", "mllm_seconds_per_case")
 
@@ -104,6 +140,15 @@ class LeaderboardRow(_Part):
     #: MLLM x T2I grid cells: the cell's T2I model and MLLM.
     t2i: str | None = None
     mllm: str | None = None
+    #: Where a best_of_n twin ran beside this model (``loop.baseline``): the gain's parts.
+    decomposition: GainDecomposition | None = None
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data = handler(self)
+        if data.get("decomposition", 0) is None:  # runs without a baseline: as before
+            del data["decomposition"]
+        return data
 
     def metric(self, name: str) -> MetricSummary | None:
         """The summary of ``name``; ``"selection"`` is the selection score."""
@@ -258,7 +303,18 @@ def _flatten(row: LeaderboardRow) -> dict[str, Any]:
         flat["seeds"] = row.seeds
     if row.t2i is not None:
         flat.update(t2i=row.t2i, mllm=row.mllm)
+    if row.decomposition is not None:
+        flat.update(decomposition_columns(row.decomposition))
     return flat
+
+
+def decomposition_columns(parts: GainDecomposition) -> dict[str, Any]:
+    """The flat columns of a gain decomposition (CSV, trackers, ``to_pandas``)."""
+    return {"best_of_n_same_budget": parts.best_of_n_same_budget,
+            "sampling_gain": parts.sampling_gain, "revision_gain": parts.revision_gain,
+            "revision_gain_ci_low": parts.ci_low, "revision_gain_ci_high": parts.ci_high,
+            "revision_gain_p_value": parts.p_value, "revision_gain_p_adjusted": parts.p_adjusted,
+            "revision_gain_n": parts.n, "baseline_model": parts.baseline}
 
 
 # -- migration from version 0 ---------------------------------------------------------------
@@ -331,6 +387,7 @@ def _leaderboard_v0(data: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-__all__ = ["AdaptiveSummary", "CategoryRow", "ComparisonFamily", "ComparisonTest",
-           "DecisionSummary", "GridRanking", "GridSection", "Leaderboard", "LeaderboardRow",
-           "MetricSummary", "PairDecision", "SelectionSummary", "Stat", "row_from_flat"]
+__all__ = ["STEERABILITY_INCLUDES", "AdaptiveSummary", "CategoryRow", "ComparisonFamily",
+           "ComparisonTest", "DecisionSummary", "GainDecomposition", "GridRanking", "GridSection",
+           "Leaderboard", "LeaderboardRow", "MetricSummary", "PairDecision", "SelectionSummary",
+           "Stat", "decomposition_columns", "row_from_flat"]

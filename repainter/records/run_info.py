@@ -117,6 +117,9 @@ class RunInfo(VersionedRecord):
     environment: dict[str, Any] | None = None
     #: The resolved spec.
     spec: dict[str, Any] | None = None
+    #: Metric label -> what the metric did, as the case records carry it
+    #: (:func:`repainter.backends.metric_identity.identities_of_records`); a rescore adds its own.
+    metrics: dict[str, Any] | None = None
     unreadable_records: list[str] | None = None
     #: "current (no record changed)" when a re-run found the report current.
     report: str | None = None

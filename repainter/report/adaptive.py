@@ -20,10 +20,13 @@ def adaptive_line(summary: AdaptiveSummary) -> str:
 
 def adaptive_markdown(summary: AdaptiveSummary) -> str:
     """The report line and table of an adaptive run."""
-    lines = ["## Adaptive budget", "", adaptive_line(summary).capitalize() + ".", "", "| model_a | model_b | n | decision | decided after | wealth |", "|---|---|---|---|---|---|"]
-    for p in summary.pairs:
-        lines.append(f"| {p.model_a} | {p.model_b} | {p.n} | {p.decision or 'undecided'}"
-                     f" | {p.decided_after or '-'} | {p.wealth:.3g} |")
+    from repainter.report.markdown import markdown_table, markdown_text
+
+    rows = [[p.model_a, p.model_b, str(p.n), p.decision or "undecided",
+             str(p.decided_after or "-"), f"{p.wealth:.3g}"] for p in summary.pairs]
+    lines = ["## Adaptive budget", "", markdown_text(adaptive_line(summary).capitalize()) + ".", "",
+             *markdown_table(["model_a", "model_b", "n", "decision", "decided after", "wealth"],
+                             rows)]
     return "\n".join(lines) + "\n"
 
 

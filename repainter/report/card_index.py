@@ -18,7 +18,7 @@ from repainter.store import RunStore
 #: fields in _NOT_IN_CARDS; an index this repainter cannot read is rebuilt from the records.
 CARD_INDEX = "cards.jsonl"
 
-_NOT_IN_CARDS = ("rounds", "iut", "ground_truth", "draft_prompt", "initial_prompt", "t2i",
+_NOT_IN_CARDS = ("rounds", "iut", "ground_truth", "draft_prompt", "initial_prompt", "t2i", "metrics",
                  "mllm_usage")
 
 

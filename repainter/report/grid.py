@@ -19,6 +19,7 @@ from repainter.report.leaderboard import (
     build_leaderboard,
     format_cell,
     markdown_table,
+    markdown_text,
     write_leaderboard,
 )
 from repainter.spec import ComponentSpec, RunSpec
@@ -115,7 +116,8 @@ def grid_markdown(cells: list[LeaderboardRow], section: GridSection) -> str:
     for title, part, key in (("MLLMs ranked for T2I", "mllm_by_t2i", "mllm"),
                              ("T2I models ranked for MLLM", "t2i_by_mllm", "t2i")):
         for fixed, ranking in getattr(section, part).items():
-            lines += ["", f"### {title} {fixed}", "", *markdown_table(rank_head, _ranking_rows(ranking, key))]
+            lines += ["", f"### {title} {markdown_text(fixed)}", "",
+                      *markdown_table(rank_head, _ranking_rows(ranking, key))]
             if ranking.comparisons.tests:
                 lines += ["", *markdown_table(test_head, _comparison_rows(ranking))]
     usage_keys = sorted({k for u in section.mllm_usage.values() for k in u})

@@ -25,6 +25,7 @@ from repainter.images import atomic_write_bytes
 from repainter.records.base import dump_record, finite_or_none, load_record
 from repainter.records.case import CaseRecord
 from repainter.records.leaderboard import (
+    STEERABILITY_INCLUDES,
     AdaptiveSummary,
     CategoryRow,
     ComparisonFamily,
@@ -36,7 +37,9 @@ from repainter.records.leaderboard import (
     MetricSummary,
     SelectionSummary,
 )
+from repainter.report.decomposition import attach_decompositions, decomposition_markdown
 from repainter.report.labels import metric_header
+from repainter.report.markdown import markdown_table, markdown_text
 from repainter.report.stats import PairedComparison, bootstrap_ci, corrected, paired_comparison
 from repainter.store import read_json, write_json
 
@@ -104,7 +107,7 @@ def build_leaderboard(records: list[CaseRecord],
     renders were flagged (safety-blanked, NaN decodes: never scored), ``flagged_share`` and
     ``cases_all_flagged`` stand beside the means, since those means cover only scored renders.
     """
-    from repainter.graph.nodes import render_flags_by_model  # lazy: the graph imports langgraph
+    from repainter.records.render_flags import render_flags_by_model
 
     models = models or sorted({r.model for r in records})
     flag_shares = render_flags_by_model(records)
@@ -138,6 +141,7 @@ def build_leaderboard(records: list[CaseRecord],
     rows.sort(key=lambda row: -(row.selection.mean if row.selection.mean is not None else -math.inf))
     for rank, row in enumerate(rows, 1):
         row.rank = rank
+    attach_decompositions(rows, records)  # only where a best_of_n twin ran (loop.baseline)
     return rows
 
 
@@ -230,16 +234,9 @@ def format_cell(value: Any, key: str = "") -> str:
     return str(value)
 
 
-def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
-    """The lines of a Markdown table whose cells are already text.
-
-    >>> markdown_table(["a", "b"], [["1", "2"]])
-    ['| a | b |', '|---|---|', '| 1 | 2 |']
-    """
-    return (["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-            + ["| " + " | ".join(row) + " |" for row in rows])
-
-
+#: What a Markdown renderer would read as HTML (a label ``<script>`` would run) or as a cell
+#: border (``a|b`` splits its row); labels and cells are data, so they are written as text.
+#: ``&`` stays: without ``<`` it opens no tag (at worst an entity shows as its character).
 def _table(rows: list[dict[str, Any]], columns: list[str]) -> list[str]:
     return markdown_table(columns, [[format_cell(row.get(c), c) for c in columns] for row in rows])
 
@@ -274,6 +271,13 @@ def _family_table(family: ComparisonFamily) -> list[str]:
     return _table([test.model_dump() for test in family.tests], COMPARISON_COLUMNS)
 
 
+def steerability_header(rows: list[LeaderboardRow]) -> str:
+    """``steerability``, saying what it includes where a baseline twin lets a reader split it."""
+    if any(r.decomposition is not None for r in rows):
+        return f"steerability ({STEERABILITY_INCLUDES})"
+    return "steerability"
+
+
 def _view_columns(rows: list[LeaderboardRow]) -> list[tuple[str, Any]]:
     """(header, cell of a row) of the Markdown leaderboard; optional columns follow the first
     row (usage, decisions) or any row (strategy, flagged renders)."""
@@ -284,7 +288,11 @@ def _view_columns(rows: list[LeaderboardRow]) -> list[tuple[str, Any]]:
     columns += [("done", lambda r: r.done), ("failed", lambda r: r.failed),
                 ("selection r1", lambda r: r.selection.round1),
                 ("selection final [95% CI]", lambda r: with_ci(r.selection)),
-                ("steerability", lambda r: r.selection.steerability)]
+                (steerability_header(rows), lambda r: r.selection.steerability)]
+    if any(r.decomposition is not None for r in rows):
+        columns += [("best-of-N same budget",
+                     lambda r: r.decomposition and r.decomposition.best_of_n_same_budget),
+                    ("revision gain", lambda r: r.decomposition and r.decomposition.revision_gain)]
     metrics = sorted({name for r in rows for name in r.metrics})
     columns += [(metric_header(m), lambda r, m=m: with_ci(r.metrics.get(m))) for m in metrics]
     columns += [("s/case", lambda r: r.seconds_per_case),
@@ -316,7 +324,7 @@ def leaderboard_markdown(
                                 for row in rows])
     else:
         table = markdown_table(["model"], [])
-    lines = ["## Leaderboard", ""] + table
+    lines = ["## Leaderboard", ""] + table + decomposition_markdown(rows)
     if comparisons is not None and comparisons.tests:
         lines += ["", "## Paired comparisons (sign-flip permutation test, final selection score)",
                   ""]
@@ -325,7 +333,8 @@ def leaderboard_markdown(
     for metric, family in (metric_comparisons or {}).items():
         if metric == "selection" or not family.tests:
             continue
-        lines += ["", f"### Paired comparisons on {metric}", "", correction_note(family), ""]
+        lines += ["", f"### Paired comparisons on {markdown_text(metric)}", "",
+                  correction_note(family), ""]
         lines += _family_table(family)
     if categories:
         lines += ["", "## By category (final selection score)", ""]
@@ -339,6 +348,8 @@ def build_leaderboard_record(
 ) -> Leaderboard:
     """The leaderboard file's record: ``rows``, and with ``records`` paired tests for every
     metric and the category table."""
+    if records:  # the revision tests take the run's correction, as the pairs do
+        attach_decompositions(rows, list(records), correction)
     return Leaderboard(
         models=rows,
         comparisons=build_metric_comparisons(list(records), rows, correction) if records else {},

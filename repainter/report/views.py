@@ -60,9 +60,31 @@ def tables_view(tables: ReportTables, models: list[str], colours: dict[str, str]
         "comparisons": comparison_view(comparisons),
         "comparison_note": correction_note(comparisons) if comparisons.tests else "",
         "metric_families": metric_families,
+        "decomposition": _decomposition_view(rows, colours),
         "category_models": [{"name": m, "colour": colours[m]} for m in models],
         "categories": _category_view(tables.categories, models),
     }
+
+
+def _decomposition_view(rows: list[LeaderboardRow], colours: dict[str, str]
+                        ) -> list[dict[str, Any]]:
+    """Per model with a best_of_n twin (``loop.baseline``): round 1, best-of-N at the same
+    render budget, the revision's own gain with its paired test; empty without a twin."""
+    view = []
+    for row in rows:
+        d = row.decomposition
+        if d is None:
+            continue
+        view.append({
+            "model": row.model, "colour": colours.get(row.model, "#888"), "baseline": d.baseline,
+            "r1": fmt(d.round1), "bon": fmt(d.best_of_n_same_budget),
+            "sampling": fmt_signed(d.sampling_gain), "gain": fmt_signed(d.revision_gain),
+            "ci": (fmt_signed(d.ci_low), fmt_signed(d.ci_high)) if d.ci_low is not None else None,
+            "n": d.n, "p": fmt_p(d.p_value) if d.p_value is not None else "–",
+            "p_adjusted": fmt_p(d.p_adjusted) if d.p_adjusted is not None else "–",
+            "significant": d.significant, "steer": fmt_signed(row.selection.steerability),
+        })
+    return view
 
 
 def _metric_columns(rows: list[LeaderboardRow]) -> list[str]:

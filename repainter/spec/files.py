@@ -1,4 +1,5 @@
-"""Reading a spec file: YAML or TOML, bounded in size and in what its aliases expand to."""
+"""Reading a spec file: YAML or TOML, bounded in size and in what its aliases expand to; a YAML
+mapping that repeats a key is refused (plain YAML keeps the last value silently)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,27 @@ MAX_YAML_ALIASES = 100
 MAX_YAML_NODES = 100_000
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe loader that refuses a key written twice in one mapping. Keys a merge (``<<:``)
+    brings in may still be overridden: that is what a merge is for."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        first_line: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                if key in first_line:
+                    raise SpecError(f"duplicate key {key!r} on line {line} (first on line "
+                                    f"{first_line[key]}); keep one of them")
+                first_line[key] = line
+            except TypeError:  # an unhashable key: construction refuses it on its own
+                continue
+        return super().construct_mapping(node, deep=deep)
+
+
 def safe_load_bounded(text: str) -> Any:
     """``yaml.safe_load`` that refuses documents whose aliases expand beyond a small bound.
 
@@ -29,7 +51,7 @@ def safe_load_bounded(text: str) -> Any:
     >>> safe_load_bounded("a: &x [1, 2]\\nb: *x")
     {'a': [1, 2], 'b': [1, 2]}
     """
-    loader = yaml.SafeLoader(text)
+    loader = _UniqueKeyLoader(text)
     try:
         if text.count("*") > MAX_YAML_ALIASES and _alias_count(text) > MAX_YAML_ALIASES:
             raise SpecError(f"the YAML uses more than {MAX_YAML_ALIASES} aliases")

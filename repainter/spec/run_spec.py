@@ -9,7 +9,7 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -40,7 +40,9 @@ from repainter.spec.sections import (
     SpecModel,
     Strategy,
     T2ISpec,
+    generated_twins,
     omit_defaults,
+    with_baseline_twins,
 )
 
 #: Record fields a metric label must not take. leaderboard.json nests each metric's statistics
@@ -52,6 +54,8 @@ RESERVED_METRIC_LABELS = frozenset({
     "selection_final", "steerability", "mean_rounds", "seconds_per_case", "t2i_seconds_per_case",
     "mllm_seconds_per_case", "mllm_tokens_per_case", "mllm_cost_usd", "case_id", "category",
     "status", "error", "rounds", "round", "variant", "prompt", "image", "seed", "scores",
+    # loop.baseline's gain decomposition (leaderboard CSV, to_pandas)
+    "best_of_n_same_budget", "sampling_gain", "revision_gain", "baseline_model",
 })
 #: Prefixes and suffixes the leaderboard derives from metric labels (judge scores, decisions,
 #: round-1 means and confidence intervals).
@@ -143,10 +147,11 @@ class RunSpec(SpecModel):
     )
     loop: LoopSpec = Field(default_factory=LoopSpec)
     judge: bool = True
-    seed: int = 0
+    #: strict: YAML's ``true`` is a bool, not the seed 1
+    seed: int = Field(default=0, strict=True)
     #: Run the whole spec once per seed (sub-run folders seed-<s>/) and aggregate over seeds;
     #: None: one run with ``seed``. See repainter.seed_runs.
-    seeds: list[int] | None = Field(default=None, min_length=1)
+    seeds: list[Annotated[int, Field(strict=True)]] | None = Field(default=None, min_length=1)
     #: Placeholders: {name}, {dataset}, {models} (T2I labels joined by +), {fingerprint} (8 hex
     #: digits of the spec's hash): by default every spec gets its own folder; the same spec
     #: resumes its folder.
@@ -251,7 +256,30 @@ class RunSpec(SpecModel):
 
     @model_serializer(mode="wrap")
     def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        return omit_defaults(handler(self), {"seeds": None, "correction": "holm", "budget": None})
+        data = omit_defaults(handler(self), {"seeds": None, "correction": "holm", "budget": None})
+        if self.loop.baseline is not None and isinstance(data.get("t2i"), list):
+            # loop.baseline makes the twins: spec.yaml and the fingerprint hold what was written
+            twins = generated_twins(data["t2i"])
+            data["t2i"] = [e for e in data["t2i"]
+                           if (e.get("label") or e.get("name")) not in twins]
+        return data
+
+    @model_validator(mode="after")
+    def _baseline_twins(self) -> RunSpec:
+        """``loop.baseline``: each revising entry's twin joins the T2I list (in place: an
+        assignment would validate the spec again)."""
+        if self.loop.baseline is not None:
+            retriever = frozenset({self.decision.retriever} if self.decision else ())
+            self.t2i[:] = with_baseline_twins(self.t2i, self.loop, retriever)
+        return self
+
+    def written_t2i(self) -> list[T2ISpec]:
+        """The T2I entries as written: without the twins ``loop.baseline`` made (an override of
+        ``t2i.<i>`` indexes these; each twin is made again from its overridden entry)."""
+        if self.loop.baseline is None:
+            return list(self.t2i)
+        twins = generated_twins([t.model_dump(mode="json") for t in self.t2i])
+        return [t for t in self.t2i if t.display_name not in twins]
 
     def strategy_of(self, label: str) -> Strategy:
         """The loop strategy of the T2I entry labelled ``label``."""

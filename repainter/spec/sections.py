@@ -12,6 +12,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
+    field_validator,
     model_serializer,
     model_validator,
 )
@@ -37,6 +38,15 @@ class ComponentSpec(SpecModel):
     def _from_string(cls, value: Any) -> Any:
         return {"name": value} if isinstance(value, str) else value
 
+    @field_validator("label")
+    @classmethod
+    def _clean_label(cls, value: str | None) -> str | None:
+        # a label names folders, leaderboard rows and columns: " a" and "a" would be two models
+        if value is not None and (not value.strip() or value != value.strip()):
+            raise ValueError(f"label {value!r} must be non-empty, without leading or trailing "
+                             "whitespace")
+        return value
+
     @property
     def display_name(self) -> str:
         return self.label or self.name
@@ -46,8 +56,20 @@ class ComponentSpec(SpecModel):
 #: render and revises its prompt every round (the method). ``best_of_n``: the initial prompt only,
 #: rendered rounds x variants times with distinct seeds; no critique, no revision (the baseline at
 #: equal render budget). ``one_shot``: the initial description's prompt rendered once.
-Strategy = Literal["refine", "best_of_n", "one_shot"]
+#: ``adaptive``: like ``refine``, but it revises the best prompt so far (by mean score, not one
+#: lucky render) and splits later rounds between new wordings and re-samples of that prompt, by
+#: the observed spread across seeds vs across wordings (:mod:`repainter.graph.strategy`).
+Strategy = Literal["refine", "best_of_n", "one_shot", "adaptive"]
 DEFAULT_STRATEGY: Strategy = "refine"
+
+#: ``loop.baseline``: the strategy every revising entry is run beside, at the same render
+#: budget, so a leaderboard can tell the gain of more samples from the gain of revision.
+Baseline = Literal["best_of_n"]
+#: A baseline twin's label: its entry's label plus this suffix (``sim`` -> ``sim~best_of_n``).
+BASELINE_TWIN_SUFFIX = "~best_of_n"
+#: Strategies that spend a fixed render count without revising: they get no baseline twin
+#: (best_of_n is the baseline itself; one_shot's single render has no equal-budget twin).
+UNREVISED_STRATEGIES = frozenset({"best_of_n", "one_shot"})
 
 
 def omit_defaults(data: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
@@ -102,10 +124,50 @@ class LoopSpec(SpecModel):
     #: How each case spends its rounds x variants renders (see ``Strategy``); a T2I entry's own
     #: ``strategy`` wins over this one.
     strategy: Strategy = DEFAULT_STRATEGY
+    #: ``best_of_n``: run a best_of_n twin of every T2I entry that revises (same model and
+    #: params, label ``<label>~best_of_n``, the same shared description and seeds), so the
+    #: leaderboard splits the final score's gain into sampling and revision. None: no twin.
+    baseline: Baseline | None = None
 
     @model_serializer(mode="wrap")
     def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        return omit_defaults(handler(self), {"strategy": DEFAULT_STRATEGY})
+        return omit_defaults(handler(self), {"strategy": DEFAULT_STRATEGY, "baseline": None})
+
+
+def baseline_twin(entry: T2ISpec) -> T2ISpec:
+    """The best_of_n twin of a T2I entry: same model and params, its own label.
+
+    >>> baseline_twin(T2ISpec(name="sim", params={"vocabulary": 0.3})).display_name
+    'sim~best_of_n'
+    """
+    return T2ISpec(name=entry.name, params=dict(entry.params), strategy="best_of_n",
+                   label=entry.display_name + BASELINE_TWIN_SUFFIX)
+
+
+def with_baseline_twins(entries: list[T2ISpec], loop: LoopSpec,
+                        skip: frozenset[str] = frozenset()) -> list[T2ISpec]:
+    """``entries`` with each revising entry's twin right after it (``loop.baseline`` set),
+    idempotent: a twin already listed (a spec read back, or written by hand) is not added twice.
+    ``skip``: labels that get no twin (a retrieval backend answers, it does not render)."""
+    if loop.baseline is None:
+        return list(entries)
+    labels = {e.display_name for e in entries}
+    expanded: list[T2ISpec] = []
+    for entry in entries:
+        expanded.append(entry)
+        strategy = entry.strategy or loop.strategy
+        twin = baseline_twin(entry)
+        if (strategy not in UNREVISED_STRATEGIES and entry.display_name not in skip
+                and twin.display_name not in labels):
+            expanded.append(twin)
+    return expanded
+
+
+def generated_twins(entries: list[dict[str, Any]]) -> set[str]:
+    """Labels of the dumped entries that are another listed entry's twin, exactly."""
+    specs = [T2ISpec.model_validate(e) for e in entries]
+    dumped = [baseline_twin(e).model_dump(mode="json") for e in specs]
+    return {s.display_name for s in specs if s.model_dump(mode="json") in dumped}
 
 
 class DecisionSpec(SpecModel):
@@ -127,8 +189,8 @@ class DecisionSpec(SpecModel):
 class RaySpec(SpecModel):
     """The Ray executor's pool: one actor per worker, each with its own pipelines."""
 
-    #: Cluster to join ("auto", "ray://host:10001", ...); None: ``RAY_ADDRESS``, else a local
-    #: Ray started for this run (or the one this process already initialised).
+    #: Cluster to join ("auto", "ray://host:10001", ...); None: ``RAY_ADDRESS``, else a private
+    #: local Ray started for this run and stopped with it (or the one this process initialised).
     address: str | None = None
     num_workers: int = Field(default=2, ge=1, le=1024)
     #: GPUs reserved per actor (fractional allowed: 0.5 puts two actors on one GPU).
@@ -139,6 +201,19 @@ class RaySpec(SpecModel):
     cases_per_worker: int = Field(default=1, ge=1, le=64)
     #: Times a case whose actor died is tried again elsewhere before it is recorded failed.
     max_retries: int = Field(default=2, ge=0, le=100)
+    #: Seconds one case may take on a worker before the worker counts as hung (killed, replaced,
+    #: the case retried): None derives a generous bound from the loop (:meth:`case_deadline`).
+    case_timeout: float | None = Field(default=None, gt=0)
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # unset: left out, so specs written before the key existed keep their text and identity
+        return omit_defaults(handler(self), {"case_timeout": None})
+
+    def case_deadline(self, rounds: int, variants: int) -> float:
+        """Seconds one case may take on a worker: ``case_timeout``, by default
+        ``600 + 60 x rounds x variants`` (first model loads and slow renders included)."""
+        return float(self.case_timeout or 600.0 + 60.0 * rounds * variants)
 
 
 class FailFastSpec(SpecModel):

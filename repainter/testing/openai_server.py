@@ -58,6 +58,9 @@ KINDS: tuple[str, ...] = (
 #: Further kinds: a non-JSON 200 body, and a 500 that echoes the caller's API key.
 EXTRA_KINDS: tuple[str, ...] = ("bad_body", "echo_key")
 ALL_KINDS: tuple[str, ...] = KINDS + EXTRA_KINDS
+#: Kinds only drawn when named (not in ALL_KINDS, so seeded mixes stay as they were):
+#: ``non_utf8``, a 200 JSON reply encoded as Latin-1 (a proxy that re-encodes bodies).
+OPT_IN_KINDS: tuple[str, ...] = ("non_utf8",)
 
 CHAT_PATH = "/v1/chat/completions"
 
@@ -391,9 +394,10 @@ class FaultPlan:
         self.kinds = tuple(str(k) for k in self.kinds)
         if not 0.0 <= float(self.rate) <= 1.0:
             raise ValueError(f"FaultPlan: rate must be within [0, 1], not {self.rate}")
-        unknown = sorted(set(self.kinds) - set(ALL_KINDS))
+        known = ALL_KINDS + OPT_IN_KINDS
+        unknown = sorted(set(self.kinds) - set(known))
         if unknown:
-            raise ValueError(f"FaultPlan: unknown fault kinds {unknown}; known: {list(ALL_KINDS)}")
+            raise ValueError(f"FaultPlan: unknown fault kinds {unknown}; known: {list(known)}")
         if self.rate > 0 and not self.kinds:
             raise ValueError("FaultPlan: a positive rate needs at least one kind")
         self.rate = float(self.rate)
@@ -540,6 +544,9 @@ class OpenAICompatServer:
             return 200, {}, b'{"id": "chatcmpl-fake", "choices": [{"mess'
         reply = self._reply(title, body)
         text = json.dumps(reply)
+        if kind == "non_utf8":  # a top-level "café" in Latin-1: byte 0xe9 is not UTF-8
+            data = json.dumps(completion(text)).encode()
+            return 200, {}, data[:-1] + b', "note": "caf\xe9"}'
         if kind == "truncated_json":
             content = text[: max(1, len(text) // 2)]
             return 200, {}, json.dumps(completion(content)).encode()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
@@ -25,9 +26,32 @@ class Tracker(ABC):
     #: The optional extra that installs the tracker's package, and the module it provides.
     extra = ""
     package = ""
+    #: Total seconds ``log`` may take (every external wait has one): past it the tracker is
+    #: reported failed and the command goes on; its thread is a daemon, left to end by itself.
+    timeout: float = 120.0
 
     @abstractmethod
     def log(self, payload: Payload) -> str: ...
+
+
+def log_within_deadline(tracker: Tracker, payload: Payload) -> str:
+    """``tracker.log(payload)``, or TrackerError once ``tracker.timeout`` seconds have passed."""
+    outcome: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            outcome["where"] = tracker.log(payload)
+        except BaseException as exc:  # handed to the caller's thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=work, name=f"tracker-{type(tracker).__name__}", daemon=True)
+    thread.start()
+    thread.join(tracker.timeout)
+    if thread.is_alive():
+        raise TrackerError(f"no answer within its {tracker.timeout:g} s deadline (timeout param)")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["where"]
 
 
 def _create(component) -> Tracker:
@@ -58,7 +82,7 @@ def track_run(run_dir: str | Path, trackers: list[Any], *, strict: bool = False)
     for component in components:
         row = {"tracker": component.display_name, "status": "logged", "where": "", "error": ""}
         try:
-            row["where"] = _create(component).log(payload)
+            row["where"] = log_within_deadline(_create(component), payload)
         except Exception as exc:
             if strict:
                 raise

@@ -5,7 +5,9 @@ from __future__ import annotations
 import io
 import os
 import re
+import socket
 import time
+import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,16 +15,16 @@ from typing import Any
 
 from PIL import Image
 
-from repainter.trackers.base import TRACKERS, Tracker
+from repainter.trackers.base import TRACKERS, Tracker, TrackerError
 from repainter.trackers.payload import Payload
 
 
 def _leaderboard_markdown(payload: Payload) -> str:
-    head = "| " + " | ".join(payload.table_columns) + " |"
-    rule = "|" + "---|" * len(payload.table_columns)
-    body = ["| " + " | ".join("" if v is None else str(v) for v in row) + " |"
-            for row in payload.table_rows]
-    return "\n".join([head, rule, *body])
+    from repainter.report.markdown import markdown_table  # escapes labels (<, >, &, |)
+
+    return "\n".join(markdown_table(
+        list(payload.table_columns),
+        [["" if v is None else str(v) for v in row] for row in payload.table_rows]))
 
 
 #: MLflow 3 keeps its file store (``./mlruns``) in maintenance mode behind this variable.
@@ -68,25 +70,65 @@ def mlflow_client(tracking_uri: str | None = None) -> Iterator[Any]:
         yield MlflowClient(tracking_uri=uri)
 
 
+#: MLflow's own HTTP retries (7 with exponential backoff by default: minutes against a refused
+#: port), bounded while repainter logs unless the user set them.
+_MLFLOW_HTTP_BOUNDS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+                       "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                       "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+
+
+@contextmanager
+def bounded_mlflow_http() -> Iterator[None]:
+    """Inside the block MLflow's HTTP calls retry twice and time out after 10 s (unless set)."""
+    added = [key for key in _MLFLOW_HTTP_BOUNDS if key not in os.environ]
+    for key in added:
+        os.environ[key] = _MLFLOW_HTTP_BOUNDS[key]
+    try:
+        yield
+    finally:
+        for key in added:
+            os.environ.pop(key, None)
+
+
+def check_reachable(uri: str, seconds: float) -> None:
+    """Raise TrackerError unless the host of an http(s) ``uri`` accepts a TCP connection within
+    ``seconds``: a refused or unreachable server fails the tracker at once with the reason."""
+    parts = urllib.parse.urlsplit(uri)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname, port), timeout=seconds).close()
+    except OSError as exc:
+        reason = "no answer" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+        raise TrackerError(f"cannot reach the tracking server {parts.hostname}:{port} "
+                           f"({reason} within {seconds:g} s)") from None
+
+
 @TRACKERS.register("mlflow")
 class MLflowTracker(Tracker):
     """MLflow: a local ``./mlruns`` file store by default, or any ``tracking_uri`` (a server,
     or ``sqlite:///mlflow.db`` with the full ``mlflow`` package). MLflow 3 keeps its file store in
     maintenance mode behind ``MLFLOW_ALLOW_FILE_STORE``; repainter sets it while it writes a file
-    store, and :func:`mlflow_client` while it reads one back."""
+    store, and :func:`mlflow_client` while it reads one back. A server is checked first (a TCP
+    connection within ``connect_timeout`` s) and the whole log has ``timeout`` s."""
 
     extra = package = "mlflow"
 
     def __init__(self, tracking_uri: str | None = None, experiment: str = "repainter",
-                 run_name: str | None = None):
+                 run_name: str | None = None, timeout: float = 120.0,
+                 connect_timeout: float = 5.0):
         import mlflow  # noqa: F401 - fail at construction when the package is missing
 
         self.tracking_uri = tracking_uri or default_tracking_uri()
         self.experiment = experiment
         self.run_name = run_name
+        self.timeout = float(timeout)
+        self.connect_timeout = float(connect_timeout)
 
     def log(self, payload: Payload) -> str:
-        with mlflow_client(self.tracking_uri) as client:
+        check_reachable(self.tracking_uri, self.connect_timeout)
+        with bounded_mlflow_http(), mlflow_client(self.tracking_uri) as client:
             where = self._log(client, payload)
         if _is_file_store(self.tracking_uri):  # others read it back only with the variable set
             where += f"; read it with {ALLOW_FILE_STORE}=true set"

@@ -21,7 +21,7 @@ def _lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
 
 
-def test_a_dar_folder_from_before_schema_versions_is_read_and_rewritten_at_v1(tmp_path):
+def test_a_dar_folder_from_before_schema_versions_is_read_and_rewritten_at_the_current_version(tmp_path):
     old_rows = _lines(DAR_V0 / "dar.jsonl")
     old_summary = json.loads((DAR_V0 / "dar_summary.json").read_text(encoding="utf-8"))
     assert "schema_version" not in old_summary and "schema_version" not in old_rows[0]
@@ -29,8 +29,14 @@ def test_a_dar_folder_from_before_schema_versions_is_read_and_rewritten_at_v1(tm
     result = read_result(DAR_V0)
     assert len(result.records) == len(old_rows) == 9
     assert [r.rank_fused for r in result.records] == [row["rank_fused"] for row in old_rows]
-    # the per-turn table recomputed from the migrated rows is the one the old code wrote
-    assert result.summary()["turns"] == old_summary["turns"]
+    # the per-turn table recomputed from the migrated rows is the one the old code wrote, its
+    # hits@K now named hits@K_per_turn (hits@K is ChatIR's cumulative figure since summary v2)
+    def per_turn(turns):
+        return [{"turn": t["turn"], "cases": t["cases"],
+                 **{m: {k.removesuffix("_per_turn"): v for k, v in t[m].items()
+                        if k.endswith("_per_turn") or k == "mean_rank"} for m in ("text", "fused")}}
+                for t in turns]
+    assert per_turn(result.summary()["turns"]) == old_summary["turns"]
     assert result.config == old_summary["config"]
 
     folder = tmp_path / "dar"
@@ -39,9 +45,11 @@ def test_a_dar_folder_from_before_schema_versions_is_read_and_rewritten_at_v1(tm
     new_rows = _lines(folder / "dar.jsonl")
     new_summary = json.loads((folder / "dar_summary.json").read_text(encoding="utf-8"))
     assert {row["schema_version"] for row in new_rows} == {1}
-    assert new_summary["schema_version"] == 1
+    assert new_summary["schema_version"] == 2
     assert [{k: v for k, v in row.items() if k != "schema_version"} for row in new_rows] == old_rows
-    assert {k: v for k, v in new_summary.items() if k != "schema_version"} == old_summary
+    assert per_turn(new_summary["turns"]) == old_summary["turns"]
+    assert ({k: v for k, v in new_summary.items() if k not in ("schema_version", "turns")}
+            == {k: v for k, v in old_summary.items() if k != "turns"})
     again = read_result(folder)
     assert [r.as_dict() for r in again.records] == [r.as_dict() for r in result.records]
 

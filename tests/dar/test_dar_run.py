@@ -85,7 +85,7 @@ def test_alpha_one_is_text_only_and_the_folder_round_trips(items, dialogues, ind
     assert {"case", "turn", "query", "rank_text", "rank_fused", "hits@10_text",
             "hits@10_fused"} <= set(frame.columns)
     assert frame.groupby("turn")["hits@10_fused"].mean().tolist() == pytest.approx(
-        [t["fused"]["hits@10"] for t in summary["turns"]])
+        [t["fused"]["hits@10_per_turn"] for t in summary["turns"]])
     with pytest.raises(ValueError, match="alpha"):
         run_dar(sub, items, alpha=2)
     with pytest.raises(DialogueError, match="not in the gallery"):

@@ -224,10 +224,10 @@ def test_quick_sizes_and_the_acceptance_sizes(tmp_path):
                                                     repainter.RunSpec().loop.variants)
     assert defaults.scenes == 32 and QUICK["scenes"] < defaults.scenes
     outcome = CliRunner().invoke(app, [
-        "meta-eval", "--quick", "--variants", "1", "--parts", "degradations", "-o", str(tmp_path),
-        "--config", str(_config(tmp_path))])
+        "meta-eval", "--quick", "--variants", "1", "--parts", "degradations", "-o",
+        str(tmp_path / "out"), "--config", str(_config(tmp_path))])
     assert outcome.exit_code == 0, outcome.output
-    config = json.loads((tmp_path / "validity.json").read_text())["config"]
+    config = json.loads((tmp_path / "out" / "validity.json").read_text())["config"]
     assert (config["scenes"], config["rounds"], config["variants"]) == (8, 2, 1)
 
 

@@ -3,7 +3,9 @@
 The describer must not reach the T2I model's parser or the world grammar; the truth metric must
 not reach the describer's detector (its perception, or the world's image analysis); the T2I
 parser must not reach the describer's phrasing; the default selection's metrics see pixels only
-(no ground truth, no detector, no renderer). A new import that breaks one of these fails here.
+(no ground truth, no detector, no renderer); the describer, its perception and the world's image
+analysis reach no renderer (neither the flat one nor the painterly one: the detector's shape
+prototypes are rasterised by its own code). A new import that breaks one of these fails here.
 """
 
 from __future__ import annotations
@@ -73,6 +75,7 @@ def reachable(name: str) -> set[str]:
 
 
 SIM, WORLD = "repainter.bench.sim", "repainter.bench.world"
+RENDERERS = {f"{WORLD}.scene", f"{WORLD}.painterly", f"{WORLD}.renderers"}
 
 
 @pytest.mark.parametrize(("module", "forbidden"), [
@@ -84,6 +87,8 @@ SIM, WORLD = "repainter.bench.sim", "repainter.bench.world"
     *[(f"repainter.bench.metrics.{metric}",
        {f"{SIM}.truth", f"{SIM}.perception", f"{SIM}.t2i", f"{WORLD}.analysis", f"{WORLD}.scene"})
       for metric in ("lab_layout", "texture_energy", "region_match")],
+    *[(module, RENDERERS) for module in (f"{SIM}.describer", f"{SIM}.perception",
+                                         f"{WORLD}.analysis")],
 ])
 def test_forbidden_imports_are_unreachable(module, forbidden):
     reached = reachable(module)
@@ -96,3 +101,5 @@ def test_the_walk_finds_a_known_edge():
     reached = reachable(f"{SIM}.describer")
     assert {f"{SIM}.perception", f"{SIM}.phrasing", f"{WORLD}.analysis"} <= reached
     assert f"{WORLD}.grammar" in reachable(f"{WORLD}.procedural")
+    assert {f"{WORLD}.renderers", f"{WORLD}.painterly"} <= reachable(f"{SIM}.t2i") | reachable(
+        f"{WORLD}.renderers")

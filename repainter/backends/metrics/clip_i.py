@@ -185,6 +185,8 @@ class ClipImageSimilarity(EmbeddingCosine):
         }
         self._model, self._preprocess, self._weights = cached_model("open_clip", params, self._load)
         self.weights = {**local, **self._resolved_weights()}
+        # what the loaded model runs, whatever set it (the argument, the tag, the config)
+        self.quick_gelu_used = uses_quick_gelu(self._model)
 
     def _sources(self) -> list[tuple[str, str | None, str | None]]:
         """The local files / folders the model is read from (hub ids are resolved on load)."""
@@ -310,9 +312,18 @@ class ClipImageSimilarity(EmbeddingCosine):
             "checkpoint": self.checkpoint,
             "resize": self.resize,
             "preprocess": self.preprocess,
-            "quick_gelu": self.quick_gelu,
+            # the activation the loaded model uses (a tag such as openai turns QuickGELU on by
+            # itself); the argument as given is quick_gelu_requested (null: the tag decides)
+            "quick_gelu": self.quick_gelu_used,
+            "quick_gelu_requested": self.quick_gelu,
             "weights": self.weights,
         }
+
+
+def uses_quick_gelu(model: Any) -> bool:
+    """Whether an open_clip model's layers use QuickGELU (the activation OpenAI's CLIP weights
+    were trained with), read from the loaded modules rather than from the arguments."""
+    return any(type(module).__name__ == "QuickGELU" for module in model.modules())
 
 
 class ClipTextEncoder:

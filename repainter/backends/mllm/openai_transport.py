@@ -137,6 +137,10 @@ class ChatTransport:
                     response = self._client.chat.completions.create(**kwargs)
                 except json.JSONDecodeError as exc:  # a JSON content type over a non-JSON body
                     raise NotAChatCompletion(f"the reply body is not JSON ({exc})") from exc
+                except UnicodeDecodeError as exc:  # JSON must be UTF-8 (a re-encoding proxy?)
+                    raise NotAChatCompletion(
+                        f"the reply body is not UTF-8 (byte 0x{exc.object[exc.start]:02x} at "
+                        f"offset {exc.start}: {exc.reason})") from exc
             if not isinstance(getattr(response, "choices", None), list):
                 raise NotAChatCompletion(
                     "the reply is not a chat completion: "

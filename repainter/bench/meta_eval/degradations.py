@@ -182,6 +182,15 @@ def degradation_validity(metrics: dict, references: Sequence, kinds: Sequence[st
     return results
 
 
+#: Photos and drawings scikit-image ships in its wheel (no download); other ``skimage.data``
+#: names fetch from the network, are volumes or stacks, or are no image at all (``download_all``).
+BUNDLED_IMAGES = (
+    "astronaut", "brick", "camera", "cat", "cell", "checkerboard", "chelsea", "clock", "coffee",
+    "coins", "colorwheel", "grass", "gravel", "horse", "hubble_deep_field",
+    "immunohistochemistry", "logo", "microaneurysms", "moon", "page", "retina", "rocket",
+    "shepp_logan_phantom", "text")
+
+
 def skimage_references(names: Sequence[str] = ("astronaut", "chelsea", "coffee"),
                        size: int = 128) -> list:
     """Real photos bundled with scikit-image (no download), resized to ``size`` x ``size``."""
@@ -191,9 +200,10 @@ def skimage_references(names: Sequence[str] = ("astronaut", "chelsea", "coffee")
 
     references = []
     for name in names:
-        loader = getattr(data, name, None)
-        if loader is None:
-            raise ValueError(f"skimage.data has no image {name!r}")
+        if name not in BUNDLED_IMAGES:
+            raise ValueError(f"{name!r} is not an image bundled with scikit-image; choose from "
+                             f"{', '.join(BUNDLED_IMAGES)}")
+        loader = getattr(data, name)
         arr = loader()
         image = Image.fromarray(arr).convert("RGB").resize((size, size), Image.Resampling.BICUBIC)
         references.append(Reference(id=f"skimage:{name}", image=image, source="skimage.data",

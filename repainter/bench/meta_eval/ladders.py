@@ -33,9 +33,15 @@ class Ladder:
     def from_data(cls, name: str, data: Any) -> Ladder:
         """A ladder from a mapping (or an object with the same attributes, e.g. the zoo's)."""
         get = data.get if isinstance(data, dict) else lambda key, default=None: getattr(data, key, default)
-        models = tuple(dict(m) if isinstance(m, dict) else {"name": str(m)} for m in get("models", ()))
+        given = get("models", ())
+        if not isinstance(given, list | tuple) or not all(isinstance(m, dict | str) for m in given):
+            raise ValueError(f"ladder {name!r}: models must be a list of model names or "
+                             f"{{name, params}} mappings, best first; got {given!r}")
+        models = tuple(dict(m) if isinstance(m, dict) else {"name": m} for m in given)
         if len(models) < 2:
             raise ValueError(f"ladder {name!r} needs at least two models, best first")
+        if not all(isinstance(m.get("name"), str) and m["name"] for m in models):
+            raise ValueError(f"ladder {name!r}: every model needs a name")
         return cls(name=str(get("name", name) or name), description=str(get("description", "") or ""),
                    nested=bool(get("nested", False)), models=models,
                    required=bool(get("required", True)))

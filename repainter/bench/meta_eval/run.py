@@ -18,7 +18,12 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
-from repainter.bench.meta_eval.config import WEIGHT_FREE, MetaEvalConfig
+from repainter.bench.meta_eval.config import (
+    WEIGHT_FREE,
+    MetaEvalConfig,
+    check_validity_path,
+    with_renderer,
+)
 from repainter.bench.meta_eval.ladders import Ladder, bench_zoo, default_ladders, labelled
 from repainter.bench.meta_eval.ranking import best_rendered, ladder_validity
 from repainter.records import CandidateRecord, CaseRecord, finite_or_none
@@ -82,7 +87,7 @@ def _spec(config: MetaEvalConfig, t2i: list[dict], folder: str) -> RunSpec:
     }
     if config.selection is not None:
         data["selection"] = config.selection
-    return build_spec(data)
+    return build_spec(with_renderer(config.renderer, data))
 
 
 def _directions(spec: RunSpec) -> dict[str, bool]:
@@ -352,6 +357,37 @@ def run_degradations(config: MetaEvalConfig) -> dict[str, Any]:
             "metrics": results, "seconds": round(time.perf_counter() - started, 1)}
 
 
+#: What a meta-evaluation writes into its output folder: a folder holding only these is its own.
+META_EVAL_NAMES = frozenset({"cache", "ladders", "baselines", "VALIDITY.md", "validity.json"})
+
+
+def check_output_folders(config: MetaEvalConfig) -> None:
+    """Refuse folders a meta-evaluation must not write into, before anything runs: an output
+    folder holding other files than a meta-evaluation's own, and a ``run_dir`` (``--run`` or
+    the config file's) that is no run folder (validity.json and report/ would land there)."""
+    from repainter.store import (
+        LOCK_FILE,
+        RunFolderError,
+        foreign_entries,
+        is_run_folder,
+        refuse_blank_output_dir,
+    )
+
+    refuse_blank_output_dir(config.output_dir)
+    out = Path(config.output_dir)
+    if out.exists() and not out.is_dir():
+        raise RunFolderError(f"output_dir {out} exists and is not a folder")
+    others = foreign_entries(out, META_EVAL_NAMES | {LOCK_FILE})
+    if others:
+        shown = ", ".join(others[:5]) + (" ..." if len(others) > 5 else "")
+        raise RunFolderError(f"output_dir {out} is not empty and is not a meta-evaluation folder "
+                             f"(it holds {shown}); choose a new or empty folder")
+    if config.run_dir is not None and not is_run_folder(config.run_dir):
+        raise RunFolderError(f"run_dir {config.run_dir} is not a repainter run folder (no "
+                             "spec.yaml and run.json written by a run); validity.json and the "
+                             "report are only added to one")
+
+
 def meta_eval(config: MetaEvalConfig | None = None, **options: Any) -> dict[str, Any]:
     """Run the meta-evaluation; write validity.json and VALIDITY.md; return the JSON data.
 
@@ -365,6 +401,8 @@ def meta_eval(config: MetaEvalConfig | None = None, **options: Any) -> dict[str,
 
     config = MetaEvalConfig.model_validate({**(config.model_dump() if config else {}), **options})
     config, ladders, bench = resolve(config)
+    check_output_folders(config)
+    check_validity_path(config)
     started = time.perf_counter()
     data: dict[str, Any] = {"bench": bench, "command": config.command,
                             "config": config.model_dump(mode="json")}

@@ -7,8 +7,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from repainter.bench.meta_eval.check_seeds import seed_history_lines
 from repainter.images import atomic_write_bytes
-from repainter.report.leaderboard import markdown_table
+from repainter.report.markdown import markdown_table, markdown_text
 from repainter.report.validity import TRUSTED, WEAK, fmt_value, trust_table
 from repainter.store import write_json
 
@@ -40,10 +41,12 @@ def _ladder_sections(ladders: dict[str, Any], truth: str | None,
     if true_order:
         lines += [true_order, ""]
     for name, ladder in ladders.items():
-        lines.append(f"- **{name}** ({'nested' if ladder['nested'] else 'non-nested'}, "
+        # a ladder given as data names and describes itself: text, never HTML
+        lines.append(f"- **{markdown_text(name)}** ("
+                     f"{'nested' if ladder['nested'] else 'non-nested'}, "
                      f"{len(ladder['models'])} models, best first"
                      + ("" if ladder.get("required", True) else "; stress ladder, not required")
-                     + f"): {ladder['description']}" + _quality_note(ladder))
+                     + f"): {markdown_text(ladder['description'])}" + _quality_note(ladder))
     lines += ["", "Kendall tau between each metric's ranking of the models and the true order "
               "(1 = perfect): tau on the cases' seed-averaged scores [95% bootstrap CI over "
               "cases]; in brackets after it, the mean of the per-seed taus.", ""]
@@ -323,6 +326,7 @@ def validity_markdown(data: dict[str, Any]) -> str:
                   f"{WEAK}; else not trustworthy.", ""]
         lines += markdown_table(["metric", "kind of error", "tau", "verdict"],
                         [[r["metric"], r["error"], r["tau"], r["verdict"]] for r in rows])
+    lines += seed_history_lines(config)[:-1]  # fresh seeds or not: which seeds tuned what
     return "\n".join(lines) + "\n"
 
 

@@ -37,6 +37,10 @@ Rate parameters (each a probability in [0, 1] unless said otherwise; 0 = never, 
 ``jitter``
     Seed variance (>= 0): standard deviations 0.02 * jitter of position, 6 % * jitter of size and
     4 * jitter RGB levels of colour, drawn per seed.
+``renderer``
+    Which world renderer draws the chosen scene (:mod:`repainter.bench.world.renderers`):
+    ``flat`` (default) or ``painterly`` (another look, nothing was tuned on it). Only the drawing
+    changes: the same prompt and seed give the same ``drawn_scene`` with either.
 
 What a prompt leaves unsaid (or the model did not understand) comes from the seed: a random
 shape, palette colour, size around ``medium`` and place.
@@ -64,7 +68,8 @@ import numpy as np
 
 from repainter.backends.base import GeneratedImage, T2IBackend
 from repainter.bench.sim.lexicon import ObjectClause, Parsed, parse
-from repainter.bench.world.scene import Background, ObjectSpec, SceneSpec, render_scene
+from repainter.bench.world.renderers import check_renderer, draw
+from repainter.bench.world.scene import Background, ObjectSpec, SceneSpec
 from repainter.bench.world.vocabulary import COLORS, OBJECT_COLORS
 
 SHAPES = ("circle", "ellipse", "square", "diamond", "triangle", "star")
@@ -88,7 +93,7 @@ class SimT2I(T2IBackend):
                  order_drop: float = 0.05, binding_leak: float = 0.1, count_error: float = 0.05,
                  spatial_error: float = 0.1, background_bias: float = 0.1,
                  style_bias: float = 0.2, jitter: float = 1.0,
-                 default_background: str = "white"):
+                 default_background: str = "white", renderer: str = "flat"):
         if not 16 <= int(size) <= 2048:
             raise ValueError("sim size must be between 16 and 2048 pixels")
         rates = dict(vocabulary=vocabulary, order_drop=order_drop, binding_leak=binding_leak,
@@ -108,11 +113,14 @@ class SimT2I(T2IBackend):
         self.token_budget = None if token_budget is None else int(token_budget)
         self.jitter = float(jitter)
         self.default_background = default_background
+        self.renderer = check_renderer(renderer)
 
     def identity(self) -> dict[str, Any]:
         return {"backend": self.kind, "size": self.size, **self.rates,
                 "token_budget": self.token_budget, "jitter": self.jitter,
-                "default_background": self.default_background}
+                "default_background": self.default_background,
+                # only a non-default renderer enters the identity (flat runs keep their caches)
+                **({"renderer": self.renderer} if self.renderer != "flat" else {})}
 
     # -- what it draws --------------------------------------------------------------------------
 
@@ -211,7 +219,8 @@ class SimT2I(T2IBackend):
         for prompt, seed in zip(prompts, seeds):
             scene, parsed = self.draw(prompt, seed)
             out.append(GeneratedImage(
-                image=render_scene(scene, self.size), prompt=prompt, seed=int(seed),
+                image=draw(scene, self.size, self.renderer, int(seed)), prompt=prompt,
+                seed=int(seed),
                 metadata={"drawn_scene": scene.model_dump(mode="json"),
                           "dropped_words": parsed.dropped_words,
                           "unknown_words": sorted(set(parsed.unknown))},

@@ -4,7 +4,8 @@ usable.
 * :mod:`~repainter.bench.world.vocabulary` - colour / size / position / shape / style words and
   values;
 * :mod:`~repainter.bench.world.scene` - :class:`SceneSpec` ground truth and deterministic
-  rendering;
+  rendering; :mod:`~repainter.bench.world.painterly` a second renderer with another look, and
+  :mod:`~repainter.bench.world.renderers` the two by name (``flat``, ``painterly``);
 * :mod:`~repainter.bench.world.grammar` - prompt text <-> scenes (and the ``world`` background
   reader of the ``self_feedback`` metric);
 * :mod:`~repainter.bench.world.analysis` - image -> background and objects (the analyst's eyes);

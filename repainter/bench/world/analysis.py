@@ -13,8 +13,8 @@ was made:
    the nearest region within a few pixels;
 5. **per object** - area-equivalent radius (``size``), centroid (``x``, ``y``), mean colour of the
    interior (its nearest vocabulary name), shape (nearest prototype in extent / solidity /
-   eccentricity / aspect / centroid-offset space, prototypes measured on the world's own
-   renders), and style: ``outlined`` when the rim is mostly near-black, ``textured`` when the
+   eccentricity / aspect / centroid-offset space, prototypes measured on masks this module
+   rasterises itself from the shapes' definitions: it calls no renderer), and style: ``outlined`` when the rim is mostly near-black, ``textured`` when the
    interior's brightness varies.
 
 Touching objects of the same colour merge into one; an occluded object may lose its shape.
@@ -210,20 +210,66 @@ def _features(region) -> np.ndarray:
 _FEATURE_SCALE = np.array([0.06, 0.05, 0.15, 0.12, 0.03])
 
 
+#: The world's shapes as its scenes define them (equal area, see the scene module's docstring),
+#: restated here so the detector never calls a renderer it perceives.
+_ELLIPSE_ASPECT, _STAR_INNER = 1.6, 0.45
+
+
+def _shape_outline(shape: str, radius: float) -> list[tuple[float, float]] | None:
+    """Vertices around the origin of an equal-area polygon ``shape``; None for round shapes."""
+    if shape == "square":
+        h = radius * np.sqrt(np.pi) / 2
+        return [(-h, -h), (h, -h), (h, h), (-h, h)]
+    if shape == "diamond":
+        d = radius * np.sqrt(np.pi / 2)
+        return [(0, -d), (d, 0), (0, d), (-d, 0)]
+    if shape == "triangle":
+        side = radius * np.sqrt(4 * np.pi / np.sqrt(3))
+        height = side * np.sqrt(3) / 2
+        return [(0, -2 * height / 3), (side / 2, height / 3), (-side / 2, height / 3)]
+    if shape == "star":
+        outer = radius * np.sqrt(np.pi / (5 * _STAR_INNER * np.sin(np.radians(36))))
+        return [((outer if k % 2 == 0 else outer * _STAR_INNER) * np.cos(-np.pi / 2 + k * np.pi / 5),
+                 (outer if k % 2 == 0 else outer * _STAR_INNER) * np.sin(-np.pi / 2 + k * np.pi / 5))
+                for k in range(10)]
+    return None
+
+
+def _inside(shape: str, radius: float, px: np.ndarray, py: np.ndarray) -> np.ndarray:
+    """Whether points (offsets from the centre) lie in the shape (even-odd rule for polygons)."""
+    if shape in ("circle", "ellipse"):
+        a = radius * np.sqrt(_ELLIPSE_ASPECT) if shape == "ellipse" else radius
+        b = radius / np.sqrt(_ELLIPSE_ASPECT) if shape == "ellipse" else radius
+        return (px / a) ** 2 + (py / b) ** 2 <= 1
+    pts = _shape_outline(shape, radius)
+    inside = np.zeros(px.shape, dtype=bool)
+    for (x0, y0), (x1, y1) in zip(pts, pts[1:] + pts[:1]):
+        crosses = (y0 > py) != (y1 > py)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            at = x0 + (py - y0) * (x1 - x0) / (y1 - y0)
+        inside ^= crosses & (px < at)
+    return inside
+
+
+def shape_mask(shape: str, size: float, image_size: int = ANALYSIS_SIZE) -> np.ndarray:
+    """The centred ``shape`` of ``size`` (fraction of the width) as a pixel mask: 2x2 samples
+    per pixel at their centres, a pixel counts when most of it is covered. The shape is grown by
+    half a sample, as a scan-line fill counts the samples its edge passes through."""
+    big = 2 * image_size
+    grid = np.arange(big, dtype=np.float64) + 0.5 - big / 2
+    py, px = np.meshgrid(grid, grid, indexing="ij")
+    cover = _inside(shape, size * big + 0.5, px, py).astype(np.float32)
+    return cover.reshape(image_size, 2, image_size, 2).mean(axis=(1, 3)) > 0.5
+
+
 @cache
 def _prototypes() -> tuple[tuple[str, ...], np.ndarray]:
-    from repainter.bench.world.scene import Background, ObjectSpec, SceneSpec, render_scene
     from repainter.bench.world.vocabulary import SHAPES
 
     names, feats = [], []
     for shape in SHAPES:
         for size in (0.05, 0.09, 0.15):
-            spec = SceneSpec(background=Background(color="white", rgb=(250, 250, 250)),
-                             objects=[ObjectSpec(shape=shape, color="black", rgb=(20, 20, 20),
-                                                 size=size, x=0.5, y=0.5)])
-            arr = np.asarray(render_scene(spec, ANALYSIS_SIZE), dtype=np.float32)
-            mask = _luma(arr) < 135
-            region = regionprops(mask.astype(np.uint8))[0]
+            region = regionprops(shape_mask(shape, size).astype(np.uint8))[0]
             names.append(shape)
             feats.append(_features(region))
     return tuple(names), np.array(feats)

@@ -5,6 +5,10 @@ Each line of the scene file (default: the bundled ``datasets/world/scenes.jsonl`
 an item renders the scene; ``Reference.ground_truth`` is the scene as a JSON-able dict, which
 ground-truth metrics such as ``object_f1`` compare against.
 
+``renderer: painterly`` draws the references with the second renderer
+(:mod:`~repainter.bench.world.painterly`, seed 0) instead of the flat one; the scenes and their
+ground truth do not change.
+
 Hard negatives, for galleries that retrieval can be fooled by (all off by default):
 
 * ``variants: K`` adds, after the file's scenes, K near variants of each scene
@@ -42,7 +46,8 @@ from repainter.bench.world.generator import (
     generate_scene,
     scene_variants,
 )
-from repainter.bench.world.scene import SceneSpec, render_scene
+from repainter.bench.world.renderers import check_renderer, draw
+from repainter.bench.world.scene import SceneSpec
 from repainter.datasets import Dataset, DatasetError, DatasetItem
 from repainter.images import MAX_MANIFEST_BYTES, read_bytes_limited
 from repainter.references import Reference
@@ -67,13 +72,17 @@ class WorldDataset(Dataset):
     license = "CC0-1.0"
 
     def __init__(self, path: str | None = None, size: int = 256, variants: int = 0,
-                 distractors: int = 0, seed: int = 0):
+                 distractors: int = 0, seed: int = 0, renderer: str = "flat"):
         self.path = Path(path) if path else default_bundle_path()
         if not self.path.is_file():
             raise DatasetError(f"world scene file {self.path} does not exist")
         if not 16 <= int(size) <= 2048:
             raise DatasetError("world size must be between 16 and 2048 pixels")
         self.size = int(size)
+        try:
+            self.renderer = check_renderer(renderer)
+        except ValueError as exc:
+            raise DatasetError(str(exc)) from None
         self.variants = _count("variants", variants, MAX_VARIANTS)
         self.distractors = _count("distractors", distractors, MAX_DISTRACTORS)
         self.seed = _count("seed", seed, 2**31 - 1)
@@ -144,7 +153,7 @@ class WorldDataset(Dataset):
             def load(row=row) -> Reference:
                 scene: SceneSpec = row["scene"]
                 return Reference(
-                    id=row["id"], image=render_scene(scene, self.size), category=row["category"],
+                    id=row["id"], image=draw(scene, self.size, self.renderer), category=row["category"],
                     ground_truth=scene.model_dump(mode="json"), source=row["source"],
                     license=self.license,
                 )
