@@ -55,13 +55,20 @@ def _version(package: str) -> str | None:
     module = sys.modules.get(package)
     if module is None:  # never imported in this process: it did not run here
         return None
+    return _loaded_version(package)
+
+
+@functools.cache
+def _loaded_version(package: str) -> str | None:
+    """The installed version of a package this process has imported: read once, since every
+    case record asks again (a metadata lookup scans site-packages: milliseconds each)."""
     for dist in (_DISTRIBUTIONS.get(package), package):
         if dist:
             try:
                 return importlib.metadata.version(dist)
             except importlib.metadata.PackageNotFoundError:
                 continue
-    version = getattr(module, "__version__", None)
+    version = getattr(sys.modules.get(package), "__version__", None)
     return str(version) if version is not None else None
 
 

@@ -14,7 +14,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 JSON_MODES = ("auto", "json_schema", "json_object", "none")
 IUT_MODES = ("single", "multi")
@@ -22,10 +29,8 @@ TOKEN_PARAMS = ("auto", "max_tokens", "max_completion_tokens")
 IMAGE_DETAILS = ("auto", "low", "high")
 
 
-def _one_of(name: str, allowed: tuple[str, ...], value: str) -> str:
-    if value not in allowed:
-        raise ValueError(f"openai: {name} must be one of {allowed}, not {value!r}")
-    return value
+#: The settings that take one of a few words, and those words.
+_CHOICES = {"json_mode": JSON_MODES, "iut_mode": IUT_MODES, "token_param": TOKEN_PARAMS}
 
 
 class OpenAIConfig(BaseModel):
@@ -78,20 +83,13 @@ class OpenAIConfig(BaseModel):
             where = ".".join(str(part) for part in first["loc"])
             raise ValueError(f"openai: {where}: {first['msg']}") from None
 
-    @field_validator("json_mode")
+    @field_validator("json_mode", "iut_mode", "token_param")
     @classmethod
-    def _json_mode(cls, value: str) -> str:
-        return _one_of("json_mode", JSON_MODES, value)
-
-    @field_validator("iut_mode")
-    @classmethod
-    def _iut_mode(cls, value: str) -> str:
-        return _one_of("iut_mode", IUT_MODES, value)
-
-    @field_validator("token_param")
-    @classmethod
-    def _token_param(cls, value: str) -> str:
-        return _one_of("token_param", TOKEN_PARAMS, value)
+    def _known_choice(cls, value: str, info: ValidationInfo) -> str:
+        allowed = _CHOICES[info.field_name]
+        if value not in allowed:
+            raise ValueError(f"openai: {info.field_name} must be one of {allowed}, not {value!r}")
+        return value
 
     @field_validator("max_image_side")
     @classmethod
