@@ -33,7 +33,7 @@ def meta_eval_command(
     rounds: Annotated[int | None, typer.Option(help="Rounds per case.")] = None,
     variants: Annotated[int | None, typer.Option(help="Variants per round.")] = None,
     parts: Annotated[str | None, typer.Option(
-        help="Comma-separated subset of ladders,degradations,baselines.")] = None,
+        help="Comma-separated subset of ladders,degradations,baselines,second_renderer.")] = None,
     quick: Annotated[bool, typer.Option(
         "--quick", help="Smoke-check sizes (8 scenes, 2 x 2 loop; too small to judge the "
         "acceptance); --scenes / --rounds / --variants still win.")] = False,
@@ -43,6 +43,9 @@ def meta_eval_command(
     renderer: Annotated[str | None, typer.Option(
         help="World renderer of the sim models and references: flat or painterly (the second "
         "renderer, nothing was tuned on it).")] = None,
+    loop_check: Annotated[Path | None, typer.Option(
+        "--loop-check", help="ADAPTIVE_LOOP.json of bench/loop_vs_best_of_n.py: its loop vs "
+        "best-of-N tables on every model go into VALIDITY.md.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print validity.json.")] = False,
 ) -> None:
     """Measure how far the metrics and the loop can be trusted: ranking validity on ladders,
@@ -52,7 +55,8 @@ def meta_eval_command(
 
     flags = {"output_dir": output_dir, "validity_path": validity,
              "run_dir": str(run_dir) if run_dir else None, "scenes": scenes, "rounds": rounds,
-             "variants": variants, "renderer": renderer}
+             "variants": variants, "renderer": renderer,
+             "loop_check": str(loop_check) if loop_check else None}
     checked = _config(flags, seeds=seeds, parts=parts, quick=quick, config=config)
     if run_dir is not None and not (run_dir / "spec.yaml").exists():
         raise UserError(f"{run_dir} is not a run folder")

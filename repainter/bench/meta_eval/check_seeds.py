@@ -28,6 +28,11 @@ SEED_HISTORY: tuple[tuple[tuple[int, ...], str], ...] = (
     ((12, 13, 14), "held out: run once, after the default selection was chosen"),
     ((40, 41, 42), "issue 26's measurements of refine vs best_of_n and of new ladders (looked "
                    "at, not tuned on)"),
+    ((100, 101), "the adaptive loop's split rule was designed on them (tuned on)"),
+    ((8992, 8993), "bench/loop_vs_best_of_n.py at commit ea98471 (16 scenes; looked at, then the "
+                   "full 32-scene check was run on new seeds)"),
+    ((3850, 3851), "bench/loop_vs_best_of_n.py at commit ed2905a: the 32-scene check of issue "
+                   "26's acceptance (ADAPTIVE_LOOP.md)"),
 )
 USED_SEEDS = frozenset(seed for seeds, _ in SEED_HISTORY for seed in seeds)
 #: Drawn seeds lie in [SEED_FLOOR, SEED_CEILING): clear of the small seeds people pick by hand.

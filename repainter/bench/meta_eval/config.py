@@ -14,7 +14,7 @@ from repainter.bench.meta_eval.ladders import Ladder
 from repainter.errors import UserError
 from repainter.spec import ComponentSpec, DatasetSpec, T2ISpec
 
-Part = Literal["ladders", "degradations", "baselines"]
+Part = Literal["ladders", "degradations", "baselines", "second_renderer"]
 
 #: Weight-free metrics every degradation check includes (no weights to download).
 WEIGHT_FREE = ("ssim", "psnr", "color_histogram")
@@ -41,7 +41,8 @@ class MetaEvalConfig(BaseModel):
     validity_path: str | None = None
     #: A run folder to add validity.json to; its HTML report is rebuilt with the validity section.
     run_dir: str | None = None
-    parts: list[Part] = Field(default_factory=lambda: ["ladders", "degradations", "baselines"])
+    parts: list[Part] = Field(
+        default_factory=lambda: ["ladders", "degradations", "baselines", "second_renderer"])
     #: Ladder name -> {name, description, nested, models: [best ... worst]}; None = default.
     ladders: dict[str, dict[str, Any]] | None = None
     #: References per ladder run; on the default world an equal share per category.
@@ -79,6 +80,11 @@ class MetaEvalConfig(BaseModel):
     #: The world renderer of the ladders' and baselines' sim models and world references:
     #: ``painterly`` is the second renderer, nothing was tuned on it (``with_renderer``).
     renderer: Literal["flat", "painterly"] = "flat"
+    #: The renderer of part ``second_renderer``: the ladders again, drawn another way (see
+    #: ``repainter.bench.meta_eval.renderers``); None = the one ``renderer`` is not.
+    second_renderer: Literal["flat", "painterly"] | None = None
+    #: ADAPTIVE_LOOP.json of ``bench/loop_vs_best_of_n.py``: its tables go into VALIDITY.md.
+    loop_check: str | None = None
     #: The command line that ran this (written into VALIDITY.md).
     command: str | None = None
 
@@ -94,6 +100,23 @@ class MetaEvalConfig(BaseModel):
             ladder = Ladder.from_data(name, data)  # its ValueError names what is wrong
             for model in ladder.models:
                 T2ISpec.model_validate(model)
+        return value
+
+    @model_validator(mode="after")
+    def _second_renderer_differs(self) -> MetaEvalConfig:
+        if self.second_renderer is None:
+            self.second_renderer = "painterly" if self.renderer == "flat" else "flat"
+        if "second_renderer" in self.parts and self.second_renderer == self.renderer:
+            raise ValueError(f"second_renderer {self.second_renderer!r} is the renderer the "
+                             "ladders already use; choose the other one")
+        return self
+
+    @field_validator("loop_check")
+    @classmethod
+    def _loop_check_readable(cls, value: str | None) -> str | None:
+        if value is not None and not Path(value).is_file():
+            raise ValueError(f"loop_check {value}: no such file (bench/loop_vs_best_of_n.py "
+                             "writes it next to ADAPTIVE_LOOP.md)")
         return value
 
     @field_validator("degradation_kinds")

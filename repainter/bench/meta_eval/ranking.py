@@ -80,7 +80,9 @@ def bootstrap_tau(matrix: np.ndarray, *, resamples: int = 1000, seed: int = 0,
 
 def adjacent_separation(matrix: np.ndarray, models: Sequence[str], *, alpha: float = 0.05,
                         seed: int = 0) -> list[dict[str, Any]]:
-    """For each adjacent pair (better, worse): mean difference, p-value, separated or not."""
+    """For each adjacent pair (better, worse): mean difference, the standard deviation of the
+    per-case differences (what the bench's power at its size follows from), p-value, separated
+    or not."""
     rows = []
     for i in range(matrix.shape[1] - 1):
         diffs = matrix[:, i] - matrix[:, i + 1]
@@ -88,6 +90,7 @@ def adjacent_separation(matrix: np.ndarray, models: Sequence[str], *, alpha: flo
         p = sign_flip_p_value(diffs, seed=seed)
         rows.append({"better": models[i], "worse": models[i + 1], "n": int(diffs.size),
                      "mean_difference": mean, "p_value": p,
+                     "sd_difference": float(diffs.std(ddof=1)) if diffs.size > 1 else None,
                      "separated": bool(diffs.size and mean > 0 and p < alpha)})
     return rows
 

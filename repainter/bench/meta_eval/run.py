@@ -25,7 +25,9 @@ from repainter.bench.meta_eval.config import (
     with_renderer,
 )
 from repainter.bench.meta_eval.ladders import Ladder, bench_zoo, default_ladders, labelled
+from repainter.bench.meta_eval.loop_check import read_loop_check
 from repainter.bench.meta_eval.ranking import best_rendered, ladder_validity
+from repainter.bench.meta_eval.renderers import run_second_renderer
 from repainter.records import CandidateRecord, CaseRecord, finite_or_none
 from repainter.records.leaderboard import LeaderboardRow
 from repainter.registry import METRICS
@@ -358,7 +360,8 @@ def run_degradations(config: MetaEvalConfig) -> dict[str, Any]:
 
 
 #: What a meta-evaluation writes into its output folder: a folder holding only these is its own.
-META_EVAL_NAMES = frozenset({"cache", "ladders", "baselines", "VALIDITY.md", "validity.json"})
+META_EVAL_NAMES = frozenset({"cache", "ladders", "baselines", "second-renderer", "scenes.jsonl",
+                             "VALIDITY.md", "validity.json"})
 
 
 def check_output_folders(config: MetaEvalConfig) -> None:
@@ -409,12 +412,16 @@ def meta_eval(config: MetaEvalConfig | None = None, **options: Any) -> dict[str,
     zoo = bench_zoo()
     if bench == "sim" and zoo is not None:
         data["true_order"] = zoo.TRUE_ORDER
+    if config.loop_check:  # read first: a malformed file fails before hours of runs
+        data["loop_check"] = read_loop_check(config.loop_check)
     if "ladders" in config.parts:
         data["ladders"] = run_ladders(config, ladders)
     if "degradations" in config.parts:
         data["degradations"] = run_degradations(config)
     if "baselines" in config.parts:
         data["baselines"] = run_baselines(config)
+    if "second_renderer" in config.parts:
+        data["second_renderer"] = run_second_renderer(config, ladders, run_ladders)
     data["seconds"] = round(time.perf_counter() - started, 1)
     write_validity(data, config)
     return data

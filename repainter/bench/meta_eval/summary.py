@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from repainter.bench.meta_eval.check_seeds import seed_history_lines
+from repainter.bench.meta_eval.loop_check import loop_check_headline, loop_check_section
+from repainter.bench.meta_eval.renderers import second_renderer_headline, second_renderer_section
 from repainter.images import atomic_write_bytes
 from repainter.report.markdown import markdown_table, markdown_text
 from repainter.report.validity import TRUSTED, WEAK, fmt_value, trust_table
@@ -285,6 +287,7 @@ def _headline(data: dict[str, Any], truth: str | None) -> list[str]:
         for c in family:
             lines.append(f"- {truth}: {c['model_a']} - {c['model_b']} = {_signed(c['mean_difference'])} "
                          f"(Holm p {_p(c['p_adjusted'])}).")
+    lines += second_renderer_headline(data) + loop_check_headline(data)
     deg = data.get("degradations")
     if deg:
         lines.append("- Degradations, mean tau over kinds: " + ", ".join(
@@ -318,6 +321,7 @@ def validity_markdown(data: dict[str, Any]) -> str:
         lines += _baseline_section(data["baselines"], truth)
     if data.get("ladders"):
         lines += _seed_section(data["ladders"])
+    lines += second_renderer_section(data, truth) + loop_check_section(data)
     rows = trust_table(data)
     if rows:
         lines += ["", "## Which metric to trust for which kind of error", "",
