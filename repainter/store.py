@@ -205,6 +205,7 @@ RUN_FOLDER_NAMES = frozenset({
     "checkpoints.sqlite-shm", "references", "descriptions", "images", "cases", "results.jsonl",
     "leaderboard.json", "leaderboard.csv", "leaderboard.md", "leaderboard.tex", "report", "logs",
     "cache.sqlite", "validity.json", "seeds.json", "compare.json",
+    "sanity.json", "SANITY.md", "sanity",  # repainter sanity (repainter/sanity/)
 })
 
 

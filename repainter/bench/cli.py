@@ -47,12 +47,27 @@ def meta_eval_command(
         "--loop-check", help="ADAPTIVE_LOOP.json of bench/loop_vs_best_of_n.py: its loop vs "
         "best-of-N tables on every model go into VALIDITY.md.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print validity.json.")] = False,
+    spec: Annotated[Path | None, typer.Option(
+        "--spec", help="A run spec: run the metric sanity ladders on its own models instead "
+        "(the same as repainter sanity --spec; --scenes sets the references).")] = None,
 ) -> None:
     """Measure how far the metrics and the loop can be trusted: ranking validity on ladders,
     controlled degradations, the loop vs best-of-N / one-shot / oracle, seed sensitivity.
     Writes VALIDITY.md and validity.json."""
     from repainter.bench.meta_eval import meta_eval
 
+    if spec is not None:
+        others = {"--output-dir": output_dir, "--validity": validity, "--run": run_dir,
+                  "--seeds": seeds, "--rounds": rounds, "--variants": variants,
+                  "--parts": parts, "--config": config, "--renderer": renderer}
+        given = [flag for flag, value in others.items() if value is not None] + (
+            ["--quick"] if quick else [])
+        if given:  # they configure the bench's meta-evaluation, which --spec does not run
+            raise UserError(f"--spec runs the sanity check on the spec's models; it takes "
+                            f"--scenes and --json only, not {', '.join(given)} (see "
+                            "repainter sanity --help for its settings)")
+        _sanity(spec, scenes, as_json)
+        return
     flags = {"output_dir": output_dir, "validity_path": validity,
              "run_dir": str(run_dir) if run_dir else None, "scenes": scenes, "rounds": rounds,
              "variants": variants, "renderer": renderer,
@@ -66,6 +81,23 @@ def meta_eval_command(
         return
     path = Path(checked.validity_path or Path(checked.output_dir) / "VALIDITY.md")
     typer.echo(f"{path} ({data['bench']} bench, {data['seconds']} s)")
+
+
+def _sanity(spec: Path, references: int | None, as_json: bool) -> None:
+    """``--spec``: the core's sanity check (repainter.sanity) on the spec's own models."""
+    import shlex
+
+    from repainter.sanity import SanityConfig, run_sanity
+    from repainter.spec_flags import spec_from_flags
+
+    checked = spec_from_flags(spec)
+    config = SanityConfig(**({"references": references} if references else {}))
+    command = "repainter " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    data = run_sanity(checked, config, command=command)
+    if as_json:
+        typer.echo(json.dumps(data, indent=2, default=str))
+        return
+    typer.echo(f"{checked.run_dir / 'SANITY.md'} ({data['seconds']} s)")
 
 
 def _config(flags: dict[str, Any], *, seeds: str | None, parts: str | None, quick: bool,

@@ -14,6 +14,8 @@ Finished runs (:mod:`repainter.cli.runs`)
     ``rescore``             score the stored images with more metrics, or reselect
     ``track``               send a run to MLflow, W&B or TensorBoard
     ``export-preferences``  preference pairs for Diffusion-DPO-style training
+Metric sanity (:mod:`repainter.cli.sanity`)
+    ``sanity``              do the spec's metrics order ladders of known order on its models?
 Retrieval (:mod:`repainter.cli.dar`)
     ``dar``                 diffusion-augmented interactive retrieval (Hits@K per turn)
 From plugins
@@ -34,7 +36,7 @@ import typer
 from rich.markup import escape
 from typer.core import TyperGroup
 
-from repainter.cli import dar, prepare, run, runs
+from repainter.cli import dar, prepare, run, runs, sanity
 from repainter.cli.common import console, fail, rows_table
 from repainter.errors import one_line, user_message
 from repainter.failures import RunFailedError
@@ -101,7 +103,7 @@ COMMANDS = {
     "doctor": prepare.doctor, "prefetch": prepare.prefetch, "fetch": prepare.fetch,
     "report": runs.report, "rescore": runs.rescore, "track": runs.track,
     "export-preferences": runs.export_preferences, "dar": dar.dar_command,
-    "ls": prepare.list_components,
+    "sanity": sanity.sanity, "ls": prepare.list_components,
 }
 
 

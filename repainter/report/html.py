@@ -42,6 +42,7 @@ from repainter.report.leaderboard import (
     build_metric_comparisons,
 )
 from repainter.report.plots import model_colour
+from repainter.report.sanity import sanity_view
 from repainter.report.tables import ReportTables, saved_tables
 from repainter.report.views import facts_view, progress_view, tables_view, validity_view
 from repainter.store import SPEC_FILE, RunStore
@@ -160,6 +161,7 @@ def build_report_context(run_dir: str | Path, *, max_cases: int = MAX_CASES,
         "models": [{"name": m, "colour": colours[m]} for m in models],
         **tables_view(tables, models, colours),
         "validity": validity_view(run_dir),
+        "sanity": sanity_view(run_dir),
         "plots": plots,
         **progress_view(records, models, colours),
         **cases,

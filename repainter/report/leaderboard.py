@@ -377,6 +377,10 @@ def write_leaderboard(
                                     board.comparisons)
     atomic_write_bytes(run_dir / "leaderboard.md", markdown.encode("utf-8"))
     from repainter.report.latex import write_latex
+    from repainter.report.sanity import refresh_leaderboard_section
+
+    # where `repainter sanity` ran: warn about models the selection score fails its check on
+    refresh_leaderboard_section(run_dir, [row.model for row in rows])
 
     write_latex(rows, run_dir)
     return board
