@@ -57,15 +57,11 @@ def meta_eval_command(
     from repainter.bench.meta_eval import meta_eval
 
     if spec is not None:
-        others = {"--output-dir": output_dir, "--validity": validity, "--run": run_dir,
-                  "--seeds": seeds, "--rounds": rounds, "--variants": variants,
-                  "--parts": parts, "--config": config, "--renderer": renderer}
-        given = [flag for flag, value in others.items() if value is not None] + (
-            ["--quick"] if quick else [])
-        if given:  # they configure the bench's meta-evaluation, which --spec does not run
-            raise UserError(f"--spec runs the sanity check on the spec's models; it takes "
-                            f"--scenes and --json only, not {', '.join(given)} (see "
-                            "repainter sanity --help for its settings)")
+        _refuse_bench_flags({"--output-dir": output_dir, "--validity": validity,
+                             "--run": run_dir, "--seeds": seeds, "--rounds": rounds,
+                             "--variants": variants, "--parts": parts, "--config": config,
+                             "--renderer": renderer, "--loop-check": loop_check,
+                             "--quick": quick or None})
         _sanity(spec, scenes, as_json)
         return
     flags = {"output_dir": output_dir, "validity_path": validity,
@@ -81,6 +77,15 @@ def meta_eval_command(
         return
     path = Path(checked.validity_path or Path(checked.output_dir) / "VALIDITY.md")
     typer.echo(f"{path} ({data['bench']} bench, {data['seconds']} s)")
+
+
+def _refuse_bench_flags(others: dict[str, Any]) -> None:
+    """--spec runs the sanity check, not the bench's meta-evaluation these flags configure."""
+    given = [flag for flag, value in others.items() if value is not None]
+    if given:
+        raise UserError(f"--spec runs the sanity check on the spec's models; it takes "
+                        f"--scenes and --json only, not {', '.join(given)} (see "
+                        "repainter sanity --help for its settings)")
 
 
 def _sanity(spec: Path, references: int | None, as_json: bool) -> None:
