@@ -50,15 +50,28 @@ def create_component(registry, component: ComponentSpec):
 
 
 class ThrottledT2I(T2IWrapper):
-    """Lets at most ``limit`` batches render at once, however many cases are in flight."""
+    """Lets at most ``limit`` batches render at once, however many cases are in flight; with a
+    ``clock``, the cases waiting for a slot are its ``queue:<label>`` gauge (time waiting on the
+    device)."""
 
-    def __init__(self, inner: T2IBackend, limit: int):
+    def __init__(self, inner: T2IBackend, limit: int, clock: BackendClock | None = None,
+                 label: str = ""):
         super().__init__(inner)
         self._slots = threading.BoundedSemaphore(limit)
+        self._clock, self._queue = clock, f"queue:{label}"
 
     def generate(self, prompts, seeds) -> list[GeneratedImage]:
-        with self._slots:
+        if self._clock is not None:
+            self._clock.enter(self._queue)
+        try:
+            self._slots.acquire()
+        finally:
+            if self._clock is not None:
+                self._clock.leave(self._queue)
+        try:
             return self.inner.generate(prompts, seeds)
+        finally:
+            self._slots.release()
 
 
 class SerialMetric(MetricWrapper):
@@ -210,8 +223,9 @@ def build_components(spec: RunSpec, cache: ResponseCache | None = None) -> Compo
         t2i = {label: CachedT2I(backend, cache, saved_by_caller=True)
                for label, backend in t2i.items()}
         metrics = [CachedMetric(metric, cache) for metric in metrics]
-    if spec.runtime.concurrency > 1:
-        t2i = {label: ThrottledT2I(b, spec.runtime.t2i_concurrency) for label, b in t2i.items()}
+    if spec.runtime.concurrency != 1:  # an int above 1, or auto (paced: may run several)
+        t2i = {label: ThrottledT2I(b, spec.runtime.t2i_concurrency, clock, label)
+               for label, b in t2i.items()}
         metrics = [SerialMetric(metric) for metric in metrics]
     return Components(mllm=mllm, t2i=t2i, metrics=metrics, cache=cache, clock=clock, lazy=lazy)
 

@@ -81,6 +81,10 @@ class RunResult:
             "wall_seconds": self.info.wall_seconds,
             "cases": cases.model_dump(exclude_none=True) if cases is not None else None,
             "models": models,
+            # per model: how busy its device was and what bound it (run.json's pacing)
+            "pacing": {model: {"device_busy_share": report["device_busy_share"],
+                               "binding": report["binding"], "hint": report["hint"]}
+                       for model, report in (self.info.pacing or {}).items()},
         }
 
     def summary_table(self) -> tuple[list[str], list[list[Any]]]:

@@ -336,6 +336,7 @@ def _finished_fields(plan: RunPlan, counts: dict[str, int], execution: Execution
         wall_seconds=round(time.perf_counter() - plan.started, 3),
         cases={**counts, "total": len(plan.items) * len(plan.models)},
         executor=execution.executor,
+        pacing=execution.pacing or None,
         schedule=plan.spec.runtime.schedule,
         models=execution.models,
         mllm_usage=execution.mllm_usage,

@@ -99,7 +99,7 @@ def test_concurrent_and_sequential_runs_give_identical_results(tmp_path):
     common = {"dataset": {"limit": 6}, "t2i": [
         {"name": "procedural"},
         {"name": "procedural", "label": "blind", "params": {"ignore": ["color"]}}]}
-    sequential = run(_spec(tmp_path, "seq", runtime={"cache": False}, **common))
+    sequential = run(_spec(tmp_path, "seq", runtime={"cache": False, "concurrency": 1}, **common))
     concurrent = run(_spec(tmp_path, "conc", runtime={"cache": False, "concurrency": 4}, **common))
     assert _comparable(concurrent.records) == _comparable(sequential.records)
     assert concurrent.leaderboard[0].selection.mean == sequential.leaderboard[0].selection.mean

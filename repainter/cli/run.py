@@ -193,8 +193,20 @@ def _print_result(result, *, as_json: bool) -> None:
         return
     out = make_console()
     out.print(summary_table(result))
+    _print_pacing(out, result)
     _print_failures(out, result)
     out.print(f"run folder: {result.run_dir} · log: {result.run_dir / 'logs' / 'run.log'}")
+
+
+def _print_pacing(out: Console, result) -> None:
+    """Per model: how busy its device was, what bound it, and the hint (run.json's pacing)."""
+    from repainter.executors.pacing import stage_line
+
+    for model, report in (result.info.pacing or {}).items():
+        out.print(stage_line(model, report), markup=False, highlight=False)
+        if report.get("hint"):
+            out.print(f"  [yellow]hint[/yellow] {escape(report['hint'])}", markup=True,
+                      highlight=False)
 
 
 def _print_failures(out: Console, result) -> None:

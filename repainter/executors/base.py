@@ -64,6 +64,8 @@ class Execution:
     #: Per T2I label: whether it was loaded and its peak device memory where torch can tell.
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
     executor: dict[str, Any] = field(default_factory=dict)
+    #: Per T2I label: how busy its device was and what bound it (:mod:`.pacing`; local executor).
+    pacing: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @contextmanager
     def releasing(self) -> Iterator[None]:

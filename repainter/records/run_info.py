@@ -93,7 +93,11 @@ class RunInfo(VersionedRecord):
     records_digest: str | None = None
     wall_seconds: float | None = None
     cases: CaseCounts | None = None
+    #: The executor and the concurrency that ran (``auto``: its final value and trajectory).
     executor: dict[str, Any] | None = None
+    #: Per T2I label (local executor): device busy share, MLLM in flight vs its limit, time cases
+    #: waited on each, the binding limit and a hint (:mod:`repainter.executors.pacing`).
+    pacing: dict[str, dict[str, Any]] | None = None
     schedule: str | None = None
     #: Per T2I label: whether it was loaded, its peak device memory.
     models: dict[str, dict[str, Any]] | None = None

@@ -236,8 +236,13 @@ class FailFastSpec(SpecModel):
 class RuntimeSpec(SpecModel):
     """How a run executes. None of it changes results, so it is left out of the fingerprint."""
 
-    #: Cases (references) in flight at once; MLLM calls of different cases overlap.
-    concurrency: int = Field(default=1, ge=1, le=256)
+    #: Cases (references) in flight at once; MLLM calls of different cases overlap and renders
+    #: queue for their model's device. ``auto``: as many as keep the T2I device from waiting on
+    #: the MLLM, sized from the run's own render and MLLM times (:mod:`repainter.executors.pacing`),
+    #: at most ``max_concurrency``; an int fixes it. Results are identical either way.
+    concurrency: int | Literal["auto"] = Field(default="auto", union_mode="left_to_right")
+    #: The most cases ``concurrency: auto`` keeps in flight (also bounded by free memory).
+    max_concurrency: int = Field(default=64, ge=1, le=256)
     #: Batches one T2I model renders at once (1 keeps a GPU busy without oversubscribing it).
     t2i_concurrency: int = Field(default=1, ge=1, le=64)
     #: Cache MLLM replies, renders and metric scores (content-addressed; see repainter.cache).
@@ -258,6 +263,18 @@ class RuntimeSpec(SpecModel):
     #: rejection, a missing capability) instead of spending renders on the rest; ``false`` runs
     #: every case whatever happens. See :mod:`repainter.failures`.
     fail_fast: FailFastSpec = Field(default_factory=lambda: FailFastSpec())
+
+    @field_validator("concurrency")
+    @classmethod
+    def _concurrency_range(cls, value: int | str) -> int | str:
+        if value != "auto" and (isinstance(value, bool) or not 1 <= value <= 256):
+            raise ValueError("runtime.concurrency must be auto or an integer from 1 to 256")
+        return value
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # the default ceiling is left out, so specs written before the key existed keep their text
+        return omit_defaults(handler(self), {"max_concurrency": 64})
 
 
 class BudgetSpec(SpecModel):

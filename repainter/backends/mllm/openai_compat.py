@@ -141,7 +141,7 @@ class OpenAIMLLM(MLLMBackend):
         reask: int = 2,
         json_mode: str = "auto",
         iut_mode: str = "single",
-        concurrency: int = 4,
+        concurrency: int | str = "auto",
         prices: dict[str, float] | None = None,
         retry_initial_wait: float = 1.0,
         retry_max_wait: float = 60.0,

@@ -12,7 +12,9 @@ ValueError: openai: json_mode must be one of ('auto', 'json_schema', 'json_objec
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -29,6 +31,33 @@ TOKEN_PARAMS = ("auto", "max_tokens", "max_completion_tokens")
 IMAGE_DETAILS = ("auto", "low", "high")
 
 
+#: ``concurrency: auto``: requests in flight to a server on this machine or a private network
+#: (vLLM, Ollama, LM Studio: they batch or queue requests; the run's pacing holds back once
+#: the server slows under load) and to a hosted API (a rate-limited service; 429s are retried).
+SELF_HOSTED_CONCURRENCY = 64
+HOSTED_CONCURRENCY = 16
+
+
+def default_concurrency(base_url: str | None) -> int:
+    """What ``concurrency: auto`` resolves to for ``base_url`` (no DNS lookup: a host name other
+    than ``localhost`` counts as hosted).
+
+    >>> default_concurrency(None), default_concurrency("http://127.0.0.1:8000/v1")
+    (16, 64)
+    >>> default_concurrency("http://10.0.0.7:11434/v1"), default_concurrency("https://api.x.ai/v1")
+    (64, 16)
+    """
+    host = (urlsplit(base_url).hostname or "") if base_url else ""
+    if host == "localhost" or host.endswith(".localhost"):
+        return SELF_HOSTED_CONCURRENCY
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return HOSTED_CONCURRENCY
+    private = address.is_loopback or address.is_private or address.is_link_local
+    return SELF_HOSTED_CONCURRENCY if private else HOSTED_CONCURRENCY
+
+
 #: The settings that take one of a few words, and those words.
 _CHOICES = {"json_mode": JSON_MODES, "iut_mode": IUT_MODES, "token_param": TOKEN_PARAMS}
 
@@ -37,7 +66,9 @@ class OpenAIConfig(BaseModel):
     """What :class:`~repainter.backends.mllm.openai_compat.OpenAIMLLM` is built with (its
     docstring and the module's say what each setting does). Counts are clamped to their floor
     (``max_retries`` and ``reask`` >= 0, ``concurrency`` and ``max_reply_chars`` >= 1), as the
-    backend always did; other bad values are a ``ValueError`` naming the setting."""
+    backend always did; other bad values are a ``ValueError`` naming the setting.
+    ``concurrency: auto`` (the default) is resolved here, so the backend holds the int it runs
+    with (run.json's ``pacing`` records it as the MLLM's limit)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -53,7 +84,8 @@ class OpenAIConfig(BaseModel):
     reask: int = 2
     json_mode: str = "auto"
     iut_mode: str = "single"
-    concurrency: int = 4
+    #: Requests in flight at once; ``auto``: :func:`default_concurrency` of ``base_url``.
+    concurrency: int = Field(default="auto", validate_default=True)  # an int once checked
     #: USD per 1M tokens: ``input``, ``output`` and optionally ``cached_input``.
     prices: dict[str, float] | None = None
     retry_initial_wait: float = 1.0
@@ -117,10 +149,17 @@ class OpenAIConfig(BaseModel):
     def _at_least_zero(cls, value: int) -> int:
         return max(0, value)
 
-    @field_validator("concurrency", "max_reply_chars")
+    @field_validator("max_reply_chars")
     @classmethod
     def _at_least_one(cls, value: int) -> int:
         return max(1, value)
+
+    @field_validator("concurrency", mode="before")
+    @classmethod
+    def _concurrency(cls, value: Any, info: ValidationInfo) -> Any:
+        if value == "auto":
+            return default_concurrency(info.data.get("base_url"))
+        return max(1, value) if isinstance(value, int) and not isinstance(value, bool) else value
 
     @field_validator("prices")
     @classmethod
@@ -138,4 +177,5 @@ class OpenAIConfig(BaseModel):
         return self.base_url or "api.openai.com"
 
 
-__all__ = ["IMAGE_DETAILS", "IUT_MODES", "JSON_MODES", "OpenAIConfig", "TOKEN_PARAMS"]
+__all__ = ["HOSTED_CONCURRENCY", "IMAGE_DETAILS", "IUT_MODES", "JSON_MODES", "OpenAIConfig",
+           "SELF_HOSTED_CONCURRENCY", "TOKEN_PARAMS", "default_concurrency"]
