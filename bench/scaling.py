@@ -1,6 +1,6 @@
 """Scaling benchmarks for issue 14 (executors, model-at-a-time, run-folder costs).
 
-    python bench/scaling.py throughput --cases 32 --workers 1 2 4 8   # Ray pool vs local
+    python bench/scaling.py throughput --cases 32 --workers 1 2 4 8 --joined 4 8  # Ray vs local
     python bench/scaling.py memory                                    # 3 tiny pipelines
     python bench/scaling.py large --references 5000 --models 4        # re-run and report
     python bench/scaling.py layout --references 8                     # bytes per case
@@ -18,10 +18,12 @@ import argparse
 import json
 import os
 import resource
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,50 +47,128 @@ def _throughput_spec(folder: Path, cases: int, latency: float, url: str, executo
 
 
 def throughput(args) -> None:
-    import ray
-
-    from repainter import runner
+    """Each setting as its own command, as a user runs it (a fresh process; Ray rows start their
+    own private cluster and pool, or join one started before with ``ray start --head``), timed
+    from the command's start to its exit; and its rate after warm-up (the cases after the first
+    wave), which says what a longer run gains."""
     from repainter.testing import OpenAICompatServer
 
-    os.environ[KEY_ENV] = "bench-key"  # Ray workers inherit the driver's environment
-    ray.init(num_cpus=max(args.workers), include_dashboard=False, log_to_driver=False)
     rows = []
     with OpenAICompatServer(latency=args.mllm_latency) as server, \
             tempfile.TemporaryDirectory() as tmp:
-        settings = [("local", 1, 1), ("local", 1, 8)] + [("ray", n, 1) for n in args.workers]
-        for executor, workers, concurrency in settings:
-            marks: dict[str, float] = {}
-            done: list[float] = []
+        settings = [("local", 1, 1, None), ("local", 1, 8, None)] + [
+            ("ray", n, 1, None) for n in args.workers]
+        with _standing_cluster(max(args.workers)) as address:
+            settings += [("ray", n, 1, address) for n in args.joined]
+            for cases in args.cases:
+                for executor, workers, concurrency, joined in settings:
+                    rows.append(_time_command(Path(tmp), server.url, cases, executor, workers,
+                                              concurrency, joined, args))
+                    print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    for cases in args.cases:
+        _throughput_table([r for r in rows if r["cases"] == cases])
 
-            def on_event(event, marks=marks, done=done):
-                if event["event"] == "workers_ready":
-                    marks["ready"] = time.perf_counter()
-                elif event["event"] == "case" and not event.get("reused"):
-                    done.append(time.perf_counter())
 
-            folder = Path(tmp) / f"{executor}-{workers}-{concurrency}"
-            spec = _throughput_spec(folder, args.cases, args.latency, server.url, executor,
-                                    workers, concurrency)
-            started = time.perf_counter()
-            result = runner.run(spec, on_event=on_event)
-            wall = time.perf_counter() - started
-            assert result.info.cases.done == args.cases, result.info.cases
-            first = marks.get("ready", started)
-            rows.append({"executor": executor, "workers": workers, "concurrency": concurrency,
-                         "cases": args.cases, "wall_s": wall,
-                         "startup_s": first - started,
-                         "steady_cases_per_s": args.cases / (done[-1] - first)})
-            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
-    ray.shutdown()
-    one = next(r["steady_cases_per_s"] for r in rows if r["executor"] == "ray" and r["workers"] == 1)
-    print("| executor | workers | cases | wall s (incl. start) | pool start s | cases/s (pool up) "
-          "| speed-up vs 1 worker | ideal |\n|---|---|---|---|---|---|---|---|")
+@contextmanager
+def _standing_cluster(cpus: int):
+    """A cluster started once with ``ray start --head`` (private temp dir, free ports), as on a
+    machine that keeps one up; stopped by its temp dir only."""
+    from repainter.executors.ray_cluster import clean_up
+
+    temp_dir = tempfile.mkdtemp(prefix="rpb-", dir="/tmp")
+    ports = [_free_port() for _ in range(4)]
+    command = [str(Path(sys.executable).parent / "ray"), "start", "--head", "--temp-dir",
+               temp_dir, "--port", str(ports[0]), "--num-cpus", str(cpus),
+               "--include-dashboard=false", "--dashboard-agent-listen-port", str(ports[1]),
+               "--metrics-export-port", str(ports[2]), "--ray-client-server-port",
+               str(ports[3]), "--disable-usage-stats"]
+    try:
+        subprocess.run(command, check=True, capture_output=True, env=_env())
+        yield Path(temp_dir, "ray_current_cluster").read_text().strip()
+    finally:
+        clean_up(temp_dir)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _time_command(tmp: Path, url: str, cases: int, executor: str, workers: int,
+                  concurrency: int, joined: str | None, args) -> dict:
+    folder = tmp / f"{executor}-{workers}-{concurrency}-{cases}-{bool(joined)}"
+    env = {k: v for k, v in _env().items() if k != "RAY_ADDRESS"}  # a private cluster ...
+    if joined:
+        env["RAY_ADDRESS"] = joined  # ... or the standing one
+    env[KEY_ENV] = "bench-key"
+    launched = time.time()
+    out = subprocess.run([sys.executable, __file__, "_throughput_one", "--folder", str(folder),
+                          "--url", url, "--executor", executor, "--workers", str(workers),
+                          "--concurrency", str(concurrency), "--cases", str(cases),
+                          "--latency", str(args.latency)],
+                         capture_output=True, text=True, env=env)
+    ended = time.time()
+    if out.returncode != 0:
+        raise SystemExit(out.stderr[-3000:])
+    child = json.loads(out.stdout.strip().splitlines()[-1])
+    first_wave = min(cases - 1, workers * concurrency)  # cases that ran while warming up
+    done = sorted(child["done"])
+    warm = done[-1] - done[first_wave - 1] if first_wave else done[-1] - launched
+    return {"executor": executor, "workers": workers, "concurrency": concurrency,
+            "joined": bool(joined), "cases": cases, "command_s": ended - launched,
+            "pool_start_s": child["start_seconds"], "first_case_s": done[0] - launched,
+            "warm_cases_per_s": (cases - first_wave) / warm}
+
+
+def _throughput_one(args) -> None:
+    """One setting, in this fresh process: the timestamps of its finished cases."""
+    from repainter import runner
+
+    done: list[float] = []
+
+    def on_event(event) -> None:
+        if event["event"] == "case" and not event.get("reused"):
+            done.append(time.time())
+
+    spec = _throughput_spec(Path(args.folder), args.cases, args.latency, args.url,
+                            args.executor, args.workers, args.concurrency)
+    result = runner.run(spec, on_event=on_event)
+    assert result.info.cases.done == args.cases, result.info.cases
+    print(json.dumps({"done": done,
+                      "start_seconds": (result.info.executor or {}).get("start_seconds")}))
+
+
+def _throughput_table(rows: list[dict]) -> None:
+    """Speed-ups against the local executor one case at a time: whole command, and warm."""
+    base = next(r for r in rows if r["executor"] == "local" and r["concurrency"] == 1)
+    best_local = next(r for r in rows if r["executor"] == "local" and r["concurrency"] > 1)
+    print(f"\n{rows[0]['cases']} cases\n")
+    print("| executor | workers | command s | pool start s: cluster + first worker (all) "
+          "| first case done at s | warm cases/s | speed-up, whole command | speed-up, warm "
+          "| beats local c8 from |\n|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        label = (f"local, concurrency {r['concurrency']}" if r["executor"] == "local" else "ray")
-        ideal = f"{r['workers']}x" if r["executor"] == "ray" else "–"
-        print(f"| {label} | {r['workers']} | {r['cases']} | {r['wall_s']:.1f} | "
-              f"{r['startup_s']:.1f} | {r['steady_cases_per_s']:.3f} | "
-              f"{r['steady_cases_per_s'] / one:.2f}x | {ideal} |")
+        label = (f"local, concurrency {r['concurrency']}" if r["executor"] == "local"
+                 else "ray, joined a running cluster" if r["joined"] else "ray, own cluster")
+        start = r["pool_start_s"] or {}
+        pool = (f"{start['cluster']:.1f} + {start['first_worker']:.1f} "
+                f"({start['all_workers'] or float('nan'):.1f})" if start else "–")
+        beats = _break_even(r, best_local) if r["executor"] == "ray" else "–"
+        print(f"| {label} | {r['workers']} | {r['command_s']:.1f} | {pool} | "
+              f"{r['first_case_s']:.1f} | {r['warm_cases_per_s']:.3f} | "
+              f"{base['command_s'] / r['command_s']:.2f}x | "
+              f"{r['warm_cases_per_s'] / base['warm_cases_per_s']:.2f}x | {beats} |")
+
+
+def _break_even(row: dict, other: dict) -> str:
+    """Cases from which ``row``'s command ends before ``other``'s (fixed cost + cases / rate,
+    each fitted on its own run)."""
+    fixed = row["command_s"] - row["cases"] / row["warm_cases_per_s"]
+    fixed_other = other["command_s"] - other["cases"] / other["warm_cases_per_s"]
+    gain = 1 / other["warm_cases_per_s"] - 1 / row["warm_cases_per_s"]
+    if gain <= 0:
+        return "never (slower when warm)"
+    return f"{max(0.0, (fixed - fixed_other) / gain):.0f} cases"
 
 
 # -- model-at-a-time memory ----------------------------------------------------------------------
@@ -312,10 +392,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("throughput")
-    p.add_argument("--cases", type=int, default=32)
+    p.add_argument("--cases", type=int, nargs="+", default=[32])
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4, 8])
+    p.add_argument("--joined", type=int, nargs="*", default=[4, 8],
+                   help="worker counts also run on a cluster started before the command")
     p.add_argument("--latency", type=float, default=1.0)
     p.add_argument("--mllm-latency", type=float, default=0.2)
+    p = sub.add_parser("_throughput_one")
+    for name in ("--folder", "--url", "--executor"):
+        p.add_argument(name)
+    for name in ("--workers", "--concurrency", "--cases"):
+        p.add_argument(name, type=int)
+    p.add_argument("--latency", type=float)
     sub.add_parser("memory")
     p = sub.add_parser("_memory_one")
     p.add_argument("--folder")
@@ -332,7 +420,7 @@ def main() -> None:
     p.add_argument("--references", type=int, default=8)
     p.add_argument("--baseline", default=None)
     args = parser.parse_args()
-    {"throughput": throughput, "memory": memory, "_memory_one": _memory_one, "large": large,
+    {"throughput": throughput, "_throughput_one": _throughput_one, "memory": memory, "_memory_one": _memory_one, "large": large,
      "_large_one": _large_one, "layout": layout}[args.command](args)
 
 

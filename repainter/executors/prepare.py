@@ -24,13 +24,14 @@ def selected_items(spec: RunSpec) -> list[DatasetItem]:
     )
 
 
-def prepare_context(spec: RunSpec, store: RunStore) -> tuple[RunContext, list, Components]:
-    """Select the dataset's items and build the components: everything a graph needs."""
+def prepare_context(spec: RunSpec, store: RunStore, cache: ResponseCache | None = None
+                    ) -> tuple[RunContext, list, Components]:
+    """Select the dataset's items and build the components: everything a graph needs. ``cache``
+    (a Ray worker's view of the driver's cache) is used instead of opening the spec's."""
     items = selected_items(spec)
     check_distinct_names("case id", [i.id for i in items])  # one file per case, model
     check_distinct_names("T2I label", [t.display_name for t in spec.t2i])
-    cache = None
-    if spec.runtime.cache:
+    if cache is None and spec.runtime.cache:
         folder = Path(spec.runtime.cache_dir) if spec.runtime.cache_dir else store.root
         cache = ResponseCache(folder / "cache.sqlite")
     components = build_components(spec, cache)

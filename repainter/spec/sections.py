@@ -189,8 +189,10 @@ class DecisionSpec(SpecModel):
 class RaySpec(SpecModel):
     """The Ray executor's pool: one actor per worker, each with its own pipelines."""
 
-    #: Cluster to join ("auto", "ray://host:10001", ...); None: ``RAY_ADDRESS``, else a private
-    #: local Ray started for this run and stopped with it (or the one this process initialised).
+    #: Cluster to join ("HEAD:6379", "auto", ...); None: ``RAY_ADDRESS``, else a private local
+    #: Ray with room for the pool, started for this run and stopped with it (or the one this
+    #: process initialised). A token found on the machine is sent where ``RAY_AUTH_MODE`` is
+    #: unset (:mod:`repainter.executors.ray_cluster`).
     address: str | None = None
     num_workers: int = Field(default=2, ge=1, le=1024)
     #: GPUs reserved per actor (fractional allowed: 0.5 puts two actors on one GPU).
