@@ -174,6 +174,7 @@ TIMED_METHODS = frozenset({
     "generate", "describe", "rewrite_prompt", "write_variants", "critique", "revise", "judge",
     "refine_dialogue",
     "prepare", "score",
+    "score_metadata",  # metrics of a render's recorded metadata (the simulation bench's truth)
     "load",  # dataset items: decoding or rendering a reference
 })
 

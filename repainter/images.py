@@ -193,8 +193,13 @@ def _current_umask() -> int:
 _UMASK = _current_umask()
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write via a temp file in the same folder and rename, so readers never see half a file."""
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, durable: bool = True) -> None:
+    """Write via a temp file in the same folder and rename, so readers never see half a file.
+
+    ``durable`` fsyncs the file before the rename; without it a killed process still leaves the
+    whole file (the page cache survives it) but a power cut may not: the caller makes it durable
+    later with :func:`make_durable` (one commit for all the files of a case).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -203,18 +208,56 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fchmod(handle.fileno(), 0o666 & ~_UMASK)  # mkstemp makes 0600; honour the umask
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
-def save_png(img: Image.Image, path: str | os.PathLike) -> None:
+def make_durable(paths: list[Path]) -> None:
+    """fsync ``paths`` (written without it) and their folders, so the files and their names
+    survive a power cut; a file that is gone is skipped (a later write replaced it)."""
+    folders = set()
+    for path in paths:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            continue
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        folders.add(Path(path).parent)
+    for folder in folders:
+        fsync_folder(folder)
+
+
+def fsync_folder(folder: Path) -> None:
+    """Make the names in ``folder`` durable (where the platform lets a folder be fsynced)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # pragma: no cover - Windows cannot open a folder
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover - some file systems refuse to fsync a folder
+        pass
+    finally:
+        os.close(fd)
+
+
+def png_bytes(img: Image.Image) -> bytes:
+    """The lossless PNG encoding the run folder stores."""
     buffer = io.BytesIO()
     # Lossless either way; level 1 is several times faster than the default 6 for renders.
     img.save(buffer, format="PNG", compress_level=1)
-    atomic_write_bytes(path, buffer.getvalue())
+    return buffer.getvalue()
+
+
+def save_png(img: Image.Image, path: str | os.PathLike, *, durable: bool = True) -> None:
+    atomic_write_bytes(path, png_bytes(img), durable=durable)
 
 
 def reference_digest(image: Image.Image) -> str:

@@ -53,7 +53,8 @@ class RunResult:
 
     @property
     def failed(self) -> list[CaseRecord]:
-        return [r for r in self.records if not r.done]
+        lazy = getattr(self.records, "failed", None)  # LazyRecords: read only the failed ones
+        return lazy() if callable(lazy) else [r for r in self.records if not r.done]
 
     def summary(self) -> dict[str, Any]:
         """Machine-readable summary per T2I model (what ``repainter run --json`` prints)."""

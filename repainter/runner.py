@@ -18,6 +18,7 @@ import logging
 import platform
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -32,6 +33,7 @@ from repainter.failures import FailFast, RunFailedError, failures_line, group_fa
 from repainter.images import reference_digest
 from repainter.logging_setup import logging_events, run_log
 from repainter.preflight import preflight
+from repainter.record_index import AnyRecord, LazyRecords, finished_cases, full_records, write_index
 from repainter.records import CaseRecord
 from repainter.records.leaderboard import LeaderboardRow
 from repainter.records.render_flags import render_flags_by_model
@@ -63,8 +65,9 @@ class RunPlan:
     items: list[DatasetItem]
     models: list[str]
     stages: list[Stage]
-    #: Finished records of cases the run reuses (they are not run again).
-    reused: dict[CaseTask, CaseRecord]
+    #: Finished records of cases the run reuses (they are not run again): full records, or
+    #: their summaries from the record index where the file did not change.
+    reused: dict[CaseTask, AnyRecord]
     info: RunInfo
     #: Records of the cases this run executed, as the executor delivered them.
     finished: dict[CaseTask, CaseRecord] = field(default_factory=dict)
@@ -100,6 +103,7 @@ def run(
     adaptive budget (:mod:`repainter.adaptive`) and an MLLM list (:mod:`repainter.mllm_grid`) are
     driven from here.
     """
+    started = time.perf_counter()  # run.json's wall_seconds: the whole call, reading included
     spec = resolve_spec(spec, overrides, settings)
     refuse_blank_output_dir(spec.output_dir)
     preflight(spec)
@@ -118,6 +122,7 @@ def run(
         return run_grid(spec, on_event, case_ids, run=run)
     with run_folder_lock(spec.run_dir, "run"):
         plan = prepare(spec, case_ids=case_ids)
+        plan.started = started
         with run_log(plan.store.root), recorded_outcome(plan.store, plan.info):
             logger.info("run %s in %s (spec %s)", spec.name, plan.store.root,
                         plan.info.spec_fingerprint)
@@ -162,7 +167,7 @@ def prepare(spec: RunSpec | str | Path | None = None, overrides: list[str] = (),
         by_id = {item.id: item for item in items}
         items = [by_id[case_id] for case_id in case_ids if case_id in by_id]
     models = [c.display_name for c in spec.t2i]
-    existing = store.finished_records()  # one read of every record
+    existing = finished_cases(store)  # the index, and a read of every record not in it
     reused = {CaseTask(m, i.id): existing[(m, i.id)] for i in items for m in models
               if (m, i.id) in existing}
     for task in changed_references(store, items, reused):  # redone: its scores are of another image
@@ -176,7 +181,7 @@ def prepare(spec: RunSpec | str | Path | None = None, overrides: list[str] = (),
 
 
 def changed_references(store: RunStore, items: list[DatasetItem],
-                       reused: dict[CaseTask, CaseRecord]) -> list[CaseTask]:
+                       reused: dict[CaseTask, AnyRecord]) -> list[CaseTask]:
     """Finished cases whose reference file changed after they finished: the record names
     another pixel hash (``reference_sha256``) than the file holds now. Only local files are
     checked (a URL item is pinned by its cache and checksum, a generated one by its params); a
@@ -195,7 +200,7 @@ def changed_references(store: RunStore, items: list[DatasetItem],
     return changed
 
 
-def _digest_if_modified(item: DatasetItem, written: Path, record: CaseRecord,
+def _digest_if_modified(item: DatasetItem, written: Path, record: AnyRecord,
                         memo: dict[str, list[Any]]) -> str | None:
     """The pixel hash of ``item``'s local file where it may have changed since ``written``
     (the record) was; None where it cannot have (or is no local file, or cannot be read: a
@@ -296,10 +301,14 @@ def execute(plan: RunPlan, emit: EventCallback,
 
 def finalize(plan: RunPlan, counts: dict[str, int], execution: Execution,
              loop_seconds: float) -> RunResult:
-    """Results, leaderboard, run.json and the report, from one read of the run's records."""
+    """Results, leaderboard, run.json and the report, from one read of the run's records.
+
+    A re-run that ran nothing and whose records did not change reads none of them: results,
+    leaderboard, report and run.json's per-record fields are current, and the result's records
+    are read only if asked for (:class:`repainter.record_index.LazyRecords`)."""
     store, info = plan.store, plan.info
-    records = plan_records(plan)
-    digest = store.records_digest(plan.models, [(r.model, r.case_id) for r in records])
+    planned = plan_records(plan)
+    digest = store.records_digest(plan.models, [(r.model, r.case_id) for r in planned])
     previous = store.read_run_info()
     # nothing ran and no record changed since the last run wrote them: results.jsonl, the
     # leaderboard and the report are current (re-running a finished run recomputes nothing)
@@ -307,12 +316,18 @@ def finalize(plan: RunPlan, counts: dict[str, int], execution: Execution,
                and (store.root / "leaderboard.json").exists()
                and (store.root / REPORT_DIR / "index.html").exists())
     if current:
+        records: Sequence[CaseRecord] = LazyRecords(store, planned)
         leaderboard = read_leaderboard(store.root).models
+        per_record = {key: getattr(previous, key) for key in ("render_flags", "metrics", "failures")}
     else:
+        records = full_records(store, planned)
         store.write_results_jsonl(records)
         leaderboard = build_leaderboard(records, plan.models)
         write_leaderboard(leaderboard, store.root, records)
-    info.update(**_finished_fields(plan, counts, execution, loop_seconds, records),
+        per_record = _per_record_fields(records)
+    if any(isinstance(r, CaseRecord) for r in planned):  # some were read: index them
+        write_index(store, planned)
+    info.update(**_finished_fields(plan, counts, execution, loop_seconds), **per_record,
                 records_digest=digest)
     if store.unreadable:  # corrupt records met on the way (their cases were redone)
         info.unreadable_records = list(store.unreadable)
@@ -320,14 +335,24 @@ def finalize(plan: RunPlan, counts: dict[str, int], execution: Execution,
     if current:
         info.report = "current (no record changed)"
         store.write_run_info(info)
-    else:
+    else:  # the report shows run.json's wall time: that time stops before the report
         _report_and_track(plan, records, leaderboard)
     return RunResult(run_dir=store.root, spec=plan.spec, records=records, leaderboard=leaderboard,
                      info=info)
 
 
+def _per_record_fields(records: list[CaseRecord]) -> dict[str, Any]:
+    """What run.json sums up of the records themselves."""
+    return dict(
+        # blanked / NaN / black renders per model: scores leave them out (issue 16 item 11)
+        render_flags=render_flags_by_model(records),
+        metrics=identities_of_records(records) or None,  # what each metric did (issue 27)
+        failures=group_failures(records) or None,
+    )
+
+
 def _finished_fields(plan: RunPlan, counts: dict[str, int], execution: Execution,
-                     loop_seconds: float, records: list[CaseRecord]) -> dict[str, Any]:
+                     loop_seconds: float) -> dict[str, Any]:
     """What run.json says about a finished run: counts, timings, models, usage, environment."""
     return dict(
         error=None,  # an earlier attempt's failure: this one finished
@@ -342,8 +367,6 @@ def _finished_fields(plan: RunPlan, counts: dict[str, int], execution: Execution
         mllm_usage=execution.mllm_usage,
         mllm_adaptations=({plan.spec.mllm.display_name: execution.mllm_adaptations}
                           if execution.mllm_adaptations else {}),
-        # blanked / NaN / black renders per model: scores leave them out (issue 16 item 11)
-        render_flags=render_flags_by_model(records),
         cache=execution.cache,
         loop_seconds=round(loop_seconds, 4),
         backend=execution.backend,
@@ -357,8 +380,6 @@ def _finished_fields(plan: RunPlan, counts: dict[str, int], execution: Execution
                                     - execution.backend_busy_seconds), 4),
         environment=capture_environment(),  # after the run: the device is known once loaded
         spec=plan.spec.model_dump(mode="json"),
-        metrics=identities_of_records(records) or None,  # what each metric did (issue 27)
-        failures=group_failures(records) or None,
     )
 
 
@@ -381,9 +402,10 @@ def _report_and_track(plan: RunPlan, records: list[CaseRecord],
         store.write_run_info(info)
 
 
-def plan_records(plan: RunPlan) -> list[CaseRecord]:
-    """The run's records (reused and executed), in run-folder order, without reading them again;
-    a case that neither delivered (a bug) is read from its file."""
+def plan_records(plan: RunPlan) -> list[AnyRecord]:
+    """The run's records (reused and executed), in run-folder order, without reading them again
+    (reused ones may be summaries from the record index); a case that neither delivered (a bug)
+    is read from its file."""
     store = plan.store
     records = []
     for task in sorted({CaseTask(m, i.id) for i in plan.items for m in plan.models},

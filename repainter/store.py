@@ -9,6 +9,7 @@
       images/<model>/<case>/r<round>_v<variant>.png
       cases/<model>/<case>.json    the full record of one case x model (repainter.records.CaseRecord)
       results.jsonl                one line per case x model (rebuilt from the records)
+      cases.index                  a cache of the records' summaries (repainter.record_index)
       leaderboard.{json,csv,md}
 """
 
@@ -29,11 +30,12 @@ from typing import Any
 from PIL import Image
 from pydantic import ValidationError
 
-from repainter.images import atomic_write_bytes, save_png
+from repainter.images import atomic_write_bytes, fsync_folder, make_durable, png_bytes
 from repainter.records.base import RecordVersionError, dump_record, finite_or_none, load_record
 from repainter.records.case import CaseRecord, ResultLine, load_case_record
 from repainter.records.run_info import RunInfo
 from repainter.spec import RunSpec, SpecError, build_spec, load_spec
+from repainter.writer import BackgroundWriter
 
 logger = logging.getLogger(__name__)
 
@@ -184,9 +186,13 @@ def json_safe(data: Any) -> Any:
     return data
 
 
-def write_json(path: Path, data: Any) -> None:
+def json_bytes(data: Any) -> bytes:
     text = json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False, default=str)
-    atomic_write_bytes(path, (text + "\n").encode("utf-8"))
+    return (text + "\n").encode("utf-8")
+
+
+def write_json(path: Path, data: Any) -> None:
+    atomic_write_bytes(path, json_bytes(data))
 
 
 def read_json(path: Path) -> Any:
@@ -204,7 +210,7 @@ RUN_FOLDER_NAMES = frozenset({
     SPEC_FILE, "run.json", LOCK_FILE, "checkpoints.sqlite", "checkpoints.sqlite-wal",
     "checkpoints.sqlite-shm", "references", "descriptions", "images", "cases", "results.jsonl",
     "leaderboard.json", "leaderboard.csv", "leaderboard.md", "leaderboard.tex", "report", "logs",
-    "cache.sqlite", "validity.json", "seeds.json", "compare.json",
+    "cache.sqlite", "validity.json", "seeds.json", "compare.json", "cases.index",
     "sanity.json", "SANITY.md", "sanity",  # repainter sanity (repainter/sanity/)
 })
 
@@ -278,6 +284,53 @@ class RunStore:
         #: record), relative paths; :attr:`unreadable_reasons` says why for each.
         self.unreadable: list[str] = []
         self.unreadable_reasons: dict[str, str] = {}
+        #: While a run executes (:meth:`writing_in_background`): the thread that writes its
+        #: case files; None: every write is made, durably, before the call returns.
+        self.writer: BackgroundWriter | None = None
+        self._unsynced: dict[str, list[Path]] = {}  # case id -> its files not fsynced yet
+        self._queued_records: dict[tuple[str, str], CaseRecord] = {}
+
+    # -- writing in the background ---------------------------------------------------------
+
+    @contextmanager
+    def writing_in_background(self) -> Iterator[BackgroundWriter]:
+        """Case files (renders, references, descriptions, records) are written by a background
+        thread while this holds (:mod:`repainter.writer`); on exit everything queued is written,
+        and a write that failed is raised (unless the body is already raising)."""
+        writer = self.writer = BackgroundWriter()
+        try:
+            yield writer
+        except BaseException:
+            self.writer = None
+            try:
+                writer.close()
+            except Exception as exc:  # noqa: BLE001 - the body's error is the one to report
+                logger.error("%s", exc)
+            raise
+        self.writer = None
+        writer.close()
+
+    def settle(self, relative: str) -> None:
+        """Wait until the file ``relative`` (run-folder path) is written, if it is queued."""
+        if self.writer is not None:
+            self.writer.settle(str(self.root / relative))
+
+    def _write_case_file(self, path: Path, encode, case_id: str) -> None:
+        """Write ``encode()`` to ``path``: queued without fsync while a writer runs (made
+        durable when the case's record is committed), else at once and durably."""
+        if self.writer is None:
+            atomic_write_bytes(path, encode())
+            return
+
+        def job() -> None:  # runs in the writer thread, the only one touching _unsynced
+            atomic_write_bytes(path, encode(), durable=False)
+            self._unsynced.setdefault(case_id, []).append(path)
+
+        self.writer.submit([str(path)], job)
+
+    def save_render(self, relative: str, image: Image.Image, case_id: str) -> None:
+        """Store a render as PNG (encoded in the writer thread when one runs)."""
+        self._write_case_file(self.root / relative, lambda: png_bytes(image), case_id)
 
     # -- spec ------------------------------------------------------------------------------
 
@@ -355,26 +408,30 @@ class RunStore:
 
     def save_reference(self, case_id: str, image: Image.Image) -> None:
         path = self.root / self.reference_relpath(case_id)
+        if self.writer is not None and self.writer.pending(str(path)):
+            return
         if not path.exists():
-            save_png(image, path)
+            self._write_case_file(path, lambda: png_bytes(image), case_id)
 
     def description_relpath(self, case_id: str) -> str:
         return f"descriptions/{slug(case_id)}.json"
 
     def forget_reference(self, case_id: str) -> None:
         """Drop a case's saved reference and shared description (its reference changed)."""
-        (self.root / self.reference_relpath(case_id)).unlink(missing_ok=True)
-        self._description_path(case_id).unlink(missing_ok=True)
+        for relative in (self.reference_relpath(case_id), self.description_relpath(case_id)):
+            self.settle(relative)
+            (self.root / relative).unlink(missing_ok=True)
 
     def _description_path(self, case_id: str) -> Path:
         return self.root / self.description_relpath(case_id)
 
     def load_description(self, case_id: str) -> dict[str, Any] | None:
+        self.settle(self.description_relpath(case_id))
         path = self._description_path(case_id)
         return read_json(path) if path.exists() else None
 
     def save_description(self, case_id: str, iut: dict[str, Any]) -> None:
-        write_json(self._description_path(case_id), iut)
+        self._write_case_file(self._description_path(case_id), lambda: json_bytes(iut), case_id)
 
     #: Pixel hashes of local reference files by (path, size, mtime): a re-run checks that no
     #: finished case's reference changed with one ``stat`` per file, not one image decode.
@@ -422,11 +479,31 @@ class RunStore:
         return self.root / self.record_relpath(model, case_id)
 
     def write_case_record(self, record: CaseRecord) -> None:
-        write_json(self._record_path(record.model, record.case_id), dump_record(record))
+        """Commit a case: with a writer, queued after the case's files, which are made durable
+        first (one commit per case), so a record never names a file a power cut could lose."""
+        path = self._record_path(record.model, record.case_id)
+        if self.writer is None:
+            write_json(path, dump_record(record))
+            return
+        key = (record.model, record.case_id)
+        self._queued_records[key] = record  # read back from memory until it is written
+
+        def commit() -> None:
+            make_durable(self._unsynced.pop(record.case_id, []))
+            write_json(path, dump_record(record))
+            fsync_folder(path.parent)
+            if self._queued_records.get(key) is record:
+                del self._queued_records[key]
+
+        self.writer.submit([str(path)], commit)
 
     def read_case_record(self, model: str, case_id: str) -> CaseRecord | None:
         """The case's record; None when there is none, or it is unreadable (then the case is
         redone, and the file named in a warning)."""
+        queued = self._queued_records.get((model, case_id))
+        if queued is not None:
+            return queued
+        self.settle(self.record_relpath(model, case_id))
         path = self._record_path(model, case_id)
         return self._read_record(path) if path.exists() else None
 

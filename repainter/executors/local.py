@@ -2,10 +2,12 @@
 
 After every node a case's state is checkpointed to the run folder's ``checkpoints.sqlite``, so a
 run started again resumes an interrupted case at the node where it stopped; a finished case's
-checkpoints are deleted (its record is the result). ``runtime.concurrency`` references are in
-flight at once (threads; MLLM calls overlap, T2I batches are throttled); ``auto`` (the default)
-keeps as many as keep the T2I device busy (:mod:`repainter.executors.pacing`), and each stage
-reports how busy the device was and which limit bound it.
+checkpoints are deleted (its record is the result). Renders, checkpoints and records are written
+by one background thread, in order (:mod:`repainter.writer`): the loop never waits for a disk.
+``runtime.concurrency`` references are in flight at once (threads; MLLM calls overlap, T2I
+batches are throttled); ``auto`` (the default) keeps as many as keep the T2I device busy
+(:mod:`repainter.executors.pacing`), and each stage reports how busy the device was and
+which limit bound it.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from repainter.executors.base import (
     mllm_adaptations,
     releases_after,
 )
+from repainter.executors.checkpoints import QueuedSaver
 from repainter.executors.pacing import Pacer, memory_cap, mllm_limit, stage_line
 from repainter.executors.worker import CaseTask, CaseWorker
 
@@ -49,12 +52,14 @@ class LocalExecutor:
                       f"mllm:{spec.mllm.display_name}", mllm_limit(components.mllm),
                       memory_cap() if spec.runtime.concurrency == "auto" else None)
         try:
-            with closing(sqlite3.connect(store.checkpoint_path, check_same_thread=False)) as conn:
+            # the writer is left (everything queued written) before the connection closes
+            with closing(sqlite3.connect(store.checkpoint_path, check_same_thread=False)) as conn, \
+                    store.writing_in_background() as writer:
                 # WAL with synchronous=NORMAL: a killed process loses nothing committed (only a
                 # power cut can drop the last checkpoints), and commits need no fsync each.
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
-                worker = CaseWorker(ctx, components, SqliteSaver(conn))
+                worker = CaseWorker(ctx, components, QueuedSaver(SqliteSaver(conn), writer))
                 for stage in plan.stages:
                     if plan.stop.is_set():
                         break

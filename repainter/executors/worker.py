@@ -102,6 +102,9 @@ class CaseWorker:
             "configurable": {"thread_id": task.thread_id},
             # each round passes 6 nodes; the rest is describe/compose/judge/finalize and margin
             "recursion_limit": 8 * rounds + 16,
+            # one node runs at a time, and checkpoints only queue on the run's writer: one
+            # helper thread per case instead of LangGraph's default pool started per case
+            "max_concurrency": 1,
         }
         token = CURRENT_CASE.set((task.model, task.case_id))
         # the MLLM writes prompts for this model's prompt budget (tokens its text encoder reads)

@@ -13,7 +13,7 @@ from repainter.backends.metric_identity import metric_identity
 from repainter.backends.mllm.adaptations import merge as merge_adaptations
 from repainter.graph.context import RunContext
 from repainter.graph.state import Candidate, CaseState, RoundRecord, round_best_candidate
-from repainter.images import reference_digest, save_png
+from repainter.images import reference_digest
 from repainter.prompts import render_prompt
 from repainter.records import CaseRecord
 from repainter.records.render_flags import summarise_flags
@@ -169,7 +169,8 @@ def generate(state: CaseState, ctx: RunContext) -> dict[str, Any]:
         path = ctx.store.candidate_path(
             state["model"], state["case_id"], candidate["round"], candidate["variant"]
         )
-        rendered.append({**candidate, "image": path, "flagged": _store_render(ctx, path, generated),
+        flag = _store_render(ctx, path, generated, state["case_id"])
+        rendered.append({**candidate, "image": path, "flagged": flag,
                          **_prompt_truncation(generated), **_metadata(backend, generated)})
     return {"pending": rendered}
 
@@ -192,12 +193,15 @@ def _metadata(backend: T2IBackend, generated: GeneratedImage) -> dict[str, Any]:
     return {"metadata": kept} if kept else {}
 
 
-def _store_render(ctx: RunContext, path: str, generated: GeneratedImage) -> str | None:
-    """Save a render into the run folder, keep it in memory for this case; return its flag."""
-    save_png(generated.image, ctx.store.root / path)
+def _store_render(ctx: RunContext, path: str, generated: GeneratedImage,
+                  case_id: str) -> str | None:
+    """Save a render into the run folder (encoded and written off the loop's critical path
+    where the store has a writer), keep it in memory for this case; return its flag."""
+    ctx.store.save_render(path, generated.image, case_id)
     if generated.on_saved is not None:  # the cache records where the render is kept
         generated.on_saved(ctx.store.root / path)
-    ctx.remember_render(path, generated.image.convert("RGB"))
+    image = generated.image  # never changed once rendered: no copy where it is RGB already
+    ctx.remember_render(path, image if image.mode == "RGB" else image.convert("RGB"))
     return _blank_flag(generated)
 
 
@@ -322,7 +326,7 @@ def decide(state: CaseState, ctx: RunContext) -> dict[str, Any]:
     best, case_id = state["best"], state["case_id"]
     retrieved = render_batch(ctx.t2i[rule.retriever], [best["prompt"]], [best["seed"]])[0]
     path = ctx.store.retrieved_path(state["model"], case_id)
-    flag = _store_render(ctx, path, retrieved)
+    flag = _store_render(ctx, path, retrieved, case_id)
     (other,) = score_candidates(case_id, [{**best, "image": path, "flagged": flag,
                                            "round": 0, "variant": 0}], ctx)
     if rule.rule == "mllm":
