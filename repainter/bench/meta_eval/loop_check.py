@@ -156,7 +156,9 @@ def loop_check_section(data: dict[str, Any]) -> list[str]:
         return []
     meta = check["meta"]
     return ["", "## (f) The loop against best-of-N on every model", "",
-            f"From `{check['source']}`, written by `{meta['command']}` at commit "
+            # the command's --conclusion (its prose reading) is in the file, not repeated here
+            f"From `{check['source']}`, written by "
+            f"`{str(meta['command']).split(' --conclusion ')[0]}` at commit "
             f"{str(meta['commit'])[:10]} ({meta['at']}): {meta['scenes']} stratified scenes x "
             f"seeds {meta['seeds']} (drawn from the commit hash; none was tuned on), "
             f"{meta['rounds']} x {meta['variants']} renders per case for every strategy. "
