@@ -34,6 +34,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from PIL import Image, ImageFilter
 
+from repainter.sanity.corruption import salient_centre  # one definition, core and bench
+
 #: Graded strengths (0 = the reference itself is left out: its score is trivially the best).
 STRENGTHS = (0.2, 0.4, 0.6, 0.8, 1.0)
 
@@ -82,21 +84,10 @@ def _patch_shuffle(image: Image.Image, s: float, rng: np.random.Generator, grid:
     return Image.fromarray(arr)
 
 
-def _salient_centre(arr: np.ndarray) -> tuple[int, int]:
-    """Centre of the image's edge energy: where its main object most likely is."""
-    grey = arr.mean(axis=2)
-    energy = np.abs(np.diff(grey, axis=0))[:, :-1] + np.abs(np.diff(grey, axis=1))[:-1, :]
-    total = energy.sum()
-    if total <= 0:
-        return arr.shape[0] // 2, arr.shape[1] // 2
-    rows, cols = np.indices(energy.shape)
-    return int((rows * energy).sum() / total), int((cols * energy).sum() / total)
-
-
 def _object_removal(image: Image.Image, s: float, rng: np.random.Generator) -> Image.Image:
     arr = np.asarray(image).copy()
     h, w = arr.shape[:2]
-    cy, cx = _salient_centre(arr.astype(np.float64))
+    cy, cx = salient_centre(arr.astype(np.float64))
     bh, bw = max(2, int(0.45 * s * h)), max(2, int(0.45 * s * w))
     top, left = min(max(0, cy - bh // 2), h - bh), min(max(0, cx - bw // 2), w - bw)
     filler = np.asarray(image.filter(ImageFilter.BoxBlur(radius=max(bh, bw))))
