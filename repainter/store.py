@@ -343,7 +343,8 @@ class RunStore:
             if previous.fingerprint() == spec.fingerprint():
                 if previous != spec:  # only runtime settings differ: keep the file current
                     atomic_write_bytes(existing, spec.to_yaml().encode("utf-8"))
-                return True
+                # a folder set up without a case (repainter sanity first) resumes no run
+                return self.has_cases() or self.checkpoint_path.exists()
             if spec.extends(previous):  # models added to a comparison: only they run
                 atomic_write_bytes(existing, spec.to_yaml().encode("utf-8"))
                 return True

@@ -14,6 +14,8 @@ def test_init_writes_spec_and_detects_resume(tmp_path):
     store = RunStore(spec.run_dir)
     assert store.init(spec) is False
     assert (store.root / "spec.yaml").exists()
+    assert store.init(spec) is False  # set up, but no run of it left a case
+    store.write_case_record(CaseRecord(case_id="c", model="m", status="failed", error="x"))
     assert store.init(spec) is True
 
 
