@@ -74,28 +74,6 @@ def _run(folder: Path, references: int, render: float, ratio: float, concurrency
     return row
 
 
-def _without_timings(value):
-    if isinstance(value, dict):
-        return {k: _without_timings(v) for k, v in value.items()
-                if k != "timings" and "seconds" not in k and "latency" not in k}
-    if isinstance(value, list):
-        return [_without_timings(v) for v in value]
-    return value
-
-
-def _outputs(run_dir: Path) -> dict[str, object]:
-    """Case records, results.jsonl (order kept) and every image's bytes, timings apart."""
-    out: dict[str, object] = {}
-    for path in sorted((run_dir / "cases").rglob("*.json")) + [run_dir / "results.jsonl"]:
-        text = path.read_text(encoding="utf-8")
-        values = ([json.loads(line) for line in text.splitlines()] if path.suffix == ".jsonl"
-                  else json.loads(text))
-        out[str(path.relative_to(run_dir))] = _without_timings(values)
-    for path in sorted(run_dir.rglob("*.png")):
-        out[str(path.relative_to(run_dir))] = path.read_bytes()
-    return out
-
-
 def _table(rows: list[dict], sequential: dict, identical: bool, args) -> str:
     lines = [
         "## Device busy share at default settings (issue 30)",
@@ -148,12 +126,14 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     if ACCEPTANCE_RATIO not in args.ratios:
         p.error(f"--ratios must include the acceptance ratio {ACCEPTANCE_RATIO:g}")
+    from repainter.testing.run_outputs import run_outputs
+
     os.environ[KEY_ENV] = "bench-key"
     with tempfile.TemporaryDirectory() as tmp:
         folders = {ratio: Path(tmp) / f"auto-{ratio:g}" for ratio in args.ratios}
         rows = [_run(folders[ratio], args.references, args.render, ratio) for ratio in args.ratios]
         sequential = _run(Path(tmp) / "one", args.references, args.render, ACCEPTANCE_RATIO, 1)
-        identical = _outputs(folders[ACCEPTANCE_RATIO]) == _outputs(Path(tmp) / "one")
+        identical = run_outputs(folders[ACCEPTANCE_RATIO]) == run_outputs(Path(tmp) / "one")
     table = _table(rows, sequential, identical, args)
     print(table)
     if args.write:

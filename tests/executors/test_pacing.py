@@ -16,6 +16,7 @@ from repainter.backends.mllm.openai_config import OpenAIConfig
 from repainter.executors.pacing import PROBE, Pacer, mllm_limit
 from repainter.spec import build_spec
 from repainter.spec.sections import RuntimeSpec
+from repainter.testing.run_outputs import run_outputs
 
 MLLM = "mllm:m"
 
@@ -175,26 +176,6 @@ def _spec(folder: Path, url: str, **runtime):
         "loop": {"rounds": 2, "variants": 2}, "runtime": {"cache": False, **runtime}})
 
 
-def _without_timings(value):
-    if isinstance(value, dict):
-        return {k: _without_timings(v) for k, v in value.items()
-                if k != "timings" and "seconds" not in k and "latency" not in k}
-    if isinstance(value, list):
-        return [_without_timings(v) for v in value]
-    return value
-
-
-def _outputs(run_dir: Path) -> dict[str, object]:
-    files = sorted((run_dir / "cases").rglob("*.json")) + [run_dir / "results.jsonl"]
-    out = {}
-    for path in files:
-        text = path.read_text(encoding="utf-8")
-        values = ([json.loads(line) for line in text.splitlines()] if path.suffix == ".jsonl"
-                  else [json.loads(text)])
-        out[str(path.relative_to(run_dir))] = _without_timings(values)
-    return out
-
-
 @pytest.mark.slow
 def test_a_paced_run_matches_a_sequential_one_and_reports_its_pacing(tmp_path, monkeypatch):
     from repainter.testing import OpenAICompatServer
@@ -203,7 +184,7 @@ def test_a_paced_run_matches_a_sequential_one_and_reports_its_pacing(tmp_path, m
     with OpenAICompatServer(latency=0.05) as server:
         paced = runner.run(_spec(tmp_path / "auto", server.url))
         sequential = runner.run(_spec(tmp_path / "one", server.url, concurrency=1))
-    assert _outputs(tmp_path / "auto") == _outputs(tmp_path / "one")
+    assert run_outputs(tmp_path / "auto") == run_outputs(tmp_path / "one")
     images = sorted(p.relative_to(tmp_path / "auto") for p in (tmp_path / "auto").rglob("*.png"))
     assert images == sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one").rglob("*.png"))
     for image in images:
