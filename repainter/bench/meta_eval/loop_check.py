@@ -111,25 +111,33 @@ def comparison_lines(table: dict[str, dict[str, dict]]) -> list[str]:
 
 def met(table: dict[str, dict[str, dict]]) -> list[str]:
     """The loops of ``table`` that meet issue 26's acceptance."""
-    return [loop for loop, rows in table.items() if ": MET:" in acceptance_line(loop, rows)]
+    return [loop for loop, rows in table.items() if _acceptance(rows)[0]]
 
 
 def _fmt_p(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
-def acceptance_line(loop: str, rows: dict[str, dict]) -> str:
+def _acceptance(rows: dict[str, dict]) -> tuple[bool, list[str], list[str], list[str]]:
+    """(met, the claim's models, those better than best_of_n, the models worse than it)."""
+    claim = [m for m in WORDING if m in rows]
+    wins = [m for m in claim if _verdict(rows[m]) == "better"]
+    worse = [m for m, r in rows.items() if _verdict(r) == "**worse**"]
+    return len(wins) == len(claim) and not worse, claim, wins, worse
+
+
+def acceptance_text(loop: str, rows: dict[str, dict]) -> str:
     """Issue 26's acceptance: better (Holm p < 0.05) on default and every wording model, and
     significantly worse on none."""
-    wording_wins = [m for m in WORDING if m in rows and _verdict(rows[m]) == "better"]
-    worse = [m for m, r in rows.items() if _verdict(r) == "**worse**"]
-    met = len(wording_wins) == len([m for m in WORDING if m in rows]) and not worse
-    return (f"- {loop}: {'MET' if met else 'NOT met'}: better than best_of_n on "
-            f"{len(wording_wins)} of {len([m for m in WORDING if m in rows])} default/wording "
-            f"models ({', '.join(wording_wins) or 'none'}); significantly worse on "
-            f"{', '.join(worse) or 'none'}.")
+    ok, claim, wins, worse = _acceptance(rows)
+    return (f"{loop}: {'MET' if ok else 'NOT met'}: better than best_of_n on "
+            f"{len(wins)} of {len(claim)} default/wording models ({', '.join(wins) or 'none'}); "
+            f"significantly worse on {', '.join(worse) or 'none'}.")
 
 
+def acceptance_line(loop: str, rows: dict[str, dict]) -> str:
+    """:func:`acceptance_text` as a Markdown list item."""
+    return f"- {acceptance_text(loop, rows)}"
 
 
 def read_loop_check(path: str | Path) -> dict[str, Any]:
@@ -145,8 +153,8 @@ def loop_check_headline(data: dict[str, Any]) -> list[str]:
     check = data.get("loop_check")
     if not check:
         return []
-    return [line.replace("- ", "- Loop vs best_of_n on every model: ", 1)
-            for line in (acceptance_line(loop, rows) for loop, rows in check["table"].items())]
+    return [f"- Loop vs best_of_n on every model: {acceptance_text(loop, rows)}"
+            for loop, rows in check["table"].items()]
 
 
 def loop_check_section(data: dict[str, Any]) -> list[str]:
