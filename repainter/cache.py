@@ -82,7 +82,33 @@ def metric_identity(metric: Metric) -> dict[str, Any]:
             "settings": settings, "repainter": __version__}
 
 
-class ResponseCache:
+class CacheCounts:
+    """Hit and miss counts per namespace, kept under ``self._lock`` (set by the subclass): what
+    every cache the cached backends use reports (:class:`ResponseCache`, the Ray workers'
+    ``ServiceCache``)."""
+
+    _lock: threading.Lock
+
+    def __init__(self) -> None:
+        self.hits: Counter[str] = Counter()
+        self.misses: Counter[str] = Counter()
+
+    def _count(self, namespace: str, found: bool) -> None:
+        """Count one lookup (the caller holds ``self._lock``)."""
+        (self.hits if found else self.misses)[namespace] += 1
+
+    def unusable(self, namespace: str) -> None:
+        """Count the last hit in ``namespace`` as a miss (its entry pointed at a lost file)."""
+        with self._lock:
+            self.hits[namespace] -= 1
+            self.misses[namespace] += 1
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        names = sorted(set(self.hits) | set(self.misses))
+        return {n: {"hits": self.hits[n], "misses": self.misses[n]} for n in names}
+
+
+class ResponseCache(CacheCounts):
     """A SQLite key-value store of JSON values (and optional blobs), with hit / miss counts.
 
     Writes are batched: entries wait in memory (where ``get`` finds them) and are committed
@@ -91,6 +117,7 @@ class ResponseCache:
     """
 
     def __init__(self, path: str | Path, batch_size: int = 64):
+        super().__init__()
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.batch_size = max(1, int(batch_size))
@@ -104,15 +131,13 @@ class ResponseCache:
             )
         self._pending: dict[str, tuple[str, str, bytes | None]] = {}
         self.commits = 0
-        self.hits: Counter[str] = Counter()
-        self.misses: Counter[str] = Counter()
 
     def get(self, namespace: str, key: str) -> tuple[Any, bytes | None] | None:
         with self._lock:
             waiting = self._pending.get(key)
             row = (waiting[1], waiting[2]) if waiting else self._conn.execute(
                 "SELECT value, blob FROM entries WHERE key = ?", (key,)).fetchone()
-            (self.hits if row else self.misses)[namespace] += 1
+            self._count(namespace, bool(row))
         return (json.loads(row[0]), row[1]) if row else None
 
     def put(self, namespace: str, key: str, value: Any, blob: bytes | None = None) -> None:
@@ -121,12 +146,6 @@ class ResponseCache:
             self._pending[key] = (namespace, text, blob)
             if len(self._pending) >= self.batch_size:
                 self._commit()
-
-    def unusable(self, namespace: str) -> None:
-        """Count the last hit in ``namespace`` as a miss (its entry pointed at a lost file)."""
-        with self._lock:
-            self.hits[namespace] -= 1
-            self.misses[namespace] += 1
 
     def flush(self) -> None:
         """Commit the waiting entries (one transaction)."""
@@ -144,10 +163,6 @@ class ResponseCache:
             )
         self._pending.clear()
         self.commits += 1
-
-    def stats(self) -> dict[str, dict[str, int]]:
-        names = sorted(set(self.hits) | set(self.misses))
-        return {n: {"hits": self.hits[n], "misses": self.misses[n]} for n in names}
 
     def close(self) -> None:
         with self._lock:

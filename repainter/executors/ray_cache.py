@@ -23,7 +23,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from repainter.cache import ResponseCache
+from repainter.cache import CacheCounts, ResponseCache
 
 #: Entries a worker collects before sending them on without waiting.
 SEND_EVERY = 8
@@ -70,12 +70,13 @@ def start_service(ray, path: Path) -> Any:
     ).remote(str(path))
 
 
-class ServiceCache:
+class ServiceCache(CacheCounts):
     """A worker's view of the service: the :class:`ResponseCache` interface the cached
     backends use. ``scratch`` is the worker's folder, ``run_root`` the driver's run folder (a
     render's file is named by its place there)."""
 
     def __init__(self, service: Any, scratch: Path, run_root: str):
+        super().__init__()
         self.service, self.scratch, self.run_root = service, Path(scratch).resolve(), run_root
         self._lock = threading.Lock()
         self._mine: dict[str, tuple[Any, bytes | None]] = {}  # made here since the last flush
@@ -83,8 +84,6 @@ class ServiceCache:
         self._sending: list[Any] = []
         self._sent_keys: list[str] = []
         self.commits = 0
-        self.hits: Counter[str] = Counter()
-        self.misses: Counter[str] = Counter()
 
     def get(self, namespace: str, key: str) -> tuple[Any, bytes | None] | None:
         import ray
@@ -94,7 +93,7 @@ class ServiceCache:
         if found is None:
             found = ray.get(self.service.lookup.remote(namespace, key))
         with self._lock:
-            (self.hits if found else self.misses)[namespace] += 1
+            self._count(namespace, found is not None)
         return found
 
     def put(self, namespace: str, key: str, value: Any, blob: bytes | None = None) -> None:
@@ -119,11 +118,6 @@ class ServiceCache:
         self._sent_keys.extend(key for _, key, _, _ in batch)
         return batch
 
-    def unusable(self, namespace: str) -> None:
-        with self._lock:
-            self.hits[namespace] -= 1
-            self.misses[namespace] += 1
-
     def flush(self) -> None:
         """Send what is left and wait until the service has committed everything sent."""
         import ray
@@ -140,10 +134,6 @@ class ServiceCache:
         with self._lock:  # committed: the service answers for them from now on
             for key in sent:
                 self._mine.pop(key, None)
-
-    def stats(self) -> dict[str, dict[str, int]]:
-        names = sorted(set(self.hits) | set(self.misses))
-        return {n: {"hits": self.hits[n], "misses": self.misses[n]} for n in names}
 
     def close(self) -> None:
         self.flush()
