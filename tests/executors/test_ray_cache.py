@@ -24,13 +24,6 @@ from repainter.spec import build_spec  # noqa: E402
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
 def _spec(folder: Path, cache_dir: Path):
     return build_spec({
         "output_dir": str(folder), "dataset": {"limit": 2}, "loop": {"rounds": 1, "variants": 2},
