@@ -71,8 +71,9 @@ def _command(out: Path) -> list[str]:
             "--set", "runtime.executor=ray", "--set", "runtime.ray.num_workers=1"]
 
 
-def _kill_mid_second_case(driver: subprocess.Popen, run_dir: Path) -> None:
-    """SIGKILL the driver once the first case is recorded and the second has cached replies."""
+def _kill_mid_second_case(driver: subprocess.Popen, run_dir: Path) -> set[int]:
+    """SIGKILL the driver once the first case is recorded and the second has cached replies;
+    return the processes it had started (its Ray cluster), which outlive it for a moment."""
     cache_file = run_dir / "cache.sqlite"
     after_first = None
     deadline = time.monotonic() + 240
@@ -86,8 +87,40 @@ def _kill_mid_second_case(driver: subprocess.Popen, run_dir: Path) -> None:
         assert driver.poll() is None, "the run ended before it could be interrupted"
         assert after_first is not None, "no case finished in time"
     finally:
+        cluster = _descendants(driver.pid)
         driver.send_signal(signal.SIGKILL)
         driver.wait()
+    return cluster
+
+
+def _descendants(root: int) -> set[int]:
+    """Every live process under ``root`` (Linux /proc): the driver's cluster and its workers."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):  # gone meanwhile
+            continue
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+    found, todo = set(), [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def _wait_for_exit(pids: set[int], patience: float = 120.0) -> None:
+    """Wait until ``pids`` are gone (the killed cluster winds down), then stop the rest."""
+    deadline = time.monotonic() + patience
+    while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in pids):
+        time.sleep(0.5)
+    for pid in pids:  # still there after two minutes: this test started it, stop it
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            continue
 
 
 def test_the_rerun_of_a_killed_ray_run_asks_the_mllm_nothing_it_cached(tmp_path):
@@ -97,7 +130,10 @@ def test_the_rerun_of_a_killed_ray_run_asks_the_mllm_nothing_it_cached(tmp_path)
     try:
         driver = subprocess.Popen(_command(run_dir), env=env, stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL)
-        _kill_mid_second_case(driver, run_dir)
+        cluster = _kill_mid_second_case(driver, run_dir)
+        # the killed driver's cluster (its cache actor, its worker) outlives it for a moment
+        # and may still commit entries: count them once it is gone
+        _wait_for_exit(cluster)
         cached_before = _mllm_entries(run_dir / "cache.sqlite")
         done = subprocess.run(_command(run_dir), env=env, timeout=300, capture_output=True,
                               text=True)
