@@ -6,4 +6,4 @@ importing the ``repainter`` package (whose lazy exports would close an import cy
 True
 """
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"

@@ -8,8 +8,9 @@
 
 The baselines (``loop.strategy`` best_of_n / one_shot) skip critique and revise: select goes
 straight back to write_variants, which renders the initial prompt again without the MLLM.
-``adaptive`` takes the method's path; its write_variants splits the round between new wordings
-and re-samples of the best prompt so far (:mod:`repainter.graph.strategy`).
+``adaptive`` takes the method's path; its critique looks at several renders of the best prompt
+so far and its write_variants renders the revision, or re-samples that prompt
+(:mod:`repainter.graph.strategy`).
 """
 
 from __future__ import annotations

@@ -91,17 +91,11 @@ def write_variants(state: CaseState, ctx: RunContext) -> dict[str, Any]:
 
 
 def _adaptive_prompts(state: CaseState, ctx: RunContext, round_number: int) -> list[str]:
-    """``adaptive``: the revision (and rewordings) vs re-samples of the best prompt, split by the
-    observed spreads (:mod:`repainter.graph.strategy`)."""
+    """``adaptive``: the initial prompt, then the revision of the best prompt (or re-samples of
+    it when there is nothing new to try), each with its own seeds (:mod:`repainter.graph.strategy`)."""
     rounds = state.get("rounds") or []
-
-    def rewordings(prompt: str, n: int) -> list[str]:
-        return ctx.mllm.write_variants(prompt, n, _iut(state), _last_critique(state),
-                                       seed=ctx.seed(state["case_id"], round_number, -1))
-
     revised = rounds[-1].get("revised_prompt") if rounds else None
-    return adaptive.plan_round(rounds, state["initial_prompt"], revised, ctx.spec.loop.variants,
-                               rewordings)
+    return adaptive.plan_round(rounds, state["initial_prompt"], revised, ctx.spec.loop.variants)
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -279,7 +273,10 @@ def select(state: CaseState, ctx: RunContext) -> dict[str, Any]:
 
 
 def critique(state: CaseState, ctx: RunContext) -> dict[str, Any]:
-    """The MLLM lists concrete differences between the reference and the candidate to improve."""
+    """The MLLM lists concrete differences between the reference and the candidate to improve
+    (``adaptive``: those found in several renders of the best prompt)."""
+    if ctx.spec.strategy_of(state["model"]) == "adaptive":
+        return _critique_base(state, ctx)
     target = _revision_target(state, ctx)
     if target is None:  # nothing scorable yet: vary the same prompt again next round
         return {}
@@ -290,11 +287,29 @@ def critique(state: CaseState, ctx: RunContext) -> dict[str, Any]:
     return {"rounds": rounds}
 
 
+def _critique_base(state: CaseState, ctx: RunContext) -> dict[str, Any]:
+    """Each of the best prompt's best renders critiqued; the differences that recur kept."""
+    targets = adaptive.base_renders(state["rounds"], ctx.spec.loop.critique_renders)
+    if not targets:
+        return {}
+    reference = ctx.reference(state["case_id"])
+    found = [ctx.mllm.critique(reference.image, ctx.candidate_image(t["image"]), t["prompt"])
+             for t in targets]
+    merged, basis = adaptive.recurring_differences(found)
+    rounds = [*state["rounds"]]
+    rounds[-1] = {**rounds[-1], "critique": merged.model_dump(mode="json"),
+                  "critique_basis": basis}
+    return {"rounds": rounds}
+
+
 def revise(state: CaseState, ctx: RunContext) -> dict[str, Any]:
-    """The MLLM revises the target's prompt to fix the critique's differences."""
+    """The MLLM revises the target's prompt to fix the critique's differences (``adaptive``
+    asks nothing when no difference recurred: the next round re-samples the best prompt)."""
     target = _revision_target(state, ctx)
     found = _last_critique(state)
     if target is None or found is None:
+        return {}
+    if not found.differences and ctx.spec.strategy_of(state["model"]) == "adaptive":
         return {}
     revised = ctx.mllm.revise(target["prompt"], found, _iut(state)).strip() or target["prompt"]
     rounds = [*state["rounds"]]
@@ -413,8 +428,7 @@ def _last_critique(state: CaseState) -> Critique | None:
 
 def _revision_target(state: CaseState, ctx: RunContext) -> Candidate | None:
     if ctx.spec.strategy_of(state["model"]) == "adaptive":  # the best prompt's best render
-        rounds = state["rounds"]
-        return adaptive.best_render(rounds, adaptive.best_prompt(adaptive.scores_by_prompt(rounds)))
+        return adaptive.best_render(state["rounds"])
     if ctx.spec.loop.revise_from == "best_ever":
         return state.get("best")
     return round_best_candidate(state["rounds"][-1])

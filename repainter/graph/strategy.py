@@ -1,42 +1,53 @@
-"""The ``adaptive`` loop strategy: each round spends its renders where the evidence says they pay.
+"""The ``adaptive`` loop strategy: revise only what fails across seeds, keep what worked.
 
 A failure that persists across seeds of one prompt is about wording (change the prompt); one that
 varies by seed is luck (keep the prompt, spend renders on seeds). So:
 
-* round 1 renders the initial prompt and the MLLM's rewordings of it (as ``refine`` does);
-* the MLLM critiques the best render of the **best prompt so far** and revises that prompt, a
-  memory of what worked: a revision that lowered the score is forgotten and the prompt it came
-  from stays the base (``refine`` revises whichever render won, lucky seed or not);
-* each later round splits its renders: some go to the revision and the MLLM's rewordings of it,
-  the rest re-sample the best prompt with new seeds, by the observed share of the score variance
-  that lies between seeds of one wording rather than between wordings (:func:`resample_count`);
-  a wording already rendered is never asked for again (its render re-samples the best prompt).
+* round 1 renders the initial prompt with ``variants`` seeds (the same renders as
+  ``best_of_n``'s first round): it shows which failures persist;
+* the **base** is the best prompt so far by mean selection score, shrunk toward the mean of all
+  renders (:func:`best_prompt`), so one lucky seed does not crown a wording, and a revision that
+  lowered the score is forgotten (its parent stays the base): a memory of what worked;
+* the MLLM critiques the base's best ``loop.critique_renders`` renders one by one, and only the
+  differences found in at least two of them go to the revision (:func:`recurring_differences`);
+  with nothing recurring the failures were luck, no revision is asked for, and the next round
+  re-samples the base with new seeds;
+* a later round renders the revision with ``variants`` seeds (its mean, and its recurring
+  failures, are then measured as the base's were); a wording already rendered is never asked for
+  again: its round re-samples the base.
 
-The best prompt is the one with the highest mean selection score, shrunk toward the mean of all
-renders (:func:`best_prompt`), so one lucky seed does not crown a wording. The final answer is
-still the best-ever render, as for every strategy. Nothing here knows the MLLM or the T2I model:
-it reads only prompts and selection scores from the rounds. ADAPTIVE_LOOP.md measures it against
-best_of_n at equal render budget (``python bench/loop_vs_best_of_n.py``).
+The final answer is still the best-ever render, as for every strategy. Nothing here knows the MLLM
+or the T2I model: it reads prompts, selection scores and critiques. Differences are matched
+across renders on their machine-readable ``target`` + ``change`` when the MLLM fills them, else on
+their text; free-text critiques rarely repeat word for word, so when an MLLM fills neither, the
+revision acts on the best render's critique (as ``refine`` does) and the round records that
+(``critique_basis``). ADAPTIVE_LOOP.md measures the strategy against best_of_n at equal render
+budget (``python bench/loop_vs_best_of_n.py``).
 
 >>> rounds = [{"candidates": [{"prompt": "a", "selection": s} for s in (0.5, 0.6, 0.7)]},
 ...           {"candidates": [{"prompt": "b", "selection": 0.9}, {"prompt": "a", "selection": 0.6}]}]
 >>> best_prompt(scores_by_prompt(rounds))
 'b'
->>> resample_count(scores_by_prompt(rounds[:1]), 3)  # all spread is seed spread so far
-2
->>> resample_count({"a": [0.5], "b": [0.7]}, 3)  # seed spread not measured yet: explore
-0
+>>> plan_round(rounds[:1], "a", "c", 3)  # a new wording gets the round's renders
+['c', 'c', 'c']
+>>> plan_round(rounds[:1], "a", "a", 3)  # nothing new to try: re-sample the base
+['a', 'a', 'a']
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from statistics import fmean, pvariance
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from statistics import fmean
 from typing import Any
+
+from repainter.schemas import Critique, Difference
 
 #: How many renders at the mean of all renders a prompt's mean is shrunk with: a wording seen
 #: once must beat the rest by more than a wording seen three times to become the base.
 PRIOR_RENDERS = 1.0
+#: Renders of the base a difference must be found in to count as persistent (not luck).
+RECURS_IN = 2
 
 
 def scores_by_prompt(rounds: Iterable[Mapping[str, Any]]) -> dict[str, list[float]]:
@@ -62,67 +73,71 @@ def best_prompt(scores: Mapping[str, list[float]]) -> str | None:
     return max(scores, key=shrunk)
 
 
-def spreads(scores: Mapping[str, list[float]]) -> tuple[float | None, float | None]:
-    """(within, between): the pooled variance of one prompt's scores across seeds, and the
-    variance of prompts' means beyond what that seed noise explains (None: not measurable yet)."""
-    repeated = [v for v in scores.values() if len(v) >= 2]
-    within = (sum(pvariance(v) * len(v) for v in repeated)
-              / max(sum(len(v) - 1 for v in repeated), 1)) if repeated else None
-    if len(scores) < 2 or within is None:
-        return within, None
-    means = [fmean(v) for v in scores.values()]
-    noise = fmean(within / len(v) for v in scores.values())
-    return within, max(pvariance(means) - noise, 0.0)
+def base_renders(rounds: Sequence[Mapping[str, Any]], limit: int) -> list[dict[str, Any]]:
+    """The best prompt's ``limit`` best-scoring renders, best first (what the MLLM critiques)."""
+    prompt = best_prompt(scores_by_prompt(rounds))
+    renders = [c for r in rounds for c in r.get("candidates") or []
+               if c.get("prompt") == prompt and c.get("selection") is not None]
+    return sorted(renders, key=lambda c: -c["selection"])[:max(limit, 1)]
 
 
-def resample_count(scores: Mapping[str, list[float]], variants: int) -> int:
-    """Renders of the next round that re-sample the best prompt with new seeds (the rest go to
-    new wordings): the seed share of the score variance, times ``variants``, rounded.
-
-    Rounded down, and at least one render explores (else no revision is ever tried): a render
-    spent on a new wording can find a failure that no seed of the best wording avoids, so the
-    tie goes to exploring. Before the seed spread of one wording was measured (no wording has
-    two renders yet) every render explores; a wording the MLLM writes again becomes a re-sample.
-    """
-    if variants <= 1:
-        return 0
-    within, between = spreads(scores)
-    if within is None:
-        return 0
-    total = within + (between or 0.0)
-    share = within / total if total > 0 else 0.0
-    return min(int(share * variants), variants - 1)
-
-
-def best_render(rounds: Iterable[Mapping[str, Any]], prompt: str | None) -> dict[str, Any] | None:
-    """The best-scoring render of ``prompt`` (what the MLLM critiques before revising it)."""
+def best_render(rounds: Sequence[Mapping[str, Any]], prompt: str | None = None
+                ) -> dict[str, Any] | None:
+    """The best-scoring render of ``prompt`` (default: of the best prompt)."""
+    if prompt is None:
+        return next(iter(base_renders(rounds, 1)), None)
     renders = [c for r in rounds for c in r.get("candidates") or []
                if c.get("prompt") == prompt and c.get("selection") is not None]
     return max(renders, key=lambda c: c["selection"], default=None)
 
 
-def plan_round(rounds: list[Mapping[str, Any]], initial: str, revised: str | None,
-               variants: int, rewordings) -> list[str]:
-    """The prompts of the next round, one per render.
+def _key(diff: Difference) -> tuple[str, ...]:
+    def norm(text: str) -> str:
+        return re.sub(r"\s+", " ", text.strip().lower())
 
-    ``rewordings(prompt, n)`` asks the MLLM for ``n`` wordings of ``prompt`` (the first may be
-    ``prompt`` itself). A wording already rendered is not asked for again: its render becomes a
-    re-sample of the best prompt. Re-sampled prompts get new seeds from the caller.
+    if diff.target.strip() and diff.change.strip():
+        return (diff.aspect, norm(diff.target), norm(diff.change))
+    return (diff.aspect, norm(diff.description))
+
+
+def recurring_differences(critiques: Sequence[Critique]) -> tuple[Critique, str]:
+    """The differences found in at least :data:`RECURS_IN` of ``critiques`` (one per render of
+    the base, best render first), in the best render's order, and how they were chosen.
+
+    >>> d = lambda t: Difference(description=t, target="clause:0", change=t)
+    >>> found, basis = recurring_differences([Critique(differences=[d("x"), d("y")]),
+    ...                                      Critique(differences=[d("y")])])
+    >>> [x.description for x in found.differences], basis
+    (['y'], '1 of 2 differences recur in at least 2 of 2 renders of the best prompt')
     """
-    if not rounds:  # round 1: the initial prompt and the MLLM's rewordings of it
-        return _distinct([initial, *rewordings(initial, variants)], set(), variants, initial)
-    scores = scores_by_prompt(rounds)
-    base = best_prompt(scores) or initial
-    resample = resample_count(scores, variants)
-    start = revised.strip() if revised and revised.strip() else base
+    if len(critiques) < RECURS_IN:
+        return critiques[0], "the best prompt's only render"
+    every = [d for c in critiques for d in c.differences]
+    if every and not any(d.target.strip() and d.change.strip() for d in every):
+        # free text (most MLLMs): matching it word for word would call every failure luck
+        return critiques[0], "the best render's critique (free-text differences are not matched)"
+    counts: dict[tuple[str, ...], int] = {}
+    first: dict[tuple[str, ...], Difference] = {}
+    for critique in critiques:
+        for key in dict.fromkeys(_key(d) for d in critique.differences):
+            counts[key] = counts.get(key, 0) + 1
+        for diff in critique.differences:
+            first.setdefault(_key(diff), diff)
+    kept = [first[k] for k in first if counts[k] >= RECURS_IN]
+    basis = (f"{len(kept)} of {len(first)} differences recur in at least {RECURS_IN} of "
+             f"{len(critiques)} renders of the best prompt")
+    summary = "; ".join(d.description for d in kept[:4]) or "no difference recurs: luck"
+    return Critique(differences=kept, summary=summary), basis
+
+
+def plan_round(rounds: Sequence[Mapping[str, Any]], initial: str, revised: str | None,
+               variants: int) -> list[str]:
+    """The prompts of the next round, one per render (each gets its own seed from the caller):
+    the initial prompt in round 1; later, the revision if it is a new wording, else the base."""
+    if not rounds:
+        return [initial] * variants
     tried = {c.get("prompt") for r in rounds for c in r.get("candidates") or []}
-    wordings = [start, *rewordings(start, variants - resample)] if variants - resample > 1 else [start]
-    return _distinct(wordings, tried, variants - resample, base) + [base] * resample
-
-
-def _distinct(wordings: list[str], tried: set, n: int, fill: str) -> list[str]:
-    """The first ``n`` distinct new wordings, padded with ``fill`` (a re-sample)."""
-    fresh = [w for w in dict.fromkeys(p.strip() for p in wordings if p and p.strip())
-             if w not in tried]
-    fresh = fresh[:n]
-    return fresh + [fill] * (n - len(fresh))
+    fresh = revised.strip() if revised else ""
+    if fresh and fresh not in tried:
+        return [fresh] * variants
+    return [best_prompt(scores_by_prompt(rounds)) or initial] * variants

@@ -102,6 +102,8 @@ class RoundRecord(RecordPart):
     round_best_selection: float | None = None
     best_ever_selection: float | None = None
     critique: CritiqueRecord | None = None
+    #: How the critique was drawn from several renders (``adaptive``; None: one render's).
+    critique_basis: str | None = None
     revised_prompt: str | None = None
 
     def best_candidate(self) -> CandidateRecord | None:

@@ -56,9 +56,10 @@ class ComponentSpec(SpecModel):
 #: render and revises its prompt every round (the method). ``best_of_n``: the initial prompt only,
 #: rendered rounds x variants times with distinct seeds; no critique, no revision (the baseline at
 #: equal render budget). ``one_shot``: the initial description's prompt rendered once.
-#: ``adaptive``: like ``refine``, but it revises the best prompt so far (by mean score, not one
-#: lucky render) and splits later rounds between new wordings and re-samples of that prompt, by
-#: the observed spread across seeds vs across wordings (:mod:`repainter.graph.strategy`).
+#: ``adaptive``: round 1 renders the initial prompt with every seed; later rounds render the
+#: revision of the best prompt so far (by mean score, not one lucky render), revised only for
+#: the differences found in several of its renders, or re-sample it when nothing recurred
+#: (:mod:`repainter.graph.strategy`).
 Strategy = Literal["refine", "best_of_n", "one_shot", "adaptive"]
 DEFAULT_STRATEGY: Strategy = "refine"
 
@@ -128,10 +129,14 @@ class LoopSpec(SpecModel):
     #: params, label ``<label>~best_of_n``, the same shared description and seeds), so the
     #: leaderboard splits the final score's gain into sampling and revision. None: no twin.
     baseline: Baseline | None = None
+    #: ``adaptive``: how many of the best prompt's renders the MLLM critiques each round (a
+    #: difference found in two of them is persistent, one found in a single render is luck).
+    critique_renders: int = Field(default=3, ge=1, le=16)
 
     @model_serializer(mode="wrap")
     def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        return omit_defaults(handler(self), {"strategy": DEFAULT_STRATEGY, "baseline": None})
+        return omit_defaults(handler(self), {"strategy": DEFAULT_STRATEGY, "baseline": None,
+                                             "critique_renders": 3})
 
 
 def baseline_twin(entry: T2ISpec) -> T2ISpec:

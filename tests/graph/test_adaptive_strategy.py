@@ -1,17 +1,18 @@
-"""The ``adaptive`` strategy: memory of the best prompt, no wording rendered twice, and a split of
-each round between new wordings and re-samples decided by the observed score spreads."""
+"""The ``adaptive`` strategy: memory of the best prompt, no wording rendered twice, and a revision
+only for the differences that recur across renders of the best prompt (luck is re-sampled)."""
 
 import pytest
 
 from repainter.graph.strategy import (
+    base_renders,
     best_prompt,
     best_render,
     plan_round,
-    resample_count,
+    recurring_differences,
     scores_by_prompt,
-    spreads,
 )
 from repainter.runner import run
+from repainter.schemas import Critique, Difference
 from repainter.spec import build_spec
 
 
@@ -20,13 +21,18 @@ def _round(*pairs):
                            for i, (p, s) in enumerate(pairs)]}
 
 
+def _diff(target, change, description="what differs"):
+    return Difference(aspect="content", target=target, change=change, description=description)
+
+
 def test_one_lucky_render_does_not_crown_a_wording():
     # "lucky" scored once, high; "steady" three times, a bit lower on average but surely good
     rounds = [_round(("steady", 0.80), ("steady", 0.82), ("steady", 0.81)),
               _round(("lucky", 0.83), ("poor", 0.40), ("poor", 0.42))]
     assert best_prompt(scores_by_prompt(rounds)) == "steady"
-    # the critique looks at the best render of the best prompt, not at the lucky render
-    assert best_render(rounds, "steady")["selection"] == 0.82
+    # the critiques look at the best prompt's renders, best first, not at the lucky render
+    assert [c["selection"] for c in base_renders(rounds, 2)] == [0.82, 0.81]
+    assert best_render(rounds)["selection"] == 0.82
 
 
 def test_unscorable_renders_are_left_out():
@@ -34,27 +40,37 @@ def test_unscorable_renders_are_left_out():
     assert scores_by_prompt(rounds) == {"b": [0.5]}
 
 
-def test_the_split_follows_seed_spread_vs_wording_spread():
-    seed_noise = {"a": [0.2, 0.9, 0.5], "b": [0.6, 0.3, 0.7]}  # same means, wide seed spread
-    wording = {"a": [0.50, 0.51, 0.50], "b": [0.90, 0.91, 0.90]}  # wordings differ, seeds don't
-    within, between = spreads(seed_noise)
-    assert between == 0.0 and within > 0
-    assert resample_count(seed_noise, 3) == 2  # luck: spend renders on seeds (one still explores)
-    assert resample_count(wording, 3) == 0  # wording: spend renders on new wordings
-    assert resample_count({"a": [0.5], "b": [0.7]}, 3) == 0  # seed spread unknown: explore
-    assert resample_count(seed_noise, 1) == 0  # one variant: it explores
+def test_only_differences_found_in_two_renders_are_revised():
+    missing = _diff("clause:2", "op=missing; shape=star")
+    luck = _diff("clause:0", "op=attribute; kind=x; want=left; drawn=center")
+    other_luck = _diff("clause:1", "op=attribute; kind=color; want=red; drawn=blue")
+    found, basis = recurring_differences([Critique(differences=[luck, missing]),
+                                          Critique(differences=[missing, other_luck]),
+                                          Critique(differences=[])])
+    assert found.differences == [missing]
+    assert basis == "1 of 3 differences recur in at least 2 of 3 renders of the best prompt"
+    # nothing recurs: the failures were luck, and the merged critique is empty
+    found, _ = recurring_differences([Critique(differences=[luck]), Critique(differences=[other_luck])])
+    assert found.differences == []
 
 
-def test_plan_never_repeats_a_wording_and_fills_with_the_best_prompt():
-    rounds = [_round(("base", 0.8), ("old", 0.5), ("other", 0.4))]
+def test_free_text_critiques_fall_back_to_the_best_render():
+    best = Critique(differences=[Difference(description="the dog should be brown")])
+    found, basis = recurring_differences([best, Critique(differences=[
+        Difference(description="the dog is black, not brown")])])
+    assert found == best and "free-text" in basis
+    # one render of the best prompt: its critique as it is
+    assert recurring_differences([best]) == (best, "the best prompt's only render")
 
-    def rewordings(prompt, n):  # an MLLM that mostly writes what was already tried
-        return [prompt, "old", "new one"][:n]
 
-    planned = plan_round(rounds, "base", "revised", 3, rewordings)
-    assert planned == ["revised", "new one", "base"]  # "old" was rendered: a re-sample instead
-    # round 1: the initial prompt and rewordings of it
-    assert plan_round([], "init", None, 3, lambda p, n: [p, "w1", "w2"][:n]) == ["init", "w1", "w2"]
+def test_plan_renders_the_revision_with_every_seed_or_resamples_the_base():
+    rounds = [_round(("base", 0.8), ("base", 0.7), ("base", 0.75))]
+    assert plan_round([], "init", None, 3) == ["init", "init", "init"]
+    assert plan_round(rounds, "base", "revised", 3) == ["revised"] * 3
+    # a wording already rendered, or no revision (nothing recurred): re-sample the base
+    assert plan_round(rounds, "base", "base", 3) == ["base"] * 3
+    later = [*rounds, _round(("revised", 0.5), ("revised", 0.4), ("revised", 0.45))]
+    assert plan_round(later, "base", None, 3) == ["base"] * 3  # the worse revision is forgotten
 
 
 @pytest.fixture(scope="module")
@@ -71,12 +87,13 @@ def test_adaptive_run_revises_the_best_prompt_at_the_same_budget(adaptive_run):
         assert record.status == "done" and record.strategy == "adaptive"
         renders = [c for r in record.rounds for c in r.candidates]
         assert len(renders) == 9 and len({c.seed for c in renders}) == 9
-        assert record.rounds[0].critique is not None and record.rounds[0].revised_prompt
+        first = record.rounds[0]
+        assert {c.prompt for c in first.candidates} == {record.initial_prompt}
+        assert first.critique is not None and "renders of the best prompt" in first.critique_basis
         for number, round_ in enumerate(record.rounds[1:], start=1):
-            earlier = {c.prompt for r in record.rounds[:number] for c in r.candidates}
-            base = best_prompt(scores_by_prompt([r.model_dump() for r in record.rounds[:number]]))
-            # a wording seen before comes back only as a re-sample of the best prompt
-            assert all(c.prompt == base for c in round_.candidates if c.prompt in earlier)
+            earlier = [r.model_dump() for r in record.rounds[:number]]
+            tried = {c["prompt"] for r in earlier for c in r["candidates"]}
             revised = record.rounds[number - 1].revised_prompt
-            if revised not in earlier:  # a new revision is rendered first
-                assert round_.candidates[0].prompt == revised
+            expected = revised if revised and revised not in tried else best_prompt(
+                scores_by_prompt(earlier))
+            assert {c.prompt for c in round_.candidates} == {expected}

@@ -53,10 +53,20 @@ def test_revise_moves_a_missing_object_first_and_rewords_a_wrong_one():
     revised = d.revise(prompt, missing, d.describe(render_scene(SCENE)))
     assert [o.shape for o in read_prompt(revised).objects] == ["square", "star"]
     wrong = Critique(differences=[Difference(
+        aspect="content", target="clause:0", change="op=attribute; kind=shape; want=star; drawn=circle",
+        description="shape")], summary="")
+    # "starburst" was not drawn: the plainest word for the same concept ("star") replaces it
+    reworded = d.revise(prompt, wrong, d.describe(render_scene(SCENE)))
+    assert "starburst" in prompt and "starburst" not in reworded and " star " in reworded
+    assert read_prompt(reworded).objects == read_prompt(prompt).objects
+    # a plainest word that failed is kept ("the word was not the problem")
+    plain = Critique(differences=[Difference(
         aspect="color", target="clause:0", change="op=attribute; kind=color; want=dark red; drawn=gray",
         description="colour")], summary="")
-    reworded = d.revise(prompt, wrong, d.describe(render_scene(SCENE)))
-    assert reworded != prompt and read_prompt(reworded).objects == read_prompt(prompt).objects
+    assert d.revise(prompt, plain, d.describe(render_scene(SCENE))) == prompt
+    # rephrase="next" (the describer before issue 26) tries the next phrasing in its list
+    cycling = SimDescriber(idiolect=0, rephrase="next")
+    assert "dark scarlet" in cycling.revise(prompt, plain, d.describe(render_scene(SCENE)))
     one_off = Critique(differences=[Difference(
         target="clause:0", change="op=attribute; kind=x; want=left; drawn=center", description="x")],
         summary="")

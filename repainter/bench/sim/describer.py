@@ -15,8 +15,11 @@ gain from feedback about what the T2I model got wrong, never from a finer second
   each names the prompt clause it concerns (``target = clause:<k>``) and what was drawn;
 * ``revise``: acts on the critique: a missing object's clause moves to the front (late words are
   the first a model drops) and the prompt turns terse when several are missing; a concept drawn
-  wrong gets another phrasing (the model may not know the word); a size or place drawn one step
-  off is asked one step further the other way (compensating the model's own scale);
+  wrong gets another phrasing (the model may not know the word): with ``rephrase="plainer"``
+  (the default) the plainest one, as a capable MLLM falls back on common words (a plainest word
+  that failed is kept: the word was not the problem); with ``"next"`` the next phrasing in its
+  list; a size or place drawn one
+  step off is asked one step further the other way (compensating the model's own scale);
 * ``judge``: 1-5 from the perceived agreement.
 
 It never reads the T2I model's lexicon or the world grammar, and never sees ground truth.
@@ -64,6 +67,8 @@ from repainter.schemas import (
     SceneObject,
 )
 
+#: How a revision rephrases a concept drawn wrong (see ``revise`` above).
+REPHRASE = ("plainer", "next")
 #: Words beyond which the describer shortens a prompt that lost objects.
 LONG_PROMPT_WORDS = 40
 _LEVELS = {"size": SIZE_LEVELS, "x": X_LEVELS, "y": Y_LEVELS}
@@ -105,19 +110,22 @@ class SimDescriber(MLLMBackend):
     kind = "sim-describer"
 
     def __init__(self, resolution: int = 224, noise: float = 1.0, seed: int = 0,
-                 idiolect: int = 0, max_differences: int = 10):
+                 idiolect: int = 0, max_differences: int = 10, rephrase: str = "plainer"):
+        if rephrase not in REPHRASE:
+            raise ValueError(f"sim-describer rephrase must be one of {REPHRASE}, not {rephrase!r}")
         if not 32 <= int(resolution) <= 1024:
             raise ValueError("sim-describer resolution must be between 32 and 1024 pixels")
         if noise < 0:
             raise ValueError("sim-describer noise must be >= 0")
         self.resolution, self.noise, self.seed = int(resolution), float(noise), int(seed)
         self.idiolect, self.max_differences = int(idiolect), int(max_differences)
+        self.rephrase = rephrase
         self._calls: dict[str, int] = {}
 
     def identity(self) -> dict[str, Any]:
         return {"backend": self.kind, "resolution": self.resolution, "noise": self.noise,
                 "seed": self.seed, "idiolect": self.idiolect,
-                "max_differences": self.max_differences}
+                "max_differences": self.max_differences, "rephrase": self.rephrase}
 
     def _count(self, role: str) -> None:
         self._calls[role] = self._calls.get(role, 0) + 1
@@ -232,7 +240,7 @@ class SimDescriber(MLLMBackend):
             k = _clause_index(diff.target, len(objects))
             if op == "background" and plan.background is not None:
                 for key in _background_keys(plan.background):
-                    choices[key] = choices.get(key, 0) + 1
+                    _rephrase(choices, key, self.rephrase)
             elif op == "missing":
                 missing += 1
                 if k is None:
@@ -241,10 +249,10 @@ class SimDescriber(MLLMBackend):
                     objects.append(concept)
                     k = len(objects) - 1
                 else:
-                    choices[f"shape:{objects[k].shape}"] = choices.get(f"shape:{objects[k].shape}", 0) + 1
+                    _rephrase(choices, f"shape:{objects[k].shape}", self.rephrase)
                 front.append(k)
             elif op == "attribute" and k is not None:
-                objects[k] = _fix_attribute(objects[k], kv, choices)
+                objects[k] = _fix_attribute(objects[k], kv, choices, self.rephrase)
         order = list(dict.fromkeys([*front, *range(len(objects))]))
         terse = plan.terse or (missing >= 2 and len(prompt.split()) > LONG_PROMPT_WORDS)
         revised = PromptPlan(plan.background, [objects[i] for i in order], choices, terse)
@@ -295,7 +303,13 @@ def _clause_index(target: str, n: int) -> int | None:
     return k if 0 <= k < n else None
 
 
-def _fix_attribute(obj: ObjectConcept, kv: dict[str, str], choices: dict[str, int]) -> ObjectConcept:
+def _rephrase(choices: dict[str, int], key: str, policy: str) -> None:
+    """Another phrasing of ``key``'s concept: the plainest, or the next one."""
+    choices[key] = 0 if policy == "plainer" else choices.get(key, 0) + 1
+
+
+def _fix_attribute(obj: ObjectConcept, kv: dict[str, str], choices: dict[str, int],
+                   policy: str = "plainer") -> ObjectConcept:
     """Another phrasing for a concept drawn wrong; one step further for a size / place one off."""
     kind, want, drawn = kv.get("kind"), kv.get("want"), kv.get("drawn")
     if kind not in ("shape", "color", "size", "x", "y", "style") or want is None:
@@ -306,8 +320,7 @@ def _fix_attribute(obj: ObjectConcept, kv: dict[str, str], choices: dict[str, in
         step = names.index(want) - names.index(drawn)
         if abs(step) == 1:  # drawn one step off: ask one step further the other way
             return replace(obj, **{kind: shift_level(_LEVELS[kind], current, step)})
-    key = f"{kind}:{current}"
-    choices[key] = choices.get(key, 0) + 1
+    _rephrase(choices, f"{kind}:{current}", policy)
     return obj
 
 
