@@ -52,6 +52,12 @@ def test_revise_moves_a_missing_object_first_and_rewords_a_wrong_one():
         description="missing")], summary="")
     revised = d.revise(prompt, missing, d.describe(render_scene(SCENE)))
     assert [o.shape for o in read_prompt(revised).objects] == ["square", "star"]
+    # the missing object, not drawn at all, is written in its plainest words
+    missed = SimDescriber(idiolect=3)
+    fancy = missed.rewrite_prompt("", d.describe(render_scene(SCENE)))
+    assert "golden box at the low right-hand" in fancy
+    assert missed.revise(fancy, missing, d.describe(render_scene(SCENE))).startswith(
+        "A medium-sized yellow square at the lower right,")
     wrong = Critique(differences=[Difference(
         aspect="content", target="clause:0", change="op=attribute; kind=shape; want=star; drawn=circle",
         description="shape")], summary="")

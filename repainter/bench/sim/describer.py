@@ -17,8 +17,8 @@ gain from feedback about what the T2I model got wrong, never from a finer second
   the first a model drops) and the prompt turns terse when several are missing; a concept drawn
   wrong gets another phrasing (the model may not know the word): with ``rephrase="plainer"``
   (the default) the plainest one, as a capable MLLM falls back on common words (a plainest word
-  that failed is kept: the word was not the problem); with ``"next"`` the next phrasing in its
-  list; a size or place drawn one
+  that failed is kept: the word was not the problem), and a missing object is described in its
+  plainest words; with ``"next"`` the next phrasing in its list (and a missing object's shape); a size or place drawn one
   step off is asked one step further the other way (compensating the model's own scale);
 * ``judge``: 1-5 from the perceived agreement.
 
@@ -248,6 +248,10 @@ class SimDescriber(MLLMBackend):
                                             kv.get("style", "flat"))
                     objects.append(concept)
                     k = len(objects) - 1
+                    if self.rephrase == "plainer":
+                        _rephrase_object(choices, objects[k])
+                elif self.rephrase == "plainer":  # not drawn at all: every word of it plainer
+                    _rephrase_object(choices, objects[k])
                 else:
                     _rephrase(choices, f"shape:{objects[k].shape}", self.rephrase)
                 front.append(k)
@@ -306,6 +310,12 @@ def _clause_index(target: str, n: int) -> int | None:
 def _rephrase(choices: dict[str, int], key: str, policy: str) -> None:
     """Another phrasing of ``key``'s concept: the plainest, or the next one."""
     choices[key] = 0 if policy == "plainer" else choices.get(key, 0) + 1
+
+
+def _rephrase_object(choices: dict[str, int], obj: ObjectConcept) -> None:
+    """Every concept of ``obj`` in its plainest words."""
+    for kind in ("color", "shape", "size", "style", "x", "y"):
+        _rephrase(choices, f"{kind}:{getattr(obj, kind)}", "plainer")
 
 
 def _fix_attribute(obj: ObjectConcept, kv: dict[str, str], choices: dict[str, int],
