@@ -97,3 +97,13 @@ def test_adaptive_run_revises_the_best_prompt_at_the_same_budget(adaptive_run):
             expected = revised if revised and revised not in tried else best_prompt(
                 scores_by_prompt(earlier))
             assert {c.prompt for c in round_.candidates} == {expected}
+
+
+def test_critique_renders_is_a_loop_setting_written_only_when_set():
+    spec = build_spec({"loop": {"strategy": "adaptive", "critique_renders": 5}})
+    assert spec.loop.critique_renders == 5
+    assert spec.model_dump()["loop"]["critique_renders"] == 5
+    # the default stays out of spec.yaml, so older specs keep their text and fingerprint
+    assert "critique_renders" not in build_spec({}).model_dump()["loop"]
+    with pytest.raises(ValueError):
+        build_spec({"loop": {"critique_renders": 0}})

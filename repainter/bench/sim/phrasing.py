@@ -10,7 +10,8 @@ critiquing, judging and revising:
 
 Every concept has several phrasings ("crimson", "deep red", "maroon" for ``dark red``). The
 describer prefers one of them per concept (its idiolect, fixed by ``idiolect``), and its revision
-tries the next phrasing of a concept the T2I model did not draw. An idiolect uses the plainest
+falls back on the plainest phrasing of a concept the T2I model did not draw (or, with
+``rephrase="next"``, tries the next one). An idiolect uses the plainest
 phrasing of a concept half of the time (decided per concept by a fixed hash), else another one. This module never imports the
 simulated T2I model's lexicon (:mod:`repainter.bench.sim.lexicon`): the two languages overlap only as
 much as two independently written English vocabularies do. :func:`read_prompt` reads back only

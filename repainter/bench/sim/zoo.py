@@ -59,7 +59,7 @@ TRUE_ORDER = (
     "oracle prompt (the ground-truth scene in the describer's words), over the world's 32 "
     "scenes x seeds 0-2, by simulation (repainter.bench.sim.zoo.true_quality), with no detector "
     "and no loop. A leaderboard ranks what the loop reaches, and the loop repairs some failures "
-    "more than others: rewording repairs unknown words (the next synonym) and dropped late "
+    "more than others: rewording repairs unknown words (the plainest synonym) and dropped late "
     "objects (their clause moves forward); selection among renders filters per-render failures "
     "(binding, places, counts, bias); nothing repairs a short token budget on crowded scenes. "
     "So a required ladder's adjacent rungs must differ in true quality by at least the gap the "
