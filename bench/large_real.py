@@ -60,7 +60,8 @@ def build_folder(folder: Path, references: int, models: int, real: int) -> dict:
     started = time.process_time()
     result = run(spec, case_ids=[_case_id(n) for n in range(real)])
     real_seconds = time.process_time() - started
-    cases = folder / "run" / "cases"
+    run_dir = folder / "run"
+    cases = run_dir / "cases"
     sizes = []
     for model_dir in sorted(p for p in cases.iterdir() if p.is_dir()):
         texts = {n: (model_dir / f"{_case_id(n)}.json").read_text(encoding="utf-8")
@@ -70,8 +71,24 @@ def build_folder(folder: Path, references: int, models: int, real: int) -> dict:
             source = n % real  # the case ids are unique strings: replacing them renames the case
             text = texts[source].replace(_case_id(source), _case_id(n))
             (model_dir / f"{_case_id(n)}.json").write_text(text, encoding="utf-8")
+    _link_images(run_dir, references, real)
     return {"real_cases": len(result.records), "real_cpu_seconds": real_seconds,
             "record_kb": sum(sizes) / len(sizes) / 1024, "records": references * models}
+
+
+def _link_images(run_dir: Path, references: int, real: int) -> None:
+    """The cycled cases' reference and renders: hard links to their source case's files, so
+    the report finds (and sizes) every image it shows, as in a real run."""
+    for n in range(real, references):
+        pairs = [(run_dir / "references" / f"{_case_id(n % real)}.png",
+                  run_dir / "references" / f"{_case_id(n)}.png")]
+        for model_dir in (run_dir / "images").iterdir():
+            source = model_dir / _case_id(n % real)
+            pairs += [(png, model_dir / _case_id(n) / png.name) for png in source.glob("*.png")]
+        for source, target in pairs:
+            if source.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.link(source, target)
 
 
 def _measure(argv: list[str]) -> dict:
@@ -120,8 +137,8 @@ def markdown(built: dict, steps: dict, references: int, models: int) -> str:
         f"{models}-model run of the built-in world (default loop 3 x 3, metrics and simulated "
         f"MLLM) ran its first {built['real_cases'] // models} references "
         f"({built['real_cpu_seconds']:.1f} CPU s), and its records were cycled under new case "
-        "ids (their images exist only for those references: the report shows the others' tiles "
-        "as missing). Each command runs in its own process; CPU s is its user + system time and "
+        "ids (their reference and renders hard links to the source case's files, so the report "
+        "finds and sizes every image it shows). Each command runs in its own process; CPU s is its user + system time and "
         "peak RSS its own, both including Python's start and the imports; \"run.json wall s\" "
         "is what the command recorded as its `wall_seconds`.",
         "",

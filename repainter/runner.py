@@ -33,7 +33,15 @@ from repainter.failures import FailFast, RunFailedError, failures_line, group_fa
 from repainter.images import reference_digest
 from repainter.logging_setup import logging_events, run_log
 from repainter.preflight import preflight
-from repainter.record_index import AnyRecord, LazyRecords, finished_cases, full_records, write_index
+from repainter.record_index import (
+    AnyRecord,
+    LazyRecords,
+    Slimmer,
+    collector_paused,
+    finished_cases,
+    slim_records,
+    write_index,
+)
 from repainter.records import CaseRecord
 from repainter.records.leaderboard import LeaderboardRow
 from repainter.records.render_flags import render_flags_by_model
@@ -69,8 +77,10 @@ class RunPlan:
     #: their summaries from the record index where the file did not change.
     reused: dict[CaseTask, AnyRecord]
     info: RunInfo
-    #: Records of the cases this run executed, as the executor delivered them.
+    #: Records of the cases this run executed, kept slim (the files hold them whole).
     finished: dict[CaseTask, CaseRecord] = field(default_factory=dict)
+    #: Makes the slim records the run holds (sharing their equal parts).
+    slim: Slimmer = field(default_factory=Slimmer)
     started: float = field(default_factory=time.perf_counter)
     #: Set to stop the run early (fail-fast): executors start no new case once it is set.
     stop: threading.Event = field(default_factory=threading.Event)
@@ -133,7 +143,8 @@ def run(
                 plan.info.update(cases={**counts, "total": len(plan.items) * len(plan.models)},
                                  failures=group_failures(list(plan.finished.values())))
                 raise RunFailedError(plan.stopped_because)
-            result = finalize(plan, counts, execution, loop_seconds)
+            with collector_paused():  # 20,000 records read and held: see collector_paused
+                result = finalize(plan, counts, execution, loop_seconds)
             logger.info("run finished: %s", result.info.cases.model_dump(exclude_none=True))
             _raise_if_nothing_finished(result)
             return result
@@ -147,7 +158,8 @@ def _raise_if_nothing_finished(result: RunResult) -> None:
         return
     line = failures_line([g.model_dump() for g in info.failures], info.cases.total)
     logger.warning(line)
-    if not any(r.done for r in result.records):
+    records = getattr(result.records, "summaries", lambda: result.records)()  # none read
+    if not any(r.done for r in records):
         raise RunFailedError(f"no case finished: {line}", result)
 
 
@@ -167,7 +179,9 @@ def prepare(spec: RunSpec | str | Path | None = None, overrides: list[str] = (),
         by_id = {item.id: item for item in items}
         items = [by_id[case_id] for case_id in case_ids if case_id in by_id]
     models = [c.display_name for c in spec.t2i]
-    existing = finished_cases(store)  # the index, and a read of every record not in it
+    slim = Slimmer()
+    with collector_paused():  # the index, and a read of every record not in it
+        existing = finished_cases(store, slim)
     reused = {CaseTask(m, i.id): existing[(m, i.id)] for i in items for m in models
               if (m, i.id) in existing}
     for task in changed_references(store, items, reused):  # redone: its scores are of another image
@@ -177,7 +191,7 @@ def prepare(spec: RunSpec | str | Path | None = None, overrides: list[str] = (),
         logger.warning(info.warnings[-1])
     stages = plan_stages(spec.runtime.schedule, models, items, set(reused))
     return RunPlan(spec=spec, store=store, items=items, models=models, stages=stages,
-                   reused=reused, info=info)
+                   reused=reused, info=info, slim=slim)
 
 
 def changed_references(store: RunStore, items: list[DatasetItem],
@@ -280,7 +294,7 @@ def execute(plan: RunPlan, emit: EventCallback,
             if task in seen:  # a case delivered twice (e.g. a retried worker) counts once
                 return
             seen.add(task)
-            plan.finished[task] = record
+            plan.finished[task] = plan.slim(record)  # a large run holds none whole
             counts["done" if record.done else "failed"] += 1
             emit(case_event(record))
             reason = fail_fast.observe(record)
@@ -301,11 +315,13 @@ def execute(plan: RunPlan, emit: EventCallback,
 
 def finalize(plan: RunPlan, counts: dict[str, int], execution: Execution,
              loop_seconds: float) -> RunResult:
-    """Results, leaderboard, run.json and the report, from one read of the run's records.
+    """Results, leaderboard, run.json and the report, from one read of the run's records, each
+    kept slim (:class:`repainter.record_index.SlimRecord`: memory stays a fraction of the
+    records' size).
 
     A re-run that ran nothing and whose records did not change reads none of them: results,
-    leaderboard, report and run.json's per-record fields are current, and the result's records
-    are read only if asked for (:class:`repainter.record_index.LazyRecords`)."""
+    leaderboard, report and run.json's per-record fields are current. The result's records are
+    read from their files only if asked for (:class:`repainter.record_index.LazyRecords`)."""
     store, info = plan.store, plan.info
     planned = plan_records(plan)
     digest = store.records_digest(plan.models, [(r.model, r.case_id) for r in planned])
@@ -316,11 +332,11 @@ def finalize(plan: RunPlan, counts: dict[str, int], execution: Execution,
                and (store.root / "leaderboard.json").exists()
                and (store.root / REPORT_DIR / "index.html").exists())
     if current:
-        records: Sequence[CaseRecord] = LazyRecords(store, planned)
+        records: Sequence[CaseRecord] = planned
         leaderboard = read_leaderboard(store.root).models
         per_record = {key: getattr(previous, key) for key in ("render_flags", "metrics", "failures")}
     else:
-        records = full_records(store, planned)
+        records = slim_records(store, planned, plan.slim)
         store.write_results_jsonl(records)
         leaderboard = build_leaderboard(records, plan.models)
         write_leaderboard(leaderboard, store.root, records)
@@ -337,8 +353,8 @@ def finalize(plan: RunPlan, counts: dict[str, int], execution: Execution,
         store.write_run_info(info)
     else:  # the report shows run.json's wall time: that time stops before the report
         _report_and_track(plan, records, leaderboard)
-    return RunResult(run_dir=store.root, spec=plan.spec, records=records, leaderboard=leaderboard,
-                     info=info)
+    return RunResult(run_dir=store.root, spec=plan.spec, records=LazyRecords(store, records),
+                     leaderboard=leaderboard, info=info)
 
 
 def _per_record_fields(records: list[CaseRecord]) -> dict[str, Any]:

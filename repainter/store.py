@@ -535,10 +535,10 @@ class RunStore:
         modification time) and of the model order: a leaderboard or report built at the same
         digest is current. One stat per record, no read."""
         digest = hashlib.sha256("\n".join(models).encode())
+        root = str(self.root)  # strings, not Paths: a 5,000 x 4 run stats 20,000 files
         for model, case_id in sorted(cases):
-            path = self._record_path(model, case_id)
             try:
-                info = path.stat()
+                info = os.stat(os.path.join(root, self.record_relpath(model, case_id)))
             except FileNotFoundError:
                 continue
             digest.update(f"{model}\0{case_id}:{info.st_size}:{info.st_mtime_ns}\n".encode())

@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 import io
+import os
+import struct
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -41,14 +43,24 @@ class ReportImages:
         return self._cache[relpath]
 
     def _resolve(self, relpath: str) -> dict[str, Any] | None:
-        pure = PurePosixPath(relpath)
+        parts = relpath.split("/")
         # only plain relative paths inside the run folder (records are data, not trusted URLs)
-        if pure.is_absolute() or ".." in pure.parts or ":" in relpath or "\\" in relpath:
+        if relpath.startswith("/") or ".." in parts or ":" in relpath or "\\" in relpath:
             return None
-        source = self.run_dir / pure
-        if not source.is_file():
+        # as PurePosixPath spells it, in string operations: a 5,000 x 4 report resolves 25,000
+        posix = "/".join(part for part in parts if part not in ("", ".")) or "."
+        path = os.path.join(self.run_dir, posix)
+        size = _png_size(path)
+        if size is None and not os.path.isfile(path):
             return {"src": None, "href": None, "missing": relpath}
-        href = "../" + pure.as_posix()
+        href = "../" + posix
+        if size is not None and max(size) <= THUMB_SOURCE_MAX:  # most renders: no decoder opened
+            return {"src": href, "href": href, "missing": None}
+        return self._thumbnail(relpath, posix, href)
+
+    def _thumbnail(self, relpath: str, posix: str, href: str) -> dict[str, Any]:
+        """The image as shown: itself where it is small, else a thumbnail made once."""
+        pure, source = PurePosixPath(posix), self.run_dir / posix
         try:
             with Image.open(source) as img:
                 width, height = img.size
@@ -65,6 +77,21 @@ class ReportImages:
         except OSError:
             return {"src": None, "href": href, "missing": relpath}
         return {"src": "thumbs/" + pure.with_suffix(".jpg").as_posix(), "href": href, "missing": None}
+
+
+_PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _png_size(path: str) -> tuple[int, int] | None:
+    """Width and height from a PNG's header (24 bytes, no decoder); None for anything else."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(24)
+    except OSError:
+        return None
+    if len(head) < 24 or head[:8] != _PNG or head[12:16] != b"IHDR":
+        return None
+    return struct.unpack(">II", head[16:24])
 
 
 def write_plots(run_dir: Path, records: list[CaseRecord], models: list[str],

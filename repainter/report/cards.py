@@ -19,7 +19,7 @@ from repainter.records import (
 from repainter.report.assets import REPORT_DIR, ReportImages
 from repainter.report.diff import compact_diff, diff_stats, word_diff
 from repainter.report.formatting import fmt, fmt_seconds, fmt_signed
-from repainter.report.plots import sparkline_points
+from repainter.report.plots import sparkline_points, sparkline_svg
 from repainter.schemas import ImageUnderstandingTree
 from repainter.store import RunStore, slug
 
@@ -142,39 +142,57 @@ def _iut_view(iut: ImageUnderstandingTree | None) -> dict[str, Any] | None:
 
 def _model_case_view(record: CaseRecord, images: ReportImages, colour: str,
                      metric_order: list[str], detailed: bool = True) -> dict[str, Any]:
-    best, round1 = record.best, record.round1_best
-    round1_selection = record.round1_selection
-    final = record.final_scores
+    view = _overview_model_view(record, images, colour, metric_order, detailed)
+    if not detailed:  # an overview card shows only the above: 20,000 of them stay cheap
+        return view
+    round1 = record.round1_best
+    return {
+        **view,
+        "traceback": record.traceback,
+        "round1_image": images(round1.image) if round1 else None,
+        "round1_scores": dict(_score_items(round1.scores if round1 else {}, metric_order)),
+        "judgement": record.judgement,
+        "decision": _decision_view(record.decision, images),
+        "curve": [fmt(v) for v in record.best_ever_by_round],
+        "stop_reason": record.stop_reason,
+        "draft_prompt": record.draft_prompt,
+        "initial_prompt": record.initial_prompt,
+        "rounds": _rounds_view(record, images, metric_order),
+        "seconds": fmt_seconds(sum(record.timings.values())) if record.timings else None,
+        "rescored": record.rescored,
+    }
+
+
+#: Final scores an overview card's summary line shows (the detailed card shows them all).
+OVERVIEW_SCORES = 3
+
+
+def _overview_model_view(record: CaseRecord, images: ReportImages, colour: str,
+                         metric_order: list[str], detailed: bool) -> dict[str, Any]:
+    """What every card shows of one model's outcome (the summary line and the best render)."""
+    best, round1_selection = record.best, record.round1_selection
     selection = record.final_score("selection")
-    curve = record.best_ever_by_round
+    sparkline = sparkline_points(record.best_ever_by_round)
+    scores = _score_items({k: v for k, v in record.final_scores.items() if k != "selection"},
+                          metric_order, None if detailed else OVERVIEW_SCORES)
     return {
         "model": record.model,
         "colour": colour,
         "status": record.status,
         "error": record.error,
-        "traceback": record.traceback,
         "best_image": images(best.image) if best else None,
         "best_round": best.round if best else None,
         "best_variant": best.variant if best else None,
         "best_prompt": best.prompt if best else None,
-        "round1_image": images(round1.image) if round1 else None,
         "round1_selection": fmt(round1_selection),
         "selection": selection,
         "selection_text": fmt(selection),
         "gain": fmt_signed(selection - round1_selection)
         if selection is not None and round1_selection is not None else None,
-        "final_scores": _score_items({k: v for k, v in final.items() if k != "selection"}, metric_order),
-        "round1_scores": dict(_score_items(round1.scores if round1 else {}, metric_order)),
-        "judgement": record.judgement,
-        "decision": _decision_view(record.decision, images),
-        "sparkline": sparkline_points(curve),
-        "curve": [fmt(v) for v in curve],
-        "stop_reason": record.stop_reason,
-        "draft_prompt": record.draft_prompt,
-        "initial_prompt": record.initial_prompt,
-        "rounds": _rounds_view(record, images, metric_order) if detailed else [],
-        "seconds": fmt_seconds(sum(record.timings.values())) if record.timings else None,
-        "rescored": record.rescored,
+        "final_scores": scores,
+        "sparkline": sparkline,
+        "sparkline_svg": sparkline_svg(sparkline, colour),
+        "rounds": [],
     }
 
 
@@ -244,6 +262,7 @@ def _critique_view(critique: CritiqueRecord | None) -> dict[str, Any] | None:
     return {"summary": critique.summary, "differences": differences}
 
 
-def _score_items(scores: dict[str, Any], order: list[str]) -> list[tuple[str, str]]:
+def _score_items(scores: dict[str, Any], order: list[str], limit: int | None = None
+                 ) -> list[tuple[str, str]]:
     keys = [k for k in order if k in scores] + sorted(k for k in scores if k not in order)
-    return [(k, fmt(scores[k], 1 if k.startswith("judge_") else 3)) for k in keys]
+    return [(k, fmt(scores[k], 1 if k.startswith("judge_") else 3)) for k in keys[:limit]]

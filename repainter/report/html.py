@@ -22,6 +22,7 @@ facts) and :mod:`~repainter.report.cards` (the case cards).
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from repainter.images import atomic_write_bytes
+from repainter.record_index import collector_paused, read_slim_records
 from repainter.records import CaseRecord, dump_record
 from repainter.records.leaderboard import LeaderboardRow
 from repainter.report.assets import REPORT_DIR, ReportImages, write_plots
@@ -76,8 +78,11 @@ def _load_spec(run_dir: Path):
         return None
 
 
+@functools.lru_cache(maxsize=1)
 def template_environment() -> Environment:
-    """The report pages' Jinja2 environment (autoescape on, strict undefined, ``fmt`` filter)."""
+    """The report pages' Jinja2 environment (autoescape on, strict undefined, ``fmt`` filter);
+    one per process, so that a template is compiled once, not once per page (Jinja reloads a
+    template whose file changed)."""
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=True,
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["fmt"] = fmt
@@ -107,7 +112,7 @@ def write_report(run_dir: str | Path, *, max_cases: int = MAX_CASES,
         from repainter.report.grid import rebuild_grid_report
 
         return rebuild_grid_report(run_dir, spec)
-    with run_folder_lock(run_dir, "report", create=False):
+    with run_folder_lock(run_dir, "report", create=False), collector_paused():
         context = build_report_context(run_dir, max_cases=max_cases, max_detailed=max_detailed,
                                        records=records, leaderboard=leaderboard)
         path = run_dir / REPORT_DIR / "index.html"
@@ -120,7 +125,7 @@ def write_report(run_dir: str | Path, *, max_cases: int = MAX_CASES,
         for stale in (run_dir / REPORT_DIR).glob("cases-*.html"):  # an earlier, longer run's
             if stale.name not in {p["href"] for p in context["pages"]}:
                 stale.unlink(missing_ok=True)
-        if not context["light"]:  # made from the records themselves: index them for next time
+        if context["records_from"] != "index":  # made from the records: index them for next time
             write_card_index(run_dir, _load_spec(run_dir), context["records"])
     return path
 
@@ -138,7 +143,7 @@ def build_report_context(run_dir: str | Path, *, max_cases: int = MAX_CASES,
     run_dir = Path(run_dir)
     store = RunStore(run_dir)
     spec = _load_spec(run_dir)
-    records, light = load_report_records(store, spec, records)
+    records, records_from = load_report_records(store, spec, records)
     models = [t.display_name for t in spec.t2i] if spec is not None else []
     models += sorted({r.model for r in records} - set(models))
     records = [r for r in records if r.model in models]
@@ -147,11 +152,13 @@ def build_report_context(run_dir: str | Path, *, max_cases: int = MAX_CASES,
     correction = spec.correction if spec is not None else "holm"
     tables = saved_tables(store, models, records)
     if tables is None:
-        if light:  # computing needs what the card index leaves out (the rounds per case)
-            records, light = [r for r in store.records() if r.model in models], False
+        if records_from == "index":  # computing needs what the card index leaves out (rounds)
+            records, records_from = read_slim_records(store), "slim"
+            records = [r for r in records if r.model in models]
         tables = compute_tables(records, models, leaderboard, correction)
     plots = write_plots(run_dir, records, models, tables)
     info = store.read_run_info()
+    light = records_from != "full"  # the detailed cards read the records' files
     cases = cases_view(run_dir, store, records, light, models, colours, metric_order,
                        max_cases, max_detailed)
     return {
@@ -168,6 +175,7 @@ def build_report_context(run_dir: str | Path, *, max_cases: int = MAX_CASES,
         "max_cases": max_cases,
         "records": records,
         "light": light,
+        "records_from": records_from,
         "max_detailed": max_detailed,
         "rescored": info.rescored or [],
         "spec_yaml": _read_text(run_dir / SPEC_FILE),

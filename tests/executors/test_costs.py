@@ -139,6 +139,7 @@ def test_a_finished_rerun_recomputes_nothing_until_a_record_changes(tmp_path, mo
 
 
 def test_report_of_an_unchanged_run_reads_its_card_index_not_every_record(tmp_path, monkeypatch):
+    import repainter.report.card_index as card_index
     import repainter.report.html as html
     from repainter.store import RunStore
 
@@ -146,8 +147,10 @@ def test_report_of_an_unchanged_run_reads_its_card_index_not_every_record(tmp_pa
     runner.run(spec)
     before = (spec.run_dir / "report" / "index.html").read_text()
     full_reads, detailed = [], []
-    records, read_one = RunStore.records, RunStore.read_case_record
-    monkeypatch.setattr(RunStore, "records", lambda self: full_reads.append(1) or records(self))
+    records, read_one = card_index.read_slim_records, RunStore.read_case_record
+    counted = lambda store: full_reads.append(1) or records(store)  # noqa: E731
+    monkeypatch.setattr(card_index, "read_slim_records", counted)
+    monkeypatch.setattr(html, "read_slim_records", counted)
     monkeypatch.setattr(RunStore, "read_case_record",
                         lambda self, *key: detailed.append(key) or read_one(self, *key))
     html.write_report(spec.run_dir, max_detailed=1)
