@@ -72,9 +72,9 @@ def _higher_is_better(run_dir: Path, metric: str, override: bool | None) -> bool
         return True
     name = metric
     try:
-        from repainter.spec import load_spec
+        from repainter.spec import load_run_spec
 
-        spec = load_spec(run_dir / "spec.yaml")
+        spec = load_run_spec(run_dir / "spec.yaml")
         name = next((m.name for m in spec.metrics if m.display_name == metric), metric)
     except Exception:  # an older or hand-made folder: fall back to the label itself
         pass
@@ -97,11 +97,11 @@ def _value(candidate: CandidateRecord, metric: str) -> float | None:
 
 def _check_metric(run_dir: Path, metric: str, score_keys: list[str]) -> None:
     """Refuse a metric the run has no score of: it would export 0 pairs and look like success."""
-    from repainter.spec import SpecError, load_spec
+    from repainter.spec import SpecError, load_run_spec
 
     known = {"selection", *score_keys}
     try:
-        known.update(m.display_name for m in load_spec(run_dir / "spec.yaml").metrics)
+        known.update(m.display_name for m in load_run_spec(run_dir / "spec.yaml").metrics)
     except SpecError:  # an old or hand-made folder: its records say what it scored
         pass
     if metric not in known:
@@ -109,11 +109,11 @@ def _check_metric(run_dir: Path, metric: str, score_keys: list[str]) -> None:
 
 
 def _offline_world_warnings(run_dir: Path) -> list[str]:
-    from repainter.spec import SpecError, load_spec
+    from repainter.spec import SpecError, load_run_spec
     from repainter.spec_checks import offline_world_warnings
 
     try:
-        return offline_world_warnings(load_spec(run_dir / "spec.yaml"))
+        return offline_world_warnings(load_run_spec(run_dir / "spec.yaml"))
     except SpecError:  # an old or hand-made folder: judged by its cases alone
         return []
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from repainter.errors import UserError
-from repainter.spec import RunSpec, build_spec, load_spec
+from repainter.spec import RunSpec, build_spec, load_run_spec
 from repainter.store import SPEC_FILE, RunStore, slug
 
 
@@ -35,7 +35,7 @@ def _load_runs(run_dirs: list[Path]) -> list[tuple[RunStore, RunSpec]]:
     for run_dir in run_dirs:
         if not (run_dir / SPEC_FILE).exists() or not (run_dir / "cases").is_dir():
             raise UserError(f"{run_dir} is not a finished run folder (no {SPEC_FILE} or cases/)")
-        runs.append((RunStore(run_dir), load_spec(run_dir / SPEC_FILE)))
+        runs.append((RunStore(run_dir), load_run_spec(run_dir / SPEC_FILE)))
     first = runs[0][1]
     for store, spec in runs[1:]:
         if spec.fingerprint(without_models=True) != first.fingerprint(without_models=True):

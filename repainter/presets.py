@@ -37,7 +37,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             {"name": "ssim"},
         ],
         "selection": {"clip_i": 0.5, "dinov2": 0.5},
-        "loop": {"rounds": 3, "variants": 3, "revise_from": "round_best"},
+        "loop": {"rounds": 3, "variants": 3, "revise_from": "round_best", "strategy": "refine"},
     },
     "gill": {
         "metrics": [

@@ -43,7 +43,7 @@ from repainter.records.run_info import RunInfo
 from repainter.report.leaderboard import build_leaderboard, write_leaderboard
 from repainter.result import RunResult
 from repainter.scoring import finite_or_none, metric_scores, selection_score
-from repainter.spec import ComponentSpec, RunSpec, SpecError, build_spec, load_spec
+from repainter.spec import ComponentSpec, RunSpec, SpecError, build_spec, load_run_spec
 from repainter.store import SPEC_FILE, RunFolderBusyError, RunStore, run_folder_lock
 
 
@@ -241,7 +241,7 @@ def _open_run(run_dir: str | Path) -> tuple[RunStore, RunSpec]:
     spec_path = store.root / SPEC_FILE
     if not spec_path.exists():
         raise RescoreError(f"{store.root} is not a run folder (no {SPEC_FILE})")
-    return store, load_spec(spec_path)
+    return store, load_run_spec(spec_path)
 
 
 @dataclass

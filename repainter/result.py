@@ -12,7 +12,7 @@ from repainter.records import CandidateRecord, CaseRecord, DecisionRecord
 from repainter.records.leaderboard import LeaderboardRow, MetricSummary
 from repainter.records.run_info import RunInfo
 from repainter.report.leaderboard import build_leaderboard
-from repainter.spec import load_spec
+from repainter.spec import load_run_spec
 from repainter.store import SPEC_FILE, RunStore
 
 #: Ground-truth metrics the run summary reports next to the selection score.
@@ -41,7 +41,7 @@ class RunResult:
     def load(cls, run_dir: str | Path) -> RunResult:
         """Open a finished (or partly finished) run folder."""
         store = RunStore(run_dir)
-        spec = load_spec(store.root / SPEC_FILE)
+        spec = load_run_spec(store.root / SPEC_FILE)
         if spec.is_grid:  # an MLLM x T2I grid: its cells come from the per-MLLM sub-runs
             from repainter.report.grid import grid_records, grid_rows
 

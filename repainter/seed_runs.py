@@ -31,7 +31,7 @@ from repainter.records.leaderboard import LeaderboardRow
 from repainter.records.run_info import CaseCounts, RunInfo
 from repainter.report.leaderboard import build_leaderboard, compared_metrics, write_leaderboard
 from repainter.result import RunResult
-from repainter.spec import RunSpec, build_spec, load_spec
+from repainter.spec import RunSpec, build_spec, load_run_spec
 from repainter.store import SPEC_FILE, RunFolderError, RunStore, write_json
 
 #: Per-case cost columns: for a seed-aggregated row, the mean of the seeds' own values.
@@ -58,7 +58,7 @@ def run_seeds(spec: RunSpec, on_event: Callable[[dict[str, Any]], None] | None =
     that this module does not import the runner back).
     """
     existing = spec.run_dir / SPEC_FILE
-    if existing.exists() and load_spec(existing).fingerprint() != spec.fingerprint():
+    if existing.exists() and load_run_spec(existing).fingerprint() != spec.fingerprint():
         # the folder's own spec.yaml (a user's file, or another run's): never overwritten
         raise RunFolderError(f"{spec.run_dir} holds a {SPEC_FILE} of another spec; refusing "
                              "to overwrite it: choose another output folder")

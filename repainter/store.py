@@ -34,7 +34,7 @@ from repainter.images import atomic_write_bytes, fsync_folder, make_durable, png
 from repainter.records.base import RecordVersionError, dump_record, finite_or_none, load_record
 from repainter.records.case import CaseRecord, ResultLine, load_case_record
 from repainter.records.run_info import RunInfo
-from repainter.spec import RunSpec, SpecError, build_spec, load_spec
+from repainter.spec import RunSpec, SpecError, build_spec, load_run_spec
 from repainter.writer import BackgroundWriter
 
 logger = logging.getLogger(__name__)
@@ -339,7 +339,7 @@ class RunStore:
         existing = self.root / SPEC_FILE
         refuse_foreign_folder(self.root)  # a spec.yaml among the user's files: not ours
         if existing.exists():
-            previous = load_spec(existing)
+            previous = load_run_spec(existing)
             if previous.fingerprint() == spec.fingerprint():
                 if previous != spec:  # only runtime settings differ: keep the file current
                     atomic_write_bytes(existing, spec.to_yaml().encode("utf-8"))
@@ -376,7 +376,7 @@ class RunStore:
         rescored = self.read_run_info().rescored if (self.root / "run.json").exists() else None
         if not rescored or not path.exists() or any(e.get("reselect") for e in rescored):
             return spec
-        previous = load_spec(path)
+        previous = load_run_spec(path)
         added = {label for entry in rescored for label in entry.get("metrics") or []}
         own = {m.display_name for m in spec.metrics}
         extra = [m for m in previous.metrics if m.display_name in added - own]

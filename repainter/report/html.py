@@ -70,10 +70,10 @@ def _read_text(path: Path) -> str | None:
 
 
 def _load_spec(run_dir: Path):
-    from repainter.spec import SpecError, load_spec
+    from repainter.spec import SpecError, load_run_spec
 
     try:
-        return load_spec(run_dir / SPEC_FILE)
+        return load_run_spec(run_dir / SPEC_FILE)
     except (SpecError, OSError):  # a folder with a broken/missing spec still shows its records
         return None
 

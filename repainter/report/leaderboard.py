@@ -177,10 +177,10 @@ def spec_correction(run_dir: str | Path) -> str:
     """The ``correction`` of the spec saved in ``run_dir`` (Holm where there is none)."""
     path = Path(run_dir) / "spec.yaml"
     if path.exists():
-        from repainter.spec import SpecError, load_spec
+        from repainter.spec import SpecError, load_run_spec
 
         try:
-            return load_spec(path).correction
+            return load_run_spec(path).correction
         except SpecError:
             pass
     return DEFAULT_CORRECTION

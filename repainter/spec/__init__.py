@@ -13,6 +13,7 @@ The parts: the sections (:mod:`.sections`), :class:`RunSpec` (:mod:`.run_spec`),
 from repainter.spec.build import (
     apply_override,
     build_spec,
+    load_run_spec,
     load_spec,
     override_spec,
     resolve_spec,
@@ -58,6 +59,6 @@ __all__ = [
     "RESERVED_METRIC_SUFFIXES", "BudgetSpec", "ComponentSpec", "DatasetSpec", "DecisionSpec",
     "EarlyStopSpec", "FailFastSpec", "LoopSpec", "RaySpec", "RunSpec", "RuntimeSpec",
     "SpecError", "SpecModel", "Strategy", "T2ISpec", "apply_override", "build_spec",
-    "canonical_json", "load_spec", "override_spec", "preset_values", "read_spec_file",
+    "canonical_json", "load_run_spec", "load_spec", "override_spec", "preset_values", "read_spec_file",
     "reserved_label_problem", "resolve_spec", "safe_load_bounded", "unknown_key_hints",
 ]

@@ -141,9 +141,36 @@ def _validate(data: dict[str, Any]) -> RunSpec:
 
 
 def load_spec(path: str | Path | None = None, overrides: list[str] = ()) -> RunSpec:
-    """Load a spec file (YAML or TOML; none = the built-in world) and apply overrides."""
+    """Load a spec file (YAML or TOML; none = the built-in world) and apply overrides. A run
+    folder's own ``spec.yaml`` (next to its ``run.json``) is read as :func:`load_run_spec` reads
+    it, so ``--spec RUN/spec.yaml`` means what that run ran."""
     data = read_spec_file(path) if path is not None else {}
+    if path is not None and Path(path).name == "spec.yaml" and (Path(path).parent / "run.json").exists():
+        data = _with_legacy_strategy(data)
     return build_spec(data, overrides)
+
+
+def _with_legacy_strategy(data: dict[str, Any]) -> dict[str, Any]:
+    from repainter.spec.sections import LEGACY_DEFAULT_STRATEGY
+
+    loop = data.get("loop")
+    if loop is None or (isinstance(loop, dict) and "strategy" not in loop):
+        data = {**data, "loop": {"strategy": LEGACY_DEFAULT_STRATEGY, **(loop or {})}}
+    return data
+
+
+def load_run_spec(path: str | Path) -> RunSpec:
+    """The spec a run folder's ``spec.yaml`` records. Before 0.3.0 a stored spec left
+    ``loop.strategy`` out when it was the default, then ``refine``; since then it is always
+    written, so a stored spec without it ran ``refine`` (not today's default).
+
+        >>> import tempfile, pathlib
+        >>> old = pathlib.Path(tempfile.mkdtemp()) / "spec.yaml"
+        >>> _ = old.write_text("loop: {rounds: 2}")
+        >>> load_run_spec(old).loop.strategy, load_spec(old).loop.strategy
+        ('refine', 'adaptive')
+    """
+    return build_spec(_with_legacy_strategy(read_spec_file(path)))
 
 
 def resolve_spec(spec: RunSpec | str | Path | None = None, overrides: list[str] = (),

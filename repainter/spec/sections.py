@@ -52,16 +52,20 @@ class ComponentSpec(SpecModel):
         return self.label or self.name
 
 
-#: How a case spends its render budget. ``refine``: the MLLM writes variants, critiques the best
-#: render and revises its prompt every round (the method). ``best_of_n``: the initial prompt only,
-#: rendered rounds x variants times with distinct seeds; no critique, no revision (the baseline at
-#: equal render budget). ``one_shot``: the initial description's prompt rendered once.
-#: ``adaptive``: round 1 renders the initial prompt with every seed; later rounds render the
-#: revision of the best prompt so far (by mean score, not one lucky render), revised only for
-#: the differences found in several of its renders, or re-sample it when nothing recurred
-#: (:mod:`repainter.graph.strategy`).
+#: How a case spends its render budget. ``adaptive`` (the default since 0.3.0): round 1 renders
+#: the initial prompt with every seed; later rounds render the revision of the best prompt so far
+#: (by mean score, not one lucky render), revised only for the differences found in several of
+#: its renders, or re-sample it when nothing recurred (:mod:`repainter.graph.strategy`).
+#: ``refine``: the MLLM writes variants, critiques the best render and revises its prompt every
+#: round (the reference method's loop; ``preset: paper`` uses it). ``best_of_n``: the initial
+#: prompt only, rendered rounds x variants times with distinct seeds; no critique, no revision
+#: (the baseline at equal render budget). ``one_shot``: the initial description's prompt
+#: rendered once.
 Strategy = Literal["refine", "best_of_n", "one_shot", "adaptive"]
-DEFAULT_STRATEGY: Strategy = "refine"
+DEFAULT_STRATEGY: Strategy = "adaptive"
+#: The default of every spec.yaml written before 0.3.0, which left ``loop.strategy`` out when it
+#: was the default: a stored spec without the key ran this (see ``load_run_spec``).
+LEGACY_DEFAULT_STRATEGY: Strategy = "refine"
 
 #: ``loop.baseline``: the strategy every revising entry is run beside, at the same render
 #: budget, so a leaderboard can tell the gain of more samples from the gain of revision.
@@ -135,8 +139,9 @@ class LoopSpec(SpecModel):
 
     @model_serializer(mode="wrap")
     def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        return omit_defaults(handler(self), {"strategy": DEFAULT_STRATEGY, "baseline": None,
-                                             "critique_renders": 3})
+        # ``strategy`` is always written: its default changed (0.3.0), and a stored spec must
+        # say what ran (a spec.yaml without it predates the change: load_run_spec)
+        return omit_defaults(handler(self), {"baseline": None, "critique_renders": 3})
 
 
 def baseline_twin(entry: T2ISpec) -> T2ISpec:
