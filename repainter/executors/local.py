@@ -1,9 +1,10 @@
 """The local executor: cases run in this process, straight into the run folder.
 
-After every node a case's state is checkpointed to the run folder's ``checkpoints.sqlite``, so a
-run started again resumes an interrupted case at the node where it stopped; a finished case's
-checkpoints are deleted (its record is the result). Renders, checkpoints and records are written
-by one background thread, in order (:mod:`repainter.writer`): the loop never waits for a disk.
+After every node a case's state is saved to the run folder's ``checkpoints.sqlite`` (one row
+per case, :class:`repainter.executors.checkpoints.CaseProgress`), so a run started again resumes
+an interrupted case at the node where it stopped; a finished case's row is deleted (its record
+is the result). Renders, saved states and records are written by one background thread, in
+order (:mod:`repainter.writer`): the loop never waits for a disk.
 ``runtime.concurrency`` references are in flight at once (threads; MLLM calls overlap, T2I
 batches are throttled); ``auto`` (the default) keeps as many as keep the T2I device busy
 (:mod:`repainter.executors.pacing`), and each stage reports how busy the device was and
@@ -30,7 +31,7 @@ from repainter.executors.base import (
     mllm_adaptations,
     releases_after,
 )
-from repainter.executors.checkpoints import QueuedSaver
+from repainter.executors.checkpoints import CaseProgress, QueuedSaver
 from repainter.executors.pacing import Pacer, memory_cap, mllm_limit, stage_line
 from repainter.executors.worker import CaseTask, CaseWorker
 
@@ -59,7 +60,9 @@ class LocalExecutor:
                 # power cut can drop the last checkpoints), and commits need no fsync each.
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
-                worker = CaseWorker(ctx, components, QueuedSaver(SqliteSaver(conn), writer))
+                saver = SqliteSaver(conn)
+                worker = CaseWorker(ctx, components, QueuedSaver(saver, writer),
+                                    CaseProgress(conn, writer, saver.serde, saver.lock))
                 for stage in plan.stages:
                     if plan.stop.is_set():
                         break

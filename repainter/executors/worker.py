@@ -12,6 +12,7 @@ import logging
 import re
 import traceback
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,7 @@ from repainter.backends.base import CURRENT_PROMPT_BUDGET
 from repainter.components import Components
 from repainter.failures import FailureKind, classify
 from repainter.graph import RunContext, build_graph
+from repainter.graph.build import NODE_DONE, SequentialGraph
 from repainter.graph.nodes import case_adaptations
 from repainter.images import ImageLoadError, load_image, reference_digest
 from repainter.records import CaseRecord
@@ -46,11 +48,33 @@ class CaseTask:
 
 
 class CaseWorker:
-    """Runs whole cases through the graph with one set of components."""
+    """Runs whole cases through the graph with one set of components.
 
-    def __init__(self, ctx: RunContext, components: Components, checkpointer=None):
+    With ``progress`` (:class:`repainter.executors.checkpoints.CaseProgress`), a fresh case runs
+    its nodes one after another (:class:`repainter.graph.build.SequentialGraph`, no LangGraph
+    step machinery) and its state is saved after every node; a case with saved progress, or
+    with checkpoints (of an earlier version, or of this process), goes on through the compiled
+    graph checkpointed by ``checkpointer``, from its last finished node.
+    """
+
+    def __init__(self, ctx: RunContext, components: Components, checkpointer=None,
+                 progress=None):
         self.ctx, self.components, self.checkpointer = ctx, components, checkpointer
-        self.graph = build_graph(ctx, checkpointer)
+        self.progress = progress if checkpointer is not None else None
+        self._graph = None  # compiled on first use: with progress, only a resumed case needs it
+        self.sequential = SequentialGraph(ctx) if self.progress is not None else None
+        # threads the checkpointed graph ran in this process; checkpoints left by an earlier
+        # version (looked up once: a fresh case then costs no checkpoint query)
+        self._checkpointed: set[str] = set()
+        self._legacy = self.progress is not None and _has_checkpoints(checkpointer)
+        self._saved_references: dict[str, Future[str]] = {}  # case id -> hash of its saved copy
+
+    @property
+    def graph(self):
+        """The compiled graph, checkpointed by the worker's checkpointer."""
+        if self._graph is None:
+            self._graph = build_graph(self.ctx, self.checkpointer)
+        return self._graph
 
     @property
     def store(self) -> RunStore:
@@ -67,12 +91,13 @@ class CaseWorker:
     def _run(self, task: CaseTask, emit: EventCallback) -> CaseRecord:
         item = self.ctx.items[task.case_id]
         try:
-            previous = _stored_reference_sha256(self.store, task.case_id)
-            digest = reference_digest(self.ctx.reference(task.case_id).image)
+            self._check_reference(task)
         except Exception as exc:  # a broken input fails its cases, not the run
             return record_failure(self.store, task.model, item, exc, stage="load reference")
-        if previous is not None and previous != digest:
-            self._restart_changed_reference(task)
+
+        def digest() -> str:
+            return self.ctx.reference_sha256(task.case_id)
+
         try:
             self._stream(task, emit, digest)
         except Exception as exc:
@@ -86,6 +111,17 @@ class CaseWorker:
         self.prune(task)
         return record
 
+    def _check_reference(self, task: CaseTask) -> None:
+        """Load the case's reference (hashed off the loop) and start the case over if it is not
+        the copy an earlier attempt saved. That copy is read back once per process: later cases
+        of the reference (other models) find the copy this process checked or saved."""
+        known = self._saved_references.get(task.case_id)
+        previous = known.result() if known else _stored_reference_sha256(self.store, task.case_id)
+        digest = self.ctx.reference_hash(task.case_id)  # saves the copy if there is none
+        if previous is not None and previous != digest.result():
+            self._restart_changed_reference(task)
+        self._saved_references[task.case_id] = digest
+
     def _restart_changed_reference(self, task: CaseTask) -> None:
         """The reference changed since an interrupted attempt: its description, saved copy and
         this case's checkpoints describe the old image, so the case starts from scratch (other
@@ -96,7 +132,7 @@ class CaseWorker:
         self.store.save_reference(task.case_id, self.ctx.reference(task.case_id).image)
         self.prune(task)
 
-    def _stream(self, task: CaseTask, emit: EventCallback, digest: str) -> None:
+    def _stream(self, task: CaseTask, emit: EventCallback, digest: Callable[[], str]) -> None:
         rounds = self.ctx.spec.loop.rounds
         config = {
             "configurable": {"thread_id": task.thread_id},
@@ -110,35 +146,72 @@ class CaseWorker:
         # the MLLM writes prompts for this model's prompt budget (tokens its text encoder reads)
         budget = getattr(self.ctx.t2i[task.model], "prompt_budget", None)
         budget_token = CURRENT_PROMPT_BUDGET.set(budget() if callable(budget) else None)
+        progress = self.progress
+        done_token = NODE_DONE.set(None if progress is None else
+                                   lambda node, state: progress.save(task.thread_id, node, state))
         try:
-            snapshot = self.graph.get_state(config) if self.checkpointer is not None else None
-            if (snapshot is not None and snapshot.next
-                    and snapshot.values.get("reference_sha256", digest) != digest):
-                self.prune(task)  # checkpoints of an older reference: start over
-                snapshot = self.graph.get_state(config)
-            resume = snapshot is not None and snapshot.next
-            # the graph's input is (case_id, model); its describe node records the digest
-            payload = None if resume else {"case_id": task.case_id, "model": task.model}
-            for update in self.graph.stream(payload, config, stream_mode="updates"):
+            graph, payload = self._start(task, config, digest)
+            updates = (graph.stream(payload, config["recursion_limit"])
+                       if isinstance(graph, SequentialGraph)
+                       else graph.stream(payload, config, stream_mode="updates"))
+            for update in updates:
                 selected = update.get("select")
                 if selected:
                     emit({"event": "round", "model": task.model, "case_id": task.case_id,
                           "round": selected["round"], "of": rounds,
                           "best": (selected.get("best") or {}).get("selection")})
         finally:
+            NODE_DONE.reset(done_token)
             CURRENT_PROMPT_BUDGET.reset(budget_token)
             CURRENT_CASE.reset(token)
 
+    def _start(self, task: CaseTask, config: dict, digest: Callable[[], str]
+               ) -> tuple[Any, dict | None]:
+        """The graph to run the case in and its input: None resumes the case's checkpoint.
+        Saved state of another reference than ``digest()`` is dropped: the case starts over."""
+        # the graph's input is (case_id, model); its describe node records the digest
+        fresh = {"case_id": task.case_id, "model": task.model}
+        if self.checkpointer is None:
+            return self.graph, fresh
+        if self.progress is None or self._legacy or task.thread_id in self._checkpointed:
+            snapshot = self.graph.get_state(config)
+            if snapshot.next and snapshot.values.get("reference_sha256", digest()) != digest():
+                self.prune(task)  # checkpoints of an older reference: start over
+            elif snapshot.next:
+                return self.graph, None
+        if self.progress is None:
+            return self.graph, fresh
+        saved = self.progress.load(task.thread_id)
+        if saved is not None and saved[1].get("reference_sha256", digest()) != digest():
+            self.prune(task)
+            saved = None
+        if saved is None:
+            return self.sequential, fresh
+        node, state = saved  # a checkpoint as if the node had just run: the graph goes on
+        self._checkpointed.add(task.thread_id)
+        self.graph.update_state(config, state, as_node=node)
+        return self.graph, None
+
     def prune(self, task: CaseTask) -> None:
         """Drop a finished case's intermediate checkpoints: its record is the result now."""
-        if self.checkpointer is not None and hasattr(self.checkpointer, "delete_thread"):
+        checkpointed = (self.progress is None or self._legacy
+                        or task.thread_id in self._checkpointed)
+        if checkpointed and hasattr(self.checkpointer, "delete_thread"):
             self.checkpointer.delete_thread(task.thread_id)
+        self._checkpointed.discard(task.thread_id)
+        if self.progress is not None:
+            self.progress.delete(task.thread_id)
 
     def forget(self, case_id: str) -> None:
         self.ctx.forget(case_id)
 
     def release(self, model: str) -> dict[str, Any]:
         return self.components.release(model)
+
+
+def _has_checkpoints(checkpointer) -> bool:
+    """Whether ``checkpointer`` holds any checkpoint (of any case)."""
+    return next(iter(checkpointer.list(None, limit=1)), None) is not None
 
 
 def _stored_reference_sha256(store: RunStore, case_id: str) -> str | None:

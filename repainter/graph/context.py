@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,9 +13,14 @@ from PIL import Image
 
 from repainter.backends.base import Metric, MLLMBackend, Reference, T2IBackend
 from repainter.datasets import DatasetItem
-from repainter.images import check_not_constant, load_image
+from repainter.images import check_not_constant, load_image, reference_digest
 from repainter.spec import RunSpec
 from repainter.store import RunStore, slug
+
+
+@functools.cache
+def _hashing() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="reference-hash")
 
 
 def case_seed(run_seed: int, case_id: str, round_number: int, variant: int) -> int:
@@ -40,6 +47,8 @@ class RunContext:
     # and that walk hold _renders_lock (another thread inserting mid-walk would break it).
     _renders: dict[str, Image.Image] = field(default_factory=dict, repr=False)
     _renders_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # Pixel hashes of the loaded references, hashed once in a helper thread (see below)
+    _digests: dict[str, Future[str]] = field(default_factory=dict, repr=False)
 
     def reference(self, case_id: str) -> Reference:
         if case_id not in self.references:
@@ -50,6 +59,19 @@ class RunContext:
             self.store.save_reference(case_id, reference.image)
             self.references[case_id] = reference
         return self.references[case_id]
+
+    def reference_sha256(self, case_id: str) -> str:
+        """The pixel hash of the case's reference (:func:`reference_digest`), hashed once."""
+        return self.reference_hash(case_id).result()
+
+    def reference_hash(self, case_id: str) -> Future[str]:
+        """The reference's pixel hash, started in a helper thread (hashlib lets go of the GIL
+        while it hashes): the case goes on meanwhile, off the hash's path (issue 28)."""
+        future = self._digests.get(case_id)
+        if future is None:
+            image = self.reference(case_id).image
+            future = self._digests[case_id] = _hashing().submit(reference_digest, image)
+        return future
 
     def prepared(self, case_id: str, metric: Metric) -> Any:
         """The reference's features for ``metric``, computed once per case."""
@@ -73,6 +95,7 @@ class RunContext:
     def forget(self, case_id: str) -> None:
         """Drop a finished case's reference and features to keep memory flat over long runs."""
         self.references.pop(case_id, None)
+        self._digests.pop(case_id, None)
         self._prepared.pop(case_id, None)
         marker = f"/{slug(case_id)}/"
         with self._renders_lock:

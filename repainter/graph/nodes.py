@@ -13,7 +13,6 @@ from repainter.backends.metric_identity import metric_identity
 from repainter.backends.mllm.adaptations import merge as merge_adaptations
 from repainter.graph.context import RunContext
 from repainter.graph.state import Candidate, CaseState, RoundRecord, round_best_candidate
-from repainter.images import reference_digest
 from repainter.prompts import render_prompt
 from repainter.records import CaseRecord
 from repainter.records.render_flags import summarise_flags
@@ -48,7 +47,7 @@ def describe(state: CaseState, ctx: RunContext) -> dict[str, Any]:
         ctx.store.save_description(case_id, stored)
     # recorded here, not passed in: the graph's input is only (case_id, model), and a resume
     # compares it with the reference as it is then (repainter.runner)
-    return {"iut": stored, "reference_sha256": reference_digest(ctx.reference(case_id).image)}
+    return {"iut": stored, "reference_sha256": ctx.reference_sha256(case_id)}
 
 
 def compose_prompt(state: CaseState, ctx: RunContext) -> dict[str, Any]:
