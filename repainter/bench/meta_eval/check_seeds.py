@@ -36,6 +36,8 @@ SEED_HISTORY: tuple[tuple[tuple[int, ...], str], ...] = (
     ((0, 1, 2, 3), "issue 26, second design: the adaptive loop's critique of several renders and "
                    "the describer's plainer rephrasing were designed on 0-1 (tuned on; 2-3 "
                    "looked at in a stand-alone simulation)"),
+    ((6902, 6903, 6904), "bench/loop_vs_best_of_n.py at commit 742dbf0: the 32-scene check of "
+                         "issue 26's second design (ADAPTIVE_LOOP.md)"),
 )
 USED_SEEDS = frozenset(seed for seeds, _ in SEED_HISTORY for seed in seeds)
 #: Drawn seeds lie in [SEED_FLOOR, SEED_CEILING): clear of the small seeds people pick by hand.
