@@ -34,7 +34,7 @@ from repainter.images import atomic_write_bytes, fsync_folder, make_durable, png
 from repainter.records.base import RecordVersionError, dump_record, finite_or_none, load_record
 from repainter.records.case import CaseRecord, ResultLine, load_case_record
 from repainter.records.run_info import RunInfo
-from repainter.spec import RunSpec, SpecError, build_spec, load_run_spec
+from repainter.spec import RunSpec, SpecError, build_spec, load_run_spec, strategy_change_hint
 from repainter.writer import BackgroundWriter
 
 logger = logging.getLogger(__name__)
@@ -359,8 +359,8 @@ class RunStore:
                 return False
             raise RunFolderError(
                 f"{self.root} holds a run of a different spec "
-                f"({previous.fingerprint()} vs {spec.fingerprint()}); choose another "
-                "output_dir, or delete the folder to start over"
+                f"({previous.fingerprint()} vs {spec.fingerprint()}){strategy_change_hint(previous, spec)}; "
+                "choose another output_dir, or delete the folder to start over"
             )
         self.root.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(existing, spec.to_yaml().encode("utf-8"))

@@ -29,7 +29,7 @@ def test_a_baseline_adds_one_best_of_n_twin_per_revising_entry(tmp_path):
     twin = spec.t2i[3]
     assert (twin.name, twin.params, spec.strategy_of(twin.display_name)) == (
         "sim", {"binding_leak": 0.6}, "best_of_n")
-    assert spec.strategy_of("sim-b") == "refine"
+    assert spec.strategy_of("sim-b") == "adaptive"  # the default loop
 
 
 def test_twins_are_not_written_into_spec_yaml_and_read_back_once(tmp_path):

@@ -10,8 +10,8 @@ What may differ is said here, nowhere else:
   the dataset's absolute path (``source``), the git commit, and run.json (all of it: timings and
   environment; its stable keys are checked apart) and the report's repainter version;
 * the spec's fingerprint in the report: the fixture spec pins defaults that changed since (the
-  MLLM's ``rephrase: next`` and ``loop.strategy: refine``, issue 26; the strategy is always
-  written since), which changes the spec's text and hash, not what runs;
+  MLLM's ``rephrase: next`` and ``loop.strategy: refine``, issue 26), which changes the spec's
+  hash, not what runs;
 * fields that moved, listed in :data:`MOVED` (old key -> where it lives now), and
   ``schema_version`` (a moved field is a new version);
 * fields added on purpose since, listed in :data:`NEW_CASE_FIELDS` (checked to be there, then
@@ -102,8 +102,6 @@ def _html(path: Path) -> str:
     # the spec shown: the fixture pins the describer's old revision, written out here alone
     text = text.replace("mllm:\n  name: sim-describer\n  params:\n    rephrase: next\n",
                         "mllm:\n  name: sim-describer\n  params: {}\n")
-    # the strategy is written out since 0.3.0 (its default changed): the fixture pins refine
-    text = text.replace("    target: null\n  strategy: refine\n", "    target: null\n")
     # the fingerprint hashes the spec, whose fixture now pins the describer's revision of the
     # time (``rephrase: next``, issue 26): the run is the same, the spec text is not
     for fact in ("wall time", "started", "git commit", "repainter", "fingerprint"):

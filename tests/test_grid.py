@@ -31,8 +31,10 @@ def grid_spec(tmp_path, mllm, t2i=(GOOD, BAD), cases=2, **extra) -> RunSpec:
 def test_single_mllm_specs_keep_their_fingerprint():
     # values computed on main before issue 17 (commit ccf55a7): old run folders still resume;
     # the metrics and selection are that commit's defaults (issue 11 later added texture_energy)
+    # and that commit's loop (refine: the default until 0.3.0, which a stored spec.yaml
+    # without loop.strategy still means, repainter.spec.load_run_spec)
     before = {"metrics": ["lab_layout", "ssim", "color_histogram", "scene_truth"],
-              "selection": {"lab_layout": 1.0}}
+              "selection": {"lab_layout": 1.0}, "loop": {"strategy": "refine"}}
     assert RunSpec(**before).fingerprint() == "a855023a51c0b8ef"
     assert RunSpec(t2i=["sim", "procedural"], mllm="procedural-mllm",
                    **before).fingerprint() == "f562963c8c983bd3"

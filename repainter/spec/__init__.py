@@ -17,6 +17,7 @@ from repainter.spec.build import (
     load_spec,
     override_spec,
     resolve_spec,
+    strategy_change_hint,
 )
 from repainter.spec.files import (
     MAX_SPEC_BYTES,
@@ -60,5 +61,5 @@ __all__ = [
     "EarlyStopSpec", "FailFastSpec", "LoopSpec", "RaySpec", "RunSpec", "RuntimeSpec",
     "SpecError", "SpecModel", "Strategy", "T2ISpec", "apply_override", "build_spec",
     "canonical_json", "load_run_spec", "load_spec", "override_spec", "preset_values", "read_spec_file",
-    "reserved_label_problem", "resolve_spec", "safe_load_bounded", "unknown_key_hints",
+    "reserved_label_problem", "resolve_spec", "strategy_change_hint", "safe_load_bounded", "unknown_key_hints",
 ]

@@ -160,9 +160,9 @@ def _with_legacy_strategy(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_run_spec(path: str | Path) -> RunSpec:
-    """The spec a run folder's ``spec.yaml`` records. Before 0.3.0 a stored spec left
-    ``loop.strategy`` out when it was the default, then ``refine``; since then it is always
-    written, so a stored spec without it ran ``refine`` (not today's default).
+    """The spec a run folder's ``spec.yaml`` records. A stored spec leaves ``loop.strategy``
+    out when it is ``refine`` (the default before 0.3.0, so older specs keep their text and
+    fingerprint), so a stored spec without it ran ``refine``, not today's default.
 
         >>> import tempfile, pathlib
         >>> old = pathlib.Path(tempfile.mkdtemp()) / "spec.yaml"
@@ -171,6 +171,16 @@ def load_run_spec(path: str | Path) -> RunSpec:
         ('refine', 'adaptive')
     """
     return build_spec(_with_legacy_strategy(read_spec_file(path)))
+
+
+def strategy_change_hint(previous: RunSpec, spec: RunSpec) -> str:
+    """Why a run folder's spec and a new one differ when it is the loop strategy, whose default
+    changed in 0.3.0 (empty when it is not)."""
+    if previous.loop.strategy == spec.loop.strategy:
+        return ""
+    return (f": that run's loop.strategy is {previous.loop.strategy}, this one's "
+            f"{spec.loop.strategy} (the default became adaptive in 0.3.0; --set "
+            f"loop.strategy={previous.loop.strategy} resumes it)")
 
 
 def resolve_spec(spec: RunSpec | str | Path | None = None, overrides: list[str] = (),

@@ -63,8 +63,8 @@ class ComponentSpec(SpecModel):
 #: rendered once.
 Strategy = Literal["refine", "best_of_n", "one_shot", "adaptive"]
 DEFAULT_STRATEGY: Strategy = "adaptive"
-#: The default of every spec.yaml written before 0.3.0, which left ``loop.strategy`` out when it
-#: was the default: a stored spec without the key ran this (see ``load_run_spec``).
+#: The default before 0.3.0. A stored spec.yaml leaves ``loop.strategy`` out exactly when it is
+#: this one (as specs always did), so a stored spec without the key ran it (``load_run_spec``).
 LEGACY_DEFAULT_STRATEGY: Strategy = "refine"
 
 #: ``loop.baseline``: the strategy every revising entry is run beside, at the same render
@@ -139,9 +139,11 @@ class LoopSpec(SpecModel):
 
     @model_serializer(mode="wrap")
     def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        # ``strategy`` is always written: its default changed (0.3.0), and a stored spec must
-        # say what ran (a spec.yaml without it predates the change: load_run_spec)
-        return omit_defaults(handler(self), {"baseline": None, "critique_renders": 3})
+        # ``strategy`` is left out when it is refine, the default before 0.3.0, so those specs
+        # keep their spec.yaml and fingerprint; a stored spec without it ran refine
+        # (load_run_spec), while a spec a user writes without it gets today's default
+        return omit_defaults(handler(self), {"strategy": LEGACY_DEFAULT_STRATEGY,
+                                             "baseline": None, "critique_renders": 3})
 
 
 def baseline_twin(entry: T2ISpec) -> T2ISpec:

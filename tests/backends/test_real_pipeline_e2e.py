@@ -64,7 +64,8 @@ def test_real_backends_run_the_same_graph_through_the_cli(
             "ssim",
         ],
         "selection": {"clip_i": 0.5, "dinov2": 0.5},
-        "loop": {"rounds": 2, "variants": 2},
+        # refine: its variants are the long prompts whose truncation is checked below
+        "loop": {"rounds": 2, "variants": 2, "strategy": "refine"},
     }
     spec_path = tmp_path / "spec.yaml"
     spec_path.write_text(yaml.safe_dump(spec))

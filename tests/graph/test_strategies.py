@@ -1,4 +1,5 @@
-"""Loop strategies: the method (refine) and its baselines at equal render budget."""
+"""Loop strategies: the reference method's loop (refine), the default (adaptive) and the
+baselines at equal render budget."""
 
 import json
 
@@ -14,7 +15,7 @@ def strategies_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("strategies") / "run"
     return run(build_spec({
         "preset": "world", "output_dir": str(out), "dataset": {"limit": 3}, "loop": {"rounds": 2, "variants": 2},
-        "t2i": [{"name": "procedural", "label": "refine"},
+        "t2i": [{"name": "procedural", "label": "refine", "strategy": "refine"},
                 {"name": "procedural", "label": "best-of-n", "strategy": "best_of_n"},
                 {"name": "procedural", "label": "one-shot", "strategy": "one_shot"}],
     }))
@@ -69,20 +70,35 @@ def test_refine_still_critiques_and_the_leaderboard_tests_the_gain(strategies_ru
     assert "strategy: best_of_n" in (strategies_run.run_dir / "spec.yaml").read_text()
 
 
-def test_refine_spec_and_records_are_unchanged_by_the_new_key():
+def test_the_default_strategy_is_adaptive_and_every_spec_says_which_ran(tmp_path):
     spec = build_spec({})
-    assert "strategy" not in spec.to_yaml() and "seeds" not in spec.to_yaml()
-    assert spec.strategy_of("procedural") == "refine"
-    assert build_spec({"loop": {"strategy": "refine"}}).fingerprint() == spec.fingerprint()
+    assert spec.strategy_of("procedural") == "adaptive"
+    assert "strategy: adaptive" in spec.to_yaml() and "seeds" not in spec.to_yaml()
+    assert build_spec({"loop": {"strategy": "adaptive"}}).fingerprint() == spec.fingerprint()
+    # the reference method's preset keeps its own loop
+    assert build_spec({"preset": "paper"}).loop.strategy == "refine"
+    # a run folder's spec.yaml from before 0.3.0 left the default (refine) out: it still
+    # means refine, so that run is never resumed with another loop
+    from repainter.spec import load_run_spec, load_spec
+
+    old = tmp_path / "run" / "spec.yaml"
+    old.parent.mkdir()
+    old.write_text(build_spec({"loop": {"strategy": "refine"}}).to_yaml().replace(
+        "  strategy: refine\n", ""))
+    assert "strategy" not in old.read_text()
+    assert load_run_spec(old).loop.strategy == "refine"
+    assert load_spec(old).loop.strategy == "adaptive"  # no run.json: the user's own file
+    (old.parent / "run.json").write_text("{}")
+    assert load_spec(old).loop.strategy == "refine"  # --spec RUN/spec.yaml: what that run ran
 
 
-def test_explicit_refine_runs_exactly_the_default_loop(tmp_path):
+def test_explicit_adaptive_runs_exactly_the_default_loop(tmp_path):
     def records(folder, extra):
         spec = build_spec({"preset": "world", "output_dir": str(tmp_path / folder), "dataset": {"limit": 1},
                            "loop": {"rounds": 2, "variants": 2, **extra}})
         return [r.comparable() for r in run(spec).records]
 
-    assert records("default", {}) == records("explicit", {"strategy": "refine"})
+    assert records("default", {}) == records("explicit", {"strategy": "adaptive"})
 
 
 def test_cli_strategy_flag_is_recorded_in_the_spec(tmp_path):
@@ -101,3 +117,19 @@ def test_cli_strategy_flag_is_recorded_in_the_spec(tmp_path):
     assert record.strategy == "one_shot" and len(record.rounds) == 1
     bad = CliRunner().invoke(app, ["run", "--strategy", "twice", "-o", str(tmp_path / "x")])
     assert bad.exit_code == 2
+
+
+def test_an_old_refine_run_is_not_resumed_with_the_new_default(tmp_path):
+    from repainter.store import RunFolderError, RunStore
+
+    folder = tmp_path / "run"
+    old = build_spec({"output_dir": str(folder), "dataset": {"limit": 1},
+                      "loop": {"rounds": 1, "variants": 1, "strategy": "refine"}})
+    run(old)
+    text = (folder / "spec.yaml").read_text()
+    (folder / "spec.yaml").write_text(text.replace("  strategy: refine\n", ""))  # as before 0.3.0
+    fresh = build_spec({"output_dir": str(folder), "dataset": {"limit": 1},
+                        "loop": {"rounds": 1, "variants": 1}})
+    with pytest.raises(RunFolderError, match="loop.strategy=refine resumes it"):
+        RunStore(folder).init(fresh)
+    assert RunStore(folder).init(old) is True  # the same run, resumed
