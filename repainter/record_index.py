@@ -159,7 +159,7 @@ def finished_cases(store: RunStore, slim: Slimmer | None = None
     index = read_index(store)
     slim = slim or Slimmer()
     found: dict[tuple[str, str], AnyRecord] = {}
-    for path in sorted((store.root / "cases").glob("*/*.json")):
+    for path in store.record_paths():
         entry = index.get(path.relative_to(store.root).as_posix())
         record: AnyRecord | None = None
         if entry is not None and len(entry) == 9:
@@ -209,12 +209,8 @@ def full_records(store: RunStore, records: Iterable[AnyRecord]) -> list[CaseReco
 def read_slim_records(store: RunStore) -> list[SlimRecord]:
     """Every readable case record of the folder, slim (as :meth:`RunStore.records`, which holds
     them whole)."""
-    slim, out = Slimmer(), []
-    for path in sorted((store.root / "cases").glob("*/*.json")):
-        record = store._read_record(path)
-        if record is not None:
-            out.append(slim(record))
-    return out
+    slim = Slimmer()
+    return [slim(record) for record in store.iter_records()]
 
 
 def slim_records(store: RunStore, records: Iterable[AnyRecord],

@@ -524,11 +524,16 @@ class RunStore:
         record = self.read_case_record(model, case_id)
         return record is not None and record.done
 
+    def record_paths(self) -> list[Path]:
+        """The case record files, in run-folder order."""
+        return sorted((self.root / "cases").glob("*/*.json"))
+
+    def iter_records(self) -> Iterator[CaseRecord]:
+        """Every readable case record, one at a time (unreadable files: :meth:`_read_record`)."""
+        return (r for r in map(self._read_record, self.record_paths()) if r is not None)
+
     def records(self) -> list[CaseRecord]:
-        """Every readable case record; unreadable files are skipped and listed in
-        :attr:`unreadable` (relative paths), each named once in a warning."""
-        records = (self._read_record(p) for p in sorted((self.root / "cases").glob("*/*.json")))
-        return [r for r in records if r is not None]
+        return list(self.iter_records())  # every readable case record, held in a list
 
     def records_digest(self, models: list[str], cases: list[tuple[str, str]]) -> str:
         """A fingerprint of the records of ``cases`` ((model, case id) pairs) as files (size,
@@ -543,10 +548,6 @@ class RunStore:
                 continue
             digest.update(f"{model}\0{case_id}:{info.st_size}:{info.st_mtime_ns}\n".encode())
         return digest.hexdigest()[:16]
-
-    def finished_records(self) -> dict[tuple[str, str], CaseRecord]:
-        """The records with status "done", by (model, case id): the cases a run reuses."""
-        return {(r.model, r.case_id): r for r in self.records() if r.done}
 
     # -- run-level files -------------------------------------------------------------------
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -105,9 +104,7 @@ class BackgroundWriter:
         with self._changed:
             self._changed.wait_for(lambda: self._jobs or self._closing)
             if self._jobs and not (self._urgent or self._closing):
-                deadline = time.monotonic() + self._linger
-                self._changed.wait_for(lambda: self._urgent or self._closing,
-                                       timeout=max(0.0, deadline - time.monotonic()))
+                self._changed.wait_for(lambda: self._urgent or self._closing, timeout=self._linger)
             self._urgent = False
             if not self._jobs:
                 return None

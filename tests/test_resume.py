@@ -11,6 +11,7 @@ import yaml
 
 import repainter
 from repainter.runner import run
+from repainter.testing.t2i_faults import CrashOnce
 
 CASES = 12
 
@@ -54,25 +55,6 @@ def test_sigkilled_run_resumes_and_skips_finished_cases(tmp_path):
     assert info.cases.done == CASES - len(before)
 
 
-class _CrashOnce:
-    """Wraps a T2I backend; raises on the n-th generate call, once."""
-
-    def __init__(self, inner, crash_on_call: int):
-        self.inner, self.crash_on_call, self.calls = inner, crash_on_call, 0
-
-    def generate(self, prompts, seeds):
-        self.calls += 1
-        if self.calls == self.crash_on_call:
-            raise RuntimeError("simulated crash in the T2I worker")
-        return self.inner.generate(prompts, seeds)
-
-    def identity(self):
-        return self.inner.identity()
-
-    def close(self):
-        pass
-
-
 def test_interrupted_case_resumes_at_the_node_that_failed(small_spec, monkeypatch):
     import repainter.executors.prepare as prepare_module
 
@@ -83,7 +65,7 @@ def test_interrupted_case_resumes_at_the_node_that_failed(small_spec, monkeypatc
         def prepare(spec, store):
             ctx, items, components = original(spec, store)
             if crash:  # the first case's second generate call (its round 2) crashes
-                ctx.t2i = {label: _CrashOnce(b, crash_on_call=2) for label, b in ctx.t2i.items()}
+                ctx.t2i = {label: CrashOnce(b, crash_on_call=2) for label, b in ctx.t2i.items()}
             describe = ctx.mllm.describe
             ctx.mllm.describe = lambda *a, **k: describe_calls.append(1) or describe(*a, **k)
             return ctx, items, components
@@ -139,7 +121,7 @@ def test_a_reference_changed_before_the_resume_restarts_its_case(tmp_path, monke
         def prepare(spec, store):
             ctx, items, components = original(spec, store)
             if crash:
-                ctx.t2i = {k: _CrashOnce(b, crash_on_call=2) for k, b in ctx.t2i.items()}
+                ctx.t2i = {k: CrashOnce(b, crash_on_call=2) for k, b in ctx.t2i.items()}
             describe = ctx.mllm.describe
             ctx.mllm.describe = lambda image, *a, **k: (described.append(image_sha256(image))
                                                         or describe(image, *a, **k))

@@ -151,10 +151,7 @@ class CaseWorker:
                                    lambda node, state: progress.save(task.thread_id, node, state))
         try:
             graph, payload = self._start(task, config, digest)
-            updates = (graph.stream(payload, config["recursion_limit"])
-                       if isinstance(graph, SequentialGraph)
-                       else graph.stream(payload, config, stream_mode="updates"))
-            for update in updates:
+            for update in graph.stream(payload, config, stream_mode="updates"):
                 selected = update.get("select")
                 if selected:
                     emit({"event": "round", "model": task.model, "case_id": task.case_id,
@@ -173,7 +170,7 @@ class CaseWorker:
         fresh = {"case_id": task.case_id, "model": task.model}
         if self.checkpointer is None:
             return self.graph, fresh
-        if self.progress is None or self._legacy or task.thread_id in self._checkpointed:
+        if self._checkpointed_case(task):
             snapshot = self.graph.get_state(config)
             if snapshot.next and snapshot.values.get("reference_sha256", digest()) != digest():
                 self.prune(task)  # checkpoints of an older reference: start over
@@ -192,11 +189,14 @@ class CaseWorker:
         self.graph.update_state(config, state, as_node=node)
         return self.graph, None
 
+    def _checkpointed_case(self, task: CaseTask) -> bool:
+        """Whether the case may have LangGraph checkpoints: every case without saved progress,
+        and with it, those of an earlier version or resumed through the compiled graph here."""
+        return self.progress is None or self._legacy or task.thread_id in self._checkpointed
+
     def prune(self, task: CaseTask) -> None:
         """Drop a finished case's intermediate checkpoints: its record is the result now."""
-        checkpointed = (self.progress is None or self._legacy
-                        or task.thread_id in self._checkpointed)
-        if checkpointed and hasattr(self.checkpointer, "delete_thread"):
+        if self._checkpointed_case(task) and hasattr(self.checkpointer, "delete_thread"):
             self.checkpointer.delete_thread(task.thread_id)
         self._checkpointed.discard(task.thread_id)
         if self.progress is not None:

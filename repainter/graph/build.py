@@ -121,7 +121,8 @@ class SequentialGraph:
 
     For a case that starts fresh and whose progress the worker saves node by node
     (:data:`NODE_DONE`); a resumed case goes through the compiled graph and its checkpointer.
-    ``stream`` yields what the compiled graph's ``stream_mode="updates"`` yields.
+    ``stream`` is called as the compiled graph's, and yields what its ``stream_mode="updates"``
+    yields.
     """
 
     KEYS = frozenset(CaseState.__optional_keys__) | frozenset(CaseState.__required_keys__)
@@ -130,7 +131,13 @@ class SequentialGraph:
         self.ctx = ctx
         self.nodes = {node.__name__: _timed(node, ctx) for node in NODES}
 
-    def stream(self, payload: CaseInput, recursion_limit: int) -> Iterator[dict[str, dict]]:
+    def stream(self, payload: CaseInput, config: dict[str, Any],
+               stream_mode: str = "updates") -> Iterator[dict[str, dict]]:
+        """As the compiled graph's ``stream(payload, config, stream_mode="updates")`` (the only
+        mode it has); ``config["recursion_limit"]`` bounds the steps."""
+        if stream_mode != "updates":
+            raise ValueError(f"SequentialGraph streams updates only, not {stream_mode!r}")
+        recursion_limit = config["recursion_limit"]
         state: dict[str, Any] = dict(payload)
         current, steps = EDGES[START], 0
         while current != END:

@@ -81,14 +81,9 @@ def base_renders(rounds: Sequence[Mapping[str, Any]], limit: int) -> list[dict[s
     return sorted(renders, key=lambda c: -c["selection"])[:max(limit, 1)]
 
 
-def best_render(rounds: Sequence[Mapping[str, Any]], prompt: str | None = None
-                ) -> dict[str, Any] | None:
-    """The best-scoring render of ``prompt`` (default: of the best prompt)."""
-    if prompt is None:
-        return next(iter(base_renders(rounds, 1)), None)
-    renders = [c for r in rounds for c in r.get("candidates") or []
-               if c.get("prompt") == prompt and c.get("selection") is not None]
-    return max(renders, key=lambda c: c["selection"], default=None)
+def best_render(rounds: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """The best prompt's best-scoring render (what the revision rewrites)."""
+    return next(iter(base_renders(rounds, 1)), None)
 
 
 def _key(diff: Difference) -> tuple[str, ...]:

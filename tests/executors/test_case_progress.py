@@ -10,34 +10,16 @@ import repainter.executors.local as local_executor
 import repainter.executors.prepare as prepare_module
 from repainter.executors.worker import CaseWorker
 from repainter.runner import run
-
-
-class _CrashOnce:
-    """Wraps a T2I backend; raises on its second generate call (round 2 of the first case)."""
-
-    def __init__(self, inner):
-        self.inner, self.calls = inner, 0
-
-    def generate(self, prompts, seeds):
-        self.calls += 1
-        if self.calls == 2:
-            raise RuntimeError("simulated crash in the T2I worker")
-        return self.inner.generate(prompts, seeds)
-
-    def identity(self):
-        return self.inner.identity()
-
-    def close(self):
-        pass
+from repainter.testing.t2i_faults import CrashOnce
 
 
 @pytest.fixture
 def crash_first_case(monkeypatch):
     original = prepare_module.prepare_context
 
-    def prepare(spec, store):
+    def prepare(spec, store):  # the second render call is round 2 of the first case
         ctx, items, components = original(spec, store)
-        ctx.t2i = {label: _CrashOnce(backend) for label, backend in ctx.t2i.items()}
+        ctx.t2i = {label: CrashOnce(backend, crash_on_call=2) for label, backend in ctx.t2i.items()}
         return ctx, items, components
 
     monkeypatch.setattr(prepare_module, "prepare_context", prepare)

@@ -30,7 +30,7 @@ def test_the_sequential_graph_yields_what_the_compiled_graph_yields(tmp_path, st
     ctx, payload = _context(tmp_path, strategy)
     compiled = list(build_graph(ctx).stream(payload, {"recursion_limit": 40},
                                             stream_mode="updates"))
-    sequential = list(SequentialGraph(ctx).stream(payload, recursion_limit=40))
+    sequential = list(SequentialGraph(ctx).stream(payload, {"recursion_limit": 40}))
     assert [next(iter(s)) for s in sequential] == [next(iter(s)) for s in compiled]
     assert _without_timings(sequential) == _without_timings(compiled)
     assert "critique" in [next(iter(s)) for s in sequential] or strategy == "best_of_n"
@@ -41,7 +41,7 @@ def test_each_node_hands_the_state_after_it_to_the_progress_hook(tmp_path):
     saved = []
     token = NODE_DONE.set(lambda node, state: saved.append((node, state)))
     try:
-        updates = list(SequentialGraph(ctx).stream(payload, recursion_limit=40))
+        updates = list(SequentialGraph(ctx).stream(payload, {"recursion_limit": 40}))
     finally:
         NODE_DONE.reset(token)
     assert [node for node, _ in saved] == [next(iter(u)) for u in updates]
@@ -54,4 +54,4 @@ def test_each_node_hands_the_state_after_it_to_the_progress_hook(tmp_path):
 def test_a_loop_past_the_recursion_limit_stops(tmp_path):
     ctx, payload = _context(tmp_path, "refine")
     with pytest.raises(GraphRecursionError):
-        list(SequentialGraph(ctx).stream(payload, recursion_limit=5))
+        list(SequentialGraph(ctx).stream(payload, {"recursion_limit": 5}))
